@@ -1,0 +1,447 @@
+package consentmode
+
+import (
+	"crypto/sha256"
+	"net/netip"
+)
+
+// Input is one hit as the gateway received it. Every slice is borrowed:
+// Decide reads it and never keeps it.
+type Input struct {
+	Route  int    // index in Routes
+	Family Family // Routes[Route].Family, kept here so callers can test families directly
+	Kind   Kind
+
+	// PathTag is the tag id carried in the path ("1071635065" of an Ads
+	// conversion path), without the route's TagPrefix.
+	PathTag []byte
+	// Query is the raw query string, without '?'.
+	Query []byte
+	// Matrix holds Floodlight's path-matrix parameters: what follows the
+	// first ';' of the path, without a trailing '?'.
+	Matrix []byte
+	// Body is the request body: GA4 batch lines or Measurement Protocol JSON.
+	Body []byte
+	// Cookie is the raw Cookie header.
+	Cookie []byte
+	// GPC is true when the request carried Sec-GPC: 1.
+	GPC bool
+	// Region is the visitor's region from a trusted geo header, or zero.
+	Region Region
+	// Day is the current UTC day (Unix seconds / 86400), for the ephemeral ids.
+	Day int64
+	// ClientIP is the client's address as the gateway trusts it. With
+	// IPParam set (GA4 in the subdomain style) the rewritten query carries
+	// it as _uip, truncated when analytics_storage is denied.
+	ClientIP netip.Addr
+	IPParam  bool
+}
+
+// Work holds Decide's output buffers and scratch space. Reuse one per
+// goroutine (a sync.Pool in the proxy): after warm-up Decide allocates
+// nothing. The output slices are valid until the next Decide with the
+// same Work.
+type Work struct {
+	// Query, Matrix, Body and Cookie are the rewritten parts of the hit.
+	// They are meaningful only when the action is not block; Matrix only
+	// for Floodlight and Body only when the input had one. Cookie holds
+	// the Cookie header value to send (empty: send none).
+	Query, Matrix, Body, Cookie []byte
+
+	scratch  []byte // URL and value decoding
+	scratch2 []byte // e-mail detection
+	url      []byte // a URL value being rebuilt
+}
+
+func (w *Work) reset() {
+	w.Query, w.Matrix, w.Body, w.Cookie = w.Query[:0], w.Matrix[:0], w.Body[:0], w.Cookie[:0]
+}
+
+// Decision is the gateway's verdict for one tag request. The proxy acts on
+// it, explain and audit print it, the decision log and metrics record it,
+// and golden files store it. It holds no pointers, maps or slices: it is
+// free to copy and comparable with ==.
+type Decision struct {
+	Route  uint8 // index in Routes
+	Family Family
+	Action Action
+	// Consent is the enforced state of the four types and what set each.
+	Consent State
+	// Claimed is what the hit itself claimed through gcs, gcd and npa
+	// (Unset where it claimed nothing), for the over-claim report.
+	Claimed [NumTypes]Value
+	Reasons ReasonSet
+	Removed FieldSet
+	// Region is the visitor's region; PolicyRegion the region key whose
+	// rule applied (zero for the default or unknown rule).
+	Region       Region
+	PolicyRegion Region
+	// OptOut is true when a US opt-out applied (rdp=1 written back).
+	OptOut bool
+	// ServerContainer is true when the hit came from a tag configured with
+	// server_container_url: the proxy answers 204 itself.
+	ServerContainer bool
+}
+
+// Downgraded reports whether the gateway enforced denied on a type the hit claimed granted.
+func (d *Decision) Downgraded(t Type) bool {
+	return d.Claimed[t] == Granted && d.Consent.Value[t] == Denied
+}
+
+// SourceName returns the input that decided type t, as shown by explain
+// and the decision log: "gcd", "cmp_cookie:euconsent-v2", "region_default:DE", ...
+func (d *Decision) SourceName(t Type, p *Policy) string {
+	src := d.Consent.Source[t]
+	switch src {
+	case SourceCMPCookie:
+		if i := int(d.Consent.Detail[t]); i < len(p.CMPCookies) {
+			return "cmp_cookie:" + p.CMPCookies[i].Name
+		}
+	case SourceRegionDefault:
+		return "region_default:" + d.Region.String()
+	}
+	return src.String()
+}
+
+// claims holds the consent parameters of the hit, merged over every
+// occurrence (query and each batch line): a denial anywhere wins.
+type claims struct {
+	gcd, gcs, npa, mp [NumTypes]Value
+	seenGCD, seenGCS  bool
+	seenMP            bool
+	badGCD, badGCS    bool
+	badNPA, badMP     bool
+}
+
+func mergeValue(dst *Value, v Value) {
+	if v == Denied || (v == Granted && *dst == Unset) {
+		*dst = v
+	}
+}
+
+// hit is what the first pass collects besides consent claims.
+type hit struct {
+	claims
+	tagSeen    bool
+	tagBad     bool // a tag id not in the allowlist
+	pageID     []byte
+	tid        []byte
+	event      []byte
+	sst        bool
+	signalRefs // raw optional signals (TCF, US Privacy, GPP)
+}
+
+// Decide works out the consent state of the hit, the action, and (unless
+// the action is block) the rewritten hit in w. w may be nil when only the
+// Decision is wanted.
+func Decide(in *Input, p *Policy, w *Work) Decision {
+	if w == nil {
+		w = new(Work)
+	}
+	w.reset()
+	d := Decision{Route: uint8(in.Route), Family: in.Family, Region: in.Region}
+	rule, key := p.RuleFor(in.Region)
+	d.PolicyRegion = key
+	if in.Region.IsUnknown() {
+		d.Reasons.Add(ReasonRegionUnknown)
+	}
+
+	var h hit
+	scanHit(&h, in, p)
+	if in.Family == FamilyMP {
+		if !scanMP(&h, in.Body) {
+			d.Reasons.Add(ReasonInvalidBody)
+			d.Action = ActionBlock
+			return d
+		}
+	}
+	d.ServerContainer = h.sst
+	if h.sst {
+		d.Reasons.Add(ReasonServerContainer)
+	}
+
+	st := &d.Consent
+	mergeClaims(&d, &h.claims)
+	applySignals(&d, &h, in, p, &rule, w)
+	for t := range st.Value {
+		if st.Value[t] == Unset {
+			v := rule.Defaults[t]
+			if v == Unset {
+				v = Denied
+			}
+			st.Value[t], st.Source[t] = v, SourceRegionDefault
+			d.Reasons.Add(ReasonRegionDefault)
+		}
+	}
+	if !h.seenGCD && !h.seenGCS && in.Family != FamilyMP {
+		d.Reasons.Add(ReasonNoConsentSignal)
+	}
+	notApplicable(&d)
+	for t := range st.Value {
+		if d.Downgraded(Type(t)) {
+			d.Reasons.Add(ReasonConsentDowngraded)
+		}
+	}
+
+	d.Action = decideAction(&d, in, p, &h)
+	if d.Action == ActionBlock {
+		return d
+	}
+	rewrite(&d, in, p, w, &h)
+	return d
+}
+
+// scanHit reads the consent parameters and the few other values Decide
+// needs from the query, the Floodlight matrix and GA4 batch lines.
+func scanHit(h *hit, in *Input, p *Policy) {
+	scanList(h, in.Query, '&', p)
+	if in.Family == FamilyFloodlight {
+		scanList(h, in.Matrix, ';', p)
+	}
+	if in.Family == FamilyGA4 || in.Family == FamilyUA {
+		for body := in.Body; len(body) > 0; {
+			var line []byte
+			line, body, _ = cutByte(body, '\n')
+			scanList(h, trimCR(line), '&', p)
+		}
+	}
+	if len(in.PathTag) > 0 {
+		noteTag(h, in.PathTag, routeTagPrefix(in.Route), p)
+	}
+}
+
+func trimCR(b []byte) []byte {
+	if len(b) > 0 && b[len(b)-1] == '\r' {
+		return b[:len(b)-1]
+	}
+	return b
+}
+
+func routeTagPrefix(i int) string {
+	if i >= 0 && i < len(Routes) {
+		return Routes[i].TagPrefix
+	}
+	return ""
+}
+
+func scanList(h *hit, list []byte, sep byte, p *Policy) {
+	var kb [64]byte
+	for len(list) > 0 {
+		var pair []byte
+		pair, list, _ = cutByte(list, sep)
+		k, v := splitPair(pair)
+		k = normKey(&kb, k)
+		scanPair(h, k, v, p)
+	}
+}
+
+func scanPair(h *hit, k, v []byte, p *Policy) {
+	c := &h.claims
+	switch string(k) {
+	case "gcs":
+		c.seenGCS = true
+		ad, an, err := ParseGCS(v)
+		if err != nil {
+			c.badGCS = true
+			ad, an = Denied, Denied
+		}
+		mergeValue(&c.gcs[AdStorage], ad)
+		mergeValue(&c.gcs[AnalyticsStorage], an)
+	case "gcd":
+		c.seenGCD = true
+		g, err := ParseGCD(v)
+		if err != nil {
+			c.badGCD = true
+		}
+		for t := range g.Value {
+			mergeValue(&c.gcd[t], g.Value[t])
+		}
+	case "npa":
+		v, err := ParseNPA(v)
+		if err != nil {
+			c.badNPA = true
+		}
+		mergeValue(&c.npa[AdPersonalization], v)
+	case "tid", "id", "measurement_id":
+		if h.tid == nil {
+			h.tid = v
+		}
+		noteTag(h, v, "", p)
+	case "src":
+		noteTag(h, v, "DC-", p)
+	case "_p":
+		if h.pageID == nil {
+			h.pageID = v
+		}
+	case "en":
+		if h.event == nil {
+			h.event = v
+		}
+	case "richsstsse":
+		h.sst = true
+	default:
+		if len(k) > 4 && string(k[:4]) == "sst." {
+			h.sst = true
+		}
+		h.signalRefs.note(k, v)
+	}
+}
+
+// noteTag checks one tag id against the allowlist. prefix is prepended
+// for ids that travel without it (Ads conversion ids, Floodlight src).
+func noteTag(h *hit, id []byte, prefix string, p *Policy) {
+	h.tagSeen = true
+	if len(p.Tags) == 0 {
+		return
+	}
+	var buf [40]byte
+	full := append(append(buf[:0], prefix...), id...)
+	if !p.TagAllowed(full) {
+		h.tagBad = true
+	}
+}
+
+// mergeClaims turns the hit's own consent parameters into the first
+// layer of the state: denials from gcd, gcs and npa (in that order of
+// precedence for reporting), then grants from gcd and gcs.
+func mergeClaims(d *Decision, c *claims) {
+	st := &d.Consent
+	if c.badGCD {
+		d.Reasons.Add(ReasonMalformedGCD)
+	}
+	if c.badGCS {
+		d.Reasons.Add(ReasonMalformedGCS)
+	}
+	if c.badNPA {
+		d.Reasons.Add(ReasonMalformedNPA)
+	}
+	if c.badMP {
+		d.Reasons.Add(ReasonInvalidBody)
+	}
+	for t := range st.Value {
+		switch {
+		case c.gcd[t] == Denied:
+			st.deny(Type(t), SourceGCD, 0)
+		case c.gcs[t] == Denied:
+			st.deny(Type(t), SourceGCS, 0)
+		case c.npa[t] == Denied:
+			st.deny(Type(t), SourceNPA, 0)
+		case c.mp[t] == Denied:
+			st.deny(Type(t), SourceMP, 0)
+		}
+		claimed := c.gcd[t]
+		mergeValue(&claimed, c.gcs[t])
+		mergeValue(&claimed, c.npa[t])
+		mergeValue(&claimed, c.mp[t])
+		d.Claimed[t] = claimed
+	}
+	for t := range st.Value {
+		switch {
+		case c.gcd[t] == Granted:
+			st.grant(Type(t), SourceGCD)
+		case c.gcs[t] == Granted:
+			st.grant(Type(t), SourceGCS)
+		case c.mp[t] == Granted:
+			st.grant(Type(t), SourceMP)
+		}
+	}
+}
+
+// notApplicable marks the types a family does not carry. The Measurement
+// Protocol has no storage: analytics consent is the sender's, and its
+// consent object covers only the two ad data types.
+func notApplicable(d *Decision) {
+	if d.Family != FamilyMP {
+		return
+	}
+	st := &d.Consent
+	for _, t := range [...]Type{AdStorage, AnalyticsStorage} {
+		st.Value[t], st.Source[t], st.Detail[t] = Granted, SourceNotApplicable, 0
+		d.Claimed[t] = Unset
+	}
+}
+
+// relevant lists, per family, the types whose denial the family acts on.
+var relevant = [numFamilies][NumTypes]bool{
+	FamilyGA4:        {true, true, true, true},
+	FamilyAds:        {true, false, true, true},
+	FamilyFloodlight: {true, false, true, true},
+	FamilyUA:         {true, true, true, true},
+	FamilyMP:         {false, false, true, true},
+}
+
+var deniedReason = [NumTypes]Reason{ReasonAdStorageDenied, ReasonAnalyticsStorageDenied, ReasonAdUserDataDenied, ReasonAdPersonalizationDenied}
+
+// decideAction applies the per-family rules of product.md.
+func decideAction(d *Decision, in *Input, p *Policy, h *hit) Action {
+	st := &d.Consent
+	if in.Family == FamilyScript {
+		if h.tagBad || (len(p.Tags) > 0 && !h.tagSeen) {
+			d.Reasons.Add(tagReason(h))
+			return ActionBlock
+		}
+		return ActionForward
+	}
+	for t := range st.Value {
+		if relevant[in.Family][t] && st.Value[t] == Denied {
+			d.Reasons.Add(deniedReason[t])
+		}
+	}
+	if h.tagBad || (len(p.Tags) > 0 && !h.tagSeen) {
+		d.Reasons.Add(tagReason(h))
+		return ActionBlock
+	}
+	storage := AnalyticsStorage
+	switch in.Family {
+	case FamilyUA:
+		if !p.UAForward {
+			d.Reasons.Add(ReasonUASunset)
+			return ActionBlock
+		}
+	case FamilyMP:
+		if !p.MPEnabled {
+			d.Reasons.Add(ReasonMPDisabled)
+			return ActionBlock
+		}
+	case FamilyAds, FamilyFloodlight:
+		storage = AdStorage
+		kind := in.Kind
+		if kind == KindViewThrough && string(h.event) != "conversion" {
+			kind = KindRemarketing
+		}
+		if kind == KindRemarketing && st.Denied(AdPersonalization) {
+			d.Reasons.Add(ReasonRemarketingDenied)
+			return ActionBlock
+		}
+		if kind == KindFormData && st.Denied(AdUserData) {
+			d.Reasons.Add(ReasonFormDataDenied)
+			return ActionBlock
+		}
+	}
+	if in.Family != FamilyMP && st.Denied(storage) {
+		if p.Mode == ModeBasic {
+			d.Reasons.Add(ReasonBasicMode)
+			return ActionBlock
+		}
+		return ActionCookieless
+	}
+	for t := range st.Value {
+		if relevant[in.Family][t] && st.Value[t] == Denied {
+			return ActionStrip
+		}
+	}
+	return ActionForward
+}
+
+func tagReason(h *hit) Reason {
+	if h.tagBad {
+		return ReasonTagNotAllowed
+	}
+	return ReasonTagMissing
+}
+
+// ephemeralMAC is computed once per hit, when the first id needs it.
+type ephemeralMAC struct {
+	done bool
+	mac  [sha256.Size]byte
+}

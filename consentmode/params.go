@@ -1,0 +1,238 @@
+package consentmode
+
+// This file holds the byte-level helpers shared by the parsers and the
+// rewriter: splitting parameter lists, percent-decoding and -encoding, and
+// finding e-mail addresses. None of them allocates when given room.
+
+// cutByte splits b around the first sep. found is false when there is none.
+func cutByte(b []byte, sep byte) (before, after []byte, found bool) {
+	for i, c := range b {
+		if c == sep {
+			return b[:i], b[i+1:], true
+		}
+	}
+	return b, nil, false
+}
+
+// splitPair splits "key=value" into key and value (value empty without '=').
+func splitPair(pair []byte) (key, value []byte) {
+	key, value, _ = cutByte(pair, '=')
+	return key, value
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// appendUnescape appends b with %XX sequences decoded. A '+' stays a '+'
+// (so an address like a+b@example.com is seen whole) and a bad escape is
+// copied as it is. It reports whether anything was decoded.
+func appendUnescape(dst, b []byte) ([]byte, bool) {
+	changed := false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c == '%' && i+2 < len(b) {
+			hi, ok1 := unhex(b[i+1])
+			lo, ok2 := unhex(b[i+2])
+			if ok1 && ok2 {
+				dst = append(dst, hi<<4|lo)
+				i += 2
+				changed = true
+				continue
+			}
+		}
+		dst = append(dst, c)
+	}
+	return dst, changed
+}
+
+// needsKeyDecode reports whether a parameter name holds an escape.
+func needsKeyDecode(k []byte) bool {
+	for _, c := range k {
+		if c == '%' {
+			return true
+		}
+	}
+	return false
+}
+
+// normKey returns the parameter name to match rules against: k itself,
+// or k percent-decoded into buf when it holds escapes (so "c%69d" is cid,
+// as Google would read it). Keys too long for buf come back as they are:
+// they cannot decode to any name in the tables.
+func normKey(buf *[64]byte, k []byte) []byte {
+	if !needsKeyDecode(k) || len(k) > len(buf) {
+		return k
+	}
+	out, _ := appendUnescape(buf[:0], k)
+	return out
+}
+
+const upperHex = "0123456789ABCDEF"
+
+// componentSafe marks the bytes encodeURIComponent leaves alone.
+var componentSafe = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-_.!~*'()" {
+		t[c] = true
+	}
+	return t
+}()
+
+// appendEscape appends b percent-encoded the way gtag encodes values
+// (encodeURIComponent).
+func appendEscape(dst, b []byte) []byte {
+	for _, c := range b {
+		if componentSafe[c] {
+			dst = append(dst, c)
+			continue
+		}
+		dst = append(dst, '%', upperHex[c>>4], upperHex[c&15])
+	}
+	return dst
+}
+
+// mayHoldAt reports whether b could hold an '@', plainly or percent-encoded
+// at any depth (%40, %2540, %252540, ...). It is the cheap test that keeps
+// e-mail scanning off almost every value.
+func mayHoldAt(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '@':
+			return true
+		case '%':
+			j := i + 1
+			for j+1 < len(b) && b[j] == '2' && b[j+1] == '5' {
+				j += 2
+			}
+			if j+1 < len(b) && b[j] == '4' && b[j+1] == '0' {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func isLocalChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '.' || c == '_' || c == '%' || c == '+' || c == '-' || c == '\''
+}
+
+func isDomainChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-'
+}
+
+func isAlpha(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+
+// nextEmail finds the first e-mail address in b at or after from and
+// returns its bounds, or -1. An address is local@domain.tld with a
+// non-empty local part, a dot in the domain and a top-level part of two
+// or more letters.
+func nextEmail(b []byte, from int) (start, end int) {
+	for i := from; i < len(b); i++ {
+		if b[i] != '@' {
+			continue
+		}
+		s := i
+		for s > 0 && isLocalChar(b[s-1]) {
+			s--
+		}
+		if s == i {
+			continue
+		}
+		e := i + 1
+		lastDot := -1
+		for e < len(b) && isDomainChar(b[e]) {
+			if b[e] == '.' {
+				lastDot = e
+			}
+			e++
+		}
+		// Trailing dots belong to the sentence, not the domain.
+		for e > i+1 && b[e-1] == '.' {
+			e--
+			if lastDot == e {
+				lastDot = -1
+				for k := e - 1; k > i; k-- {
+					if b[k] == '.' {
+						lastDot = k
+						break
+					}
+				}
+			}
+		}
+		if lastDot <= i+1 || e-lastDot-1 < 2 {
+			continue
+		}
+		tldOK := true
+		for k := lastDot + 1; k < e; k++ {
+			if !isAlpha(b[k]) {
+				tldOK = false
+				break
+			}
+		}
+		if !tldOK {
+			continue
+		}
+		return s, e
+	}
+	return -1, -1
+}
+
+// redactedText replaces each e-mail address.
+const redactedText = "[redacted]"
+
+// appendRedactEmails appends b with every e-mail address replaced by
+// redactedText and reports whether it replaced any.
+func appendRedactEmails(dst, b []byte) ([]byte, bool) {
+	found := false
+	for i := 0; i < len(b); {
+		s, e := nextEmail(b, i)
+		if s < 0 {
+			return append(dst, b[i:]...), found
+		}
+		dst = append(dst, b[i:s]...)
+		dst = append(dst, redactedText...)
+		found = true
+		i = e
+	}
+	return dst, found
+}
+
+// holdsEmail reports whether b holds an e-mail address, looking through
+// up to three layers of percent-encoding. scratch is working space.
+func holdsEmail(b []byte, scratch *[]byte) bool {
+	if !mayHoldAt(b) {
+		return false
+	}
+	cur := b
+	for depth := 0; depth < 4; depth++ {
+		if s, _ := nextEmail(cur, 0); s >= 0 {
+			return true
+		}
+		start := len(*scratch)
+		var changed bool
+		*scratch, changed = appendUnescape(*scratch, cur)
+		if !changed {
+			return false
+		}
+		cur = (*scratch)[start:]
+	}
+	return true // still escaped after four layers: treat as holding one
+}

@@ -1,0 +1,456 @@
+package consentmode
+
+import "net/netip"
+
+// rewriter rewrites one hit according to its decision. It writes into the
+// Work buffers only.
+type rewriter struct {
+	d   *Decision
+	p   *Policy
+	w   *Work
+	h   *hit
+	in  *Input
+	eph ephemeralMAC
+
+	seenGCS, seenNPA, seenRDP, seenUIP bool
+}
+
+// rewrite fills w with the hit as it may leave.
+func rewrite(d *Decision, in *Input, p *Policy, w *Work, h *hit) {
+	rw := rewriter{d: d, p: p, w: w, h: h, in: in}
+	switch in.Family {
+	case FamilyFloodlight:
+		w.Matrix = rw.list(w.Matrix, in.Matrix, ';')
+		w.Matrix = rw.addWriteBack(w.Matrix, ';')
+		w.Query = rw.list(w.Query, in.Query, '&')
+	default:
+		w.Query = rw.list(w.Query, in.Query, '&')
+		w.Query = rw.addWriteBack(w.Query, '&')
+		if in.IPParam && in.ClientIP.IsValid() {
+			w.Query = rw.addIP(w.Query)
+		}
+	}
+	if len(in.Body) > 0 {
+		switch in.Family {
+		case FamilyGA4, FamilyUA:
+			w.Body = rw.lines(w.Body, in.Body)
+		case FamilyMP:
+			w.Body = rw.mpBody(w.Body, in.Body)
+		default:
+			w.Body = append(w.Body, in.Body...)
+		}
+	}
+	w.Cookie = rw.cookies(w.Cookie, in.Cookie)
+}
+
+// list rewrites a sep-separated parameter list. Pieces are kept in order
+// and byte for byte unless a rule changes them; empty pieces stay.
+func (rw *rewriter) list(dst, src []byte, sep byte) []byte {
+	first := true
+	for len(src) > 0 || !first {
+		var piece []byte
+		var more bool
+		piece, src, more = cutByte(src, sep)
+		start := len(dst)
+		if !first {
+			dst = append(dst, sep)
+		}
+		var kept bool
+		dst, kept = rw.pair(dst, piece)
+		if !kept {
+			dst = dst[:start]
+		} else {
+			first = false
+		}
+		if !more {
+			break
+		}
+		if first && len(src) == 0 {
+			break
+		}
+	}
+	return dst
+}
+
+// lines rewrites a GA4 batch body line by line, keeping each line's end (LF or CRLF).
+func (rw *rewriter) lines(dst, body []byte) []byte {
+	for len(body) > 0 {
+		line, rest, nl := cutByte(body, '\n')
+		cr := len(line) > 0 && line[len(line)-1] == '\r'
+		if cr {
+			line = line[:len(line)-1]
+		}
+		dst = rw.list(dst, line, '&')
+		if cr {
+			dst = append(dst, '\r')
+		}
+		if nl {
+			dst = append(dst, '\n')
+		}
+		body = rest
+	}
+	return dst
+}
+
+// pair appends one parameter as it may leave and reports whether it was kept.
+func (rw *rewriter) pair(dst, piece []byte) ([]byte, bool) {
+	if len(piece) == 0 {
+		return dst, true
+	}
+	k, v, hasEq := cutByte(piece, '=')
+	var kb [64]byte
+	nk := normKey(&kb, k)
+	if mayHoldAt(k) && holdsEmail(k, &rw.w.scratch2) {
+		rw.removed(fieldEmail, ReasonEmailRedacted)
+		return dst, false
+	}
+	op, field := catalogue.lookup(InHit, rw.in.Family, nk, &rw.d.Consent, rw.p)
+	switch op {
+	case OpDrop:
+		rw.removed(field, clickReason(field))
+		return dst, false
+	case OpEphemeral:
+		rw.d.Removed.Add(field)
+		dst = append(append(dst, k...), '=')
+		return rw.ephemeralValue(dst, nk), true
+	case OpWriteBack:
+		return rw.writeBack(dst, k, nk, v, hasEq), true
+	}
+	dst = append(dst, k...)
+	if !hasEq {
+		return dst, true
+	}
+	dst = append(dst, '=')
+	if op == OpScrubURL {
+		return rw.scrubURL(dst, v), true
+	}
+	return rw.scrubText(dst, v), true
+}
+
+// removed records a removed field and, when r is not noReason, a reason.
+func (rw *rewriter) removed(f Field, r Reason) {
+	rw.d.Removed.Add(f)
+	if r != noReason {
+		rw.d.Reasons.Add(r)
+	}
+}
+
+// noReason is a Reason value outside the catalogue, meaning "no reason to add".
+const noReason = Reason(255)
+
+// clickIDFields are the fields whose removal is a click-id redaction.
+var clickIDFields = func() (t [256]bool) {
+	for i := range ParamRules {
+		if ParamRules[i].When == IfRedaction {
+			t[catalogue.byName[ParamRules[i].Name]] = true
+		}
+	}
+	return t
+}()
+
+// clickReason returns ReasonClickIDsRedacted for a click-id field, else noReason.
+func clickReason(f Field) Reason {
+	if clickIDFields[f] {
+		return ReasonClickIDsRedacted
+	}
+	return noReason
+}
+
+func (rw *rewriter) ephemeralValue(dst, key []byte) []byte {
+	if !rw.eph.done {
+		rw.eph.mac = rw.p.ephemeral(rw.in.Day, rw.h.tid, rw.h.pageID)
+		rw.eph.done = true
+	}
+	if string(key) == "sid" {
+		return appendEphemeralSID(dst, &rw.eph.mac, rw.in.Day)
+	}
+	return appendEphemeralCID(dst, &rw.eph.mac, rw.in.Day)
+}
+
+// writeBack appends a consent parameter carrying the enforced state.
+func (rw *rewriter) writeBack(dst, k, nk, v []byte, hasEq bool) []byte {
+	st := &rw.d.Consent
+	dst = append(append(dst, k...), '=')
+	switch string(nk) {
+	case "gcs":
+		rw.seenGCS = true
+		ad, an, err := ParseGCS(v)
+		if err != nil {
+			return AppendGCS(dst, st.Value[AdStorage], st.Value[AnalyticsStorage])
+		}
+		if st.Denied(AdStorage) {
+			ad = Denied
+		}
+		if st.Denied(AnalyticsStorage) {
+			an = Denied
+		}
+		return AppendGCS(dst, ad, an)
+	case "gcd":
+		var deny [NumTypes]bool
+		for t := range deny {
+			deny[t] = st.Value[t] == Denied
+		}
+		return appendGCDDenied(dst, v, deny)
+	case "npa":
+		rw.seenNPA = true
+		if st.Denied(AdPersonalization) {
+			return append(dst, '1')
+		}
+	case "rdp":
+		rw.seenRDP = true
+		if rw.d.OptOut {
+			return append(dst, '1')
+		}
+	}
+	if !hasEq {
+		return dst[:len(dst)-1]
+	}
+	return append(dst, v...)
+}
+
+// addWriteBack appends the consent parameters the hit lacked: gcs when
+// the gateway denied a storage type the hit did not claim denied, npa=1
+// when ad_personalization is denied, rdp=1 after a US opt-out.
+func (rw *rewriter) addWriteBack(dst []byte, sep byte) []byte {
+	st := &rw.d.Consent
+	add := func(dst []byte, kv string) []byte {
+		if len(dst) > 0 {
+			dst = append(dst, sep)
+		}
+		return append(dst, kv...)
+	}
+	if rw.in.Family == FamilyMP {
+		return dst
+	}
+	if !rw.seenGCS && (enforced(rw.d, AdStorage) || enforced(rw.d, AnalyticsStorage)) {
+		dst = add(dst, "gcs=")
+		dst = AppendGCS(dst, st.Value[AdStorage], st.Value[AnalyticsStorage])
+	}
+	if !rw.seenNPA && st.Denied(AdPersonalization) {
+		dst = add(dst, "npa=1")
+	}
+	if !rw.seenRDP && rw.d.OptOut {
+		dst = add(dst, "rdp=1")
+	}
+	return dst
+}
+
+// enforced reports whether the gateway denied t although the hit did not claim it denied.
+func enforced(d *Decision, t Type) bool {
+	return d.Consent.Value[t] == Denied && d.Claimed[t] != Denied
+}
+
+// addIP appends _uip with the client IP, truncated to /24 or /48 when the
+// family's storage type is denied.
+func (rw *rewriter) addIP(dst []byte) []byte {
+	if len(dst) > 0 {
+		dst = append(dst, '&')
+	}
+	dst = append(dst, "_uip="...)
+	ip := rw.in.ClientIP
+	if rw.d.TruncateIP() {
+		ip = TruncateIP(ip)
+	}
+	return appendEscapeIP(dst, ip)
+}
+
+// appendEscapeIP appends ip in query form (IPv6 colons escaped).
+func appendEscapeIP(dst []byte, ip netip.Addr) []byte {
+	var buf [64]byte
+	return appendEscape(dst, ip.AppendTo(buf[:0]))
+}
+
+// TruncateIP returns ip with its host part zeroed: /24 for IPv4, /48 for IPv6.
+func TruncateIP(ip netip.Addr) netip.Addr {
+	bits := 48
+	if ip.Is4() || ip.Is4In6() {
+		ip = ip.Unmap()
+		bits = 24
+	}
+	pfx, err := ip.Prefix(bits)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return pfx.Addr()
+}
+
+// TruncateIP reports whether the client IP must be truncated before it
+// leaves: the storage type that owns the family's identifiers is denied.
+func (d *Decision) TruncateIP() bool {
+	switch d.Family {
+	case FamilyAds, FamilyFloodlight:
+		return d.Consent.Denied(AdStorage)
+	case FamilyMP:
+		return false
+	}
+	return d.Consent.Denied(AnalyticsStorage)
+}
+
+// cookies appends the Cookie header value that may travel: only the
+// Google cookies of CookieRules whose owner is granted, and none at all on
+// a cookieless hit.
+func (rw *rewriter) cookies(dst, src []byte) []byte {
+	for len(src) > 0 {
+		var piece []byte
+		piece, src, _ = cutByte(src, ';')
+		for len(piece) > 0 && (piece[0] == ' ' || piece[0] == '\t') {
+			piece = piece[1:]
+		}
+		if len(piece) == 0 {
+			continue
+		}
+		name, _, _ := cutByte(piece, '=')
+		i := cookieRule(name)
+		switch {
+		case i < 0:
+			rw.d.Removed.Add(fieldCookieOther)
+			continue
+		case rw.d.Action == ActionCookieless || !rw.d.Consent.Granted(CookieRules[i].Owner):
+			rw.d.Removed.Add(catalogue.cookieField[i])
+			continue
+		}
+		if len(dst) > 0 {
+			dst = append(dst, "; "...)
+		}
+		dst = append(dst, piece...)
+	}
+	return dst
+}
+
+// scrubText appends a value with e-mail addresses redacted. Values
+// without an '@' at any escape depth are copied as they are.
+func (rw *rewriter) scrubText(dst, v []byte) []byte {
+	if !holdsEmail(v, &rw.w.scratch2) {
+		return append(dst, v...)
+	}
+	rw.removed(fieldEmail, ReasonEmailRedacted)
+	w := rw.w
+	w.scratch, _ = appendUnescape(w.scratch[:0], v)
+	start := len(w.scratch)
+	var found bool
+	w.scratch, found = appendRedactEmails(w.scratch, w.scratch[:start])
+	red := w.scratch[start:]
+	if !found || holdsEmail(red, &w.scratch2) {
+		// Hidden under more than one layer of escaping: give up the value.
+		return appendEscape(dst, []byte(redactedText))
+	}
+	return appendEscapeKeepPlus(dst, red)
+}
+
+// appendEscapeKeepPlus is appendEscape for text decoded without turning
+// '+' into a space: a '+' goes back as it came.
+func appendEscapeKeepPlus(dst, b []byte) []byte {
+	for len(b) > 0 {
+		before, after, found := cutByte(b, '+')
+		dst = appendEscape(dst, before)
+		if !found {
+			break
+		}
+		dst = append(dst, '+')
+		b = after
+	}
+	return dst
+}
+
+// scrubURL appends a URL-valued parameter with the in-URL rules applied
+// (the linker _gl and click ids removed from its query and fragment when
+// the state says so) and e-mail addresses redacted. An unchanged value is
+// copied byte for byte.
+func (rw *rewriter) scrubURL(dst, v []byte) []byte {
+	w := rw.w
+	w.scratch, _ = appendUnescape(w.scratch[:0], v)
+	u := w.scratch
+	base, rest, hasQ := cutByte(u, '?')
+	var query, frag []byte
+	hasF := false
+	if hasQ {
+		query, frag, hasF = cutByte(rest, '#')
+	} else {
+		base, frag, hasF = cutByte(base, '#')
+	}
+	out := w.url[:0]
+	changed := false
+	if holdsEmail(base, &w.scratch2) {
+		var found bool
+		mark := len(out)
+		out, found = appendRedactEmails(out, base)
+		if !found || holdsEmail(out[mark:], &w.scratch2) {
+			out = append(out[:mark], redactedText...)
+		}
+		changed = true
+		rw.removed(fieldEmail, ReasonEmailRedacted)
+	} else {
+		out = append(out, base...)
+	}
+	if hasQ {
+		out = append(out, '?')
+		var c bool
+		out, c = rw.urlParams(out, query)
+		changed = changed || c
+	}
+	if hasF {
+		out = append(out, '#')
+		var c bool
+		if bytesHas(frag, '=') {
+			out, c = rw.urlParams(out, frag)
+		} else if holdsEmail(frag, &w.scratch2) {
+			out, c = append(out, redactedText...), true
+			rw.removed(fieldEmail, ReasonEmailRedacted)
+		} else {
+			out = append(out, frag...)
+		}
+		changed = changed || c
+	}
+	w.url = out
+	if !changed {
+		return append(dst, v...)
+	}
+	return appendEscapeKeepPlus(dst, out)
+}
+
+func bytesHas(b []byte, c byte) bool {
+	for _, x := range b {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// urlParams appends the '&'-separated parameters of a URL's query or
+// fragment with the in-URL rules applied, and reports whether it changed any.
+func (rw *rewriter) urlParams(dst, list []byte) ([]byte, bool) {
+	changed := false
+	first := true
+	for {
+		piece, rest, more := cutByte(list, '&')
+		list = rest
+		k, _, hasEq := cutByte(piece, '=')
+		var kb [64]byte
+		nk := normKey(&kb, k)
+		op, field := catalogue.lookup(InURL, rw.in.Family, nk, &rw.d.Consent, rw.p)
+		switch {
+		case op == OpDrop:
+			rw.removed(field, clickReason(field))
+			changed = true
+		case holdsEmail(k, &rw.w.scratch2):
+			rw.removed(fieldEmail, ReasonEmailRedacted)
+			changed = true
+		default:
+			if !first {
+				dst = append(dst, '&')
+			}
+			first = false
+			if hasEq && holdsEmail(piece[len(k)+1:], &rw.w.scratch2) {
+				dst = append(append(dst, k...), "=redacted"...)
+				rw.removed(fieldEmail, ReasonEmailRedacted)
+				changed = true
+			} else {
+				dst = append(dst, piece...)
+			}
+		}
+		if !more {
+			return dst, changed
+		}
+	}
+}

@@ -1,0 +1,408 @@
+package consentmode
+
+import (
+	"math/bits"
+	"strings"
+)
+
+// Cond says when a rule applies, in terms of the effective consent state.
+type Cond uint8
+
+// Conditions.
+const (
+	Always                 Cond = iota
+	IfAnalyticsDenied           // analytics_storage denied
+	IfAdStorageDenied           // ad_storage denied
+	IfAdUserDataDenied          // ad_user_data denied
+	IfAdPersonalizationDen      // ad_personalization denied
+	IfStorageDenied             // analytics_storage or ad_storage denied
+	IfRedaction                 // ad_storage denied and consent.ads_data_redaction on
+)
+
+var condNames = [...]string{
+	"always",
+	"analytics_storage denied",
+	"ad_storage denied",
+	"ad_user_data denied",
+	"ad_personalization denied",
+	"analytics_storage or ad_storage denied",
+	"ad_storage denied and ads_data_redaction",
+}
+
+// String describes c for the rules table.
+func (c Cond) String() string { return condNames[c] }
+
+// holds reports whether c is true under st and p.
+func (c Cond) holds(st *State, p *Policy) bool {
+	switch c {
+	case Always:
+		return true
+	case IfAnalyticsDenied:
+		return st.Denied(AnalyticsStorage)
+	case IfAdStorageDenied:
+		return st.Denied(AdStorage)
+	case IfAdUserDataDenied:
+		return st.Denied(AdUserData)
+	case IfAdPersonalizationDen:
+		return st.Denied(AdPersonalization)
+	case IfStorageDenied:
+		return st.Denied(AnalyticsStorage) || st.Denied(AdStorage)
+	case IfRedaction:
+		return st.Denied(AdStorage) && p.AdsDataRedaction
+	}
+	return false
+}
+
+// Op is what a rule does to a parameter.
+type Op uint8
+
+// Ops, weakest first: when several rules match, the strongest wins.
+const (
+	OpKeep      Op = iota
+	OpScrubURL     // the value is a URL: the in-URL rules apply inside it
+	OpWriteBack    // rewritten to the enforced consent state
+	OpEphemeral    // replaced by the page-scoped ephemeral value
+	OpDrop         // removed
+)
+
+var opNames = [...]string{"keep", "scrub URL", "write back enforced state", "replace with page-scoped ephemeral value", "remove"}
+
+// String describes o for the rules table.
+func (o Op) String() string { return opNames[o] }
+
+// Scope says where a rule's name is matched.
+type Scope uint8
+
+// Scopes.
+const (
+	InHit Scope = iota // a parameter of the hit (query, body line, Floodlight matrix, MP JSON key)
+	InURL              // a query parameter inside a URL-valued parameter (dl, dr, url, ~oref, ...)
+)
+
+// Rule is one row of the per-parameter rule table: the specification of
+// product.md kept as data. The proxy, explain, audit and `rules` all read it.
+type Rule struct {
+	Families FamilySet
+	// Name is an exact parameter name; a trailing '*' makes it a prefix
+	// ("up.*"), a trailing '#' stands for one or more digits ("u#").
+	Name  string
+	Scope Scope
+	When  Cond
+	Op    Op
+	Why   string
+}
+
+var (
+	famGA4   = setOf(FamilyGA4)
+	famWeb   = setOf(FamilyGA4, FamilyUA)
+	famAds   = setOf(FamilyAds, FamilyFloodlight)
+	famHits  = setOf(FamilyGA4, FamilyAds, FamilyFloodlight, FamilyUA)
+	famClick = setOf(FamilyGA4, FamilyAds, FamilyFloodlight, FamilyUA)
+)
+
+// ParamRules is the per-parameter rule table. Order does not matter: for
+// each parameter the strongest applicable op wins.
+var ParamRules = []Rule{
+	// Everything: identifiers the gateway sets itself, server-container extras.
+	{famHits, "_uip", InHit, Always, OpDrop, "client-supplied IP; the gateway passes the client IP itself"},
+	{famHits, "uip", InHit, Always, OpDrop, "client-supplied IP; the gateway passes the client IP itself"},
+	{famHits, "sst.*", InHit, Always, OpDrop, "server-container parameters (server_container_url); answered with 204"},
+	{famHits, "richsstsse", InHit, Always, OpDrop, "asks for a server-sent-events reply; answered with 204"},
+
+	// Consent parameters: rewritten to the state the gateway enforced.
+	{famHits, "gcs", InHit, Always, OpWriteBack, "storage types denied by the gateway set to 0; added when storage was enforced"},
+	{famHits, "gcd", InHit, Always, OpWriteBack, "update half of each letter the gateway denied set to denied"},
+	{famHits, "npa", InHit, Always, OpWriteBack, "1 when ad_personalization is denied"},
+	{famHits, "rdp", InHit, Always, OpWriteBack, "1 after a US opt-out"},
+
+	// GA4 (and UA when forwarded), analytics_storage denied: cookieless ping.
+	{famWeb, "cid", InHit, IfAnalyticsDenied, OpEphemeral, "client id: page-scoped ephemeral value"},
+	{famGA4, "sid", InHit, IfAnalyticsDenied, OpEphemeral, "session id: page-scoped ephemeral value"},
+	{famWeb, "uid", InHit, IfAnalyticsDenied, OpDrop, "User-ID"},
+	{famGA4, "sct", InHit, IfAnalyticsDenied, OpDrop, "session count"},
+	{famGA4, "up.*", InHit, IfAnalyticsDenied, OpDrop, "user properties"},
+	{famGA4, "upn.*", InHit, IfAnalyticsDenied, OpDrop, "numeric user properties"},
+	{famGA4, "_fplc", InHit, IfAnalyticsDenied, OpDrop, "first-party linker cookie value"},
+	{famGA4, "ecid", InHit, IfAnalyticsDenied, OpDrop, "undocumented per-browser id"},
+	{famGA4, "_fid", InHit, IfAnalyticsDenied, OpDrop, "Firebase installation id"},
+	{famGA4, "ep.ga_temp_client_id", InHit, IfAnalyticsDenied, OpDrop, "temporary client id, joinable with a later grant"},
+	{setOf(FamilyUA), "_gid", InHit, IfAnalyticsDenied, OpDrop, "_gid cookie value"},
+	{setOf(FamilyUA), "jid", InHit, IfAnalyticsDenied, OpDrop, "remarketing join id"},
+	{setOf(FamilyUA), "gjid", InHit, IfAnalyticsDenied, OpDrop, "remarketing join id"},
+
+	// URL-valued parameters, scrubbed by the in-URL rules below.
+	{famWeb, "dl", InHit, Always, OpScrubURL, "page URL"},
+	{famWeb, "dr", InHit, Always, OpScrubURL, "referrer URL"},
+	{setOf(FamilyAds), "url", InHit, Always, OpScrubURL, "page URL"},
+	{setOf(FamilyAds), "ref", InHit, Always, OpScrubURL, "referrer URL"},
+	{setOf(FamilyAds), "dl", InHit, Always, OpScrubURL, "page URL"},
+	{setOf(FamilyAds), "dr", InHit, Always, OpScrubURL, "referrer URL"},
+	{setOf(FamilyFloodlight), "~oref", InHit, Always, OpScrubURL, "page URL"},
+	{setOf(FamilyFloodlight), "u#", InHit, Always, OpScrubURL, "custom variables (URLs are scrubbed like page URLs)"},
+	{famHits, "_gl", InURL, IfStorageDenied, OpDrop, "cross-domain linker: carries client id, session id and click data"},
+
+	// GA4, ad_storage / ad_user_data denied.
+	{famGA4, "_gaz", InHit, IfAdStorageDenied, OpDrop, "Google signals join flag"},
+	{famGA4, "em", InHit, IfAdUserDataDenied, OpDrop, "user-provided data"},
+	{famGA4, "emd", InHit, IfAdUserDataDenied, OpDrop, "user-provided data"},
+
+	// Ads and Floodlight, ad_storage denied: cookie-derived values.
+	{famAds, "auid", InHit, IfAdStorageDenied, OpDrop, "_gcl_au cookie value"},
+	{setOf(FamilyFloodlight), "auiddc", InHit, IfAdStorageDenied, OpDrop, "_gcl_au cookie value (Floodlight)"},
+	{famAds, "gclaw", InHit, IfAdStorageDenied, OpDrop, "stored click ids (_gcl_aw)"},
+	{famAds, "gclgb", InHit, IfAdStorageDenied, OpDrop, "stored gbraid values (_gcl_gb)"},
+	{famAds, "gac", InHit, IfAdStorageDenied, OpDrop, "GA-linked click ids"},
+	{famAds, "gacgb", InHit, IfAdStorageDenied, OpDrop, "GA-linked gbraid values"},
+	{famAds, "gacmcov", InHit, IfAdStorageDenied, OpDrop, "GA-linked click coverage"},
+	{famAds, "gcldc", InHit, IfAdStorageDenied, OpDrop, "stored click ids (_gcl_dc)"},
+	{famAds, "gclgs", InHit, IfAdStorageDenied, OpDrop, "cookie-derived click state"},
+	{famAds, "gclst", InHit, IfAdStorageDenied, OpDrop, "cookie-derived click state"},
+	{famAds, "gcllp", InHit, IfAdStorageDenied, OpDrop, "cookie-derived last page"},
+	{famAds, "gcl_ctr", InHit, IfAdStorageDenied, OpDrop, "cookie-derived counter"},
+	{famAds, "gclha", InHit, IfAdStorageDenied, OpDrop, "cookie-derived click hash"},
+
+	// Ads and Floodlight, ad_user_data denied: user-provided data.
+	{famAds, "em", InHit, IfAdUserDataDenied, OpDrop, "enhanced conversions: hashed user data"},
+	{famAds, "emd", InHit, IfAdUserDataDenied, OpDrop, "enhanced conversions: user data"},
+	{famAds, "ecsid", InHit, IfAdUserDataDenied, OpDrop, "enhanced conversions session id"},
+	{famAds, "user_data_mode", InHit, IfAdUserDataDenied, OpDrop, "enhanced conversions mode"},
+	{famAds, "userId", InHit, IfAdUserDataDenied, OpDrop, "remarketing user id"},
+	{famAds, "uid", InHit, IfAdUserDataDenied, OpDrop, "user id"},
+
+	// Click ids: kept (modelling and url_passthrough rely on them) unless
+	// ads_data_redaction is on and ad_storage denied.
+	{famClick, "gclid", InHit, IfRedaction, OpDrop, "ad click id"},
+	{famClick, "dclid", InHit, IfRedaction, OpDrop, "ad click id"},
+	{famClick, "gbraid", InHit, IfRedaction, OpDrop, "ad click id"},
+	{famClick, "wbraid", InHit, IfRedaction, OpDrop, "ad click id"},
+	{famClick, "gclsrc", InHit, IfRedaction, OpDrop, "ad click id source"},
+	{famClick, "gclid", InURL, IfRedaction, OpDrop, "ad click id in a URL"},
+	{famClick, "dclid", InURL, IfRedaction, OpDrop, "ad click id in a URL"},
+	{famClick, "gbraid", InURL, IfRedaction, OpDrop, "ad click id in a URL"},
+	{famClick, "wbraid", InURL, IfRedaction, OpDrop, "ad click id in a URL"},
+	{famClick, "gclsrc", InURL, IfRedaction, OpDrop, "ad click id source in a URL"},
+
+	// Measurement Protocol, ad_user_data denied (top-level JSON keys).
+	{setOf(FamilyMP), "user_id", InHit, IfAdUserDataDenied, OpDrop, "User-ID"},
+	{setOf(FamilyMP), "user_data", InHit, IfAdUserDataDenied, OpDrop, "user-provided data"},
+}
+
+// CookieRule says which storage consent owns a first-party cookie. Only
+// cookies listed here ever travel upstream, and only while their owner is
+// granted and the hit is not cookieless.
+type CookieRule struct {
+	Name  string // exact name, or a prefix ending in '*'
+	Owner Type
+}
+
+// CookieRules lists the Google cookies that may travel.
+var CookieRules = []CookieRule{
+	{"_ga", AnalyticsStorage},
+	{"_ga_*", AnalyticsStorage},
+	{"_gid", AnalyticsStorage},
+	{"FPID", AnalyticsStorage},
+	{"FPLC", AnalyticsStorage},
+	{"FPGSID", AnalyticsStorage},
+	{"_gcl_*", AdStorage},
+	{"FPAU", AdStorage},
+	{"FPGCL*", AdStorage},
+}
+
+// HeaderRule is one row of the header hygiene table the proxy applies.
+type HeaderRule struct {
+	Name string
+	What string
+}
+
+// HeaderRules documents request header hygiene. The proxy implements it;
+// Removed names the headers it took out as "header:<Name>".
+var HeaderRules = []HeaderRule{
+	{"Authorization", "never forwarded"},
+	{"Proxy-Authorization", "never forwarded"},
+	{"X-Api-Key", "never forwarded"},
+	{"Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade and headers named in Connection", "hop-by-hop: never forwarded"},
+	{"X-Forwarded-*, Forwarded, X-Real-IP, True-Client-IP, CF-Connecting-IP", "client values dropped; the gateway sets its own X-Forwarded-For (tag gateway style) from the trusted client IP"},
+	{"geo headers (geo.headers)", "read only from trusted_proxies, then dropped; the region goes upstream as X-Forwarded-CountryRegion (tag gateway style)"},
+	{"Referer", "cut to its origin"},
+	{"Cookie", "only the cookies of CookieRules whose storage type is granted; none on a cookieless hit"},
+	{"Set-Cookie (response)", "never relayed for cookieless or blocked hits, nor for cookies whose storage is denied"},
+}
+
+// Field identifies a removable item: a parameter of the rule table, a
+// cookie of the cookie table, a header, or a pseudo field.
+type Field uint8
+
+// Pseudo fields that are not in the rule tables.
+var pseudoFields = []string{
+	"email",         // an e-mail address redacted from a value
+	"cookie:other",  // a cookie not in CookieRules
+	"header:Authorization",
+	"header:Proxy-Authorization",
+	"header:X-Api-Key",
+	"header:hop-by-hop",
+	"header:X-Forwarded-For",
+	"header:geo",
+	"header:Referer",
+	"header:Cookie",
+	"body",          // the request body (form-data, blocked POST)
+	"mp:consent",    // placeholder so MP write-back is visible
+}
+
+// FieldSet is a set of fields. It is a plain value: comparable, free to copy.
+type FieldSet [4]uint64
+
+// Add adds f to s.
+func (s *FieldSet) Add(f Field) { s[f>>6] |= 1 << (f & 63) }
+
+// Has reports whether f is in s.
+func (s *FieldSet) Has(f Field) bool { return s[f>>6]&(1<<(f&63)) != 0 }
+
+// Len returns the number of fields in s.
+func (s *FieldSet) Len() int {
+	return bits.OnesCount64(s[0]) + bits.OnesCount64(s[1]) + bits.OnesCount64(s[2]) + bits.OnesCount64(s[3])
+}
+
+// All calls yield for each field in s, in catalogue order.
+func (s *FieldSet) All(yield func(Field) bool) {
+	for i, w := range s {
+		for ; w != 0; w &= w - 1 {
+			if !yield(Field(i<<6 + bits.TrailingZeros64(w))) {
+				return
+			}
+		}
+	}
+}
+
+// Names returns the names of the fields in s. It allocates; use All on the hot path.
+func (s *FieldSet) Names() []string {
+	out := make([]string, 0, s.Len())
+	for f := range s.All {
+		out = append(out, f.String())
+	}
+	return out
+}
+
+// String returns the field's name: a parameter name ("cid", "up.*"), a
+// cookie ("cookie:_ga"), a header ("header:Referer") or a pseudo field.
+func (f Field) String() string {
+	if int(f) < len(catalogue.names) {
+		return catalogue.names[f]
+	}
+	return "unknown"
+}
+
+// FieldNames returns every field name of the catalogue, in order.
+func FieldNames() []string { return append([]string(nil), catalogue.names...) }
+
+// LookupField returns the field with the given name.
+func LookupField(name string) (Field, bool) {
+	f, ok := catalogue.byName[name]
+	return f, ok
+}
+
+// ruleCatalogue is the read-only index built once from the tables above.
+type ruleCatalogue struct {
+	names  []string
+	byName map[string]Field
+
+	// For InHit and InURL: rules by exact name, and the pattern rules.
+	exact    [2]map[string][]ruleRef
+	patterns [2][]ruleRef
+
+	cookieField []Field // per CookieRules entry
+}
+
+type ruleRef struct {
+	rule  *Rule
+	field Field
+}
+
+var catalogue = buildCatalogue()
+
+// Fields of the pseudo entries, looked up once.
+var (
+	fieldEmail       = mustField("email")
+	fieldCookieOther = mustField("cookie:other")
+	fieldBody        = mustField("body")
+)
+
+func mustField(name string) Field { return catalogue.byName[name] }
+
+func buildCatalogue() *ruleCatalogue {
+	c := &ruleCatalogue{byName: map[string]Field{}}
+	add := func(name string) Field {
+		if f, ok := c.byName[name]; ok {
+			return f
+		}
+		f := Field(len(c.names))
+		c.names = append(c.names, name)
+		c.byName[name] = f
+		return f
+	}
+	c.exact = [2]map[string][]ruleRef{{}, {}}
+	for i := range ParamRules {
+		r := &ParamRules[i]
+		ref := ruleRef{rule: r, field: add(r.Name)}
+		if strings.HasSuffix(r.Name, "*") || strings.HasSuffix(r.Name, "#") {
+			c.patterns[r.Scope] = append(c.patterns[r.Scope], ref)
+		} else {
+			c.exact[r.Scope][r.Name] = append(c.exact[r.Scope][r.Name], ref)
+		}
+	}
+	for _, r := range CookieRules {
+		c.cookieField = append(c.cookieField, add("cookie:"+r.Name))
+	}
+	for _, n := range pseudoFields {
+		add(n)
+	}
+	// FieldSet holds 256 fields; TestCatalogueFits keeps the tables under that.
+	return c
+}
+
+// matchName reports whether key matches a rule name (exact, prefix '*', digits '#').
+func matchName(pattern string, key []byte) bool {
+	switch pattern[len(pattern)-1] {
+	case '*':
+		p := pattern[:len(pattern)-1]
+		return len(key) >= len(p) && string(key[:len(p)]) == p
+	case '#':
+		p := pattern[:len(pattern)-1]
+		if len(key) <= len(p) || string(key[:len(p)]) != p {
+			return false
+		}
+		for _, c := range key[len(p):] {
+			if c < '0' || c > '9' {
+				return false
+			}
+		}
+		return true
+	}
+	return pattern == string(key)
+}
+
+// lookup returns the strongest op of the rules for key that apply to
+// family f under st, and the field to report when it removes something.
+func (c *ruleCatalogue) lookup(scope Scope, f Family, key []byte, st *State, p *Policy) (Op, Field) {
+	op, field := OpKeep, Field(0)
+	for _, ref := range c.exact[scope][string(key)] {
+		if ref.rule.Families.Has(f) && ref.rule.Op > op && ref.rule.When.holds(st, p) {
+			op, field = ref.rule.Op, ref.field
+		}
+	}
+	for _, ref := range c.patterns[scope] {
+		if ref.rule.Families.Has(f) && ref.rule.Op > op && matchName(ref.rule.Name, key) && ref.rule.When.holds(st, p) {
+			op, field = ref.rule.Op, ref.field
+		}
+	}
+	return op, field
+}
+
+// cookieRule returns the index in CookieRules of the rule for a cookie name, or -1.
+func cookieRule(name []byte) int {
+	for i, r := range CookieRules {
+		if matchName(r.Name, name) {
+			return i
+		}
+	}
+	return -1
+}
