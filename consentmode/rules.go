@@ -406,3 +406,10 @@ func cookieRule(name []byte) int {
 	}
 	return -1
 }
+
+// CookieAllowed reports whether a cookie set or sent under the given state
+// may travel: it is a Google cookie of CookieRules and its owner is granted.
+func CookieAllowed(name []byte, st *State) bool {
+	i := cookieRule(name)
+	return i >= 0 && st.Granted(CookieRules[i].Owner)
+}

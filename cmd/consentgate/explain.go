@@ -1,0 +1,162 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/consentgate/consentgate/config"
+	"github.com/consentgate/consentgate/proxy"
+)
+
+// headerFlags collects repeated -H 'Name: value' flags.
+type headerFlags map[string]string
+
+func (h headerFlags) String() string { return "" }
+
+func (h headerFlags) Set(s string) error {
+	name, value, ok := strings.Cut(s, ":")
+	if !ok || strings.TrimSpace(name) == "" {
+		return fmt.Errorf("header %q is not 'Name: value'", s)
+	}
+	name = strings.TrimSpace(name)
+	if prev, dup := h[name]; dup {
+		if strings.EqualFold(name, "Cookie") {
+			h[name] = prev + "; " + strings.TrimSpace(value)
+			return nil
+		}
+		h[name] = prev + ", " + strings.TrimSpace(value)
+		return nil
+	}
+	h[name] = strings.TrimSpace(value)
+	return nil
+}
+
+// newOfflineHandler builds a Handler for explain and audit: it decides
+// exactly as serve does but never sends anything.
+func newOfflineHandler(cfg *config.Config) *proxy.Handler {
+	return proxy.NewHandler(cfg, zap.NewNop(), proxy.NewMetrics(version), nil, proxy.Options{})
+}
+
+func cmdExplain(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
+	path := configFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	method := fs.String("X", "", "request `method` (default GET, or POST with --body)")
+	body := fs.String("body", "", "request body `TEXT`, or @FILE")
+	regionFlag := fs.String("region", "", "visitor region `CC` (ISO 3166-1/-2), instead of geo headers")
+	clientFlag := fs.String("client-ip", "", "visitor `IP` address")
+	headers := headerFlags{}
+	fs.Var(headers, "H", "request header `'Name: value'` (repeatable)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: consentgate explain [--config FILE] [--json] [-X METHOD] [-H 'Name: value']... [--body TEXT|@FILE] [--region CC] [--client-ip IP] URL")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, reorder(args, map[string]bool{"json": true}), stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	b := *body
+	if strings.HasPrefix(b, "@") {
+		data, err := os.ReadFile(b[1:])
+		if err != nil {
+			return err
+		}
+		b = string(data)
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	req, in, err := proxy.BuildExplainRequest(*method, fs.Arg(0), headers, b, *regionFlag, *clientFlag)
+	if err != nil {
+		return err
+	}
+	defer fasthttp.ReleaseRequest(req)
+	e := newOfflineHandler(cfg).Explain(in)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		return enc.Encode(e)
+	}
+	printExplanation(stdout, e)
+	return nil
+}
+
+// reorder moves flags after positional arguments to the front, so that
+// "explain URL --json" works like "explain --json URL". bools names the
+// flags that take no value.
+func reorder(args []string, bools map[string]bool) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if strings.HasPrefix(a, "-") && len(a) > 1 {
+			flags = append(flags, a)
+			name := strings.TrimLeft(a, "-")
+			if !strings.Contains(name, "=") && !bools[name] && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return append(flags, pos...)
+}
+
+// printExplanation writes the readable form of an explanation.
+func printExplanation(w io.Writer, e *proxy.Explanation) {
+	if e.Error != "" {
+		fmt.Fprintf(w, "rejected: %s (HTTP %d); nothing is forwarded\n", e.Error, e.Status)
+		return
+	}
+	fmt.Fprintf(w, "route    %s (%s)\n", e.Route, e.Family)
+	fmt.Fprintf(w, "region   %s (policy: %s)\n", e.Region, e.PolicyRegion)
+	fmt.Fprintf(w, "action   %s", strings.ToUpper(e.Action))
+	if !e.Enforced {
+		fmt.Fprint(w, "  (dry run: the original hit is forwarded)")
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "consent")
+	for _, t := range []string{"ad_storage", "analytics_storage", "ad_user_data", "ad_personalization"} {
+		claimed := e.Claimed[t]
+		if claimed == "" {
+			claimed = "-"
+		}
+		fmt.Fprintf(w, "  %-19s %-8s from %-22s (hit claimed: %s)\n", t, e.Consent[t], e.Sources[t], claimed)
+	}
+	fmt.Fprintf(w, "reasons  %s\n", strings.Join(e.Reasons, ", "))
+	fmt.Fprintf(w, "removed  %s\n", strings.Join(e.Removed, ", "))
+	if e.Forward == nil {
+		fmt.Fprintf(w, "forward  nothing (the browser gets HTTP %d)\n", e.Status)
+	} else {
+		fmt.Fprintf(w, "forward  %s %s\n", e.Forward.Method, e.Forward.URL)
+		names := make([]string, 0, len(e.Forward.Headers))
+		for k := range e.Forward.Headers {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			fmt.Fprintf(w, "         %s: %s\n", k, e.Forward.Headers[k])
+		}
+		if e.Forward.Body != "" {
+			fmt.Fprintf(w, "body\n%s\n", e.Forward.Body)
+		}
+	}
+	fmt.Fprintf(w, "policy   %s\n", e.PolicyVersion)
+}

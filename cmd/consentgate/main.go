@@ -1,0 +1,80 @@
+// Command consentgate is a Google Consent Mode–compatible tag gateway: a
+// reverse proxy in front of Google's analytics and ad endpoints that lets
+// only data matching the visitor's consent leave.
+//
+//	consentgate serve   [--config FILE]
+//	consentgate explain [--config FILE] [--json] [-X METHOD] [-H 'Name: value']... [--body TEXT|@FILE] [--region CC] [--client-ip IP] URL
+//	consentgate audit   [--config FILE] [--json] [--region CC] FILE...
+//	consentgate rules   [--config FILE] [--json]
+//	consentgate check   --config FILE
+//	consentgate version
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// errUsage marks a command-line mistake (exit status 2).
+var errUsage = errors.New("usage")
+
+// errFailed marks a command that ran but found a problem, such as a broken
+// audit invariant (exit status 1, no extra message).
+var errFailed = errors.New("failed")
+
+func main() {
+	err := run(os.Args[1:], os.Stdout, os.Stderr)
+	switch {
+	case err == nil:
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	case errors.Is(err, errFailed):
+		os.Exit(1)
+	default:
+		fmt.Fprintln(os.Stderr, "consentgate:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `consentgate — a consent-enforcing gateway for Google tags
+
+Usage:
+  consentgate serve   [--config FILE]
+  consentgate explain [--config FILE] [--json] [-X METHOD] [-H 'Name: value']... [--body TEXT|@FILE] [--region CC] [--client-ip IP] URL
+  consentgate audit   [--config FILE] [--json] [--region CC] FILE...
+  consentgate rules   [--config FILE] [--json]
+  consentgate check   --config FILE
+  consentgate version
+
+The configuration file may also be given as CONSENTGATE_CONFIG. Without
+one, the embedded default configuration is used.
+`
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return cmdServe(rest, stderr)
+	case "explain":
+		return cmdExplain(rest, stdout, stderr)
+	case "check":
+		return cmdCheck(rest, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "consentgate", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "consentgate: unknown command %q\n\n%s", cmd, usage)
+	return errUsage
+}

@@ -1,0 +1,704 @@
+package config
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+
+	"github.com/consentgate/consentgate/consentmode"
+)
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// DefaultYAML returns the embedded default configuration.
+func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
+
+// EnvPrefix is the prefix of environment overrides.
+const EnvPrefix = "CONSENTGATE"
+
+// Config is the validated configuration. It is never modified after Load
+// returns; a reload builds a new one.
+type Config struct {
+	// Source is the file it came from, or "embedded".
+	Source string
+
+	Listen, AdminListen string
+
+	// Upstream is the tag-gateway upstream (nil: subdomain style).
+	Upstream *url.URL
+	// PathPrefix is the mount path ("/metrics"), without a trailing slash; "" for none.
+	PathPrefix string
+
+	// Policy is what consentmode.Decide needs.
+	Policy *consentmode.Policy
+	// Enforce is false in dry-run mode.
+	Enforce bool
+
+	CORSOrigins    map[string]bool
+	TrustedProxies []netip.Prefix
+	GeoHeaders     []string
+
+	Limits   Limits
+	Timeouts Timeouts
+	Log      Log
+	Cache    Cache
+
+	// PolicyVersion is a short hash of the effective configuration (the
+	// secret excluded) and the rule tables.
+	PolicyVersion string
+	// Warnings are choices the operator should know about (logged at start).
+	Warnings []string
+}
+
+// Limits bound requests and responses.
+type Limits struct {
+	MaxBodyBytes        int
+	MaxURLBytes         int
+	MaxHeaderBytes      int
+	MaxResponseBytes    int
+	MaxConnsPerUpstream int
+	MaxConnections      int
+}
+
+// Timeouts of the server and the upstream client.
+type Timeouts struct {
+	Read, Write, Idle                              time.Duration
+	Upstream, UpstreamConnWait, UpstreamIdle       time.Duration
+	Drain, Shutdown                                time.Duration
+}
+
+// Log configures the operational log and the decision log.
+type Log struct {
+	Level  string // debug, info, warn, error
+	Format string // json, console, auto
+	// DecisionOutput is "stdout", "stderr", "off" or a file path.
+	DecisionOutput string
+	// SampleForward is the share (0..1) of forward decisions logged.
+	SampleForward float64
+}
+
+// Cache configures the script cache.
+type Cache struct {
+	MaxBytes       int64
+	MinTTL, MaxTTL time.Duration
+	StaleFor       time.Duration
+	BrowserMaxAge  time.Duration
+}
+
+// file mirrors the YAML layout.
+type file struct {
+	Listen      string   `mapstructure:"listen"`
+	AdminListen string   `mapstructure:"admin_listen"`
+	Upstream    string   `mapstructure:"upstream"`
+	PathPrefix  string   `mapstructure:"path_prefix"`
+	Tags        []string `mapstructure:"tags"`
+	MP          struct {
+		Enabled bool `mapstructure:"enabled"`
+	} `mapstructure:"mp"`
+	UA struct {
+		Forward bool `mapstructure:"forward"`
+	} `mapstructure:"ua"`
+	Consent    consentFile `mapstructure:"consent"`
+	Cookieless struct {
+		Secret string `mapstructure:"secret"`
+	} `mapstructure:"cookieless"`
+	CORS struct {
+		AllowedOrigins []string `mapstructure:"allowed_origins"`
+	} `mapstructure:"cors"`
+	TrustedProxies []string `mapstructure:"trusted_proxies"`
+	Geo            struct {
+		Headers []string `mapstructure:"headers"`
+	} `mapstructure:"geo"`
+	Limits struct {
+		MaxBodyBytes        int `mapstructure:"max_body_bytes"`
+		MaxURLBytes         int `mapstructure:"max_url_bytes"`
+		MaxHeaderBytes      int `mapstructure:"max_header_bytes"`
+		MaxResponseBytes    int `mapstructure:"max_response_bytes"`
+		MaxConnsPerUpstream int `mapstructure:"max_conns_per_upstream"`
+		MaxConnections      int `mapstructure:"max_connections"`
+	} `mapstructure:"limits"`
+	Timeouts struct {
+		Read             time.Duration `mapstructure:"read"`
+		Write            time.Duration `mapstructure:"write"`
+		Idle             time.Duration `mapstructure:"idle"`
+		Upstream         time.Duration `mapstructure:"upstream"`
+		UpstreamConnWait time.Duration `mapstructure:"upstream_conn_wait"`
+		UpstreamIdle     time.Duration `mapstructure:"upstream_idle"`
+		Drain            time.Duration `mapstructure:"drain"`
+		Shutdown         time.Duration `mapstructure:"shutdown"`
+	} `mapstructure:"timeouts"`
+	Log struct {
+		Level     string `mapstructure:"level"`
+		Format    string `mapstructure:"format"`
+		Decisions struct {
+			Output        string  `mapstructure:"output"`
+			SampleForward float64 `mapstructure:"sample_forward"`
+		} `mapstructure:"decisions"`
+	} `mapstructure:"log"`
+	Cache struct {
+		MaxBytes      int64         `mapstructure:"max_bytes"`
+		MinTTL        time.Duration `mapstructure:"min_ttl"`
+		MaxTTL        time.Duration `mapstructure:"max_ttl"`
+		StaleFor      time.Duration `mapstructure:"stale_for"`
+		BrowserMaxAge time.Duration `mapstructure:"browser_max_age"`
+	} `mapstructure:"cache"`
+}
+
+type consentFile struct {
+	Mode             string                `mapstructure:"mode"`
+	Enforce          bool                  `mapstructure:"enforce"`
+	AdsDataRedaction bool                  `mapstructure:"ads_data_redaction"`
+	Default          string                `mapstructure:"default"`
+	UnknownRegion    string                `mapstructure:"unknown_region"`
+	DeniedRegions    []string              `mapstructure:"denied_regions"`
+	Signals          map[string]bool       `mapstructure:"signals"`
+	Regions          map[string]regionFile `mapstructure:"regions"`
+	CMPCookies       []cmpCookieFile       `mapstructure:"cmp_cookies"`
+}
+
+type regionFile struct {
+	Default           string          `mapstructure:"default"`
+	AdStorage         string          `mapstructure:"ad_storage"`
+	AnalyticsStorage  string          `mapstructure:"analytics_storage"`
+	AdUserData        string          `mapstructure:"ad_user_data"`
+	AdPersonalization string          `mapstructure:"ad_personalization"`
+	Signals           map[string]bool `mapstructure:"signals"`
+}
+
+type cmpCookieFile struct {
+	Preset         string            `mapstructure:"preset"`
+	Name           string            `mapstructure:"name"`
+	Format         string            `mapstructure:"format"`
+	Keys           map[string]string `mapstructure:"keys"`
+	Granted        []string          `mapstructure:"granted"`
+	Denied         []string          `mapstructure:"denied"`
+	PairSeparators string            `mapstructure:"pair_separators"`
+	KVSeparators   string            `mapstructure:"kv_separators"`
+	Required       bool              `mapstructure:"required"`
+}
+
+// Option changes how Load works.
+type Option func(*options)
+
+type options struct {
+	fallbackSecret []byte
+}
+
+// WithFallbackSecret sets the key used when cookieless.secret is empty.
+// The serve command passes one random key for the whole process, so that
+// reloads keep ephemeral ids stable.
+func WithFallbackSecret(secret []byte) Option {
+	return func(o *options) { o.fallbackSecret = secret }
+}
+
+// Load reads the embedded defaults, merges the YAML file at path over them
+// (no file when path is empty), applies CONSENTGATE_* environment
+// overrides, rejects unknown keys, and validates. The error lists every
+// problem found.
+func Load(path string, opts ...Option) (*Config, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	v := viper.New()
+	v.SetConfigType("yaml")
+	if err := v.ReadConfig(bytes.NewReader(defaultYAML)); err != nil {
+		return nil, fmt.Errorf("config: embedded default: %w", err)
+	}
+	source := "embedded"
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		if err := v.MergeConfig(bytes.NewReader(b)); err != nil {
+			return nil, fmt.Errorf("config: %s: %w", path, err)
+		}
+		source = path
+	}
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+
+	var problems []error
+	problems = append(problems, unknownEnv(v.AllKeys())...)
+	var f file
+	if err := v.UnmarshalExact(&f); err != nil {
+		problems = append(problems, fmt.Errorf("%s: %w", source, err))
+		return nil, joinProblems(source, problems)
+	}
+	c, more := build(&f, &o)
+	problems = append(problems, more...)
+	if len(problems) > 0 {
+		return nil, joinProblems(source, problems)
+	}
+	c.Source = source
+	return c, nil
+}
+
+// ProblemsError lists every problem of a configuration.
+type ProblemsError struct {
+	Source   string
+	Problems []error
+}
+
+func (e *ProblemsError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "config %s: %d problem(s)", e.Source, len(e.Problems))
+	for _, p := range e.Problems {
+		b.WriteString("\n  - ")
+		b.WriteString(p.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the problems.
+func (e *ProblemsError) Unwrap() []error { return e.Problems }
+
+func joinProblems(source string, problems []error) error {
+	return &ProblemsError{Source: source, Problems: problems}
+}
+
+// unknownEnv reports CONSENTGATE_* variables that name no key: a typo
+// there would otherwise be ignored silently.
+func unknownEnv(keys []string) []error {
+	known := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		known[EnvPrefix+"_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_"))] = true
+	}
+	var errs []error
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, EnvPrefix+"_") && !known[name] {
+			errs = append(errs, fmt.Errorf("environment variable %s names no config key", name))
+		}
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	return errs
+}
+
+// build validates f and turns it into a Config, collecting every problem.
+func build(f *file, o *options) (*Config, []error) {
+	var ps []error
+	bad := func(format string, args ...any) { ps = append(ps, fmt.Errorf(format, args...)) }
+	c := &Config{Listen: f.Listen, AdminListen: f.AdminListen, Enforce: f.Consent.Enforce}
+
+	checkAddr := func(key, addr string) {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad("%s: %q is not host:port", key, addr)
+		}
+	}
+	checkAddr("listen", f.Listen)
+	checkAddr("admin_listen", f.AdminListen)
+
+	if f.Upstream != "" {
+		u, err := url.Parse(f.Upstream)
+		switch {
+		case err != nil:
+			bad("upstream: %v", err)
+		case u.Scheme != "http" && u.Scheme != "https":
+			bad("upstream: scheme must be http or https, not %q", u.Scheme)
+		case u.Host == "":
+			bad("upstream: %q has no host", f.Upstream)
+		case u.Path != "" && u.Path != "/", u.RawQuery != "", u.User != nil:
+			bad("upstream: %q must be a bare base URL (put the path in path_prefix)", f.Upstream)
+		default:
+			u.Path = ""
+			c.Upstream = u
+		}
+	}
+	if p := f.PathPrefix; p != "" {
+		p = strings.TrimRight(p, "/")
+		if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#;% ") {
+			bad("path_prefix: %q must start with / and hold no ?, #, ;, %% or spaces", f.PathPrefix)
+		}
+		c.PathPrefix = p
+	}
+
+	pol := consentmode.NewPolicy()
+	c.Policy = pol
+	pol.UAForward = f.UA.Forward
+	pol.MPEnabled = f.MP.Enabled
+	pol.AdsDataRedaction = f.Consent.AdsDataRedaction
+	switch f.Consent.Mode {
+	case "advanced":
+		pol.Mode = consentmode.ModeAdvanced
+	case "basic":
+		pol.Mode = consentmode.ModeBasic
+	default:
+		bad("consent.mode: %q is not advanced or basic", f.Consent.Mode)
+	}
+	if len(f.Tags) > 0 {
+		pol.Tags = make(map[string]bool, len(f.Tags))
+		for _, t := range f.Tags {
+			t = strings.ToUpper(strings.TrimSpace(t))
+			if !validTag(t) {
+				bad("tags: %q is not a tag id (G-…, AW-…, DC-…, GTM-…, GT-…)", t)
+				continue
+			}
+			pol.Tags[t] = true
+		}
+	}
+	ps = append(ps, buildRegions(pol, &f.Consent)...)
+	ps = append(ps, buildCMP(pol, f.Consent.CMPCookies)...)
+
+	secret := []byte(f.Cookieless.Secret)
+	if len(secret) == 0 {
+		secret = o.fallbackSecret
+		if len(secret) == 0 {
+			secret = make([]byte, 32)
+			_, _ = rand.Read(secret) // crypto/rand.Read never fails on Linux
+		}
+		c.Warnings = append(c.Warnings, "cookieless.secret is not set: a random key is used, so replicas will not agree on ephemeral client ids")
+	} else if len(secret) < 16 {
+		bad("cookieless.secret: use at least 16 bytes")
+	}
+	pol.SetSecret(secret)
+
+	if len(f.CORS.AllowedOrigins) > 0 {
+		c.CORSOrigins = make(map[string]bool)
+		for _, o := range f.CORS.AllowedOrigins {
+			u, err := url.Parse(o)
+			if o == "*" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" || strings.Contains(o, "*") {
+				bad("cors.allowed_origins: %q is not an origin like https://shop.example (no wildcards: requests carry credentials)", o)
+				continue
+			}
+			c.CORSOrigins[strings.ToLower(o)] = true
+		}
+	}
+	for _, s := range f.TrustedProxies {
+		pfx, err := parsePrefix(s)
+		if err != nil {
+			bad("trusted_proxies: %q is not an IP or CIDR", s)
+			continue
+		}
+		c.TrustedProxies = append(c.TrustedProxies, pfx)
+	}
+	for _, h := range f.Geo.Headers {
+		h = strings.TrimSpace(h)
+		if h == "" || strings.ContainsAny(h, " :\t") {
+			bad("geo.headers: %q is not a header name", h)
+			continue
+		}
+		c.GeoHeaders = append(c.GeoHeaders, h)
+	}
+
+	l := f.Limits
+	c.Limits = Limits{l.MaxBodyBytes, l.MaxURLBytes, l.MaxHeaderBytes, l.MaxResponseBytes, l.MaxConnsPerUpstream, l.MaxConnections}
+	for _, x := range []struct {
+		key string
+		v   int
+	}{{"limits.max_body_bytes", l.MaxBodyBytes}, {"limits.max_url_bytes", l.MaxURLBytes}, {"limits.max_header_bytes", l.MaxHeaderBytes},
+		{"limits.max_response_bytes", l.MaxResponseBytes}, {"limits.max_conns_per_upstream", l.MaxConnsPerUpstream}, {"limits.max_connections", l.MaxConnections}} {
+		if x.v <= 0 {
+			bad("%s: must be positive, not %d", x.key, x.v)
+		}
+	}
+	if l.MaxURLBytes > 0 && l.MaxHeaderBytes > 0 && l.MaxURLBytes >= l.MaxHeaderBytes {
+		bad("limits.max_url_bytes (%d) must be below limits.max_header_bytes (%d): the request line is part of the header", l.MaxURLBytes, l.MaxHeaderBytes)
+	}
+	t := f.Timeouts
+	c.Timeouts = Timeouts{t.Read, t.Write, t.Idle, t.Upstream, t.UpstreamConnWait, t.UpstreamIdle, t.Drain, t.Shutdown}
+	for _, x := range []struct {
+		key string
+		v   time.Duration
+	}{{"timeouts.read", t.Read}, {"timeouts.write", t.Write}, {"timeouts.idle", t.Idle}, {"timeouts.upstream", t.Upstream},
+		{"timeouts.upstream_conn_wait", t.UpstreamConnWait}, {"timeouts.upstream_idle", t.UpstreamIdle}, {"timeouts.shutdown", t.Shutdown}} {
+		if x.v <= 0 {
+			bad("%s: must be positive, not %s", x.key, x.v)
+		}
+	}
+	if t.Drain < 0 {
+		bad("timeouts.drain: must not be negative")
+	}
+
+	c.Log = Log{Level: f.Log.Level, Format: f.Log.Format, DecisionOutput: f.Log.Decisions.Output, SampleForward: f.Log.Decisions.SampleForward}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		bad("log.level: %q is not debug, info, warn or error", c.Log.Level)
+	}
+	if !slices.Contains([]string{"json", "console", "auto"}, c.Log.Format) {
+		bad("log.format: %q is not json, console or auto", c.Log.Format)
+	}
+	if c.Log.DecisionOutput == "" {
+		bad("log.decisions.output: empty (use stdout, stderr, off or a file path)")
+	}
+	if c.Log.SampleForward < 0 || c.Log.SampleForward > 1 {
+		bad("log.decisions.sample_forward: %v is not between 0 and 1", c.Log.SampleForward)
+	}
+
+	k := f.Cache
+	c.Cache = Cache{k.MaxBytes, k.MinTTL, k.MaxTTL, k.StaleFor, k.BrowserMaxAge}
+	if k.MaxBytes <= 0 {
+		bad("cache.max_bytes: must be positive")
+	}
+	if k.MinTTL <= 0 || k.MaxTTL < k.MinTTL {
+		bad("cache: need 0 < min_ttl <= max_ttl (have %s, %s)", k.MinTTL, k.MaxTTL)
+	}
+	if k.StaleFor < 0 || k.BrowserMaxAge < 0 {
+		bad("cache.stale_for and cache.browser_max_age must not be negative")
+	}
+
+	c.Warnings = append(c.Warnings, warnings(c, f)...)
+	c.PolicyVersion = policyVersion(f)
+	return c, ps
+}
+
+func validTag(t string) bool {
+	prefix, id, ok := strings.Cut(t, "-")
+	if !ok || id == "" || !slices.Contains([]string{"G", "AW", "DC", "GTM", "GT", "UA", "MC"}, prefix) {
+		return false
+	}
+	for _, r := range id {
+		if !('A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func consentValue(key, s string) (consentmode.Value, error) {
+	switch s {
+	case "granted":
+		return consentmode.Granted, nil
+	case "denied":
+		return consentmode.Denied, nil
+	}
+	return consentmode.Unset, fmt.Errorf("%s: %q is not granted or denied", key, s)
+}
+
+// signalKeys are the keys of consent.signals and consent.regions.*.signals.
+var signalKeys = []string{"cmp_cookie", "tcf", "gpc", "us_privacy", "gpp", "tcf_strict", "us_opt_out_denies_ad_user_data"}
+
+func applySignals(key string, r *consentmode.RegionRule, m map[string]bool) []error {
+	var ps []error
+	for k, on := range m {
+		switch k {
+		case "tcf_strict":
+			r.TCFStrict = on
+		case "us_opt_out_denies_ad_user_data":
+			r.OptOutDeniesAdUserData = on
+		default:
+			found := false
+			for _, s := range consentmode.Signals() {
+				if s.String() == k {
+					r.Signals = r.Signals.With(s, on)
+					found = true
+				}
+			}
+			if !found {
+				ps = append(ps, fmt.Errorf("%s: unknown signal %q (have %s)", key, k, strings.Join(signalKeys, ", ")))
+			}
+		}
+	}
+	return ps
+}
+
+func buildRegions(p *consentmode.Policy, cf *consentFile) []error {
+	var ps []error
+	base := consentmode.RegionRule{Signals: consentmode.AllSignals}
+	ps = append(ps, applySignals("consent.signals", &base, cf.Signals)...)
+
+	def, err := consentValue("consent.default", cf.Default)
+	if err != nil {
+		ps = append(ps, err)
+	}
+	unk, err := consentValue("consent.unknown_region", cf.UnknownRegion)
+	if err != nil {
+		ps = append(ps, err)
+	}
+	withDefaults := func(r consentmode.RegionRule, v consentmode.Value) consentmode.RegionRule {
+		r.Defaults = [consentmode.NumTypes]consentmode.Value{v, v, v, v}
+		return r
+	}
+	p.Default = withDefaults(base, def)
+	p.Unknown = withDefaults(base, unk)
+
+	denied := cf.DeniedRegions
+	if len(denied) == 0 {
+		denied = consentmode.DefaultDeniedRegions
+	}
+	p.Regions = make(map[consentmode.Region]consentmode.RegionRule, len(denied)+len(cf.Regions))
+	for _, code := range denied {
+		r, ok := consentmode.ParseRegion([]byte(code))
+		if !ok {
+			ps = append(ps, fmt.Errorf("consent.denied_regions: %q is not an ISO 3166 code", code))
+			continue
+		}
+		p.Regions[r] = withDefaults(base, consentmode.Denied)
+	}
+
+	// Countries first, so that subdivisions inherit their country's override.
+	codes := make([]string, 0, len(cf.Regions))
+	for code := range cf.Regions {
+		codes = append(codes, code)
+	}
+	sort.Slice(codes, func(i, j int) bool {
+		if len(codes[i]) != len(codes[j]) {
+			return len(codes[i]) < len(codes[j])
+		}
+		return codes[i] < codes[j]
+	})
+	for _, code := range codes {
+		rf := cf.Regions[code]
+		key := "consent.regions." + code
+		reg, ok := consentmode.ParseRegion([]byte(code))
+		if !ok {
+			ps = append(ps, fmt.Errorf("consent.regions: %q is not an ISO 3166-1 or -2 code such as DE or US-CA", code))
+			continue
+		}
+		rule, _ := p.RuleFor(reg)
+		if rf.Default != "" {
+			v, err := consentValue(key+".default", rf.Default)
+			if err != nil {
+				ps = append(ps, err)
+			}
+			rule = withDefaults(rule, v)
+		}
+		for t, s := range [consentmode.NumTypes]string{rf.AdStorage, rf.AnalyticsStorage, rf.AdUserData, rf.AdPersonalization} {
+			if s == "" {
+				continue
+			}
+			v, err := consentValue(key+"."+consentmode.Type(t).String(), s)
+			if err != nil {
+				ps = append(ps, err)
+			}
+			rule.Defaults[t] = v
+		}
+		ps = append(ps, applySignals(key+".signals", &rule, rf.Signals)...)
+		p.Regions[reg] = rule
+	}
+	return ps
+}
+
+func buildCMP(p *consentmode.Policy, list []cmpCookieFile) []error {
+	var ps []error
+	seen := map[string]bool{}
+	for i, cf := range list {
+		key := fmt.Sprintf("consent.cmp_cookies[%d]", i)
+		var c consentmode.CMPCookie
+		if cf.Preset != "" {
+			pre, ok := consentmode.CMPPresets[cf.Preset]
+			if !ok {
+				names := make([]string, 0, len(consentmode.CMPPresets))
+				for n := range consentmode.CMPPresets {
+					names = append(names, n)
+				}
+				sort.Strings(names)
+				ps = append(ps, fmt.Errorf("%s: unknown preset %q (have %s)", key, cf.Preset, strings.Join(names, ", ")))
+				continue
+			}
+			if cf.Name != "" || cf.Format != "" || len(cf.Keys) > 0 || len(cf.Granted) > 0 || len(cf.Denied) > 0 {
+				ps = append(ps, fmt.Errorf("%s: a preset takes only required:, not a mapping", key))
+			}
+			c = pre
+			c.Required = cf.Required
+		} else {
+			c = consentmode.CMPCookie{Name: cf.Name, Granted: cf.Granted, Denied: cf.Denied,
+				PairSeparators: cf.PairSeparators, KVSeparators: cf.KVSeparators, Required: cf.Required}
+			if cf.Name == "" || strings.ContainsAny(cf.Name, " ;=,\t") {
+				ps = append(ps, fmt.Errorf("%s: name %q is not a cookie name", key, cf.Name))
+			}
+			format, ok := consentmode.ParseCMPFormat(cf.Format)
+			if !ok {
+				ps = append(ps, fmt.Errorf("%s: format %q is not kv, json or tcf", key, cf.Format))
+			}
+			c.Format = format
+			for tn, k := range cf.Keys {
+				t, ok := consentmode.TypeByName(tn)
+				if !ok {
+					ps = append(ps, fmt.Errorf("%s.keys: %q is not a consent type", key, tn))
+					continue
+				}
+				c.Keys[t] = k
+			}
+			if format != consentmode.CMPFormatTCF {
+				if len(cf.Keys) == 0 {
+					ps = append(ps, fmt.Errorf("%s: keys: map at least one consent type", key))
+				}
+				if len(cf.Granted) == 0 || len(cf.Denied) == 0 {
+					ps = append(ps, fmt.Errorf("%s: list the values meaning granted and denied", key))
+				}
+			}
+		}
+		if seen[c.Name] {
+			ps = append(ps, fmt.Errorf("%s: cookie %q is mapped twice", key, c.Name))
+		}
+		seen[c.Name] = true
+		p.CMPCookies = append(p.CMPCookies, c)
+	}
+	if len(p.CMPCookies) > 255 {
+		ps = append(ps, errors.New("consent.cmp_cookies: at most 255 mappings"))
+	}
+	return ps
+}
+
+// warnings lists settings that make most traffic cookieless or are unsafe.
+func warnings(c *Config, f *file) []string {
+	var w []string
+	if len(c.Policy.Tags) == 0 {
+		w = append(w, "tags is empty: hits for any tag id are accepted")
+	}
+	if len(c.TrustedProxies) == 0 || len(c.GeoHeaders) == 0 {
+		w = append(w, "no trusted geo source (trusted_proxies or geo.headers empty): every hit has an unknown region and takes consent.unknown_region")
+	}
+	if f.Consent.UnknownRegion == "denied" {
+		w = append(w, "hits without a trusted geo header are treated as denied (consent.unknown_region: denied): make sure the load balancer in front sets one of geo.headers")
+	}
+	if f.Consent.Default == "denied" {
+		w = append(w, "consent.default is denied: hits without consent signals leave as cookieless pings everywhere")
+	}
+	if !c.Enforce {
+		w = append(w, "consent.enforce is false: DRY RUN, hits are forwarded unchanged")
+	}
+	if c.Upstream == nil && len(c.CORSOrigins) == 0 {
+		w = append(w, "cors.allowed_origins is empty: browsers drop credentialed responses from a subdomain gateway; list the site's origin")
+	}
+	return w
+}
+
+// policyVersion hashes the effective settings (the secret left out) and
+// the rule tables, so that a changed rule or config shows in the logs.
+func policyVersion(f *file) string {
+	g := *f
+	g.Cookieless.Secret = ""
+	h := sha256.New()
+	fmt.Fprintf(h, "%+v\n", g)
+	for _, r := range consentmode.ParamRules {
+		fmt.Fprintf(h, "%+v\n", r)
+	}
+	for _, r := range consentmode.CookieRules {
+		fmt.Fprintf(h, "%+v\n", r)
+	}
+	for _, r := range consentmode.Routes {
+		fmt.Fprintf(h, "%s %s %d %d %d %s %d\n", r.Name, r.Pattern, r.Match, r.Family, r.Kind, r.Host, r.Methods)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}

@@ -1,0 +1,465 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"syscall"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/consentgate/consentgate/config"
+	"github.com/consentgate/consentgate/consentmode"
+)
+
+// Options are the Handler's collaborators; zero values are production defaults.
+type Options struct {
+	// Dial replaces the upstream dialer (tests point it at a fake upstream).
+	Dial fasthttp.DialFunc
+	// Now replaces the clock (tests pin the day of the ephemeral ids).
+	Now func() time.Time
+}
+
+// Handler serves the public listener. Its configuration is swapped whole
+// by SetConfig; each request loads it once and uses that copy throughout.
+type Handler struct {
+	log     *zap.Logger
+	now     func() time.Time
+	clients *clients
+	rt      atomic.Pointer[runtime]
+	ready   atomic.Bool
+	work    sync.Pool // *consentmode.Work
+	reqs    sync.Pool // *outbound
+	metrics *Metrics
+	dlog    *DecisionLog
+}
+
+// runtime is one configuration with everything derived from it.
+type runtime struct {
+	cfg *config.Config
+	// routes holds the upstream of each entry of consentmode.Routes.
+	routes []upstream
+}
+
+// NewHandler returns a Handler serving cfg. It is not ready until MarkReady.
+func NewHandler(cfg *config.Config, log *zap.Logger, m *Metrics, dlog *DecisionLog, opts Options) *Handler {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	h := &Handler{log: log, now: opts.Now, clients: newClients(opts.Dial), metrics: m, dlog: dlog}
+	h.work.New = func() any { return new(consentmode.Work) }
+	h.reqs.New = func() any { return new(outbound) }
+	h.SetConfig(cfg)
+	return h
+}
+
+// SetConfig swaps in a new configuration. Requests in flight finish with
+// the one they started with.
+func (h *Handler) SetConfig(cfg *config.Config) {
+	rt := &runtime{cfg: cfg, routes: make([]upstream, len(consentmode.Routes))}
+	for i, r := range consentmode.Routes {
+		if cfg.Upstream != nil {
+			rt.routes[i] = h.clients.get(cfg.Upstream.Scheme, cfg.Upstream.Host, cfg)
+		} else {
+			rt.routes[i] = h.clients.get("https", r.Host, cfg)
+		}
+	}
+	h.rt.Store(rt)
+}
+
+// Config returns the configuration in use.
+func (h *Handler) Config() *config.Config { return h.rt.Load().cfg }
+
+// MarkReady sets the readiness reported by /readyz.
+func (h *Handler) MarkReady(ready bool) { h.ready.Store(ready) }
+
+// outbound is one upstream request being built; pooled.
+type outbound struct {
+	req fasthttp.Request
+	uri []byte
+}
+
+// hitError is a bad request answered before anything is forwarded.
+type hitError struct {
+	status int
+	reason string
+}
+
+func (e *hitError) Error() string { return e.reason }
+
+// Errors answered locally. Their text is the reason shown to the client
+// and the label of consentgate_rejected_total.
+var (
+	errNotFound         = &hitError{fasthttp.StatusNotFound, "unknown_path"}
+	errMethod           = &hitError{fasthttp.StatusMethodNotAllowed, "method_not_allowed"}
+	errURITooLong       = &hitError{fasthttp.StatusRequestURITooLong, "uri_too_long"}
+	errInvalidBody      = &hitError{fasthttp.StatusBadRequest, "invalid_body"}
+	errOriginNotAllowed = &hitError{fasthttp.StatusForbidden, "origin_not_allowed"}
+	errRouteOff         = &hitError{fasthttp.StatusNotFound, "route_disabled"}
+)
+
+// prepared is the outcome of preparing one hit.
+type prepared struct {
+	cfg      *config.Config
+	route    int
+	decision consentmode.Decision
+	up       upstream
+	out      *outbound // nil when nothing is forwarded
+}
+
+// prepare matches the route, decides, and (unless the hit is blocked)
+// builds the upstream request in p.out. It reads req and never changes it.
+// The caller releases p.out with h.release.
+func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, region consentmode.Region, client netip.Addr, p *prepared) error {
+	cfg := rt.cfg
+	p.cfg = cfg
+	path := req.URI().PathOriginal()
+	if cfg.PathPrefix != "" {
+		rest, ok := cutPrefixPath(path, cfg.PathPrefix)
+		if !ok {
+			return errNotFound
+		}
+		path = rest
+	}
+	routePath, matrix := path, []byte(nil)
+	if i := indexByte(path, ';'); i >= 0 {
+		routePath, matrix = path[:i], path[i+1:]
+	}
+	ri, ok := consentmode.MatchRoute(path)
+	if !ok {
+		return errNotFound
+	}
+	route := &consentmode.Routes[ri]
+	if route.TagGatewayOnly && cfg.Upstream == nil {
+		return errNotFound
+	}
+	if route.Match != consentmode.MatchMatrix {
+		matrix = nil
+		routePath = path
+	}
+	if !route.Allows(req.Header.Method()) {
+		return errMethod
+	}
+	if route.Family == consentmode.FamilyMP && !cfg.Policy.MPEnabled {
+		return errRouteOff
+	}
+	p.route = ri
+	p.up = rt.routes[ri]
+
+	w := h.work.Get().(*consentmode.Work)
+	defer h.work.Put(w)
+	in := consentmode.Input{
+		Route:    ri,
+		Family:   route.Family,
+		Kind:     route.Kind,
+		PathTag:  route.PathTag(path),
+		Query:    req.URI().QueryString(),
+		Matrix:   trimQuestion(matrix),
+		Body:     req.Body(),
+		Cookie:   req.Header.Peek("Cookie"),
+		GPC:      string(req.Header.Peek("Sec-GPC")) == "1",
+		Region:   region,
+		Day:      h.now().Unix() / 86400,
+		ClientIP: client,
+		IPParam:  cfg.Upstream == nil && route.Family == consentmode.FamilyGA4,
+	}
+	p.decision = consentmode.Decide(&in, cfg.Policy, w)
+	d := &p.decision
+	if d.Reasons.Has(consentmode.ReasonInvalidBody) && d.Action == consentmode.ActionBlock {
+		return errInvalidBody
+	}
+	if d.Action == consentmode.ActionBlock && cfg.Enforce {
+		return nil
+	}
+
+	o := h.reqs.Get().(*outbound)
+	p.out = o
+	out := &o.req
+	out.Reset()
+	out.Header.SetMethodBytes(req.Header.Method())
+
+	// The URI: scheme and host of the upstream, the path prefix kept in
+	// tag-gateway style, the rewritten matrix and query.
+	u := append(o.uri[:0], p.up.scheme...)
+	u = append(u, "://"...)
+	u = append(u, p.up.host...)
+	if cfg.Upstream != nil {
+		u = append(u, cfg.PathPrefix...)
+	}
+	enforce := cfg.Enforce && d.Action != consentmode.ActionBlock
+	if route.Match == consentmode.MatchMatrix {
+		u = append(u, routePath...)
+		u = append(u, ';')
+		if enforce {
+			u = append(u, w.Matrix...)
+		} else {
+			u = append(u, trimQuestion(matrix)...)
+		}
+		u = append(u, '?')
+	} else {
+		u = append(u, routePath...)
+	}
+	q := in.Query
+	if enforce {
+		q = w.Query
+	}
+	if len(q) > 0 {
+		if route.Match != consentmode.MatchMatrix {
+			u = append(u, '?')
+		}
+		u = append(u, q...)
+	}
+	o.uri = u
+	out.SetRequestURIBytes(u)
+
+	copyHeaders(&out.Header, &req.Header, cfg.GeoHeaders, &d.Removed)
+	cookie := in.Cookie
+	if enforce {
+		cookie = w.Cookie
+	}
+	if len(cookie) > 0 {
+		out.Header.SetBytesV("Cookie", cookie)
+	} else if len(in.Cookie) > 0 {
+		d.Removed.Add(fieldCookieHdr)
+	}
+	if cfg.Upstream != nil && client.IsValid() {
+		ip := client
+		if d.TruncateIP() && enforce {
+			ip = consentmode.TruncateIP(ip)
+		}
+		var buf [64]byte
+		out.Header.SetBytesV("X-Forwarded-For", ip.AppendTo(buf[:0]))
+		if !region.IsUnknown() {
+			var rb [6]byte
+			out.Header.SetBytesV("X-Forwarded-CountryRegion", append(rb[:0], region.String()...))
+		}
+	}
+	body := in.Body
+	if enforce && len(in.Body) > 0 {
+		body = w.Body
+	}
+	if len(body) > 0 {
+		out.SetBodyRaw(body)
+	}
+	return nil
+}
+
+// release returns the outbound request of p to the pool.
+func (h *Handler) release(p *prepared) {
+	if p.out != nil {
+		p.out.req.SetBodyRaw(nil)
+		h.reqs.Put(p.out)
+		p.out = nil
+	}
+}
+
+func cutPrefixPath(path []byte, prefix string) ([]byte, bool) {
+	if len(path) < len(prefix) || string(path[:len(prefix)]) != prefix {
+		return nil, false
+	}
+	rest := path[len(prefix):]
+	if len(rest) == 0 {
+		return []byte("/"), true
+	}
+	if rest[0] != '/' {
+		return nil, false
+	}
+	return rest, true
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func trimQuestion(b []byte) []byte {
+	if len(b) > 0 && b[len(b)-1] == '?' {
+		return b[:len(b)-1]
+	}
+	return b
+}
+
+// ServeHTTP is the public listener's handler.
+func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	rt := h.rt.Load()
+	cfg := rt.cfg
+	path := ctx.Path()
+	if h.health(ctx, path) {
+		return
+	}
+	h.metrics.inFlight.Inc()
+	defer h.metrics.inFlight.Dec()
+
+	if len(ctx.Request.Header.RequestURI()) > cfg.Limits.MaxURLBytes {
+		h.reject(ctx, errURITooLong, -1)
+		return
+	}
+	origin := ctx.Request.Header.Peek("Origin")
+	allowed := len(origin) > 0 && originAllowed(cfg, origin)
+	if ctx.IsOptions() {
+		h.preflight(ctx, origin, allowed)
+		return
+	}
+	if len(origin) > 0 && !allowed && len(cfg.CORSOrigins) > 0 && !sameOrigin(ctx, origin) {
+		h.reject(ctx, errOriginNotAllowed, -1)
+		return
+	}
+
+	peer := remoteAddr(ctx)
+	peerTrusted := trusted(cfg.TrustedProxies, peer)
+	client := clientIP(&ctx.Request.Header, peer, cfg.TrustedProxies)
+	reg := region(&ctx.Request.Header, peerTrusted, cfg.GeoHeaders)
+
+	var p prepared
+	p.route = -1
+	if err := h.prepare(rt, &ctx.Request, peer, reg, client, &p); err != nil {
+		h.release(&p)
+		var he *hitError
+		if errors.As(err, &he) {
+			h.reject(ctx, he, p.route)
+		}
+		return
+	}
+	defer h.release(&p)
+	d := &p.decision
+	if allowed {
+		setCORS(&ctx.Response.Header, origin)
+	}
+	if p.out == nil { // blocked
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+		h.record(ctx, &p, fasthttp.StatusNoContent, 0, nil, start)
+		return
+	}
+	upStart := time.Now()
+	err := p.up.client.DoTimeout(&p.out.req, &ctx.Response, cfg.Timeouts.Upstream)
+	upLatency := time.Since(upStart)
+	if allowed { // the upstream response replaced ours
+		setCORS(&ctx.Response.Header, origin)
+	}
+	if err != nil {
+		status := fasthttp.StatusBadGateway
+		if errors.Is(err, fasthttp.ErrTimeout) {
+			status = fasthttp.StatusGatewayTimeout
+		}
+		ctx.Response.Reset()
+		if allowed {
+			setCORS(&ctx.Response.Header, origin)
+		}
+		ctx.SetStatusCode(status)
+		ctx.SetContentType("text/plain; charset=utf-8")
+		ctx.SetBodyString("upstream_error\n")
+		h.record(ctx, &p, status, upLatency, err, start)
+		return
+	}
+	upStatus := ctx.Response.StatusCode()
+	cleanResponse(&ctx.Response, d)
+	if !cfg.Enforce {
+		// Dry run: the browser sees what it would have without the gateway.
+	} else if d.ServerContainer {
+		ctx.Response.ResetBody()
+		ctx.Response.Header.Del("Content-Type")
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+	} else if d.Action == consentmode.ActionCookieless || d.Action == consentmode.ActionStrip {
+		dropOffsiteLocation(&ctx.Response, ctx)
+	}
+	h.record(ctx, &p, upStatus, upLatency, nil, start)
+}
+
+// reject answers a bad request locally: nothing is forwarded.
+func (h *Handler) reject(ctx *fasthttp.RequestCtx, e *hitError, route int) {
+	ctx.Response.Reset()
+	ctx.SetStatusCode(e.status)
+	ctx.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBodyString(e.reason + "\n")
+	if e == errMethod && route >= 0 {
+		ctx.Response.Header.Set("Allow", consentmode.Routes[route].AllowHeader())
+	}
+	h.metrics.rejected(e.reason)
+	if ce := h.log.Check(zap.DebugLevel, "rejected"); ce != nil {
+		ce.Write(zap.String("reason", e.reason), zap.Int("status", e.status), zap.ByteString("method", ctx.Method()))
+	}
+}
+
+// health answers /healthz and /readyz (at the root and under path_prefix).
+func (h *Handler) health(ctx *fasthttp.RequestCtx, path []byte) bool {
+	switch string(path) {
+	case "/healthz":
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		ctx.SetBodyString("ok\n")
+		return true
+	case "/readyz":
+		if h.ready.Load() {
+			ctx.SetStatusCode(fasthttp.StatusOK)
+			ctx.SetBodyString("ready\n")
+		} else {
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+			ctx.SetBodyString("not ready\n")
+		}
+		return true
+	}
+	return false
+}
+
+// dropOffsiteLocation removes a Location header pointing to another host:
+// a cookieless or stripped hit must not bounce the browser to Google.
+func dropOffsiteLocation(resp *fasthttp.Response, ctx *fasthttp.RequestCtx) {
+	loc := resp.Header.Peek("Location")
+	if len(loc) == 0 {
+		return
+	}
+	if len(loc) > 0 && loc[0] == '/' && (len(loc) == 1 || loc[1] != '/') {
+		return // same host
+	}
+	resp.Header.Del("Location")
+	if sc := resp.StatusCode(); sc >= 300 && sc < 400 {
+		resp.SetStatusCode(fasthttp.StatusNoContent)
+		resp.ResetBody()
+	}
+}
+
+// isTimeout reports whether err is a network timeout.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, fasthttp.ErrTimeout) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// record counts a finished hit and queues its decision-log line.
+func (h *Handler) record(ctx *fasthttp.RequestCtx, p *prepared, status int, latency time.Duration, err error, start time.Time) {
+	d := &p.decision
+	h.metrics.observe(d)
+	errKind := ""
+	if err != nil {
+		errKind = upstreamErrorKind(err)
+	}
+	if p.out != nil {
+		h.metrics.upstream(d.Family, latency, status, errKind)
+	}
+	if err != nil {
+		if ce := h.log.Check(zap.WarnLevel, "upstream error"); ce != nil {
+			ce.Write(zap.String("route", consentmode.Routes[d.Route].Name), zap.String("kind", errKind), zap.Error(err))
+		}
+	}
+	h.dlog.add(logEntry{at: start, hit: h.dlog.nextHit(), d: *d, cfg: p.cfg, status: status, latency: latency, errKind: errKind})
+}
+
+// upstreamErrorKind labels an upstream failure for metrics and the log.
+func upstreamErrorKind(err error) string {
+	switch {
+	case isTimeout(err):
+		return "timeout"
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		return "no_free_conns"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	}
+	return "other"
+}

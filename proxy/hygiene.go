@@ -1,0 +1,200 @@
+package proxy
+
+import (
+	"bytes"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/consentgate/consentgate/consentmode"
+)
+
+// dropAlways are request headers that never travel upstream
+// (consentmode.HeaderRules). Keys are canonical header names.
+var dropAlways = map[string]consentmode.Field{
+	"Authorization":       mustField("header:Authorization"),
+	"Proxy-Authorization": mustField("header:Proxy-Authorization"),
+	"X-Api-Key":           mustField("header:X-Api-Key"),
+	"Connection":          0,
+	"Keep-Alive":          mustField("header:hop-by-hop"),
+	"Proxy-Connection":    mustField("header:hop-by-hop"),
+	"Te":                  mustField("header:hop-by-hop"),
+	"Trailer":             mustField("header:hop-by-hop"),
+	"Transfer-Encoding":   0,
+	"Upgrade":             mustField("header:hop-by-hop"),
+	"Host":                0,
+	"Content-Length":      0,
+	"Cookie":              0, // rewritten by consentmode
+	"Referer":             0, // cut to its origin below
+	"Forwarded":           mustField("header:X-Forwarded-For"),
+	"X-Forwarded-For":     mustField("header:X-Forwarded-For"),
+	"X-Forwarded-Host":    mustField("header:X-Forwarded-For"),
+	"X-Forwarded-Proto":   mustField("header:X-Forwarded-For"),
+	"X-Forwarded-Port":    mustField("header:X-Forwarded-For"),
+	"X-Real-Ip":           mustField("header:X-Forwarded-For"),
+	"True-Client-Ip":      mustField("header:X-Forwarded-For"),
+	"Cf-Connecting-Ip":    mustField("header:X-Forwarded-For"),
+	"X-Client-Ip":         mustField("header:X-Forwarded-For"),
+	"Fastly-Client-Ip":    mustField("header:X-Forwarded-For"),
+	"Sec-Gpc":             0, // read as a signal; kept below
+}
+
+func mustField(name string) consentmode.Field {
+	f, _ := consentmode.LookupField(name)
+	return f
+}
+
+var (
+	fieldReferer    = mustField("header:Referer")
+	fieldGeo        = mustField("header:geo")
+	fieldHopByHop   = mustField("header:hop-by-hop")
+	fieldXFF        = mustField("header:X-Forwarded-For")
+	fieldCookieHdr  = mustField("header:Cookie")
+	fieldBody       = mustField("body")
+	connectionToken = []byte("Connection")
+)
+
+// copyHeaders copies the request headers that may travel from src to dst,
+// and records what it left out in removed. geo lists the configured geo
+// headers (consumed, never forwarded).
+func copyHeaders(dst, src *fasthttp.RequestHeader, geo []string, removed *consentmode.FieldSet) {
+	conn := src.Peek("Connection")
+	for k, v := range src.All() {
+		if f, ok := dropAlways[string(k)]; ok {
+			if f != 0 {
+				removed.Add(f)
+			}
+			if string(k) == "Sec-Gpc" {
+				dst.SetBytesKV(k, v)
+			}
+			if string(k) == "Referer" {
+				copyReferer(dst, v, removed)
+			}
+			continue
+		}
+		if isGeo(k, geo) {
+			removed.Add(fieldGeo)
+			continue
+		}
+		if len(conn) > 0 && listsToken(conn, k) {
+			removed.Add(fieldHopByHop)
+			continue
+		}
+		if len(k) > 12 && bytes.EqualFold(k[:12], []byte("X-Forwarded-")) {
+			removed.Add(fieldXFF)
+			continue
+		}
+		dst.AddBytesKV(k, v)
+	}
+}
+
+func isGeo(k []byte, geo []string) bool {
+	for _, g := range geo {
+		if len(g) == len(k) && bytes.EqualFold(k, []byte(g)) {
+			return true
+		}
+		if sub, ok := subdivisionHeader[g]; ok && len(sub) == len(k) && bytes.EqualFold(k, []byte(sub)) {
+			return true
+		}
+	}
+	return false
+}
+
+// listsToken reports whether the Connection header value names header k.
+func listsToken(conn, k []byte) bool {
+	for len(conn) > 0 {
+		i := bytes.IndexByte(conn, ',')
+		tok := conn
+		if i >= 0 {
+			tok, conn = conn[:i], conn[i+1:]
+		} else {
+			conn = nil
+		}
+		if bytes.EqualFold(trimSpace(tok), k) {
+			return true
+		}
+	}
+	return false
+}
+
+// copyReferer sets Referer to the origin of v ("https://shop.example/"),
+// or drops it when v is not an absolute http(s) URL.
+func copyReferer(dst *fasthttp.RequestHeader, v []byte, removed *consentmode.FieldSet) {
+	rest, ok := bytes.CutPrefix(v, []byte("https://"))
+	scheme := len("https://")
+	if !ok {
+		rest, ok = bytes.CutPrefix(v, []byte("http://"))
+		scheme = len("http://")
+	}
+	if !ok {
+		removed.Add(fieldReferer)
+		return
+	}
+	end := bytes.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	if at := bytes.IndexByte(rest[:end], '@'); at >= 0 { // userinfo never travels
+		removed.Add(fieldReferer)
+		return
+	}
+	origin := v[:scheme+end]
+	if len(v) > len(origin)+1 {
+		removed.Add(fieldReferer)
+	}
+	var buf [256]byte
+	if len(origin) >= len(buf) {
+		removed.Add(fieldReferer)
+		return
+	}
+	dst.SetBytesKV([]byte("Referer"), append(append(buf[:0], origin...), '/'))
+}
+
+// responseHopByHop are response headers that never reach the browser.
+var responseHopByHop = []string{"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Te", "Trailer", "Upgrade",
+	"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Access-Control-Allow-Methods",
+	"Access-Control-Allow-Headers", "Access-Control-Expose-Headers", "Access-Control-Max-Age", "Alt-Svc"}
+
+// cleanResponse removes hop-by-hop headers (and those named in
+// Connection), upstream CORS headers and every Set-Cookie the decision
+// does not allow: none for cookieless or blocked hits, only Google cookies
+// whose storage type is granted otherwise.
+func cleanResponse(resp *fasthttp.Response, d *consentmode.Decision) {
+	h := &resp.Header
+	if conn := h.Peek("Connection"); len(conn) > 0 {
+		for len(conn) > 0 {
+			i := bytes.IndexByte(conn, ',')
+			tok := conn
+			if i >= 0 {
+				tok, conn = conn[:i], conn[i+1:]
+			} else {
+				conn = nil
+			}
+			if t := trimSpace(tok); len(t) > 0 && !bytes.EqualFold(t, []byte("close")) && !bytes.EqualFold(t, []byte("keep-alive")) {
+				h.DelBytes(t)
+			}
+		}
+	}
+	for _, k := range responseHopByHop {
+		h.Del(k)
+	}
+	if d.Action == consentmode.ActionCookieless || d.Action == consentmode.ActionBlock {
+		h.DelAllCookies()
+		return
+	}
+	var drop [8][64]byte
+	var n [8]int
+	count := 0
+	for name := range h.Cookies() {
+		if consentmode.CookieAllowed(name, &d.Consent) || count == len(drop) || len(name) > 64 {
+			continue
+		}
+		n[count] = copy(drop[count][:], name)
+		count++
+	}
+	for i := 0; i < count; i++ {
+		h.DelCookieBytes(drop[i][:n[i]])
+	}
+	if count == len(drop) { // more foreign cookies than we track: drop them all
+		h.DelAllCookies()
+	}
+}

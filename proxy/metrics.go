@@ -1,0 +1,197 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/consentgate/consentgate/consentmode"
+)
+
+// Metrics are the gateway's Prometheus metrics. Every labelled series is
+// created up front from the closed catalogues of consentmode (routes,
+// actions, reasons, fields, types, sources), so no label ever comes from
+// request data and the hot path only increments pre-resolved counters.
+type Metrics struct {
+	set *metrics.Set
+
+	hits        [][]*metrics.Counter // [route][action]
+	reasons     [][]*metrics.Counter // [family][reason]
+	downgrades  [consentmode.NumTypes][]*metrics.Counter
+	malformed   map[consentmode.Reason]*metrics.Counter
+	regionUnkwn *metrics.Counter
+	removed     []*metrics.Counter // [field]
+	upLatency   []*metrics.PrometheusHistogram
+	upErrors    map[string]*metrics.Counter
+	rejectedBy  map[string]*metrics.Counter
+	cache       map[string]*metrics.Counter
+	reloads     map[string]*metrics.Counter
+	logDropped  *metrics.Counter
+	inFlight    *metrics.Gauge
+	enforcing   *metrics.Gauge
+}
+
+// upstreamErrorKinds label consentgate_upstream_errors_total.
+var upstreamErrorKinds = []string{"timeout", "refused", "no_free_conns", "other", "5xx"}
+
+// rejectReasons label consentgate_rejected_total.
+var rejectReasons = []string{"unknown_path", "method_not_allowed", "uri_too_long", "invalid_body", "origin_not_allowed",
+	"route_disabled", "body_too_large", "header_too_large", "bad_request", "timeout"}
+
+// NewMetrics creates every series in a fresh set.
+func NewMetrics(version string) *Metrics {
+	s := metrics.NewSet()
+	m := &Metrics{set: s, malformed: map[consentmode.Reason]*metrics.Counter{}, upErrors: map[string]*metrics.Counter{},
+		rejectedBy: map[string]*metrics.Counter{}, cache: map[string]*metrics.Counter{}, reloads: map[string]*metrics.Counter{}}
+	for _, r := range consentmode.Routes {
+		row := make([]*metrics.Counter, 5)
+		for _, a := range consentmode.Actions() {
+			row[a] = s.NewCounter(fmt.Sprintf(`consentgate_hits_total{route=%q,family=%q,action=%q}`, r.Name, r.Family, a))
+		}
+		m.hits = append(m.hits, row)
+	}
+	m.reasons = make([][]*metrics.Counter, len(consentmode.Families())+1)
+	for _, f := range consentmode.Families() {
+		for _, r := range consentmode.AllReasons() {
+			for len(m.reasons[f]) <= int(r) {
+				m.reasons[f] = append(m.reasons[f], nil)
+			}
+			m.reasons[f][r] = s.NewCounter(fmt.Sprintf(`consentgate_decision_reasons_total{family=%q,reason=%q}`, f, r))
+		}
+	}
+	sources := []consentmode.Source{consentmode.SourceGCD, consentmode.SourceGCS, consentmode.SourceNPA, consentmode.SourceCMPCookie,
+		consentmode.SourceTCF, consentmode.SourceGPC, consentmode.SourceUSPrivacy, consentmode.SourceGPP, consentmode.SourceMP, consentmode.SourceRegionDefault}
+	for t := range consentmode.NumTypes {
+		m.downgrades[t] = make([]*metrics.Counter, consentmode.SourceNotApplicable+1)
+		for _, src := range sources {
+			m.downgrades[t][src] = s.NewCounter(fmt.Sprintf(`consentgate_consent_downgrades_total{type=%q,source=%q}`, consentmode.Type(t), src))
+		}
+	}
+	for _, in := range []struct {
+		r    consentmode.Reason
+		name string
+	}{{consentmode.ReasonMalformedGCS, "gcs"}, {consentmode.ReasonMalformedGCD, "gcd"}, {consentmode.ReasonMalformedNPA, "npa"},
+		{consentmode.ReasonMalformedTCF, "tcf"}, {consentmode.ReasonMalformedUSPrivacy, "us_privacy"}, {consentmode.ReasonMalformedGPP, "gpp"},
+		{consentmode.ReasonMalformedCMPCookie, "cmp_cookie"}, {consentmode.ReasonInvalidBody, "body"}} {
+		m.malformed[in.r] = s.NewCounter(fmt.Sprintf(`consentgate_malformed_signals_total{input=%q}`, in.name))
+	}
+	m.regionUnkwn = s.NewCounter(`consentgate_region_unknown_total`)
+	for _, name := range consentmode.FieldNames() {
+		m.removed = append(m.removed, s.NewCounter(fmt.Sprintf(`consentgate_removed_fields_total{field=%q}`, name)))
+	}
+	m.upLatency = make([]*metrics.PrometheusHistogram, len(consentmode.Families())+1)
+	for _, f := range consentmode.Families() {
+		m.upLatency[f] = s.NewPrometheusHistogramExt(fmt.Sprintf(`consentgate_upstream_duration_seconds{family=%q}`, f),
+			[]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10})
+	}
+	for _, k := range upstreamErrorKinds {
+		m.upErrors[k] = s.NewCounter(fmt.Sprintf(`consentgate_upstream_errors_total{kind=%q}`, k))
+	}
+	for _, r := range rejectReasons {
+		m.rejectedBy[r] = s.NewCounter(fmt.Sprintf(`consentgate_rejected_total{reason=%q}`, r))
+	}
+	for _, r := range []string{"hit", "miss", "stale", "error", "coalesced"} {
+		m.cache[r] = s.NewCounter(fmt.Sprintf(`consentgate_script_cache_total{result=%q}`, r))
+	}
+	for _, r := range []string{"success", "failure"} {
+		m.reloads[r] = s.NewCounter(fmt.Sprintf(`consentgate_config_reloads_total{result=%q}`, r))
+	}
+	m.logDropped = s.NewCounter(`consentgate_decision_log_dropped_total`)
+	m.inFlight = s.NewGauge(`consentgate_in_flight_requests`, nil)
+	m.enforcing = s.NewGauge(`consentgate_enforcing`, nil)
+	s.NewGauge(fmt.Sprintf(`consentgate_build_info{version=%q}`, version), nil).Set(1)
+	return m
+}
+
+// WritePrometheus writes every metric in the Prometheus text format, with
+// the Go runtime and process metrics.
+func (m *Metrics) WritePrometheus(w io.Writer) {
+	m.set.WritePrometheus(w)
+	metrics.WriteProcessMetrics(w)
+}
+
+// observe counts one decided hit.
+func (m *Metrics) observe(d *consentmode.Decision) {
+	if int(d.Route) < len(m.hits) {
+		m.hits[d.Route][d.Action].Inc()
+	}
+	if rs := m.reasons[d.Family]; rs != nil {
+		for r := range d.Reasons.All {
+			rs[r].Inc()
+			if c := m.malformed[r]; c != nil {
+				c.Inc()
+			}
+		}
+	}
+	if d.Reasons.Has(consentmode.ReasonRegionUnknown) {
+		m.regionUnkwn.Inc()
+	}
+	for t := range consentmode.NumTypes {
+		if d.Downgraded(consentmode.Type(t)) {
+			if c := m.downgrades[t][d.Consent.Source[t]]; c != nil {
+				c.Inc()
+			}
+		}
+	}
+	for f := range d.Removed.All {
+		if int(f) < len(m.removed) {
+			m.removed[f].Inc()
+		}
+	}
+}
+
+// upstream counts one upstream exchange.
+func (m *Metrics) upstream(f consentmode.Family, latency time.Duration, status int, errKind string) {
+	if h := m.upLatency[f]; h != nil && errKind == "" {
+		h.Update(latency.Seconds())
+	}
+	if errKind != "" {
+		m.upErrors[errKind].Inc()
+	} else if status >= 500 {
+		m.upErrors["5xx"].Inc()
+	}
+}
+
+func (m *Metrics) rejected(reason string) {
+	if c := m.rejectedBy[reason]; c != nil {
+		c.Inc()
+	}
+}
+
+// CacheResult counts a script cache lookup ("hit", "miss", "stale", "error", "coalesced").
+func (m *Metrics) CacheResult(r string) { m.cache[r].Inc() }
+
+// Reload counts a configuration reload ("success" or "failure").
+func (m *Metrics) Reload(result string) { m.reloads[result].Inc() }
+
+// SetEnforcing records whether consent is enforced (1) or in dry run (0).
+func (m *Metrics) SetEnforcing(on bool) {
+	if on {
+		m.enforcing.Set(1)
+	} else {
+		m.enforcing.Set(0)
+	}
+}
+
+// Names lists every metric family, for the README and tests.
+func (m *Metrics) Names() []string {
+	seen := map[string]bool{}
+	for _, n := range m.set.ListMetricNames() {
+		for i, c := range n {
+			if c == '{' {
+				n = n[:i]
+				break
+			}
+		}
+		seen[n] = true
+	}
+	out := make([]string, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,146 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"go.uber.org/zap"
+
+	"github.com/consentgate/consentgate/config"
+)
+
+// Reloader loads a fresh configuration on request (SIGHUP, via Trigger)
+// and when the config file changes, and swaps it into the Handler whole.
+// An invalid configuration is rejected: the last good one keeps serving,
+// every problem is logged and consentgate_config_reloads_total{result="failure"}
+// counts it.
+type Reloader struct {
+	h       *Handler
+	m       *Metrics
+	log     *zap.Logger
+	path    string
+	load    func() (*config.Config, error)
+	trigger chan struct{}
+	wg      sync.WaitGroup
+}
+
+// debounce groups the several events editors and ConfigMap swaps produce per save.
+const debounce = 200 * time.Millisecond
+
+// NewReloader returns a reloader for the file at path ("" for the
+// embedded config: only Trigger reloads then, re-reading the environment).
+func NewReloader(h *Handler, m *Metrics, log *zap.Logger, path string, load func() (*config.Config, error)) *Reloader {
+	return &Reloader{h: h, m: m, log: log, path: path, load: load, trigger: make(chan struct{}, 1)}
+}
+
+// Trigger asks for a reload; it never blocks.
+func (r *Reloader) Trigger() {
+	select {
+	case r.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Start reloads on Trigger and on file changes until ctx is done. Wait
+// returns once it has stopped.
+func (r *Reloader) Start(ctx context.Context) {
+	r.wg.Add(1)
+	go r.run(ctx)
+}
+
+func (r *Reloader) run(ctx context.Context) {
+	defer r.wg.Done()
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	if r.path != "" {
+		w, err := fsnotify.NewWatcher()
+		if err != nil {
+			r.log.Warn("config file watch unavailable; reload with SIGHUP", zap.Error(err))
+		} else {
+			defer w.Close()
+			// Watch the directory: editors and Kubernetes replace the file.
+			if err := w.Add(filepath.Dir(r.path)); err != nil {
+				r.log.Warn("config file watch unavailable; reload with SIGHUP", zap.Error(err))
+			}
+			events, errs = w.Events, w.Errors
+		}
+	}
+	target, _ := filepath.Abs(r.path)
+	var timer *time.Timer
+	var fire <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			if timer != nil {
+				timer.Stop()
+			}
+			return
+		case <-r.trigger:
+			r.Reload()
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			if abs, _ := filepath.Abs(ev.Name); abs != target && filepath.Base(ev.Name) != "..data" {
+				continue
+			}
+			if timer == nil {
+				timer = time.NewTimer(debounce)
+			} else {
+				timer.Reset(debounce)
+			}
+			fire = timer.C
+		case err, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			r.log.Warn("config file watch", zap.Error(err))
+		case <-fire:
+			fire = nil
+			r.Reload()
+		}
+	}
+}
+
+// Wait blocks until the goroutine of Start has returned.
+func (r *Reloader) Wait() { r.wg.Wait() }
+
+// Reload loads and validates a fresh configuration and swaps it in. It
+// returns the load error, already logged and counted.
+func (r *Reloader) Reload() error {
+	cfg, err := r.load()
+	if err != nil {
+		r.m.Reload("failure")
+		fields := []zap.Field{zap.String("config", r.path)}
+		var pe *config.ProblemsError
+		if errors.As(err, &pe) {
+			for _, p := range pe.Problems {
+				fields = append(fields, zap.NamedError("problem", p))
+			}
+			r.log.Error("config reload rejected; the last good config keeps serving", append(fields, zap.Int("problems", len(pe.Problems)))...)
+		} else {
+			r.log.Error("config reload rejected; the last good config keeps serving", append(fields, zap.Error(err))...)
+		}
+		return err
+	}
+	old := r.h.Config()
+	r.h.SetConfig(cfg)
+	r.m.SetEnforcing(cfg.Enforce)
+	r.m.Reload("success")
+	r.log.Info("config reloaded", zap.String("policy_version", cfg.PolicyVersion), zap.String("previous", old.PolicyVersion), zap.Bool("enforce", cfg.Enforce))
+	if cfg.Listen != old.Listen || cfg.AdminListen != old.AdminListen || cfg.Limits.MaxHeaderBytes != old.Limits.MaxHeaderBytes ||
+		cfg.Limits.MaxBodyBytes != old.Limits.MaxBodyBytes || cfg.Timeouts.Read != old.Timeouts.Read || cfg.Timeouts.Write != old.Timeouts.Write ||
+		cfg.Timeouts.Idle != old.Timeouts.Idle || cfg.Limits.MaxConnections != old.Limits.MaxConnections {
+		r.log.Warn("listen addresses, server limits and server timeouts changed: they take effect after a restart")
+	}
+	for _, w := range cfg.Warnings {
+		r.log.Warn(w)
+	}
+	return nil
+}

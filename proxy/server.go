@@ -1,0 +1,114 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+)
+
+// Server runs the public and admin listeners of one Handler.
+type Server struct {
+	h      *Handler
+	log    *zap.Logger
+	public *fasthttp.Server
+	admin  *fasthttp.Server
+}
+
+// NewServer builds both servers with every limit and timeout set
+// explicitly from the handler's configuration. Limits that fasthttp fixes
+// at start (buffer sizes, timeouts, concurrency) need a restart to change.
+func NewServer(h *Handler, log *zap.Logger) *Server {
+	cfg := h.Config()
+	s := &Server{h: h, log: log}
+	s.public = &fasthttp.Server{
+		Handler:                       h.ServeHTTP,
+		ErrorHandler:                  h.serverError,
+		Name:                          "consentgate",
+		ReadTimeout:                   cfg.Timeouts.Read,
+		WriteTimeout:                  cfg.Timeouts.Write,
+		IdleTimeout:                   cfg.Timeouts.Idle,
+		MaxRequestBodySize:            cfg.Limits.MaxBodyBytes,
+		ReadBufferSize:                cfg.Limits.MaxHeaderBytes,
+		Concurrency:                   cfg.Limits.MaxConnections,
+		CloseOnShutdown:               true,
+		DisablePreParseMultipartForm:  true,
+		NoDefaultContentType:          true,
+		DisableHeaderNamesNormalizing: false,
+		Logger:                        zapPrintf{log},
+	}
+	s.admin = &fasthttp.Server{
+		Handler:            h.ServeAdmin,
+		Name:               "consentgate-admin",
+		ReadTimeout:        cfg.Timeouts.Read,
+		WriteTimeout:       30 * time.Second, // profiles take a while
+		IdleTimeout:        cfg.Timeouts.Idle,
+		MaxRequestBodySize: cfg.Limits.MaxBodyBytes,
+		ReadBufferSize:     cfg.Limits.MaxHeaderBytes,
+		CloseOnShutdown:    true,
+		Logger:             zapPrintf{log},
+	}
+	return s
+}
+
+// zapPrintf adapts zap to fasthttp's Logger.
+type zapPrintf struct{ l *zap.Logger }
+
+func (z zapPrintf) Printf(format string, args ...any) { z.l.Sugar().Debugf(format, args...) }
+
+// Run serves on the two listeners until ctx is done, then shuts down
+// gracefully: readiness turns false, the listeners keep serving for the
+// drain period (so load balancers stop sending), then in-flight requests
+// get up to the shutdown timeout to finish.
+func (s *Server) Run(ctx context.Context, public, admin net.Listener) error {
+	cfg := s.h.Config()
+	errc := make(chan error, 2)
+	var wg sync.WaitGroup
+	serve := func(srv *fasthttp.Server, ln net.Listener) {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil {
+			errc <- err
+		}
+	}
+	wg.Add(2)
+	go serve(s.public, public)
+	go serve(s.admin, admin)
+	s.h.MarkReady(true)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	s.h.MarkReady(false)
+	if runErr == nil && cfg.Timeouts.Drain > 0 {
+		s.log.Info("draining", zap.Duration("for", cfg.Timeouts.Drain))
+		time.Sleep(cfg.Timeouts.Drain)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Shutdown)
+	defer cancel()
+	err := errors.Join(s.public.ShutdownWithContext(sctx), s.admin.ShutdownWithContext(sctx))
+	wg.Wait()
+	s.h.clients.closeIdle()
+	return errors.Join(runErr, err)
+}
+
+// serverError answers requests fasthttp could not read: too large, too
+// slow or malformed. Nothing is forwarded.
+func (h *Handler) serverError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		h.reject(ctx, &hitError{fasthttp.StatusRequestEntityTooLarge, "body_too_large"}, -1)
+	case errors.As(err, &small):
+		h.reject(ctx, &hitError{fasthttp.StatusRequestHeaderFieldsTooLarge, "header_too_large"}, -1)
+	case isTimeout(err):
+		h.reject(ctx, &hitError{fasthttp.StatusRequestTimeout, "timeout"}, -1)
+	default:
+		h.reject(ctx, &hitError{fasthttp.StatusBadRequest, "bad_request"}, -1)
+	}
+}
