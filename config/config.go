@@ -77,9 +77,9 @@ type Limits struct {
 
 // Timeouts of the server and the upstream client.
 type Timeouts struct {
-	Read, Write, Idle                              time.Duration
-	Upstream, UpstreamConnWait, UpstreamIdle       time.Duration
-	Drain, Shutdown                                time.Duration
+	Read, Write, Idle                        time.Duration
+	Upstream, UpstreamConnWait, UpstreamIdle time.Duration
+	Drain, Shutdown                          time.Duration
 }
 
 // Log configures the operational log and the decision log.

@@ -234,8 +234,8 @@ type Field uint8
 
 // Pseudo fields that are not in the rule tables.
 var pseudoFields = []string{
-	"email",         // an e-mail address redacted from a value
-	"cookie:other",  // a cookie not in CookieRules
+	"email",        // an e-mail address redacted from a value
+	"cookie:other", // a cookie not in CookieRules
 	"header:Authorization",
 	"header:Proxy-Authorization",
 	"header:X-Api-Key",
@@ -244,8 +244,8 @@ var pseudoFields = []string{
 	"header:geo",
 	"header:Referer",
 	"header:Cookie",
-	"body",          // the request body (form-data, blocked POST)
-	"mp:consent",    // placeholder so MP write-back is visible
+	"body",       // the request body (form-data, blocked POST)
+	"mp:consent", // placeholder so MP write-back is visible
 }
 
 // FieldSet is a set of fields. It is a plain value: comparable, free to copy.

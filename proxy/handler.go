@@ -3,10 +3,10 @@ package proxy
 import (
 	"errors"
 	"net"
-	"syscall"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
