@@ -122,13 +122,15 @@ func mergeValue(dst *Value, v Value) {
 // hit is what the first pass collects besides consent claims.
 type hit struct {
 	claims
-	tagSeen    bool
-	tagBad     bool // a tag id not in the allowlist
-	pageID     []byte
-	tid        []byte
-	event      []byte
-	sst        bool
-	signalRefs // raw optional signals (TCF, US Privacy, GPP)
+	tagSeen bool
+	tagBad  bool // a tag id not in the allowlist
+	pageID  []byte
+	tid     []byte
+	event   []byte
+	sst     bool
+	// invalidBody is set for a Measurement Protocol body that is not a JSON object.
+	invalidBody bool
+	signalRefs  // raw optional signals (TCF, US Privacy, GPP)
 }
 
 // Decide works out the consent state of the hit, the action, and (unless
@@ -148,12 +150,9 @@ func Decide(in *Input, p *Policy, w *Work) Decision {
 
 	var h hit
 	scanHit(&h, in, p)
-	if in.Family == FamilyMP {
-		if !scanMP(&h, in.Body) {
-			d.Reasons.Add(ReasonInvalidBody)
-			d.Action = ActionBlock
-			return d
-		}
+	if in.Family == FamilyMP && !scanMP(&h, in.Body) {
+		h.invalidBody = true
+		d.Reasons.Add(ReasonInvalidBody)
 	}
 	d.ServerContainer = h.sst
 	if h.sst {
@@ -401,6 +400,9 @@ func decideAction(d *Decision, in *Input, p *Policy, h *hit) Action {
 	case FamilyMP:
 		if !p.MPEnabled {
 			d.Reasons.Add(ReasonMPDisabled)
+			return ActionBlock
+		}
+		if h.invalidBody {
 			return ActionBlock
 		}
 	case FamilyAds, FamilyFloodlight:

@@ -286,6 +286,10 @@ func (d *Decision) TruncateIP() bool {
 	return d.Consent.Denied(AnalyticsStorage)
 }
 
+// noCookies marks families that never carry cookies: the Measurement
+// Protocol is server to server, and scripts need no identifiers.
+var noCookies = [numFamilies]bool{FamilyMP: true, FamilyScript: true}
+
 // cookies appends the Cookie header value that may travel: only the
 // Google cookies of CookieRules whose owner is granted, and none at all on
 // a cookieless hit.
@@ -305,7 +309,7 @@ func (rw *rewriter) cookies(dst, src []byte) []byte {
 		case i < 0:
 			rw.d.Removed.Add(fieldCookieOther)
 			continue
-		case rw.d.Action == ActionCookieless || !rw.d.Consent.Granted(CookieRules[i].Owner):
+		case rw.d.Action == ActionCookieless || !rw.d.Consent.Granted(CookieRules[i].Owner) || noCookies[rw.in.Family]:
 			rw.d.Removed.Add(catalogue.cookieField[i])
 			continue
 		}

@@ -1,0 +1,136 @@
+package consentmode
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func FuzzParseGCS(f *testing.F) {
+	for _, s := range []string{"G100", "G111", "G1--", "G1-0", "G", "", "G1x1", "G11111"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ad, an, err := ParseGCS([]byte(s))
+		if err != nil {
+			return
+		}
+		if got := string(AppendGCS(nil, ad, an)); got != s {
+			t.Errorf("ParseGCS(%q) then AppendGCS = %q", s, got)
+		}
+	})
+}
+
+func FuzzParseGCD(f *testing.F) {
+	for _, s := range []string{"13p3p3p2p5l1", "11p1p1p1p5", "13l3l3R3l5l1", "13p3pPp2p5l1", "13r", "", "1_-_-_-_-"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		g, err := ParseGCD([]byte(s))
+		var none [NumTypes]bool
+		out := appendGCDDenied(nil, []byte(s), none)
+		if err == nil && string(out) != s {
+			t.Errorf("appendGCDDenied(%q, none) = %q, want it unchanged", s, out)
+		}
+		all := [NumTypes]bool{true, true, true, true}
+		denied, err2 := ParseGCD(appendGCDDenied(nil, []byte(s), all))
+		if err2 != nil && err == nil {
+			t.Errorf("denying %q made it malformed", s)
+		}
+		for typ := range denied.Value {
+			if denied.Value[typ] != Denied {
+				t.Errorf("after denying all of %q, %v is %v", s, Type(typ), denied.Value[typ])
+			}
+		}
+		for typ := range g.Value {
+			if g.Bad[typ] && g.Value[typ] != Denied {
+				t.Errorf("ParseGCD(%q): bad letter for %v is not denied", s, Type(typ))
+			}
+		}
+	})
+}
+
+func FuzzParseRegion(f *testing.F) {
+	for _, s := range []string{"DE", "us-ca", "UK", "XX", "GB-ENG", " fr ", "T1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, ok := ParseRegion([]byte(s))
+		if !ok {
+			if !r.IsUnknown() {
+				t.Errorf("ParseRegion(%q) failed but returned %v", s, r)
+			}
+			return
+		}
+		again, ok2 := ParseRegion([]byte(r.String()))
+		if !ok2 || again != r {
+			t.Errorf("ParseRegion(%q) = %v does not round-trip", s, r)
+		}
+	})
+}
+
+// FuzzJSON checks the MP JSON validator against encoding/json.
+func FuzzJSON(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":[1,2.5e3,-0,true,null,"x\u0041"]}`, `{"a":}`, `[`, `"\ud800"`, `01`, `{"consent":{"ad_user_data":"DENIED"}}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := jsonValid([]byte(s)), json.Valid([]byte(s)); got != want && !(want && strings.Count(s, "[")+strings.Count(s, "{") > maxJSONDepth) {
+			t.Errorf("jsonValid(%q) = %v, encoding/json says %v", s, got, want)
+		}
+	})
+}
+
+// FuzzDecide feeds arbitrary hits of every family through Decide and
+// checks the privacy invariants on what would leave.
+func FuzzDecide(f *testing.F) {
+	f.Add(uint8(1), "v=2&tid=G-1&gcs=G100&cid=1.2&uid=x&up.a=b&dl=https%3A%2F%2Fa%2F%3F_gl%3D1", "", "_ga=1; x=y", "DE", false)
+	f.Add(uint8(1), "v=2&tid=G-1&gcs=G111&gcd=13r3r3r2r5l1&ep.x=a%40b.com", "en=a&uid=2\r\nen=b", "", "US", true)
+	f.Add(uint8(2), "gcs=G100&auid=1&gclaw=2&em=tv.1~em.x&url=https%3A%2F%2Fa%2F%3Fgclid%3D1", "", "_gcl_au=1", "FR", false)
+	f.Add(uint8(3), "", "", "", "", false)
+	f.Add(uint8(5), "measurement_id=G-1", `{"client_id":"1","user_id":"u","consent":{"ad_user_data":"DENIED"},"user_data":{"e":"a@b.co"}}`, "", "US", false)
+	f.Fuzz(func(t *testing.T, fam uint8, query, body, cookie, region string, gpc bool) {
+		family := Family(fam%uint8(numFamilies-1)) + 1
+		in := &Input{Family: family, Query: []byte(query), Body: []byte(body), Cookie: []byte(cookie), Region: MustRegion(region), GPC: gpc, Day: 20000}
+		if family == FamilyFloodlight {
+			in.Matrix, in.Query = in.Query, nil
+		}
+		p := testPolicy()
+		p.MPEnabled, p.UAForward = true, true
+		var w Work
+		d := Decide(in, p, &w)
+		if d.Action == ActionUnknown {
+			t.Fatalf("no action for %+v", in)
+		}
+		for typ := range d.Consent.Value {
+			if d.Consent.Value[typ] == Unset {
+				t.Fatalf("type %v left unset", Type(typ))
+			}
+		}
+		if d.Action == ActionBlock || family == FamilyScript {
+			return
+		}
+		out := string(w.Query) + "&" + string(w.Matrix) + "&" + string(w.Body)
+		var scratch []byte
+		if family != FamilyMP && holdsEmail([]byte(strings.NewReplacer(";", "&", "\n", "&").Replace(out)), &scratch) {
+			// Only a value the gateway could not parse as a pair may still
+			// hold one; every well-formed pair is scrubbed.
+			for _, kv := range strings.FieldsFunc(out, func(r rune) bool { return r == '&' || r == ';' || r == '\n' }) {
+				if k, v, ok := strings.Cut(kv, "="); ok && !strings.ContainsAny(k, "%") && holdsEmail([]byte(v), &scratch) {
+					t.Errorf("e-mail left in %q (from %q)", kv, out)
+				}
+			}
+		}
+		if d.Action == ActionCookieless && len(w.Cookie) > 0 {
+			t.Errorf("cookieless hit sends cookies %q", w.Cookie)
+		}
+		if (family == FamilyGA4 || family == FamilyUA) && d.Consent.Denied(AnalyticsStorage) {
+			for _, kv := range strings.FieldsFunc(string(w.Query)+"&"+string(w.Body), func(r rune) bool { return r == '&' || r == '\n' || r == '\r' }) {
+				k, _, _ := strings.Cut(kv, "=")
+				if k == "uid" || strings.HasPrefix(k, "up.") && family == FamilyGA4 {
+					t.Errorf("%s left with analytics_storage denied: %q", k, w.Query)
+				}
+			}
+		}
+	})
+}

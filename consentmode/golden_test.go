@@ -1,0 +1,236 @@
+package consentmode
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in ../testdata/decisions")
+
+// publicHit is one line of testdata/public-hits.tsv.
+type publicHit struct {
+	line   int
+	source string
+	method string
+	rawURL string
+	body   string
+}
+
+func loadPublicHits(t testing.TB) []publicHit {
+	t.Helper()
+	f, err := os.Open("../testdata/public-hits.tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var hits []publicHit
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
+			continue
+		}
+		cols := strings.Split(line, "\t")
+		if len(cols) != 4 {
+			t.Fatalf("public-hits.tsv:%d: %d columns", n, len(cols))
+		}
+		body := cols[3]
+		if body == "-" {
+			body = ""
+		}
+		hits = append(hits, publicHit{line: n, source: cols[0], method: cols[1], rawURL: cols[2], body: strings.ReplaceAll(body, `\n`, "\n")})
+	}
+	return hits
+}
+
+// inputFor turns a public hit into a Decide input: the URL is read as the
+// gateway would see it on its own host (scheme-relative and HTML-escaped
+// URLs repaired, a bare query taken as a GA4 hit).
+func inputFor(t testing.TB, h publicHit) (*Input, bool) {
+	raw := strings.ReplaceAll(h.rawURL, "&amp;", "&")
+	if strings.HasPrefix(raw, "//") {
+		raw = "https:" + raw
+	}
+	if strings.HasPrefix(raw, "?") {
+		raw = "https://sgtm.example/g/collect" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatalf("line %d: %v", h.line, err)
+	}
+	path := u.EscapedPath()
+	// Tag-gateway captures carry the measurement path: cut it.
+	for _, prefix := range []string{"/PHP_GTG_REPLACE_PATH", "/test/measurement"} {
+		path = strings.TrimPrefix(path, prefix)
+	}
+	query := u.RawQuery
+	if i := strings.IndexByte(path, ';'); i >= 0 && u.RawQuery == "" && strings.HasSuffix(raw, "?") {
+		query = ""
+	}
+	ri, ok := MatchRoute([]byte(path))
+	if !ok {
+		return nil, false
+	}
+	r := &Routes[ri]
+	in := &Input{Route: ri, Family: r.Family, Kind: r.Kind, Query: []byte(query), Body: []byte(h.body), Day: 20000,
+		PathTag: r.PathTag([]byte(path)),
+		Cookie:  []byte("_ga=GA1.1.1174285007.1749196701; _ga_ABC=GS1.1.1; _gcl_au=1.1.1235240376.1778240583; FPID=x; euconsent-v2=y; session=s3cr3t")}
+	if r.Match == MatchMatrix {
+		if i := strings.IndexByte(path, ';'); i >= 0 {
+			in.Matrix = []byte(strings.TrimSuffix(path[i+1:], "?"))
+		}
+	}
+	return in, true
+}
+
+func goldenPolicy() *Policy {
+	p := NewPolicy()
+	p.SetSecret([]byte("golden-secret-0123456789"))
+	p.CMPCookies = nil
+	p.MPEnabled = true
+	return p
+}
+
+// formatDecision prints a decision and the rewritten hit for golden files.
+func formatDecision(b *bytes.Buffer, d Decision, w *Work, p *Policy) {
+	fmt.Fprintf(b, "route %s family %s region %s action %s\n", Routes[d.Route].Name, d.Family, d.Region, d.Action)
+	b.WriteString("consent")
+	for t := range NumTypes {
+		fmt.Fprintf(b, " %s=%s(%s)", Type(t), d.Consent.Value[t], d.SourceName(Type(t), p))
+	}
+	b.WriteString("\nclaimed")
+	for t := range NumTypes {
+		fmt.Fprintf(b, " %s=%s", Type(t), d.Claimed[t])
+	}
+	fmt.Fprintf(b, "\nreasons %s\nremoved %s\n", strings.Join(d.Reasons.Strings(), " "), strings.Join(d.Removed.Names(), " "))
+	if d.Action == ActionBlock {
+		b.WriteString("forward nothing\n")
+		return
+	}
+	fmt.Fprintf(b, "query %s\n", w.Query)
+	if d.Family == FamilyFloodlight {
+		fmt.Fprintf(b, "matrix %s\n", w.Matrix)
+	}
+	if len(w.Body) > 0 {
+		fmt.Fprintf(b, "body %q\n", w.Body)
+	}
+	fmt.Fprintf(b, "cookie %s\n", w.Cookie)
+}
+
+func checkGolden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("..", "testdata", "decisions", name)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./consentmode -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("%s mismatch (-want +got):\n%s\n(if the change is intended, run go test ./consentmode -update and review the diff)", name, diff)
+	}
+}
+
+// TestGoldenPublicHits pins the decision for every line of
+// public-hits.tsv, in a denied region (DE), a granted one (US), and in DE
+// with ads_data_redaction on.
+func TestGoldenPublicHits(t *testing.T) {
+	var b bytes.Buffer
+	b.WriteString("# Golden decisions for testdata/public-hits.tsv (go test ./consentmode -update rewrites this file).\n")
+	b.WriteString("# Every hit carries the cookie header of inputFor; day 20000; secret golden-secret-0123456789.\n")
+	b.WriteString("# Variants: DE and US with the default policy plus mp.enabled; DE+redaction with consent.ads_data_redaction on.\n\n")
+	variants := []struct {
+		name   string
+		region string
+		policy func() *Policy
+	}{
+		{"DE", "DE", goldenPolicy},
+		{"US", "US", goldenPolicy},
+		{"DE+redaction", "DE", func() *Policy { p := goldenPolicy(); p.AdsDataRedaction = true; return p }},
+	}
+	for _, h := range loadPublicHits(t) {
+		fmt.Fprintf(&b, "## line %d: %s\n", h.line, h.source)
+		in, ok := inputFor(t, h)
+		if !ok {
+			b.WriteString("no route: 404, nothing forwarded\n\n")
+			continue
+		}
+		for _, v := range variants {
+			p := v.policy()
+			in.Region = MustRegion(v.region)
+			var w Work
+			d := Decide(in, p, &w)
+			fmt.Fprintf(&b, "### %s\n", v.name)
+			formatDecision(&b, d, &w, p)
+		}
+		b.WriteString("\n")
+	}
+	checkGolden(t, "public-hits.golden", b.Bytes())
+}
+
+// TestGoldenWriteBack pins the write-back table: for claimed consent
+// parameters and enforced states, the gcs, gcd, npa and rdp that leave.
+func TestGoldenWriteBack(t *testing.T) {
+	var b bytes.Buffer
+	b.WriteString("# Write-back golden: claimed consent parameters -> what leaves (go test ./consentmode -update).\n")
+	b.WriteString("# columns: region, GPC, claimed query -> action, then the consent parameters of the rewritten query\n\n")
+	claims := []string{
+		"gcs=G111&gcd=13r3r3r2r5l1",
+		"gcs=G111&gcd=13v3v3v2v5l1&npa=0",
+		"gcs=G111",
+		"gcd=13t3t3t3t5l1",
+		"gcd=13n3n3n3n5l1",
+		"gcd=13l3l3l3l1l1",
+		"gcs=G100&gcd=13q3q3q2q5l1&npa=1",
+		"gcs=G101&gcd=13p3t3p3p5l1",
+		"gcs=G1--&gcd=13l3l3R3l5l1",
+		"",
+		"gcs=G1x1&gcd=13r3r3r2r5l1",
+		"gcs=G111&gcd=13r",
+		"gcs=G111&gcd=13r3!3r2r5l1",
+		"gcs=G111&gcd=13r3r3r2r5l1&npa=2",
+		"gcs=G111&gcd=13r3r3r2r5l1&rdp=0",
+	}
+	p := goldenPolicy()
+	for _, region := range []string{"US", "DE", ""} {
+		for _, gpc := range []bool{false, true} {
+			for _, c := range claims {
+				q := "v=2&tid=G-TEST&_p=1&cid=1.2"
+				if c != "" {
+					q += "&" + c
+				}
+				in := &Input{Route: 0, Family: FamilyGA4, Query: []byte(q), Region: MustRegion(region), GPC: gpc, Day: 20000}
+				var w Work
+				d := Decide(in, p, &w)
+				var kept []string
+				for _, kv := range strings.Split(string(w.Query), "&") {
+					k, _, _ := strings.Cut(kv, "=")
+					if k == "gcs" || k == "gcd" || k == "npa" || k == "rdp" {
+						kept = append(kept, kv)
+					}
+				}
+				fmt.Fprintf(&b, "%-7s gpc=%-5v %-38s -> %-10s %s\n", in.Region, gpc, c, d.Action, strings.Join(kept, "&"))
+			}
+		}
+	}
+	checkGolden(t, "writeback.golden", b.Bytes())
+}

@@ -1,0 +1,217 @@
+package consentmode
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+func TestParseGCS(t *testing.T) {
+	tests := []struct {
+		name   string
+		give   string
+		wantAd Value
+		wantAn Value
+		bad    bool
+	}{
+		{"all denied", "G100", Denied, Denied, false},
+		{"analytics only", "G101", Denied, Granted, false},
+		{"ads only", "G110", Granted, Denied, false},
+		{"all granted", "G111", Granted, Granted, false},
+		{"no state", "G1--", Unset, Unset, false},
+		{"mixed dash", "G1-0", Unset, Denied, false},
+		{"empty", "", Unset, Unset, true},
+		{"short", "G11", Unset, Unset, true},
+		{"long", "G1111", Unset, Unset, true},
+		{"bad prefix", "G211", Unset, Unset, true},
+		{"lower g", "g111", Unset, Unset, true},
+		{"bad char", "G1x1", Unset, Unset, true},
+		{"escaped", "G1%31", Unset, Unset, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ad, an, err := ParseGCS([]byte(tt.give))
+			if (err != nil) != tt.bad || ad != tt.wantAd || an != tt.wantAn {
+				t.Errorf("ParseGCS(%q) = %v, %v, %v; want %v, %v, bad=%v", tt.give, ad, an, err, tt.wantAd, tt.wantAn, tt.bad)
+			}
+		})
+	}
+}
+
+// TestGCDLetterTable pins the letter table of consent-mode-spec.md §2.2
+// and the bit rule of §2.3 (decoding letters never seen in tables).
+func TestGCDLetterTable(t *testing.T) {
+	tests := []struct {
+		give byte
+		want Value
+		ok   bool
+	}{
+		{'l', Unset, true}, {'m', Denied, true}, {'n', Granted, true},
+		{'p', Denied, true}, {'q', Denied, true}, {'r', Granted, true},
+		{'t', Granted, true}, {'u', Denied, true}, {'v', Granted, true},
+		{'o', Denied, false}, {'s', Denied, false}, // update bits 00: invalid
+		{'e', Denied, true}, // granted default, denied update, no flag bit
+		// Uppercase letters carry flag bit 5; only the low four bits count:
+		// R = 110101 (not set/not set), L = 101111 (granted/granted),
+		// P = 110011 (default bits 00: invalid), V = 111001 (denied/none).
+		{'R', Unset, true}, {'L', Granted, true}, {'P', Denied, false}, {'V', Denied, true},
+		{'!', Denied, false}, {'0', Denied, false}, {'k', Denied, false},
+	}
+	for _, tt := range tests {
+		got, ok := gcdLetterValue(tt.give)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("gcdLetterValue(%q) = %v, %v; want %v, %v", tt.give, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestParseGCD(t *testing.T) {
+	tests := []struct {
+		name string
+		give string
+		want [NumTypes]Value
+		bad  [NumTypes]bool
+		err  bool
+	}{
+		{"current all denied default", "13p3p3p2p5l1", [4]Value{Denied, Denied, Denied, Denied}, [4]bool{}, false},
+		{"refused", "13q3q3q2q5l1", [4]Value{Denied, Denied, Denied, Denied}, [4]bool{}, false},
+		{"accepted", "13r3r3r2r5l1", [4]Value{Granted, Granted, Granted, Granted}, [4]bool{}, false},
+		{"no consent mode", "13l3l3l3l1l1", [4]Value{}, [4]bool{}, false},
+		{"old generation", "11p1p1p1p5", [4]Value{Denied, Denied, Denied, Denied}, [4]bool{}, false},
+		{"analytics granted by default", "13p3t3p3p5l1", [4]Value{Denied, Granted, Denied, Denied}, [4]bool{}, false},
+		{"defaults with personalization denied", "11t1t1t1p5", [4]Value{Granted, Granted, Granted, Denied}, [4]bool{}, false},
+		{"uppercase in ad_user_data", "13l3l3R3l5l1", [4]Value{}, [4]bool{}, false},
+		{"uppercase in first-char slot", "13p3pPp2p5l1", [4]Value{Denied, Denied, Denied, Denied}, [4]bool{}, false},
+		{"one bad letter", "13p3!3p2p5l1", [4]Value{Denied, Denied, Denied, Denied}, [4]bool{false, true, false, false}, true},
+		{"invalid pair o", "13o3v3v2v5l1", [4]Value{Denied, Granted, Granted, Granted}, [4]bool{true, false, false, false}, true},
+		{"short", "13p3p3p", [4]Value{Denied, Denied, Denied, Denied}, [4]bool{true, true, true, true}, true},
+		{"bad version", "x3v3v3v2v5l1", [4]Value{Denied, Denied, Denied, Denied}, [4]bool{true, true, true, true}, true},
+		{"empty", "", [4]Value{Denied, Denied, Denied, Denied}, [4]bool{true, true, true, true}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, err := ParseGCD([]byte(tt.give))
+			if g.Value != tt.want || g.Bad != tt.bad || (err != nil) != tt.err {
+				t.Errorf("ParseGCD(%q) = %v %v %v; want %v %v err=%v", tt.give, g.Value, g.Bad, err, tt.want, tt.bad, tt.err)
+			}
+		})
+	}
+}
+
+// TestGCDDenyLetter pins the write-back table of product.md: the update
+// half of a letter the gateway denies becomes denied.
+func TestGCDDenyLetter(t *testing.T) {
+	tests := []struct{ give, want byte }{
+		{'t', 'u'}, {'v', 'u'}, {'r', 'q'}, {'n', 'm'}, {'l', 'm'},
+		{'p', 'p'}, {'q', 'q'}, {'u', 'u'}, {'m', 'm'}, // already denied: unchanged
+		{'R', 'S'}, {'L', 'K'}, {'V', 'V'}, // flag bits kept; V is already denied
+		{'!', 'm'}, {'o', 'm'}, // undecodable: not set, denied
+	}
+	for _, tt := range tests {
+		if got := gcdDenyLetter(tt.give); got != tt.want {
+			t.Errorf("gcdDenyLetter(%q) = %q, want %q", tt.give, got, tt.want)
+		}
+		if v, _ := gcdLetterValue(gcdDenyLetter(tt.give)); v != Denied {
+			t.Errorf("gcdDenyLetter(%q) = %q does not decode as denied", tt.give, gcdDenyLetter(tt.give))
+		}
+	}
+}
+
+func TestAppendGCDDenied(t *testing.T) {
+	tests := []struct {
+		name string
+		give string
+		deny [NumTypes]bool
+		want string
+	}{
+		{"all", "13r3r3r2r5l1", [4]bool{true, true, true, true}, "13q3q3q2q5l1"},
+		{"analytics only", "13v3v3v2v5l1", [4]bool{false, true, false, false}, "13v3u3v2v5l1"},
+		{"index 9 stays", "11n1n1n1n5", [4]bool{true, true, true, true}, "11m1m1m1m5"},
+		{"nothing", "13v3v3v2v5l1", [4]bool{}, "13v3v3v2v5l1"},
+		{"short replaced", "13v3", [4]bool{true, true, true, true}, "13m3m3m2m5l1"},
+	}
+	for _, tt := range tests {
+		if got := string(appendGCDDenied(nil, []byte(tt.give), tt.deny)); got != tt.want {
+			t.Errorf("%s: appendGCDDenied(%q, %v) = %q, want %q", tt.name, tt.give, tt.deny, got, tt.want)
+		}
+	}
+}
+
+func TestParseRegion(t *testing.T) {
+	tests := []struct {
+		give, want string
+		ok         bool
+	}{
+		{"DE", "DE", true}, {"de", "DE", true}, {" us-ca ", "US-CA", true}, {"US_CA", "US-CA", true},
+		{"UK", "GB", true}, {"GB-ENG", "GB-ENG", true}, {"FR-971", "FR-971", true},
+		{"XX", "unknown", false}, {"T1", "unknown", false}, {"A1", "unknown", false}, {"EU", "unknown", false},
+		{"", "unknown", false}, {"D", "unknown", false}, {"DEU", "unknown", false}, {"1A", "unknown", false},
+		{"US-", "unknown", false}, {"US-ABCD", "unknown", false}, {"US:CA", "unknown", false},
+	}
+	for _, tt := range tests {
+		r, ok := ParseRegion([]byte(tt.give))
+		if r.String() != tt.want || ok != tt.ok {
+			t.Errorf("ParseRegion(%q) = %s, %v; want %s, %v", tt.give, r, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestNextEmail(t *testing.T) {
+	tests := []struct{ give, want string }{
+		{"john.doe@example.com", "[redacted]"},
+		{"mail me: a+b@x.co.uk.", "mail me: [redacted]."},
+		{"two a@b.de and c@d.fr", "two [redacted] and [redacted]"},
+		{"no at sign", "no at sign"},
+		{"handle @someone", "handle @someone"},
+		{"user@localhost", "user@localhost"},
+		{"x@y.c", "x@y.c"},
+		{"v1.2@3.4", "v1.2@3.4"},
+	}
+	for _, tt := range tests {
+		got, _ := appendRedactEmails(nil, []byte(tt.give))
+		if string(got) != tt.want {
+			t.Errorf("appendRedactEmails(%q) = %q, want %q", tt.give, got, tt.want)
+		}
+	}
+}
+
+func TestHoldsEmail(t *testing.T) {
+	tests := []struct {
+		give string
+		want bool
+	}{
+		{"a@b.com", true}, {"a%40b.com", true}, {"a%2540b.com", true}, {"a%252540b.com", true},
+		{"https%3A%2F%2Fx.com%2F%3Fe%3Da%2540b.com", true},
+		{"nothing%20here", false}, {"a%40b", false}, {"", false},
+	}
+	for _, tt := range tests {
+		var scratch []byte
+		if got := holdsEmail([]byte(tt.give), &scratch); got != tt.want {
+			t.Errorf("holdsEmail(%q) = %v, want %v", tt.give, got, tt.want)
+		}
+	}
+}
+
+// TestPure keeps consentmode free of I/O libraries (style.md).
+func TestPure(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Skipf("go list: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, banned := range []string{"valyala/fasthttp", "go.uber.org/zap", "spf13/viper", "ristretto", "github.com/consentgate/consentgate/"} {
+			if strings.Contains(dep, banned) && dep != "github.com/consentgate/consentgate/consentmode" {
+				t.Errorf("consentmode depends on %s", dep)
+			}
+		}
+	}
+}
+
+func TestCatalogueFits(t *testing.T) {
+	if n := len(catalogue.names); n > 256 {
+		t.Fatalf("field catalogue has %d entries; FieldSet holds 256", n)
+	}
+	if n := len(reasonNames); n > 64 {
+		t.Fatalf("%d reasons; ReasonSet holds 64", n)
+	}
+}
