@@ -23,7 +23,7 @@ import (
 type DecisionLog struct {
 	ch      chan logEntry
 	log     *zap.Logger
-	sync    func() error
+	buf     *zapcore.BufferedWriteSyncer
 	closeFn func() error
 	metrics *Metrics
 	seq     atomic.Uint64
@@ -75,7 +75,7 @@ func newDecisionLog(ws zapcore.WriteSyncer, closeFn func() error, m *Metrics) *D
 	l := &DecisionLog{
 		ch:      make(chan logEntry, 8192),
 		log:     zap.New(zapcore.NewCore(enc, buf, zapcore.InfoLevel)),
-		sync:    buf.Stop,
+		buf:     buf,
 		closeFn: closeFn,
 		metrics: m,
 	}
@@ -98,11 +98,19 @@ func (l *DecisionLog) Close() error {
 	}
 	close(l.ch)
 	l.wg.Wait()
-	err := l.sync()
+	err := l.buf.Stop()
 	if cerr := l.closeFn(); err == nil {
 		err = cerr
 	}
 	return err
+}
+
+// flush writes out what the encoder has buffered.
+func (l *DecisionLog) flush() error {
+	if l == nil {
+		return nil
+	}
+	return l.buf.Sync()
 }
 
 // nextHit returns a new hit id.

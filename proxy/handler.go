@@ -22,6 +22,9 @@ type Options struct {
 	Dial fasthttp.DialFunc
 	// Now replaces the clock (tests pin the day of the ephemeral ids).
 	Now func() time.Time
+	// RouteScheme replaces "https" for the routes' Google hosts (tests
+	// run a plain-HTTP fake upstream).
+	RouteScheme string
 }
 
 // Handler serves the public listener. Its configuration is swapped whole
@@ -36,6 +39,8 @@ type Handler struct {
 	reqs    sync.Pool // *outbound
 	metrics *Metrics
 	dlog    *DecisionLog
+	// routeScheme is the scheme of the routes' own hosts (subdomain style).
+	routeScheme string
 }
 
 // runtime is one configuration with everything derived from it.
@@ -50,7 +55,10 @@ func NewHandler(cfg *config.Config, log *zap.Logger, m *Metrics, dlog *DecisionL
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	h := &Handler{log: log, now: opts.Now, clients: newClients(opts.Dial), metrics: m, dlog: dlog}
+	if opts.RouteScheme == "" {
+		opts.RouteScheme = "https"
+	}
+	h := &Handler{log: log, now: opts.Now, clients: newClients(opts.Dial), metrics: m, dlog: dlog, routeScheme: opts.RouteScheme}
 	h.work.New = func() any { return new(consentmode.Work) }
 	h.reqs.New = func() any { return new(outbound) }
 	h.SetConfig(cfg)
@@ -65,7 +73,7 @@ func (h *Handler) SetConfig(cfg *config.Config) {
 		if cfg.Upstream != nil {
 			rt.routes[i] = h.clients.get(cfg.Upstream.Scheme, cfg.Upstream.Host, cfg)
 		} else {
-			rt.routes[i] = h.clients.get("https", r.Host, cfg)
+			rt.routes[i] = h.clients.get(h.routeScheme, r.Host, cfg)
 		}
 	}
 	h.rt.Store(rt)
@@ -141,13 +149,13 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 		matrix = nil
 		routePath = path
 	}
-	if !route.Allows(req.Header.Method()) {
-		return errMethod
-	}
+	p.route = ri
 	if route.Family == consentmode.FamilyMP && !cfg.Policy.MPEnabled {
 		return errRouteOff
 	}
-	p.route = ri
+	if !route.Allows(req.Header.Method()) {
+		return errMethod
+	}
 	p.up = rt.routes[ri]
 
 	w := h.work.Get().(*consentmode.Work)
@@ -331,10 +339,10 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	}
 	defer h.release(&p)
 	d := &p.decision
-	if allowed {
-		setCORS(&ctx.Response.Header, origin)
-	}
 	if p.out == nil { // blocked
+		if allowed {
+			setCORS(&ctx.Response.Header, origin)
+		}
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
 		h.record(ctx, &p, fasthttp.StatusNoContent, 0, nil, start)
 		return
@@ -342,9 +350,6 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	upStart := time.Now()
 	err := p.up.client.DoTimeout(&p.out.req, &ctx.Response, cfg.Timeouts.Upstream)
 	upLatency := time.Since(upStart)
-	if allowed { // the upstream response replaced ours
-		setCORS(&ctx.Response.Header, origin)
-	}
 	if err != nil {
 		status := fasthttp.StatusBadGateway
 		if errors.Is(err, fasthttp.ErrTimeout) {
@@ -362,6 +367,9 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	}
 	upStatus := ctx.Response.StatusCode()
 	cleanResponse(&ctx.Response, d)
+	if allowed {
+		setCORS(&ctx.Response.Header, origin)
+	}
 	if !cfg.Enforce {
 		// Dry run: the browser sees what it would have without the gateway.
 	} else if d.ServerContainer {

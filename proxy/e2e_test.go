@@ -1,0 +1,268 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/consentgate/consentgate/config"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// fasthttp's own housekeeping goroutines sleep out their period
+		// after Shutdown and CloseIdleConnections, then exit.
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*TCPDialer).tcpAddrEntryCleaner"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+	)
+}
+
+// recorded is what the fake upstream received.
+type recorded struct {
+	Method, Host, URI string
+	Header            map[string]string
+	Body              string
+}
+
+// fakeUpstream is a fasthttp server on an in-memory listener that records
+// every request and answers like Google (204, or what respond says).
+type fakeUpstream struct {
+	ln      *fasthttputil.InmemoryListener
+	srv     *fasthttp.Server
+	mu      sync.Mutex
+	got     []recorded
+	respond func(ctx *fasthttp.RequestCtx)
+	done    chan struct{}
+}
+
+func newFakeUpstream(t *testing.T) *fakeUpstream {
+	u := &fakeUpstream{ln: fasthttputil.NewInmemoryListener(), done: make(chan struct{})}
+	u.srv = &fasthttp.Server{Logger: quiet{}, Handler: func(ctx *fasthttp.RequestCtx) {
+		r := recorded{Method: string(ctx.Method()), Host: string(ctx.Host()), URI: string(ctx.RequestURI()), Header: map[string]string{}, Body: string(ctx.PostBody())}
+		for k, v := range ctx.Request.Header.All() {
+			r.Header[string(k)] = string(v)
+		}
+		u.mu.Lock()
+		u.got = append(u.got, r)
+		respond := u.respond
+		u.mu.Unlock()
+		if respond != nil {
+			respond(ctx)
+			return
+		}
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+	}}
+	go func() {
+		defer close(u.done)
+		_ = u.srv.Serve(u.ln)
+	}()
+	t.Cleanup(func() {
+		_ = u.srv.Shutdown()
+		<-u.done
+	})
+	return u
+}
+
+func (u *fakeUpstream) requests() []recorded {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]recorded(nil), u.got...)
+}
+
+func (u *fakeUpstream) setRespond(f func(ctx *fasthttp.RequestCtx)) {
+	u.mu.Lock()
+	u.respond = f
+	u.mu.Unlock()
+}
+
+// gateway is a Handler served on an in-memory listener, in front of a fake upstream.
+type gateway struct {
+	t    *testing.T
+	h    *Handler
+	up   *fakeUpstream
+	ln   *fasthttputil.InmemoryListener
+	srv  *Server
+	m    *Metrics
+	dlog *DecisionLog
+	logs *syncBuffer
+	done chan struct{}
+}
+
+// syncBuffer is a goroutine-safe buffer for the decision log.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) Sync() error { return nil }
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// testConfig is the base of every test config: the fake upstream's
+// in-memory peer (0.0.0.0) is not trusted unless a test says so.
+const testConfig = `
+cookieless: {secret: "test-secret-0123456789"}
+trusted_proxies: ["10.0.0.0/8"]
+`
+
+func loadConfig(t *testing.T, yaml string) *config.Config {
+	t.Helper()
+	t.Setenv("CONSENTGATE_TIMEOUTS_DRAIN", "0s")
+	t.Setenv("CONSENTGATE_LOG_DECISIONS_OUTPUT", "off")
+	if !strings.Contains(yaml, "trusted_proxies") {
+		yaml = testConfig + yaml
+	} else {
+		yaml = "cookieless: {secret: \"test-secret-0123456789\"}\n" + yaml
+	}
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+var fixedNow = func() time.Time { return time.Unix(20000*86400+3600, 0) }
+
+func newGateway(t *testing.T, yaml string) *gateway {
+	t.Helper()
+	cfg := loadConfig(t, yaml)
+	g := &gateway{t: t, up: newFakeUpstream(t), ln: fasthttputil.NewInmemoryListener(), m: NewMetrics("test"), logs: &syncBuffer{}, done: make(chan struct{})}
+	g.dlog = newDecisionLog(g.logs, func() error { return nil }, g.m)
+	g.h = NewHandler(cfg, zap.NewNop(), g.m, g.dlog, Options{
+		Dial:        func(string) (net.Conn, error) { return g.up.ln.Dial() },
+		Now:         fixedNow,
+		RouteScheme: "http",
+	})
+	g.srv = NewServer(g.h, zap.NewNop())
+	g.h.MarkReady(true)
+	go func() {
+		defer close(g.done)
+		_ = g.srv.public.Serve(g.ln)
+	}()
+	t.Cleanup(g.close)
+	return g
+}
+
+func (g *gateway) close() {
+	_ = g.srv.public.Shutdown()
+	<-g.done
+	g.h.clients.closeIdle()
+	_ = g.dlog.Close()
+}
+
+// from is the address a request comes from.
+var (
+	fromVisitor = &net.TCPAddr{IP: net.IPv4(203, 0, 113, 77), Port: 40000}
+	fromProxy   = &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 40000}
+)
+
+// response is a copy of what the browser got.
+type response struct {
+	Status int
+	Header map[string][]string
+	Body   string
+}
+
+func (r *response) get(k string) string {
+	if v := r.Header[k]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// do sends one request from addr and returns what came back. raw, when
+// set, is the whole request written as it is.
+func (g *gateway) do(from net.Addr, method, uri string, headers map[string]string, body string) *response {
+	g.t.Helper()
+	var raw strings.Builder
+	raw.WriteString(method + " " + uri + " HTTP/1.1\r\n")
+	if _, ok := headers["Host"]; !ok {
+		raw.WriteString("Host: metrics.shop.example\r\n")
+	}
+	for k, v := range headers {
+		raw.WriteString(k + ": " + v + "\r\n")
+	}
+	if body != "" || method == "POST" {
+		raw.WriteString("Content-Length: " + itoa(len(body)) + "\r\n")
+	}
+	raw.WriteString("Connection: close\r\n\r\n" + body)
+	return g.raw(from, raw.String())
+}
+
+func itoa(n int) string {
+	return string(fasthttp.AppendUint(nil, n))
+}
+
+func (g *gateway) raw(from net.Addr, req string) *response {
+	g.t.Helper()
+	c, err := g.ln.DialWithLocalAddr(from)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(req)); err != nil {
+		g.t.Fatal(err)
+	}
+	var resp fasthttp.Response
+	br := newReader(c)
+	if err := resp.Read(br); err != nil {
+		g.t.Fatalf("reading response: %v", err)
+	}
+	r := &response{Status: resp.StatusCode(), Header: map[string][]string{}, Body: string(resp.Body())}
+	for k, v := range resp.Header.All() {
+		r.Header[string(k)] = append(r.Header[string(k)], string(v))
+	}
+	return r
+}
+
+// waitLog waits until the decision log holds n lines.
+func (g *gateway) waitLog(n int) []string {
+	g.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_ = g.dlog.flush()
+		lines := strings.Split(strings.TrimSpace(g.logs.String()), "\n")
+		if g.logs.String() == "" {
+			lines = nil
+		}
+		if len(lines) >= n || time.Now().After(deadline) {
+			return lines
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+var _ zapcore.WriteSyncer = (*syncBuffer)(nil)
+
+type quiet struct{}
+
+func (quiet) Printf(string, ...any) {}
+
+func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
