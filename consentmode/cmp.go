@@ -207,7 +207,7 @@ func readTCFCookie(c *CMPCookie, header []byte, strict bool) cmpResult {
 	raw, ok := cookieValue(header, c.Name)
 	if !ok {
 		if c.Required {
-			r.deny = [NumTypes]bool{AdStorage: true, AdUserData: true, AdPersonalization: true, AnalyticsStorage: strict}
+			r.deny = tcfDenyAll(strict)
 		}
 		return r
 	}

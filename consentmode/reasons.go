@@ -37,7 +37,7 @@ const (
 	ReasonClickIDsRedacted
 	ReasonServerContainer
 	ReasonTCFNotApplicable
-	ReasonMethodNotAllowed
+	ReasonTCFUnavailable
 	numReasons
 )
 
@@ -70,7 +70,7 @@ var reasonNames = [numReasons]string{
 	"click_ids_redacted",
 	"server_container",
 	"tcf_not_applicable",
-	"method_not_allowed",
+	"tcf_unavailable",
 }
 
 // String returns the reason's stable code.

@@ -59,9 +59,53 @@ func applySignals(d *Decision, h *hit, in *Input, p *Policy, rule *RegionRule, w
 			}
 		}
 	}
+	deny := func(types [NumTypes]bool, src Source) {
+		for t, on := range types {
+			if on {
+				st.deny(Type(t), src, 0)
+			}
+		}
+	}
+	if rule.Signals.Has(SignalTCF) {
+		applyTCF(d, h, rule.TCFStrict, deny)
+	}
+
+	// US opt-outs: the first signal that opts out is reported.
 	optOut := SourceNone
 	if rule.Signals.Has(SignalGPC) && in.GPC {
 		optOut = SourceGPC
+	}
+	if rule.Signals.Has(SignalUSPrivacy) && h.seenUSPrivacy {
+		u, err := ParseUSPrivacy(h.usPrivacy)
+		if err != nil {
+			d.Reasons.Add(ReasonMalformedUSPrivacy)
+		}
+		if (err != nil || u.OptedOut()) && optOut == SourceNone {
+			optOut = SourceUSPrivacy
+		}
+	}
+	if rule.Signals.Has(SignalGPP) && h.seenGPP {
+		g, err := ParseGPP(h.gpp, h.gppSID)
+		switch {
+		case err != nil:
+			d.Reasons.Add(ReasonMalformedGPP)
+			if optOut == SourceNone {
+				optOut = SourceGPP
+			}
+		default:
+			if (g.OptedOut || g.GPC) && optOut == SourceNone {
+				optOut = SourceGPP
+			}
+			if g.Applicable.Has(GPPTCFEUv2) && rule.Signals.Has(SignalTCF) {
+				if tc := g.TCFEU(h.gpp); tc != nil {
+					types, bad := tcfDenials(tc, rule.TCFStrict)
+					if bad {
+						d.Reasons.Add(ReasonMalformedTCF)
+					}
+					deny(types, SourceTCF)
+				}
+			}
+		}
 	}
 	if optOut != SourceNone {
 		d.OptOut = true
@@ -70,5 +114,35 @@ func applySignals(d *Decision, h *hit, in *Input, p *Policy, rule *RegionRule, w
 		if rule.OptOutDeniesAdUserData {
 			st.deny(AdUserData, optOut, 0)
 		}
+	}
+}
+
+// applyTCF reads gdpr and gdpr_consent. gdpr=0 means TCF does not apply.
+// With gdpr=1, a missing consent string, "tcunavailable", "tcempty" or a
+// string that does not parse denies the types TCF governs. A consent
+// string without gdpr is read too.
+func applyTCF(d *Decision, h *hit, strict bool, deny func([NumTypes]bool, Source)) {
+	if h.seenGDPR && string(h.gdpr) == "0" {
+		if h.seenGDPRConsent {
+			d.Reasons.Add(ReasonTCFNotApplicable)
+		}
+		return
+	}
+	applies := h.seenGDPR && string(h.gdpr) == "1"
+	switch {
+	case !h.seenGDPRConsent || len(h.gdprConsent) == 0:
+		if applies {
+			d.Reasons.Add(ReasonTCFUnavailable)
+			deny(tcfDenyAll(strict), SourceTCF)
+		}
+	case string(h.gdprConsent) == "tcunavailable" || string(h.gdprConsent) == "tcempty":
+		d.Reasons.Add(ReasonTCFUnavailable)
+		deny(tcfDenyAll(strict), SourceTCF)
+	default:
+		types, bad := tcfDenials(h.gdprConsent, strict)
+		if bad {
+			d.Reasons.Add(ReasonMalformedTCF)
+		}
+		deny(types, SourceTCF)
 	}
 }
