@@ -119,15 +119,3 @@ func (s ReasonSet) Strings() []string {
 	}
 	return out
 }
-
-// malformedReason maps an input to its malformed_* reason.
-var malformedReason = [...]Reason{
-	SourceGCS:       ReasonMalformedGCS,
-	SourceGCD:       ReasonMalformedGCD,
-	SourceNPA:       ReasonMalformedNPA,
-	SourceTCF:       ReasonMalformedTCF,
-	SourceUSPrivacy: ReasonMalformedUSPrivacy,
-	SourceGPP:       ReasonMalformedGPP,
-	SourceCMPCookie: ReasonMalformedCMPCookie,
-	SourceMP:        ReasonInvalidBody,
-}

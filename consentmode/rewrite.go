@@ -12,7 +12,7 @@ type rewriter struct {
 	in  *Input
 	eph ephemeralMAC
 
-	seenGCS, seenNPA, seenRDP, seenUIP bool
+	seenGCS, seenNPA, seenRDP bool
 }
 
 // rewrite fills w with the hit as it may leave.
@@ -387,16 +387,24 @@ func (rw *rewriter) scrubURL(dst, v []byte) []byte {
 		out = append(out, base...)
 	}
 	if hasQ {
+		mark := len(out)
 		out = append(out, '?')
 		var c bool
 		out, c = rw.urlParams(out, query)
+		if c && len(out) == mark+1 { // every parameter went: no bare '?'
+			out = out[:mark]
+		}
 		changed = changed || c
 	}
 	if hasF {
+		mark := len(out)
 		out = append(out, '#')
 		var c bool
 		if bytesHas(frag, '=') {
 			out, c = rw.urlParams(out, frag)
+			if c && len(out) == mark+1 {
+				out = out[:mark]
+			}
 		} else if holdsEmail(frag, &w.scratch2) {
 			out, c = append(out, redactedText...), true
 			rw.removed(fieldEmail, ReasonEmailRedacted)

@@ -323,7 +323,6 @@ var catalogue = buildCatalogue()
 var (
 	fieldEmail       = mustField("email")
 	fieldCookieOther = mustField("cookie:other")
-	fieldBody        = mustField("body")
 )
 
 func mustField(name string) Field { return catalogue.byName[name] }

@@ -44,13 +44,11 @@ func mustField(name string) consentmode.Field {
 }
 
 var (
-	fieldReferer    = mustField("header:Referer")
-	fieldGeo        = mustField("header:geo")
-	fieldHopByHop   = mustField("header:hop-by-hop")
-	fieldXFF        = mustField("header:X-Forwarded-For")
-	fieldCookieHdr  = mustField("header:Cookie")
-	fieldBody       = mustField("body")
-	connectionToken = []byte("Connection")
+	fieldReferer   = mustField("header:Referer")
+	fieldGeo       = mustField("header:geo")
+	fieldHopByHop  = mustField("header:hop-by-hop")
+	fieldXFF       = mustField("header:X-Forwarded-For")
+	fieldCookieHdr = mustField("header:Cookie")
 )
 
 // copyHeaders copies the request headers that may travel from src to dst,

@@ -61,7 +61,7 @@ func (r *Reloader) run(ctx context.Context) {
 		if err != nil {
 			r.log.Warn("config file watch unavailable; reload with SIGHUP", zap.Error(err))
 		} else {
-			defer w.Close()
+			defer func() { _ = w.Close() }()
 			// Watch the directory: editors and Kubernetes replace the file.
 			if err := w.Add(filepath.Dir(r.path)); err != nil {
 				r.log.Warn("config file watch unavailable; reload with SIGHUP", zap.Error(err))
@@ -80,7 +80,7 @@ func (r *Reloader) run(ctx context.Context) {
 			}
 			return
 		case <-r.trigger:
-			r.Reload()
+			_ = r.Reload() // logged and counted by Reload
 		case ev, ok := <-events:
 			if !ok {
 				events = nil
@@ -103,7 +103,7 @@ func (r *Reloader) run(ctx context.Context) {
 			r.log.Warn("config file watch", zap.Error(err))
 		case <-fire:
 			fire = nil
-			r.Reload()
+			_ = r.Reload() // logged and counted by Reload
 		}
 	}
 }

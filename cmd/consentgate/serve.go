@@ -95,7 +95,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	}
 	adm, err := net.Listen("tcp", cfg.AdminListen)
 	if err != nil {
-		pub.Close()
+		_ = pub.Close()
 		return fmt.Errorf("admin listen %s: %w", cfg.AdminListen, err)
 	}
 	log.Info("listening", zap.String("public", pub.Addr().String()), zap.String("admin", adm.Addr().String()))

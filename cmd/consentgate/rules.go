@@ -1,0 +1,282 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/consentgate/consentgate/config"
+	"github.com/consentgate/consentgate/consentmode"
+)
+
+// rulesDoc is the effective rule table: everything `rules` prints, built
+// from the same policy data and decision code the proxy runs.
+type rulesDoc struct {
+	PolicyVersion    string                   `json:"policy_version"`
+	Mode             string                   `json:"mode"`
+	Enforce          bool                     `json:"enforce"`
+	AdsDataRedaction bool                     `json:"ads_data_redaction"`
+	UAForward        bool                     `json:"ua_forward"`
+	MPEnabled        bool                     `json:"mp_enabled"`
+	Tags             []string                 `json:"tags"`
+	Outcomes         []outcomeDoc             `json:"outcomes"`
+	Params           []paramDoc               `json:"parameters"`
+	Cookies          []cookieDoc              `json:"cookies"`
+	Headers          []consentmode.HeaderRule `json:"headers"`
+	Routes           []routeDoc               `json:"routes"`
+	Regions          regionsDoc               `json:"regions"`
+	CMPCookies       []cmpDoc                 `json:"cmp_cookies"`
+}
+
+type outcomeDoc struct {
+	Route     string   `json:"route"`
+	Family    string   `json:"family"`
+	Situation string   `json:"situation"`
+	Action    string   `json:"action"`
+	Removed   []string `json:"removed"`
+}
+
+type paramDoc struct {
+	Families []string `json:"families"`
+	Name     string   `json:"name"`
+	Where    string   `json:"where"`
+	When     string   `json:"when"`
+	Effect   string   `json:"effect"`
+	Why      string   `json:"why"`
+}
+
+type cookieDoc struct {
+	Name  string `json:"name"`
+	Owner string `json:"owner"`
+}
+
+type routeDoc struct {
+	Name    string `json:"name"`
+	Path    string `json:"path"`
+	Family  string `json:"family"`
+	Kind    string `json:"kind"`
+	Methods string `json:"methods"`
+	Host    string `json:"google_host"`
+	Styles  string `json:"styles"`
+	Doc     string `json:"doc"`
+}
+
+type regionRuleDoc struct {
+	Region    string            `json:"region"`
+	Defaults  map[string]string `json:"defaults"`
+	Signals   []string          `json:"signals"`
+	TCFStrict bool              `json:"tcf_strict"`
+	OptOutAUD bool              `json:"us_opt_out_denies_ad_user_data"`
+}
+
+type regionsDoc struct {
+	Default regionRuleDoc   `json:"default"`
+	Unknown regionRuleDoc   `json:"unknown"`
+	Listed  []regionRuleDoc `json:"listed"`
+}
+
+type cmpDoc struct {
+	Name     string            `json:"name"`
+	Format   string            `json:"format"`
+	Keys     map[string]string `json:"keys,omitempty"`
+	Granted  []string          `json:"granted,omitempty"`
+	Denied   []string          `json:"denied,omitempty"`
+	Required bool              `json:"required"`
+}
+
+func buildRulesDoc(cfg *config.Config) *rulesDoc {
+	p := cfg.Policy
+	d := &rulesDoc{PolicyVersion: cfg.PolicyVersion, Mode: p.Mode.String(), Enforce: cfg.Enforce,
+		AdsDataRedaction: p.AdsDataRedaction, UAForward: p.UAForward, MPEnabled: p.MPEnabled, Headers: consentmode.HeaderRules}
+	for t := range p.Tags {
+		d.Tags = append(d.Tags, t)
+	}
+	sort.Strings(d.Tags)
+	for _, o := range consentmode.Table(p) {
+		d.Outcomes = append(d.Outcomes, outcomeDoc{o.Route, o.Family.String(), o.Situation, o.Action.String(), o.Removed})
+	}
+	for _, r := range consentmode.ParamRules {
+		var fams []string
+		for _, f := range consentmode.Families() {
+			if r.Families.Has(f) {
+				fams = append(fams, f.String())
+			}
+		}
+		where := "hit"
+		if r.Scope == consentmode.InURL {
+			where = "inside URL values"
+		}
+		d.Params = append(d.Params, paramDoc{fams, r.Name, where, r.When.String(), r.Op.String(), r.Why})
+	}
+	for _, c := range consentmode.CookieRules {
+		d.Cookies = append(d.Cookies, cookieDoc{c.Name, c.Owner.String()})
+	}
+	for _, r := range consentmode.Routes {
+		path := r.Pattern
+		switch r.Match {
+		case consentmode.MatchPrefix:
+			path += "…"
+		case consentmode.MatchMatrix:
+			path += ";…"
+		}
+		styles := "both"
+		if r.TagGatewayOnly {
+			styles = "tag gateway"
+		}
+		d.Routes = append(d.Routes, routeDoc{r.Name, path, r.Family.String(), r.Kind.String(), strings.TrimSuffix(r.AllowHeader(), ", OPTIONS"), r.Host, styles, r.Doc})
+	}
+	d.Regions.Default = regionRule("default", p.Default)
+	d.Regions.Unknown = regionRule("unknown", p.Unknown)
+	for reg, rule := range p.Regions {
+		d.Regions.Listed = append(d.Regions.Listed, regionRule(reg.String(), rule))
+	}
+	sort.Slice(d.Regions.Listed, func(i, j int) bool { return d.Regions.Listed[i].Region < d.Regions.Listed[j].Region })
+	for _, c := range p.CMPCookies {
+		cd := cmpDoc{Name: c.Name, Format: c.Format.String(), Granted: c.Granted, Denied: c.Denied, Required: c.Required}
+		for t, k := range c.Keys {
+			if k != "" {
+				if cd.Keys == nil {
+					cd.Keys = map[string]string{}
+				}
+				cd.Keys[consentmode.Type(t).String()] = k
+			}
+		}
+		d.CMPCookies = append(d.CMPCookies, cd)
+	}
+	return d
+}
+
+func regionRule(name string, r consentmode.RegionRule) regionRuleDoc {
+	d := regionRuleDoc{Region: name, Defaults: map[string]string{}, TCFStrict: r.TCFStrict, OptOutAUD: r.OptOutDeniesAdUserData}
+	for t := range consentmode.NumTypes {
+		v := r.Defaults[t]
+		if v == consentmode.Unset {
+			v = consentmode.Denied
+		}
+		d.Defaults[consentmode.Type(t).String()] = v.String()
+	}
+	for _, s := range consentmode.Signals() {
+		if r.Signals.Has(s) {
+			d.Signals = append(d.Signals, s.String())
+		}
+	}
+	return d
+}
+
+func cmdRules(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("rules", flag.ContinueOnError)
+	path := configFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	d := buildRulesDoc(cfg)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(d)
+	}
+	writeRulesMarkdown(stdout, d)
+	return nil
+}
+
+func cell(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
+
+func writeRulesMarkdown(w io.Writer, d *rulesDoc) {
+	fmt.Fprintf(w, "# consentgate effective rules\n\n")
+	fmt.Fprintf(w, "Policy version `%s`. Mode **%s**, enforce **%v**, ads_data_redaction **%v**, ua.forward **%v**, mp.enabled **%v**.\n",
+		d.PolicyVersion, d.Mode, d.Enforce, d.AdsDataRedaction, d.UAForward, d.MPEnabled)
+	if len(d.Tags) == 0 {
+		fmt.Fprintf(w, "Tag allowlist: none (any tag id).\n\n")
+	} else {
+		fmt.Fprintf(w, "Tag allowlist: %s (any other tag id: block).\n\n", strings.Join(d.Tags, ", "))
+	}
+
+	fmt.Fprintf(w, "## What happens to a hit\n\n")
+	fmt.Fprintf(w, "Each row runs the gateway's own decision on a representative hit of the route that carries every parameter of the rules below, Google cookies, and a page URL with `_gl`, `gclid` and an e-mail address. `removed` lists what would not leave.\n\n")
+	fmt.Fprintf(w, "| route | consent | action | removed |\n|---|---|---|---|\n")
+	for _, o := range d.Outcomes {
+		fmt.Fprintf(w, "| %s | %s | **%s** | %s |\n", o.Route, o.Situation, o.Action, cell(strings.Join(o.Removed, " ")))
+	}
+
+	fmt.Fprintf(w, "\n## Per-parameter rules\n\nFor each parameter the strongest applicable effect wins. E-mail addresses are redacted from every value, always.\n\n")
+	fmt.Fprintf(w, "| families | parameter | where | when | effect | why |\n|---|---|---|---|---|---|\n")
+	for _, p := range d.Params {
+		fmt.Fprintf(w, "| %s | `%s` | %s | %s | %s | %s |\n", strings.Join(p.Families, ", "), p.Name, p.Where, p.When, p.Effect, cell(p.Why))
+	}
+	fmt.Fprintf(w, "\n## Cookies\n\nOnly these travel upstream, only while their owner is granted, never on a cookieless hit, never to the Measurement Protocol or script routes.\n\n| cookie | owner |\n|---|---|\n")
+	for _, c := range d.Cookies {
+		fmt.Fprintf(w, "| `%s` | %s |\n", c.Name, c.Owner)
+	}
+	fmt.Fprintf(w, "\n## Headers\n\n| header | rule |\n|---|---|\n")
+	for _, h := range d.Headers {
+		fmt.Fprintf(w, "| %s | %s |\n", cell(h.Name), cell(h.What))
+	}
+	fmt.Fprintf(w, "\n## Regions\n\nA consent type no input has set takes its region's default. The most specific region wins (`US-CA` over `US`).\n\n")
+	fmt.Fprintf(w, "| region | ad_storage | analytics_storage | ad_user_data | ad_personalization | signals honoured | tcf_strict | opt-out denies ad_user_data |\n|---|---|---|---|---|---|---|---|\n")
+	rows := append([]regionRuleDoc{d.Regions.Default, d.Regions.Unknown}, d.Regions.Listed...)
+	// Collapse listed regions with identical rules to keep the table short.
+	type key struct {
+		defaults, signals string
+		strict, aud       bool
+	}
+	var order []key
+	groups := map[key][]string{}
+	for _, r := range rows {
+		k := key{fmt.Sprint(r.Defaults), strings.Join(r.Signals, ", "), r.TCFStrict, r.OptOutAUD}
+		if r.Region == "default" || r.Region == "unknown" {
+			k.signals += "\x00" + r.Region // keep these two on their own rows
+		}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], r.Region)
+	}
+	for _, k := range order {
+		names := groups[k]
+		var r regionRuleDoc
+		for _, x := range rows {
+			if x.Region == names[0] {
+				r = x
+			}
+		}
+		label := strings.Join(names, " ")
+		switch names[0] {
+		case "default":
+			label = "any other region"
+		case "unknown":
+			label = "unknown region"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %v | %v |\n", label, r.Defaults["ad_storage"], r.Defaults["analytics_storage"],
+			r.Defaults["ad_user_data"], r.Defaults["ad_personalization"], strings.Join(r.Signals, ", "), r.TCFStrict, r.OptOutAUD)
+	}
+	fmt.Fprintf(w, "\n## CMP cookies (deny-only)\n\n")
+	if len(d.CMPCookies) == 0 {
+		fmt.Fprintf(w, "None configured.\n")
+	} else {
+		fmt.Fprintf(w, "| cookie | format | keys | granted | denied | required |\n|---|---|---|---|---|---|\n")
+		for _, c := range d.CMPCookies {
+			keys := "Google's TCF mapping"
+			if c.Format != "tcf" {
+				var ks []string
+				for t, k := range c.Keys {
+					ks = append(ks, t+"="+k)
+				}
+				sort.Strings(ks)
+				keys = strings.Join(ks, " ")
+			}
+			fmt.Fprintf(w, "| `%s` | %s | %s | %s | %s | %v |\n", c.Name, c.Format, keys, strings.Join(c.Granted, " "), strings.Join(c.Denied, " "), c.Required)
+		}
+	}
+	fmt.Fprintf(w, "\n## Routes\n\n| route | path | family | kind | methods | Google host (subdomain style) | styles |\n|---|---|---|---|---|---|---|\n")
+	for _, r := range d.Routes {
+		fmt.Fprintf(w, "| %s | `%s` | %s | %s | %s | %s | %s |\n", r.Name, r.Path, r.Family, r.Kind, r.Methods, r.Host, r.Styles)
+	}
+}
