@@ -548,7 +548,7 @@ func buildRegions(p *consentmode.Policy, cf *consentFile) []error {
 	p.Regions = make(map[consentmode.Region]consentmode.RegionRule, len(denied)+len(cf.Regions))
 	for _, code := range denied {
 		r, ok := consentmode.ParseRegion([]byte(code))
-		if !ok {
+		if !ok || !consentmode.KnownCountry(r) {
 			ps = append(ps, fmt.Errorf("consent.denied_regions: %q is not an ISO 3166 code", code))
 			continue
 		}
@@ -570,7 +570,7 @@ func buildRegions(p *consentmode.Policy, cf *consentFile) []error {
 		rf := cf.Regions[code]
 		key := "consent.regions." + code
 		reg, ok := consentmode.ParseRegion([]byte(code))
-		if !ok {
+		if !ok || !consentmode.KnownCountry(reg) {
 			ps = append(ps, fmt.Errorf("consent.regions: %q is not an ISO 3166-1 or -2 code such as DE or US-CA", code))
 			continue
 		}

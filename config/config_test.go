@@ -102,7 +102,7 @@ consent:
   default: maybe
   denied_regions: ["DE", "Germany"]
   regions:
-    US-CAX: {default: denied}
+    QQ-CA: {default: denied}
   signals: {gcp: true}
   cmp_cookies:
     - preset: nosuch
@@ -120,7 +120,7 @@ log: {level: loud, decisions: {sample_forward: 2}}
 	if !errors.As(err, &pe) {
 		t.Fatalf("Load = %v, want a *ProblemsError", err)
 	}
-	for _, want := range []string{"listen", "upstream", "path_prefix", "tags", "consent.mode", "consent.default", "denied_regions", "us-cax",
+	for _, want := range []string{"listen", "upstream", "path_prefix", "tags", "consent.mode", "consent.default", "denied_regions", "qq-ca",
 		"gcp", "nosuch", "xml", "cookieless.secret", "cors", "trusted_proxies", "max_body_bytes", "timeouts.read", "log.level", "sample_forward"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("problems do not mention %q:\n%v", want, err)

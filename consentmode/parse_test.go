@@ -215,3 +215,21 @@ func TestCatalogueFits(t *testing.T) {
 		t.Fatalf("%d reasons; ReasonSet holds 64", n)
 	}
 }
+
+func TestKnownCountry(t *testing.T) {
+	for _, c := range DefaultDeniedRegions {
+		if !KnownCountry(MustRegion(c)) {
+			t.Errorf("KnownCountry(%s) = false", c)
+		}
+	}
+	for _, c := range []string{"US-CA", "GB-ENG", "XK"} {
+		if !KnownCountry(MustRegion(c)) {
+			t.Errorf("KnownCountry(%s) = false", c)
+		}
+	}
+	for _, c := range []string{"QQ", "QQ-CA", "", "AA"} {
+		if KnownCountry(MustRegion(c)) {
+			t.Errorf("KnownCountry(%s) = true", c)
+		}
+	}
+}

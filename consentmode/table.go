@@ -28,6 +28,9 @@ type Outcome struct {
 	Action    Action
 	Removed   []string
 	Reasons   []string
+	// WrittenBack lists the consent parameters the rewrite changed or
+	// added ("gcs=G100", "npa=1").
+	WrittenBack []string
 }
 
 // tableRoutes are the routes the rules table shows, one per kind of behaviour.
@@ -50,7 +53,11 @@ func Table(p *Policy) []Outcome {
 		for _, s := range Situations {
 			in := sampleHit(ri, r, s.State)
 			d := Decide(in, p, &w)
-			out = append(out, Outcome{Route: r.Name, Family: r.Family, Situation: s.Name, Action: d.Action, Removed: d.Removed.Names(), Reasons: d.Reasons.Strings()})
+			o := Outcome{Route: r.Name, Family: r.Family, Situation: s.Name, Action: d.Action, Removed: d.Removed.Names(), Reasons: d.Reasons.Strings()}
+			if d.Action != ActionBlock {
+				o.WrittenBack = writtenBack(in, &w)
+			}
+			out = append(out, o)
 		}
 	}
 	return out
@@ -113,4 +120,28 @@ func sampleHit(ri int, r *Route, st [NumTypes]Value) *Input {
 		in.Query = []byte(q.String())
 	}
 	return in
+}
+
+// writtenBack compares the consent parameters of the input and the rewrite.
+func writtenBack(in *Input, w *Work) []string {
+	src, dst, sep := in.Query, w.Query, byte('&')
+	if in.Family == FamilyFloodlight {
+		src, dst, sep = in.Matrix, w.Matrix, ';'
+	}
+	before := map[string]string{}
+	for _, kv := range strings.Split(string(src), string(sep)) {
+		k, v, _ := strings.Cut(kv, "=")
+		before[k] = v
+	}
+	var out []string
+	for _, kv := range strings.Split(string(dst), string(sep)) {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "gcs", "gcd", "npa", "rdp":
+			if old, ok := before[k]; !ok || old != v {
+				out = append(out, kv)
+			}
+		}
+	}
+	return out
 }

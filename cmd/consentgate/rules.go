@@ -32,11 +32,12 @@ type rulesDoc struct {
 }
 
 type outcomeDoc struct {
-	Route     string   `json:"route"`
-	Family    string   `json:"family"`
-	Situation string   `json:"situation"`
-	Action    string   `json:"action"`
-	Removed   []string `json:"removed"`
+	Route       string   `json:"route"`
+	Family      string   `json:"family"`
+	Situation   string   `json:"situation"`
+	Action      string   `json:"action"`
+	Removed     []string `json:"removed"`
+	WrittenBack []string `json:"written_back"`
 }
 
 type paramDoc struct {
@@ -96,7 +97,7 @@ func buildRulesDoc(cfg *config.Config) *rulesDoc {
 	}
 	sort.Strings(d.Tags)
 	for _, o := range consentmode.Table(p) {
-		d.Outcomes = append(d.Outcomes, outcomeDoc{o.Route, o.Family.String(), o.Situation, o.Action.String(), o.Removed})
+		d.Outcomes = append(d.Outcomes, outcomeDoc{o.Route, o.Family.String(), o.Situation, o.Action.String(), o.Removed, o.WrittenBack})
 	}
 	for _, r := range consentmode.ParamRules {
 		var fams []string
@@ -201,9 +202,9 @@ func writeRulesMarkdown(w io.Writer, d *rulesDoc) {
 
 	fmt.Fprintf(w, "## What happens to a hit\n\n")
 	fmt.Fprintf(w, "Each row runs the gateway's own decision on a representative hit of the route that carries every parameter of the rules below, Google cookies, and a page URL with `_gl`, `gclid` and an e-mail address. `removed` lists what would not leave.\n\n")
-	fmt.Fprintf(w, "| route | consent | action | removed |\n|---|---|---|---|\n")
+	fmt.Fprintf(w, "| route | consent | action | removed | consent written back |\n|---|---|---|---|---|\n")
 	for _, o := range d.Outcomes {
-		fmt.Fprintf(w, "| %s | %s | **%s** | %s |\n", o.Route, o.Situation, o.Action, cell(strings.Join(o.Removed, " ")))
+		fmt.Fprintf(w, "| %s | %s | **%s** | %s | %s |\n", o.Route, o.Situation, o.Action, cell(strings.Join(o.Removed, " ")), strings.Join(o.WrittenBack, " "))
 	}
 
 	fmt.Fprintf(w, "\n## Per-parameter rules\n\nFor each parameter the strongest applicable effect wins. E-mail addresses are redacted from every value, always.\n\n")
