@@ -44,6 +44,9 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseRegion$$' -fuzztime=$(FUZZTIME) ./consentmode
 	$(GO) test -run='^$$' -fuzz='^FuzzJSON$$' -fuzztime=$(FUZZTIME) ./consentmode
 	$(GO) test -run='^$$' -fuzz='^FuzzDecide$$' -fuzztime=$(FUZZTIME) ./consentmode
+	$(GO) test -run='^$$' -fuzz='^FuzzParseTC$$' -fuzztime=$(FUZZTIME) ./consentmode
+	$(GO) test -run='^$$' -fuzz='^FuzzParseGPP$$' -fuzztime=$(FUZZTIME) ./consentmode
+	$(GO) test -run='^$$' -fuzz='^FuzzParseUSPrivacy$$' -fuzztime=$(FUZZTIME) ./consentmode
 
 ## lint: gofmt, go vet, golangci-lint (pinned; installed on first use)
 lint:
