@@ -68,9 +68,10 @@ func NewDecisionLog(output string, m *Metrics) (*DecisionLog, error) {
 
 func newDecisionLog(ws zapcore.WriteSyncer, closeFn func() error, m *Metrics) *DecisionLog {
 	buf := &zapcore.BufferedWriteSyncer{WS: ws, Size: 256 << 10, FlushInterval: time.Second}
+	// No time or message keys of zap's own: each line carries the hit's
+	// time as "ts" and nothing else but decision fields.
 	enc := zapcore.NewJSONEncoder(zapcore.EncoderConfig{
-		TimeKey: "ts", MessageKey: "msg", EncodeTime: zapcore.RFC3339NanoTimeEncoder,
-		EncodeDuration: zapcore.MillisDurationEncoder, LineEnding: zapcore.DefaultLineEnding,
+		EncodeTime: zapcore.RFC3339NanoTimeEncoder, EncodeDuration: zapcore.MillisDurationEncoder, LineEnding: zapcore.DefaultLineEnding,
 	})
 	l := &DecisionLog{
 		ch:      make(chan logEntry, 8192),

@@ -87,8 +87,9 @@ func (h *Handler) MarkReady(ready bool) { h.ready.Store(ready) }
 
 // outbound is one upstream request being built; pooled.
 type outbound struct {
-	req fasthttp.Request
-	uri []byte
+	req    fasthttp.Request
+	uri    []byte
+	cookie []byte // the client's Cookie header, rebuilt without allocating
 }
 
 // hitError is a bad request answered before anything is forwarded.
@@ -160,6 +161,9 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 
 	w := h.work.Get().(*consentmode.Work)
 	defer h.work.Put(w)
+	o := h.reqs.Get().(*outbound)
+	p.out = o
+	o.cookie = appendCookies(o.cookie[:0], &req.Header)
 	in := consentmode.Input{
 		Route:    ri,
 		Family:   route.Family,
@@ -168,7 +172,7 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 		Query:    req.URI().QueryString(),
 		Matrix:   trimQuestion(matrix),
 		Body:     req.Body(),
-		Cookie:   req.Header.Peek("Cookie"),
+		Cookie:   o.cookie,
 		GPC:      string(req.Header.Peek("Sec-GPC")) == "1",
 		Region:   region,
 		Day:      h.now().Unix() / 86400,
@@ -181,11 +185,9 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 		return errInvalidBody
 	}
 	if d.Action == consentmode.ActionBlock && cfg.Enforce {
+		h.release(p) // nothing is forwarded
 		return nil
 	}
-
-	o := h.reqs.Get().(*outbound)
-	p.out = o
 	out := &o.req
 	out.Reset()
 	out.Header.SetMethodBytes(req.Header.Method())
@@ -263,6 +265,22 @@ func (h *Handler) release(p *prepared) {
 		h.reqs.Put(p.out)
 		p.out = nil
 	}
+}
+
+// appendCookies appends the request's cookies as one Cookie header value.
+// fasthttp may already have parsed them; rebuilding from its list costs
+// no allocation, unlike Peek("Cookie") on a parsed header.
+func appendCookies(dst []byte, h *fasthttp.RequestHeader) []byte {
+	for k, v := range h.Cookies() {
+		if len(dst) > 0 {
+			dst = append(dst, "; "...)
+		}
+		if len(k) > 0 {
+			dst = append(append(dst, k...), '=')
+		}
+		dst = append(dst, v...)
+	}
+	return dst
 }
 
 func cutPrefixPath(path []byte, prefix string) ([]byte, bool) {
