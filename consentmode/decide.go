@@ -31,8 +31,9 @@ type Input struct {
 	// Day is the current UTC day (Unix seconds / 86400), for the ephemeral ids.
 	Day int64
 	// ClientIP is the client's address as the gateway trusts it. With
-	// IPParam set (GA4 in the subdomain style) the rewritten query carries
-	// it as _uip, truncated when analytics_storage is denied.
+	// IPParam set (GA4 and UA in the subdomain style) the rewritten query
+	// carries it as _uip (GA4) or uip (UA), truncated when
+	// analytics_storage is denied or a UA hit asks with aip=1.
 	ClientIP netip.Addr
 	IPParam  bool
 }
@@ -81,6 +82,9 @@ type Decision struct {
 	// ServerContainer is true when the hit came from a tag configured with
 	// server_container_url: the proxy answers 204 itself.
 	ServerContainer bool
+	// AnonymizeIP is true for a Universal Analytics hit with aip=1: the
+	// client IP leaves truncated whatever the consent.
+	AnonymizeIP bool
 }
 
 // Downgraded reports whether the gateway enforced denied on a type the hit claimed granted.
@@ -128,6 +132,7 @@ type hit struct {
 	tid     []byte
 	event   []byte
 	sst     bool
+	aip     bool // Universal Analytics aip=1: anonymise the IP
 	// invalidBody is set for a Measurement Protocol body that is not a JSON object.
 	invalidBody bool
 	signalRefs  // raw optional signals (TCF, US Privacy, GPP)
@@ -155,6 +160,7 @@ func Decide(in *Input, p *Policy, w *Work) Decision {
 		d.Reasons.Add(ReasonInvalidBody)
 	}
 	d.ServerContainer = h.sst
+	d.AnonymizeIP = h.aip && in.Family == FamilyUA
 	if h.sst {
 		d.Reasons.Add(ReasonServerContainer)
 	}
@@ -278,6 +284,10 @@ func scanPair(h *hit, k, v []byte, p *Policy) {
 		}
 	case "richsstsse":
 		h.sst = true
+	case "aip":
+		if string(v) == "1" {
+			h.aip = true
+		}
 	default:
 		if len(k) > 4 && string(k[:4]) == "sst." {
 			h.sst = true

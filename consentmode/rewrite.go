@@ -246,7 +246,11 @@ func (rw *rewriter) addIP(dst []byte) []byte {
 	if len(dst) > 0 {
 		dst = append(dst, '&')
 	}
-	dst = append(dst, "_uip="...)
+	if rw.in.Family == FamilyUA {
+		dst = append(dst, "uip="...)
+	} else {
+		dst = append(dst, "_uip="...)
+	}
 	ip := rw.in.ClientIP
 	if rw.d.TruncateIP() {
 		ip = TruncateIP(ip)
@@ -283,7 +287,7 @@ func (d *Decision) TruncateIP() bool {
 	case FamilyMP:
 		return false
 	}
-	return d.Consent.Denied(AnalyticsStorage)
+	return d.Consent.Denied(AnalyticsStorage) || d.AnonymizeIP
 }
 
 // noCookies marks families that never carry cookies: the Measurement

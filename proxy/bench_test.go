@@ -31,15 +31,20 @@ func newBenchGateway(tb testing.TB) *benchGateway {
 		_ = g.up.Serve(g.ln)
 	}()
 	cfg := benchConfig(tb)
-	g.h = NewHandler(cfg, zap.NewNop(), NewMetrics("bench"), nil, Options{
+	var err error
+	g.h, err = NewHandler(cfg, zap.NewNop(), NewMetrics("bench"), nil, Options{
 		Dial:        func(string) (net.Conn, error) { return g.ln.Dial() },
 		Now:         fixedNow,
 		RouteScheme: "http",
 	})
+	if err != nil {
+		tb.Fatal(err)
+	}
 	tb.Cleanup(func() {
 		_ = g.up.Shutdown()
 		<-g.done
 		g.h.clients.closeIdle()
+		g.h.Close()
 	})
 	return g
 }

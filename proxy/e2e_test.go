@@ -154,11 +154,15 @@ func newGateway(t *testing.T, yaml string) *gateway {
 	cfg := loadConfig(t, yaml)
 	g := &gateway{t: t, up: newFakeUpstream(t), ln: fasthttputil.NewInmemoryListener(), m: NewMetrics("test"), logs: &syncBuffer{}, done: make(chan struct{})}
 	g.dlog = newDecisionLog(g.logs, func() error { return nil }, g.m)
-	g.h = NewHandler(cfg, zap.NewNop(), g.m, g.dlog, Options{
+	var err error
+	g.h, err = NewHandler(cfg, zap.NewNop(), g.m, g.dlog, Options{
 		Dial:        func(string) (net.Conn, error) { return g.up.ln.Dial() },
 		Now:         fixedNow,
 		RouteScheme: "http",
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	g.srv = NewServer(g.h, zap.NewNop())
 	g.h.MarkReady(true)
 	go func() {
@@ -173,6 +177,7 @@ func (g *gateway) close() {
 	_ = g.srv.public.Shutdown()
 	<-g.done
 	g.h.clients.closeIdle()
+	g.h.Close()
 	_ = g.dlog.Close()
 }
 

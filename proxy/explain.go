@@ -88,6 +88,10 @@ func (h *Handler) Explain(in ExplainInput) *Explanation {
 		e.Action = consentmode.ActionBlock.String()
 		return e
 	}
+	if p.decision.Family == consentmode.FamilyScript {
+		e.Forward = &Forward{Method: "GET", URL: string(scriptURI(nil, p.up, cfg, p.path, req.URI().QueryArgs())), Headers: map[string]string{"Host": p.up.host}}
+		return e
+	}
 	if p.out == nil {
 		e.Status = fasthttp.StatusNoContent
 		return e

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -39,6 +41,7 @@ type Handler struct {
 	reqs    sync.Pool // *outbound
 	metrics *Metrics
 	dlog    *DecisionLog
+	scripts *scriptCache
 	// routeScheme is the scheme of the routes' own hosts (subdomain style).
 	routeScheme string
 }
@@ -50,8 +53,9 @@ type runtime struct {
 	routes []upstream
 }
 
-// NewHandler returns a Handler serving cfg. It is not ready until MarkReady.
-func NewHandler(cfg *config.Config, log *zap.Logger, m *Metrics, dlog *DecisionLog, opts Options) *Handler {
+// NewHandler returns a Handler serving cfg. It is not ready until
+// MarkReady. Close releases its script cache.
+func NewHandler(cfg *config.Config, log *zap.Logger, m *Metrics, dlog *DecisionLog, opts Options) (*Handler, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -61,9 +65,17 @@ func NewHandler(cfg *config.Config, log *zap.Logger, m *Metrics, dlog *DecisionL
 	h := &Handler{log: log, now: opts.Now, clients: newClients(opts.Dial), metrics: m, dlog: dlog, routeScheme: opts.RouteScheme}
 	h.work.New = func() any { return new(consentmode.Work) }
 	h.reqs.New = func() any { return new(outbound) }
+	sc, err := newScriptCache(cfg.Cache.MaxBytes)
+	if err != nil {
+		return nil, fmt.Errorf("script cache: %w", err)
+	}
+	h.scripts = sc
 	h.SetConfig(cfg)
-	return h
+	return h, nil
 }
+
+// Close stops the script cache's goroutines.
+func (h *Handler) Close() { h.scripts.close() }
 
 // SetConfig swaps in a new configuration. Requests in flight finish with
 // the one they started with.
@@ -109,11 +121,13 @@ var (
 	errInvalidBody      = &hitError{fasthttp.StatusBadRequest, "invalid_body"}
 	errOriginNotAllowed = &hitError{fasthttp.StatusForbidden, "origin_not_allowed"}
 	errRouteOff         = &hitError{fasthttp.StatusNotFound, "route_disabled"}
+	errTagNotAllowed    = &hitError{fasthttp.StatusForbidden, "tag_not_allowed"}
 )
 
 // prepared is the outcome of preparing one hit.
 type prepared struct {
 	cfg      *config.Config
+	path     []byte // the request path without path_prefix (borrowed)
 	route    int
 	decision consentmode.Decision
 	up       upstream
@@ -151,6 +165,7 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 		routePath = path
 	}
 	p.route = ri
+	p.path = path
 	if route.Family == consentmode.FamilyMP && !cfg.Policy.MPEnabled {
 		return errRouteOff
 	}
@@ -177,12 +192,19 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 		Region:   region,
 		Day:      h.now().Unix() / 86400,
 		ClientIP: client,
-		IPParam:  cfg.Upstream == nil && route.Family == consentmode.FamilyGA4,
+		IPParam:  cfg.Upstream == nil && (route.Family == consentmode.FamilyGA4 || route.Family == consentmode.FamilyUA),
 	}
 	p.decision = consentmode.Decide(&in, cfg.Policy, w)
 	d := &p.decision
 	if d.Reasons.Has(consentmode.ReasonInvalidBody) && d.Action == consentmode.ActionBlock {
 		return errInvalidBody
+	}
+	if route.Family == consentmode.FamilyScript {
+		h.release(p) // scripts are fetched by serveScript
+		if d.Action == consentmode.ActionBlock {
+			return errTagNotAllowed
+		}
+		return nil
 	}
 	if d.Action == consentmode.ActionBlock && cfg.Enforce {
 		h.release(p) // nothing is forwarded
@@ -357,6 +379,10 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	}
 	defer h.release(&p)
 	d := &p.decision
+	if d.Family == consentmode.FamilyScript {
+		h.serveScript(ctx, rt, &p, p.path, reg, start)
+		return
+	}
 	if p.out == nil { // blocked
 		if allowed {
 			setCORS(&ctx.Response.Header, origin)
@@ -394,8 +420,13 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 		ctx.Response.ResetBody()
 		ctx.Response.Header.Del("Content-Type")
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
-	} else if d.Action == consentmode.ActionCookieless || d.Action == consentmode.ActionStrip {
-		dropOffsiteLocation(&ctx.Response, ctx)
+	} else {
+		if cfg.Upstream != nil {
+			rewriteLocation(&ctx.Response, cfg)
+		}
+		if d.Action == consentmode.ActionCookieless || d.Action == consentmode.ActionStrip {
+			dropOffsiteLocation(&ctx.Response, ctx)
+		}
 	}
 	h.record(ctx, &p, upStatus, upLatency, nil, start)
 }
@@ -449,6 +480,21 @@ func dropOffsiteLocation(resp *fasthttp.Response, ctx *fasthttp.RequestCtx) {
 	if sc := resp.StatusCode(); sc >= 300 && sc < 400 {
 		resp.SetStatusCode(fasthttp.StatusNoContent)
 		resp.ResetBody()
+	}
+}
+
+// rewriteLocation points a Location at the tag-gateway upstream's
+// measurement path back at the first-party path.
+func rewriteLocation(resp *fasthttp.Response, cfg *config.Config) {
+	loc := resp.Header.Peek("Location")
+	if len(loc) == 0 {
+		return
+	}
+	if rest, ok := bytes.CutPrefix(loc, []byte(cfg.Upstream.Scheme+"://"+cfg.Upstream.Host+cfg.PathPrefix)); ok && (len(rest) == 0 || rest[0] == '/' || rest[0] == '?') {
+		var buf [2048]byte
+		if len(cfg.PathPrefix)+len(rest) < len(buf) {
+			resp.Header.SetBytesV("Location", append(append(buf[:0], cfg.PathPrefix...), rest...))
+		}
 	}
 }
 

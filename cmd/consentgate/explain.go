@@ -40,8 +40,8 @@ func (h headerFlags) Set(s string) error {
 }
 
 // newOfflineHandler builds a Handler for explain and audit: it decides
-// exactly as serve does but never sends anything.
-func newOfflineHandler(cfg *config.Config) *proxy.Handler {
+// exactly as serve does but never sends anything. Close it after use.
+func newOfflineHandler(cfg *config.Config) (*proxy.Handler, error) {
 	return proxy.NewHandler(cfg, zap.NewNop(), proxy.NewMetrics(version), nil, proxy.Options{})
 }
 
@@ -83,7 +83,12 @@ func cmdExplain(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer fasthttp.ReleaseRequest(req)
-	e := newOfflineHandler(cfg).Explain(in)
+	h, err := newOfflineHandler(cfg)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	e := h.Explain(in)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")

@@ -86,7 +86,11 @@ func cmdServe(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer func() { _ = dlog.Close() }()
-	h := proxy.NewHandler(cfg, log, m, dlog, proxy.Options{})
+	h, err := proxy.NewHandler(cfg, log, m, dlog, proxy.Options{})
+	if err != nil {
+		return err
+	}
+	defer h.Close()
 	srv := proxy.NewServer(h, log)
 
 	pub, err := net.Listen("tcp", cfg.Listen)

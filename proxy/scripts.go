@@ -1,0 +1,344 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"github.com/valyala/fasthttp"
+
+	"github.com/consentgate/consentgate/config"
+	"github.com/consentgate/consentgate/consentmode"
+)
+
+// Tag scripts (gtag.js, gtm.js) are the same for every visitor of a region
+// and change rarely: the gateway serves them from a ristretto cache.
+//
+//   - The key is the path, the script parameters that select the script
+//     (others, such as cache busters, are dropped before the upstream fetch,
+//     so they cannot flood the cache) and the region (Google varies scripts
+//     by geo).
+//   - Only 200s are cached, fresh for the upstream's Cache-Control max-age
+//     clamped to [cache.min_ttl, cache.max_ttl], kept cache.stale_for longer.
+//   - One upstream fetch per key at a time: concurrent misses wait for it.
+//   - A stale copy is served when the refresh fails.
+//   - Entries cost their bytes; the cache holds at most cache.max_bytes.
+//   - ristretto sets are asynchronous and may be dropped: callers never
+//     depend on a hit, a fetch hands its result to every waiter directly.
+
+// scriptParams are the query parameters that select a script; in this order
+// they form the cache key and the upstream query.
+var scriptParams = []string{"id", "l", "cx", "gtm", "gtm_auth", "gtm_preview", "gtm_cookies_win", "gtm_debug"}
+
+// scriptEntry is one cached script. It is immutable once stored.
+type scriptEntry struct {
+	key          string
+	body         []byte
+	gzip         []byte // body gzip-compressed, for clients that accept it
+	contentType  string
+	etag         string
+	lastModified string
+	fetched      time.Time
+	freshUntil   time.Time
+}
+
+// scriptCache holds the cache and the in-flight fetches.
+type scriptCache struct {
+	c        *ristretto.Cache[[]byte, *scriptEntry]
+	mu       sync.Mutex
+	inflight map[string]*scriptCall
+}
+
+type scriptCall struct {
+	done  chan struct{}
+	entry *scriptEntry
+	err   error
+}
+
+// errScriptStatus is an upstream answer that is not cached (not 200).
+type errScriptStatus struct{ status int }
+
+func (e *errScriptStatus) Error() string { return "upstream status " + strconv.Itoa(e.status) }
+
+func newScriptCache(maxBytes int64) (*scriptCache, error) {
+	c, err := ristretto.NewCache(&ristretto.Config[[]byte, *scriptEntry]{
+		NumCounters:        10_000,
+		MaxCost:            maxBytes,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &scriptCache{c: c, inflight: map[string]*scriptCall{}}, nil
+}
+
+func (s *scriptCache) close() { s.c.Close() }
+
+// get returns the cached entry for key, fresh or stale, if ristretto has it.
+func (s *scriptCache) get(key []byte) *scriptEntry {
+	e, ok := s.c.Get(key)
+	if !ok || e.key != string(key) {
+		return nil
+	}
+	return e
+}
+
+// fetch runs f once per key at a time: concurrent callers for the same key
+// wait for the first one's result.
+func (s *scriptCache) fetch(key []byte, f func() (*scriptEntry, error)) (e *scriptEntry, err error, coalesced bool) {
+	s.mu.Lock()
+	if c, ok := s.inflight[string(key)]; ok {
+		s.mu.Unlock()
+		<-c.done
+		return c.entry, c.err, true
+	}
+	c := &scriptCall{done: make(chan struct{})}
+	k := string(key)
+	s.inflight[k] = c
+	s.mu.Unlock()
+
+	c.entry, c.err = f()
+	s.mu.Lock()
+	delete(s.inflight, k)
+	s.mu.Unlock()
+	close(c.done)
+	return c.entry, c.err, false
+}
+
+// store adds an entry; it may be dropped by ristretto.
+func (s *scriptCache) store(e *scriptEntry, keep time.Duration) {
+	s.c.SetWithTTL([]byte(e.key), e, int64(len(e.body)+len(e.gzip)), keep)
+}
+
+// scriptKey appends the cache key: path, the selecting parameters in a
+// fixed order, and the region.
+func scriptKey(dst []byte, path []byte, args *fasthttp.Args, region consentmode.Region) []byte {
+	dst = append(dst, path...)
+	dst = appendScriptQuery(append(dst, '?'), args)
+	dst = append(dst, '|')
+	return append(dst, region.String()...)
+}
+
+// appendScriptQuery appends the selecting parameters of args, escaped.
+func appendScriptQuery(dst []byte, args *fasthttp.Args) []byte {
+	first := true
+	for _, name := range scriptParams {
+		v := args.Peek(name)
+		if v == nil {
+			continue
+		}
+		if !first {
+			dst = append(dst, '&')
+		}
+		first = false
+		dst = append(dst, name...)
+		dst = append(dst, '=')
+		dst = fasthttp.AppendQuotedArg(dst, v)
+	}
+	return dst
+}
+
+// scriptURI is the upstream URI of a script request.
+func scriptURI(dst []byte, up upstream, cfg *config.Config, path []byte, args *fasthttp.Args) []byte {
+	dst = append(dst, up.scheme...)
+	dst = append(dst, "://"...)
+	dst = append(dst, up.host...)
+	if cfg.Upstream != nil {
+		dst = append(dst, cfg.PathPrefix...)
+	}
+	dst = append(dst, path...)
+	if q := appendScriptQuery(nil, args); len(q) > 0 {
+		dst = append(append(dst, '?'), q...)
+	}
+	return dst
+}
+
+// serveScript answers a script request from the cache, fetching on a miss
+// and refreshing a stale entry; a stale entry is served when the refresh
+// fails.
+func (h *Handler) serveScript(ctx *fasthttp.RequestCtx, rt *runtime, p *prepared, path []byte, reg consentmode.Region, start time.Time) {
+	cfg := rt.cfg
+	now := h.now()
+	args := ctx.QueryArgs()
+	var kb [256]byte
+	key := scriptKey(kb[:0], path, args, reg)
+	e := h.scripts.get(key)
+	result := "hit"
+	if e == nil || now.After(e.freshUntil) {
+		stale := e
+		fresh, err, coalesced := h.scripts.fetch(key, func() (*scriptEntry, error) {
+			return h.fetchScript(rt, p, string(key), path, args, reg)
+		})
+		switch {
+		case err == nil:
+			e, result = fresh, "miss"
+			if coalesced {
+				result = "coalesced"
+			}
+		case stale != nil && now.Before(stale.fetched.Add(cfg.Cache.MaxTTL+cfg.Cache.StaleFor)):
+			e, result = stale, "stale"
+		default:
+			h.metrics.CacheResult("error")
+			h.scriptError(ctx, err)
+			h.record(ctx, p, ctx.Response.StatusCode(), time.Since(start), err, start)
+			return
+		}
+	}
+	h.metrics.CacheResult(result)
+	writeScript(ctx, e, cfg, now)
+	h.record(ctx, p, ctx.Response.StatusCode(), 0, nil, start)
+}
+
+// fetchScript gets one script from the upstream and caches a 200.
+func (h *Handler) fetchScript(rt *runtime, p *prepared, key string, path []byte, args *fasthttp.Args, reg consentmode.Region) (*scriptEntry, error) {
+	cfg := rt.cfg
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURIBytes(scriptURI(nil, p.up, cfg, path, args))
+	req.Header.SetMethod(fasthttp.MethodGet)
+	req.Header.Set("Accept-Encoding", "identity")
+	if cfg.Upstream != nil && !reg.IsUnknown() {
+		req.Header.Set("X-Forwarded-CountryRegion", reg.String())
+	}
+	start := time.Now()
+	err := p.up.client.DoTimeout(req, resp, cfg.Timeouts.Upstream)
+	status := resp.StatusCode()
+	errKind := ""
+	if err != nil {
+		errKind = upstreamErrorKind(err)
+	}
+	h.metrics.upstream(consentmode.FamilyScript, time.Since(start), status, errKind)
+	if err != nil {
+		return nil, err
+	}
+	if status != fasthttp.StatusOK {
+		return nil, &errScriptStatus{status}
+	}
+	body := resp.Body()
+	if cfg.Upstream != nil {
+		body = rewriteUpstreamRefs(body, cfg)
+	}
+	now := h.now()
+	e := &scriptEntry{
+		key:          key,
+		body:         bytes.Clone(body),
+		contentType:  string(resp.Header.ContentType()),
+		etag:         string(resp.Header.Peek("ETag")),
+		lastModified: string(resp.Header.Peek("Last-Modified")),
+		fetched:      now,
+		freshUntil:   now.Add(freshFor(resp.Header.Peek("Cache-Control"), cfg.Cache.MinTTL, cfg.Cache.MaxTTL)),
+	}
+	if e.contentType == "" {
+		e.contentType = "application/javascript; charset=utf-8"
+	}
+	if e.etag == "" {
+		e.etag = `"` + strconv.FormatUint(fnv64(e.body), 16) + `"`
+	}
+	e.gzip = fasthttp.AppendGzipBytesLevel(nil, e.body, fasthttp.CompressBestCompression)
+	h.scripts.store(e, e.freshUntil.Sub(now)+cfg.Cache.StaleFor)
+	return e, nil
+}
+
+// freshFor reads max-age (or s-maxage) from Cache-Control, clamped to
+// [minTTL, maxTTL]; no-store, no-cache and private count as the minimum.
+func freshFor(cc []byte, minTTL, maxTTL time.Duration) time.Duration {
+	ttl := time.Duration(0)
+	for len(cc) > 0 {
+		var d []byte
+		if i := bytes.IndexByte(cc, ','); i >= 0 {
+			d, cc = cc[:i], cc[i+1:]
+		} else {
+			d, cc = cc, nil
+		}
+		d = bytes.ToLower(trimSpace(d))
+		if v, ok := bytes.CutPrefix(d, []byte("max-age=")); ok && ttl == 0 {
+			if n, err := strconv.Atoi(string(v)); err == nil && n > 0 {
+				ttl = time.Duration(n) * time.Second
+			}
+		}
+		if v, ok := bytes.CutPrefix(d, []byte("s-maxage=")); ok {
+			if n, err := strconv.Atoi(string(v)); err == nil && n > 0 {
+				ttl = time.Duration(n) * time.Second
+			}
+		}
+	}
+	return min(max(ttl, minTTL), maxTTL)
+}
+
+// writeScript answers with a cached script: 304 for a matching
+// If-None-Match, gzip when the client takes it.
+func writeScript(ctx *fasthttp.RequestCtx, e *scriptEntry, cfg *config.Config, now time.Time) {
+	rh := &ctx.Response.Header
+	rh.Set("Content-Type", e.contentType)
+	rh.Set("ETag", e.etag)
+	rh.Set("Vary", "Accept-Encoding")
+	if e.lastModified != "" {
+		rh.Set("Last-Modified", e.lastModified)
+	}
+	age := int(cfg.Cache.BrowserMaxAge / time.Second)
+	rh.Set("Cache-Control", "public, max-age="+strconv.Itoa(age))
+	if inm := ctx.Request.Header.Peek("If-None-Match"); len(inm) > 0 && bytes.Contains(inm, []byte(e.etag)) {
+		ctx.SetStatusCode(fasthttp.StatusNotModified)
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	body := e.body
+	if ctx.Request.Header.HasAcceptEncoding("gzip") && len(e.gzip) < len(e.body) {
+		rh.Set("Content-Encoding", "gzip")
+		body = e.gzip
+	}
+	if ctx.IsHead() {
+		ctx.Response.SkipBody = true
+		rh.SetContentLength(len(body))
+		return
+	}
+	ctx.Response.SetBodyRaw(body) // immutable cached bytes
+}
+
+// scriptError answers a failed fetch with no stale copy to fall back on.
+func (h *Handler) scriptError(ctx *fasthttp.RequestCtx, err error) {
+	var se *errScriptStatus
+	switch {
+	case errors.As(err, &se) && se.status >= 400 && se.status < 500:
+		ctx.SetStatusCode(se.status)
+	case isTimeout(err):
+		ctx.SetStatusCode(fasthttp.StatusGatewayTimeout)
+	default:
+		ctx.SetStatusCode(fasthttp.StatusBadGateway)
+	}
+	ctx.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBodyString("upstream_error\n")
+}
+
+// rewriteUpstreamRefs points absolute references to the tag-gateway
+// upstream's measurement path (plain and JSON-escaped) at the first-party
+// path, so that follow-up hits come back through the gateway.
+func rewriteUpstreamRefs(body []byte, cfg *config.Config) []byte {
+	origin := cfg.Upstream.Scheme + "://" + cfg.Upstream.Host
+	from := []byte(origin + cfg.PathPrefix)
+	if !bytes.Contains(body, from) && !bytes.Contains(body, []byte(escapeSlashes(string(from)))) {
+		return body
+	}
+	out := bytes.ReplaceAll(body, from, []byte(cfg.PathPrefix))
+	return bytes.ReplaceAll(out, []byte(escapeSlashes(string(from))), []byte(escapeSlashes(cfg.PathPrefix)))
+}
+
+func escapeSlashes(s string) string {
+	return string(bytes.ReplaceAll([]byte(s), []byte("/"), []byte(`\/`)))
+}
+
+// fnv64 is FNV-1a, for ETags of scripts that come without one.
+func fnv64(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}
