@@ -203,7 +203,7 @@ func scanHit(h *hit, in *Input, p *Policy) {
 	if in.Family == FamilyFloodlight {
 		scanList(h, in.Matrix, ';', p)
 	}
-	if in.Family == FamilyGA4 || in.Family == FamilyUA {
+	if in.Family != FamilyMP && in.Family != FamilyScript {
 		for body := in.Body; len(body) > 0; {
 			var line []byte
 			line, body, _ = cutByte(body, '\n')

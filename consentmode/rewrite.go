@@ -32,12 +32,14 @@ func rewrite(d *Decision, in *Input, p *Policy, w *Work, h *hit) {
 	}
 	if len(in.Body) > 0 {
 		switch in.Family {
-		case FamilyGA4, FamilyUA:
-			w.Body = rw.lines(w.Body, in.Body)
 		case FamilyMP:
 			w.Body = rw.mpBody(w.Body, in.Body)
-		default:
+		case FamilyScript:
 			w.Body = append(w.Body, in.Body...)
+		default:
+			// GA4 batches one event per line; other hits' bodies are
+			// parameter lists too. Either way every pair is scrubbed.
+			w.Body = rw.lines(w.Body, in.Body)
 		}
 	}
 	w.Cookie = rw.cookies(w.Cookie, in.Cookie)
