@@ -3,11 +3,13 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,7 +102,11 @@ type gateway struct {
 	dlog *DecisionLog
 	logs *syncBuffer
 	done chan struct{}
+	// clock is added to fixedNow: tests move time forward with advance.
+	clock atomic.Int64
 }
+
+func (g *gateway) advance(d time.Duration) { g.clock.Add(int64(d)) }
 
 // syncBuffer is a goroutine-safe buffer for the decision log.
 type syncBuffer struct {
@@ -157,7 +163,7 @@ func newGateway(t *testing.T, yaml string) *gateway {
 	var err error
 	g.h, err = NewHandler(cfg, zap.NewNop(), g.m, g.dlog, Options{
 		Dial:        func(string) (net.Conn, error) { return g.up.ln.Dial() },
-		Now:         fixedNow,
+		Now:         func() time.Time { return fixedNow().Add(time.Duration(g.clock.Load())) },
 		RouteScheme: "http",
 	})
 	if err != nil {
@@ -226,25 +232,33 @@ func itoa(n int) string {
 
 func (g *gateway) raw(from net.Addr, req string) *response {
 	g.t.Helper()
-	c, err := g.ln.DialWithLocalAddr(from)
+	r, err := g.tryRaw(from, req)
 	if err != nil {
 		g.t.Fatal(err)
 	}
+	return r
+}
+
+// tryRaw is raw for goroutines other than the test's: it returns errors.
+func (g *gateway) tryRaw(from net.Addr, req string) (*response, error) {
+	c, err := g.ln.DialWithLocalAddr(from)
+	if err != nil {
+		return nil, err
+	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Write([]byte(req)); err != nil {
-		g.t.Fatal(err)
+		return nil, err
 	}
 	var resp fasthttp.Response
-	br := newReader(c)
-	if err := resp.Read(br); err != nil {
-		g.t.Fatalf("reading response: %v", err)
+	if err := resp.Read(newReader(c)); err != nil {
+		return nil, fmt.Errorf("reading response: %w", err)
 	}
 	r := &response{Status: resp.StatusCode(), Header: map[string][]string{}, Body: string(resp.Body())}
 	for k, v := range resp.Header.All() {
 		r.Header[string(k)] = append(r.Header[string(k)], string(v))
 	}
-	return r
+	return r, nil
 }
 
 // waitLog waits until the decision log holds n lines.

@@ -102,6 +102,7 @@ type outbound struct {
 	req    fasthttp.Request
 	uri    []byte
 	cookie []byte // the client's Cookie header, rebuilt without allocating
+	path   []byte // scratch for a Floodlight path
 }
 
 // hitError is a bad request answered before anything is forwarded.
@@ -247,6 +248,16 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 	}
 	o.uri = u
 	out.SetRequestURIBytes(u)
+	// Sent as given, as the upstream client does (DisablePathNormalizing);
+	// explain prints it the same way.
+	out.URI().DisablePathNormalizing = true
+	if route.Match == consentmode.MatchMatrix && len(q) == 0 {
+		// Floodlight ends its matrix with '?'. fasthttp drops an empty
+		// query, so the '?' goes into the path.
+		uri := out.URI()
+		o.path = append(append(o.path[:0], uri.PathOriginal()...), '?')
+		uri.SetPathBytes(o.path)
+	}
 
 	copyHeaders(&out.Header, &req.Header, cfg.GeoHeaders, &d.Removed)
 	cookie := in.Cookie

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"strconv"
 	"sync"
@@ -240,7 +241,7 @@ func (h *Handler) fetchScript(rt *runtime, p *prepared, key string, path []byte,
 	if e.etag == "" {
 		e.etag = `"` + strconv.FormatUint(fnv64(e.body), 16) + `"`
 	}
-	e.gzip = fasthttp.AppendGzipBytesLevel(nil, e.body, fasthttp.CompressBestCompression)
+	e.gzip = gzipBytes(e.body)
 	h.scripts.store(e, e.freshUntil.Sub(now)+cfg.Cache.StaleFor)
 	return e, nil
 }
@@ -289,7 +290,7 @@ func writeScript(ctx *fasthttp.RequestCtx, e *scriptEntry, cfg *config.Config, n
 	}
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	body := e.body
-	if ctx.Request.Header.HasAcceptEncoding("gzip") && len(e.gzip) < len(e.body) {
+	if ctx.Request.Header.HasAcceptEncoding("gzip") && len(e.gzip) > 0 && len(e.gzip) < len(e.body) {
 		rh.Set("Content-Encoding", "gzip")
 		body = e.gzip
 	}
@@ -320,17 +321,36 @@ func (h *Handler) scriptError(ctx *fasthttp.RequestCtx, err error) {
 // upstream's measurement path (plain and JSON-escaped) at the first-party
 // path, so that follow-up hits come back through the gateway.
 func rewriteUpstreamRefs(body []byte, cfg *config.Config) []byte {
-	origin := cfg.Upstream.Scheme + "://" + cfg.Upstream.Host
-	from := []byte(origin + cfg.PathPrefix)
-	if !bytes.Contains(body, from) && !bytes.Contains(body, []byte(escapeSlashes(string(from)))) {
-		return body
+	for _, scheme := range []string{"https://", "http://"} {
+		from := scheme + cfg.Upstream.Host + cfg.PathPrefix
+		for _, pair := range [2][2]string{{from, cfg.PathPrefix}, {escapeSlashes(from), escapeSlashes(cfg.PathPrefix)}} {
+			if bytes.Contains(body, []byte(pair[0])) {
+				body = bytes.ReplaceAll(body, []byte(pair[0]), []byte(pair[1]))
+			}
+		}
 	}
-	out := bytes.ReplaceAll(body, from, []byte(cfg.PathPrefix))
-	return bytes.ReplaceAll(out, []byte(escapeSlashes(string(from))), []byte(escapeSlashes(cfg.PathPrefix)))
+	return body
 }
 
 func escapeSlashes(s string) string {
 	return string(bytes.ReplaceAll([]byte(s), []byte("/"), []byte(`\/`)))
+}
+
+// gzipBytes compresses a script once per fetch (nil if it fails: the
+// plain body is served then).
+func gzipBytes(b []byte) []byte {
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if err != nil {
+		return nil
+	}
+	if _, err := zw.Write(b); err != nil {
+		return nil
+	}
+	if err := zw.Close(); err != nil {
+		return nil
+	}
+	return buf.Bytes()
 }
 
 // fnv64 is FNV-1a, for ETags of scripts that come without one.

@@ -1,0 +1,159 @@
+package proxy
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+const gtagBody = `/* gtag.js */ (function(){var u="https://g-abc123.fps.goog/metrics/g/collect";})();`
+
+func scriptUpstream(g *gateway, fetches *atomic.Int32, delay time.Duration, status *atomic.Int32) {
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) {
+		fetches.Add(1)
+		time.Sleep(delay)
+		if s := status.Load(); s != 0 && s != 200 {
+			ctx.SetStatusCode(int(s))
+			return
+		}
+		ctx.SetContentType("application/javascript; charset=UTF-8")
+		ctx.Response.Header.Set("Cache-Control", "private, max-age=900")
+		ctx.SetBodyString(gtagBody + strings.Repeat(" ", 2000))
+	})
+}
+
+func TestScriptCacheHitAndHeaders(t *testing.T) {
+	g := newGateway(t, "")
+	var fetches, status atomic.Int32
+	scriptUpstream(g, &fetches, 0, &status)
+	first := g.do(fromProxy, "GET", "/gtag/js?id=G-ABC123&cb=1", map[string]string{"CF-IPCountry": "DE", "Cookie": "_ga=1"}, "")
+	second := g.do(fromProxy, "GET", "/gtag/js?id=G-ABC123&cb=2", map[string]string{"CF-IPCountry": "DE", "Accept-Encoding": "gzip"}, "")
+	if first.Status != 200 || !strings.HasPrefix(first.Body, "/* gtag.js */") || second.Status != 200 {
+		t.Fatalf("answers %d %d", first.Status, second.Status)
+	}
+	if n := fetches.Load(); n != 1 {
+		t.Errorf("%d upstream fetches, want 1 (cache busters are not part of the key)", n)
+	}
+	if second.get("Content-Encoding") != "gzip" || first.get("Cache-Control") != "public, max-age=300" || first.get("Etag") == "" {
+		t.Errorf("headers %v / %v", first.Header, second.Header)
+	}
+	r := g.up.requests()[0]
+	if r.Host != "www.googletagmanager.com" || r.URI != "/gtag/js?id=G-ABC123" {
+		t.Errorf("fetch %s %s", r.Host, r.URI)
+	}
+	if _, ok := r.Header["Cookie"]; ok {
+		t.Errorf("script fetch carried a cookie")
+	}
+	notModified := g.do(fromProxy, "GET", "/gtag/js?id=G-ABC123", map[string]string{"CF-IPCountry": "DE", "If-None-Match": first.get("Etag")}, "")
+	if notModified.Status != fasthttp.StatusNotModified {
+		t.Errorf("If-None-Match: %d", notModified.Status)
+	}
+}
+
+// TestScriptColdStampede: 100 concurrent requests for an uncached script
+// cause exactly one upstream fetch.
+func TestScriptColdStampede(t *testing.T) {
+	g := newGateway(t, "")
+	var fetches, status atomic.Int32
+	scriptUpstream(g, &fetches, 300*time.Millisecond, &status)
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := g.tryRaw(fromProxy, fmt.Sprintf("GET /gtag/js?id=G-ABC123&r=%d HTTP/1.1\r\nHost: m.example\r\nCF-IPCountry: DE\r\nConnection: close\r\n\r\n", i))
+			if err == nil && (resp.Status != 200 || !strings.HasPrefix(resp.Body, "/* gtag.js */")) {
+				err = fmt.Errorf("status %d", resp.Status)
+			}
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := fetches.Load(); n != 1 {
+		t.Errorf("%d upstream fetches for 100 concurrent cold requests, want 1", n)
+	}
+}
+
+func TestScriptStaleAndExpiry(t *testing.T) {
+	g := newGateway(t, "")
+	var fetches, status atomic.Int32
+	scriptUpstream(g, &fetches, 0, &status)
+	get := func() *response {
+		return g.do(fromProxy, "GET", "/gtm.js?id=GTM-P9TXQF82", map[string]string{"CF-IPCountry": "DE"}, "")
+	}
+	get()
+	g.h.scripts.c.Wait()
+	get()
+	if n := fetches.Load(); n != 1 {
+		t.Fatalf("%d fetches before expiry", n)
+	}
+	g.advance(16 * time.Minute) // past max-age=900
+	get()
+	if n := fetches.Load(); n != 2 {
+		t.Errorf("%d fetches after expiry, want 2", n)
+	}
+	g.h.scripts.c.Wait()
+	g.advance(16 * time.Minute)
+	status.Store(503)
+	if resp := get(); resp.Status != 200 || !strings.HasPrefix(resp.Body, "/* gtag.js */") {
+		t.Errorf("upstream failing: %d, want the stale copy", resp.Status)
+	}
+	if fetches.Load() != 3 {
+		t.Errorf("no refresh attempt before serving stale")
+	}
+	// With nothing cached, a failing upstream is a 502 and nothing is stored.
+	if resp := g.do(fromProxy, "GET", "/gtm.js?id=GTM-OTHER", nil, ""); resp.Status != fasthttp.StatusBadGateway {
+		t.Errorf("cold and failing: %d", resp.Status)
+	}
+}
+
+func TestScriptPerRegionKeys(t *testing.T) {
+	g := newGateway(t, `upstream: "http://g-abc123.fps.goog"
+path_prefix: /metrics`)
+	var fetches, status atomic.Int32
+	scriptUpstream(g, &fetches, 0, &status)
+	de := g.do(fromProxy, "GET", "/metrics/gtag/js?id=G-ABC123", map[string]string{"X-Forwarded-CountryRegion": "DE"}, "")
+	g.h.scripts.c.Wait()
+	g.do(fromProxy, "GET", "/metrics/gtag/js?id=G-ABC123", map[string]string{"X-Forwarded-CountryRegion": "US"}, "")
+	g.h.scripts.c.Wait()
+	g.do(fromProxy, "GET", "/metrics/gtag/js?id=G-ABC123", map[string]string{"X-Forwarded-CountryRegion": "DE"}, "")
+	if n := fetches.Load(); n != 2 {
+		t.Errorf("%d fetches for DE, US, DE; want 2", n)
+	}
+	reqs := g.up.requests()
+	if reqs[0].Header["X-Forwarded-Countryregion"] != "DE" || reqs[1].Header["X-Forwarded-Countryregion"] != "US" || reqs[0].URI != "/metrics/gtag/js?id=G-ABC123" {
+		t.Errorf("fetches %+v", reqs)
+	}
+	if !strings.Contains(de.Body, `var u="/metrics/g/collect"`) {
+		t.Errorf("upstream reference not rewritten to the first-party path: %s", de.Body[:80])
+	}
+}
+
+func TestScriptTagAllowlist(t *testing.T) {
+	g := newGateway(t, `tags: ["G-ABC123"]`)
+	var fetches, status atomic.Int32
+	scriptUpstream(g, &fetches, 0, &status)
+	for _, uri := range []string{"/gtag/js?id=G-OTHER", "/gtag/js", "/gtm.js?id=GTM-X"} {
+		if resp := g.do(fromProxy, "GET", uri, nil, ""); resp.Status != fasthttp.StatusForbidden {
+			t.Errorf("%s: %d, want 403", uri, resp.Status)
+		}
+	}
+	if resp := g.do(fromProxy, "POST", "/gtag/js?id=G-ABC123", nil, "x"); resp.Status != fasthttp.StatusMethodNotAllowed {
+		t.Errorf("POST script: %d", resp.Status)
+	}
+	if n := fetches.Load(); n != 0 {
+		t.Errorf("refused script requests reached the upstream: %d", n)
+	}
+}
