@@ -150,7 +150,7 @@ func nextEmail(b []byte, from int) (start, end int) {
 			continue
 		}
 		s := i
-		for s > 0 && isLocalChar(b[s-1]) {
+		for s > from && isLocalChar(b[s-1]) { // never reach back into an earlier match
 			s--
 		}
 		if s == i {

@@ -233,3 +233,12 @@ func TestKnownCountry(t *testing.T) {
 		}
 	}
 }
+
+// TestAdjacentEmails is a fuzz find: a second address sharing the first
+// one's domain characters must not reach back into the first match.
+func TestAdjacentEmails(t *testing.T) {
+	got, _ := appendRedactEmails(nil, []byte("0@0.AA@0.AA"))
+	if string(got) != "[redacted]@0.AA" && string(got) != "[redacted][redacted]" {
+		t.Errorf("appendRedactEmails = %q", got)
+	}
+}
