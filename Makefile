@@ -48,6 +48,10 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseGPP$$' -fuzztime=$(FUZZTIME) ./consentmode
 	$(GO) test -run='^$$' -fuzz='^FuzzParseUSPrivacy$$' -fuzztime=$(FUZZTIME) ./consentmode
 
+## bench-load: consentgate vs nginx under wrk on loopback (see docs/benchmarks.md); installs nginx and wrk if missing
+bench-load:
+	bench/run.sh
+
 ## lint: gofmt, go vet, golangci-lint (pinned; installed on first use)
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
