@@ -142,15 +142,32 @@ func kvLookup(b []byte, key, pairSeps, kvSeps string) ([]byte, bool) {
 		} else {
 			b = nil
 		}
-		sep := indexAny(piece, kvSeps)
+		// The key is what stands between the last two separators, so a
+		// nested "groups=C0002:1" reads as C0002 = 1.
+		sep := lastIndexAny(piece, kvSeps)
 		if sep < 0 {
 			continue
 		}
-		if string(trimQuotes(piece[:sep])) == key {
+		k := piece[:sep]
+		if prev := lastIndexAny(k, kvSeps); prev >= 0 {
+			k = k[prev+1:]
+		}
+		if string(trimQuotes(k)) == key {
 			return piece[sep+1:], true
 		}
 	}
 	return nil, false
+}
+
+func lastIndexAny(b []byte, chars string) int {
+	for i := len(b) - 1; i >= 0; i-- {
+		for j := 0; j < len(chars); j++ {
+			if b[i] == chars[j] {
+				return i
+			}
+		}
+	}
+	return -1
 }
 
 func indexAny(b []byte, chars string) int {

@@ -125,7 +125,12 @@ func FuzzDecide(f *testing.F) {
 			t.Errorf("cookieless hit sends cookies %q", w.Cookie)
 		}
 		if (family == FamilyGA4 || family == FamilyUA) && d.Consent.Denied(AnalyticsStorage) {
-			for _, kv := range strings.FieldsFunc(string(w.Query)+"&"+string(w.Body), func(r rune) bool { return r == '&' || r == '\n' || r == '\r' }) {
+			// Query pairs split at '&'; body lines at LF, each without its trailing CR.
+			pairs := strings.Split(string(w.Query), "&")
+			for _, line := range strings.Split(string(w.Body), "\n") {
+				pairs = append(pairs, strings.Split(strings.TrimSuffix(line, "\r"), "&")...)
+			}
+			for _, kv := range pairs {
 				k, _, _ := strings.Cut(kv, "=")
 				if k == "uid" || strings.HasPrefix(k, "up.") && family == FamilyGA4 {
 					t.Errorf("%s left with analytics_storage denied: %q", k, w.Query)
