@@ -47,6 +47,8 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseTC$$' -fuzztime=$(FUZZTIME) ./consentmode
 	$(GO) test -run='^$$' -fuzz='^FuzzParseGPP$$' -fuzztime=$(FUZZTIME) ./consentmode
 	$(GO) test -run='^$$' -fuzz='^FuzzParseUSPrivacy$$' -fuzztime=$(FUZZTIME) ./consentmode
+	$(GO) test -run='^$$' -fuzz='^FuzzCMPCookie$$' -fuzztime=$(FUZZTIME) ./consentmode
+	$(GO) test -run='^$$' -fuzz='^FuzzFloodlightMatrix$$' -fuzztime=$(FUZZTIME) ./consentmode
 
 ## bench-load: consentgate vs nginx under wrk on loopback (see docs/benchmarks.md); installs nginx and wrk if missing
 bench-load:

@@ -139,3 +139,51 @@ func FuzzDecide(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCMPCookie reads arbitrary Cookie headers with every preset and a
+// JSON mapping: no panic, and an absent cookie never denies unless required.
+func FuzzCMPCookie(f *testing.F) {
+	f.Add("OptanonConsent=groups=C0001%3A1%2CC0002%3A0; x=1")
+	f.Add("CookieConsent={stamp:%27x%27%2Cstatistics:false%2Cmarketing:true}")
+	f.Add("cookieyes-consent=analytics:no,advertisement:yes")
+	f.Add("klaro=%7B%22a%22%3A%7B%22b%22%3Atrue%7D%7D")
+	f.Add("euconsent-v2=COvFyGBOvFyGBAbAAAENAPCAAOAAAAAAAAAAAEEUACCKAAA")
+	mappings := []CMPCookie{CMPPresets["onetrust"], CMPPresets["cookiebot"], CMPPresets["cookieyes"],
+		{Name: "klaro", Format: CMPFormatJSON, Keys: [4]string{AnalyticsStorage: "a.b"}, Granted: []string{"true"}, Denied: []string{"false"}}}
+	f.Fuzz(func(t *testing.T, header string) {
+		var scratch []byte
+		for i := range mappings {
+			r := readCMPCookie(&mappings[i], []byte(header), &scratch)
+			if _, present := cookieValue([]byte(header), mappings[i].Name); !present && (r.deny != [NumTypes]bool{} || r.malformed) {
+				t.Errorf("%s absent from %q but denied %v", mappings[i].Name, header, r.deny)
+			}
+		}
+		_ = readTCFCookie(&CMPCookie{Name: "euconsent-v2", Format: CMPFormatTCF}, []byte(header), false)
+	})
+}
+
+// FuzzFloodlightMatrix rewrites arbitrary path-matrix parameter lists: a
+// consented matrix without anything to scrub leaves byte for byte, and a
+// denied one never keeps the _gcl_au value.
+func FuzzFloodlightMatrix(f *testing.F) {
+	f.Add("src=14804749;type=delif0;cat=allvi0;ord=1;npa=0;auiddc=2106096883.1779186070;u1=https%3A%2F%2Fwww.delife.de%2F;~oref=x")
+	f.Add(";;src=1;;u2=%ZZ;=;a=b=c")
+	f.Fuzz(func(t *testing.T, matrix string) {
+		p := testPolicy()
+		granted := &Input{Family: FamilyFloodlight, Matrix: []byte(matrix + ";gcs=G111;gcd=13r3r3r2r5l1"), Region: MustRegion("US"), Day: 20000}
+		var w Work
+		d := Decide(granted, p, &w)
+		clean := !strings.ContainsAny(matrix, "@%") && !strings.Contains(matrix, "uip") && !strings.Contains(matrix, "sst.") &&
+			!strings.Contains(matrix, "richsstsse") && !strings.Contains(matrix, "gc") && !strings.Contains(matrix, "npa") && !strings.Contains(matrix, "rdp")
+		if d.Action == ActionForward && clean && string(w.Matrix) != string(granted.Matrix) {
+			t.Errorf("consented matrix changed:\n in %q\nout %q", granted.Matrix, w.Matrix)
+		}
+		denied := &Input{Family: FamilyFloodlight, Matrix: []byte(matrix + ";gcs=G100"), Region: MustRegion("US"), Day: 20000}
+		Decide(denied, p, &w)
+		for _, kv := range strings.Split(string(w.Matrix), ";") {
+			if k, _, _ := strings.Cut(kv, "="); k == "auiddc" || k == "auid" {
+				t.Errorf("%s kept with ad_storage denied: %q", k, w.Matrix)
+			}
+		}
+	})
+}
