@@ -110,3 +110,16 @@ func appendGCDDenied(dst, gcd []byte, deny [NumTypes]bool) []byte {
 	}
 	return dst
 }
+
+// appendGCDState appends a current-format gcd carrying st: for each type
+// the update half set ('n' granted, 'm' denied) over a not-set default.
+func appendGCDState(dst []byte, st *State) []byte {
+	start := len(dst)
+	dst = append(dst, "13m3m3m2m5l1"...)
+	for t, off := range gcdLetterOffset {
+		if st.Value[t] == Granted {
+			dst[start+off] = 'n'
+		}
+	}
+	return dst
+}

@@ -188,6 +188,11 @@ func (rw *rewriter) writeBack(dst, k, nk, v []byte, hasEq bool) []byte {
 		}
 		return AppendGCS(dst, ad, an)
 	case "gcd":
+		if holdsEmail(v, &rw.w.scratch2) {
+			// Garbage around the letters: send a clean gcd of the enforced state.
+			rw.removed(fieldEmail, ReasonEmailRedacted)
+			return appendGCDState(dst, st)
+		}
 		var deny [NumTypes]bool
 		for t := range deny {
 			deny[t] = st.Value[t] == Denied
@@ -207,7 +212,7 @@ func (rw *rewriter) writeBack(dst, k, nk, v []byte, hasEq bool) []byte {
 	if !hasEq {
 		return dst[:len(dst)-1]
 	}
-	return append(dst, v...)
+	return rw.scrubText(dst, v)
 }
 
 // addWriteBack appends the consent parameters the hit lacked: gcs when
