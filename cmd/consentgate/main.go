@@ -66,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return cmdServe(rest, stderr)
 	case "explain":
 		return cmdExplain(rest, stdout, stderr)
+	case "audit":
+		return cmdAudit(rest, stdout, stderr)
 	case "rules":
 		return cmdRules(rest, stdout, stderr)
 	case "check":

@@ -1,0 +1,464 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/consentgate/consentgate/config"
+	"github.com/consentgate/consentgate/consentmode"
+	"github.com/consentgate/consentgate/proxy"
+)
+
+// auditHit is one hit read from a capture.
+type auditHit struct {
+	Where   string
+	Method  string
+	URL     string
+	Headers map[string]string
+	Body    string
+}
+
+// auditResult is one line of the audit.
+type auditResult struct {
+	Where       string             `json:"hit"`
+	Explanation *proxy.Explanation `json:"decision"`
+	Violations  []proxy.Violation  `json:"violations,omitempty"`
+	Logged      *loggedDecision    `json:"logged,omitempty"`
+}
+
+// loggedDecision is one line of the gateway's decision log.
+type loggedDecision struct {
+	Where    string            `json:"-"`
+	Route    string            `json:"route"`
+	Family   string            `json:"family"`
+	Region   string            `json:"region"`
+	Action   string            `json:"action"`
+	Enforced bool              `json:"enforced"`
+	Consent  map[string]string `json:"consent"`
+	Sources  map[string]string `json:"sources"`
+	Claimed  map[string]string `json:"claimed"`
+	Reasons  []string          `json:"reasons"`
+	Removed  []string          `json:"removed"`
+	Status   int               `json:"status"`
+}
+
+func cmdAudit(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
+	path := configFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	regionFlag := fs.String("region", "", "visitor region `CC` for hits without a geo header")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: consentgate audit [--config FILE] [--json] [--region CC] FILE...\n\nFILE is a TSV of hits (METHOD, URL, BODY), a HAR 1.2 export or the gateway's decision log.")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, reorder(args, map[string]bool{"json": true}), stderr); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return errUsage
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	if *regionFlag != "" {
+		if _, ok := consentmode.ParseRegion([]byte(*regionFlag)); !ok {
+			return fmt.Errorf("--region %q is not an ISO 3166 code", *regionFlag)
+		}
+	}
+	h, err := newOfflineHandler(cfg)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+
+	var results []auditResult
+	skipped := 0
+	for _, file := range fs.Args() {
+		hits, logged, skip, err := readCapture(file)
+		if err != nil {
+			return err
+		}
+		skipped += skip
+		for _, hit := range hits {
+			results = append(results, auditOne(h, cfg, hit, *regionFlag))
+		}
+		for i := range logged {
+			results = append(results, auditLogged(logged[i]))
+		}
+	}
+	s := summarize(results, skipped)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(struct {
+			Hits    []auditResult `json:"hits"`
+			Summary *auditSummary `json:"summary"`
+		}{results, s}); err != nil {
+			return err
+		}
+	} else {
+		printAudit(stdout, results, s)
+	}
+	if s.Violations > 0 {
+		fmt.Fprintf(stderr, "audit: %d invariant violation(s) in %d hit(s)\n", s.Violations, s.FailedHits)
+		return errFailed
+	}
+	return nil
+}
+
+func auditOne(h *proxy.Handler, cfg *config.Config, hit auditHit, region string) auditResult {
+	hasGeo := false
+	for k := range hit.Headers {
+		for _, g := range cfg.GeoHeaders {
+			if strings.EqualFold(k, g) {
+				hasGeo = true
+			}
+		}
+	}
+	if hasGeo {
+		region = ""
+	}
+	req, in, err := proxy.BuildExplainRequest(hit.Method, hit.URL, hit.Headers, hit.Body, region, "")
+	if err != nil {
+		return auditResult{Where: hit.Where, Explanation: &proxy.Explanation{Error: err.Error()}}
+	}
+	defer fasthttp.ReleaseRequest(req)
+	e := h.Explain(in)
+	return auditResult{Where: hit.Where, Explanation: e, Violations: proxy.CheckInvariants(e, hit.URL, hit.Body, cfg.Policy.AdsDataRedaction)}
+}
+
+// auditLogged checks a decision-log line for consistency: the action must
+// follow from the logged consent, and a dry-run line whose decision was
+// not forward let data out that enforcement would have kept.
+func auditLogged(l loggedDecision) auditResult {
+	r := auditResult{Where: l.Where, Logged: &l}
+	add := func(inv, detail string) {
+		r.Violations = append(r.Violations, proxy.Violation{Invariant: inv, Detail: detail})
+	}
+	if !l.Enforced && l.Action != "forward" {
+		add("unenforced_decision", "dry run: a "+l.Action+" decision was forwarded unchanged")
+	}
+	storage := ""
+	switch l.Family {
+	case "ga4", "ua":
+		storage = "analytics_storage"
+	case "ads", "floodlight":
+		storage = "ad_storage"
+	}
+	if storage != "" && l.Consent[storage] == "denied" && l.Action != "cookieless" && l.Action != "block" {
+		add("storage_denied_means_cookieless", storage+" denied but action "+l.Action)
+	}
+	if l.Action == "block" && l.Status != 0 && l.Status != fasthttp.StatusNoContent {
+		add("blocked_forwards_nothing", fmt.Sprintf("blocked hit answered %d", l.Status))
+	}
+	return r
+}
+
+// readCapture reads a TSV of hits, a HAR export or a decision log.
+func readCapture(path string) (hits []auditHit, logged []loggedDecision, skipped int, err error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) > 0 && trimmed[0] == '{' {
+		var har struct {
+			Log *struct {
+				Entries []struct {
+					Request struct {
+						Method  string `json:"method"`
+						URL     string `json:"url"`
+						Headers []struct{ Name, Value string }
+						Cookies []struct{ Name, Value string }
+						Post    *struct {
+							Text string `json:"text"`
+						} `json:"postData"`
+					} `json:"request"`
+				} `json:"entries"`
+			} `json:"log"`
+		}
+		if json.Unmarshal(data, &har) == nil && har.Log != nil {
+			for i, e := range har.Log.Entries {
+				r := e.Request
+				if !isTagRequest(r.URL) {
+					skipped++
+					continue
+				}
+				hit := auditHit{Where: fmt.Sprintf("%s#%d", path, i+1), Method: r.Method, URL: r.URL, Headers: map[string]string{}}
+				for _, hd := range r.Headers {
+					if strings.HasPrefix(hd.Name, ":") || strings.EqualFold(hd.Name, "cookie") || strings.EqualFold(hd.Name, "host") || strings.EqualFold(hd.Name, "content-length") {
+						continue
+					}
+					hit.Headers[hd.Name] = hd.Value
+				}
+				var cookies []string
+				for _, c := range r.Cookies {
+					cookies = append(cookies, c.Name+"="+c.Value)
+				}
+				if len(cookies) > 0 {
+					hit.Headers["Cookie"] = strings.Join(cookies, "; ")
+				}
+				if r.Post != nil {
+					hit.Body = r.Post.Text
+				}
+				hits = append(hits, hit)
+			}
+			return hits, nil, skipped, nil
+		}
+		// A decision log: one JSON object per line.
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for n := 1; sc.Scan(); n++ {
+			line := bytes.TrimSpace(sc.Bytes())
+			if len(line) == 0 {
+				continue
+			}
+			var l loggedDecision
+			if err := json.Unmarshal(line, &l); err != nil || l.Route == "" || l.Action == "" {
+				return nil, nil, 0, fmt.Errorf("%s:%d: neither a HAR file nor a decision log line", path, n)
+			}
+			l.Where = fmt.Sprintf("%s:%d", path, n)
+			logged = append(logged, l)
+		}
+		return nil, logged, 0, nil
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
+			continue
+		}
+		cols := strings.Split(line, "\t")
+		if len(cols) == 3 { // METHOD, URL, BODY
+			cols = append([]string{""}, cols...)
+		}
+		if len(cols) != 4 {
+			return nil, nil, 0, fmt.Errorf("%s:%d: want METHOD<TAB>URL<TAB>BODY (or SOURCE first), got %d columns", path, n, len(cols))
+		}
+		method, rawURL, body := cols[1], repairURL(cols[2]), cols[3]
+		if body == "-" {
+			body = ""
+		}
+		body = strings.ReplaceAll(body, `\n`, "\n")
+		if method == "UNSTATED" || method == "" {
+			method = "GET"
+			if body != "" {
+				method = "POST"
+			}
+		}
+		if !isTagRequest(rawURL) {
+			skipped++
+			continue
+		}
+		hits = append(hits, auditHit{Where: fmt.Sprintf("%s:%d", path, n), Method: method, URL: rawURL, Body: body})
+	}
+	return hits, nil, skipped, sc.Err()
+}
+
+// repairURL makes captured URLs absolute: scheme-relative, HTML-escaped
+// and query-only ones (the latter taken as GA4 hits).
+func repairURL(s string) string {
+	s = strings.ReplaceAll(s, "&amp;", "&")
+	switch {
+	case strings.HasPrefix(s, "//"):
+		s = "https:" + s
+	case strings.HasPrefix(s, "?"):
+		s = "https://gateway.invalid/g/collect" + s
+	}
+	// Tag gateway captures carry their measurement path: audit the hit behind it.
+	for _, p := range []string{"/PHP_GTG_REPLACE_PATH", "/test/measurement"} {
+		s = strings.Replace(s, p+"/", "/", 1)
+	}
+	return s
+}
+
+// isTagRequest reports whether a captured request goes to a route of the
+// gateway: a Google host with a known path, or any host with an
+// unambiguous tag path (not "/" or "/collect").
+func isTagRequest(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	ri, ok := consentmode.MatchRoute([]byte(u.EscapedPath()))
+	if !ok {
+		return false
+	}
+	host := strings.ToLower(u.Hostname())
+	for _, g := range []string{"google-analytics.com", "analytics.google.com", "doubleclick.net", "googletagmanager.com",
+		"googleadservices.com", "googlesyndication.com", "fps.goog", "gateway.invalid"} {
+		if host == g || strings.HasSuffix(host, "."+g) {
+			return true
+		}
+	}
+	if strings.HasPrefix(host, "www.google.") || host == "google.com" {
+		return true
+	}
+	name := consentmode.Routes[ri].Name
+	return name != "script_root" && name != "ua_collect"
+}
+
+// auditSummary is the report an auditor reads first.
+type auditSummary struct {
+	Hits       int                       `json:"hits"`
+	Skipped    int                       `json:"skipped_non_tag"`
+	Rejected   int                       `json:"rejected"`
+	Actions    map[string]map[string]int `json:"family_actions"`
+	Removed    map[string]int            `json:"removed_fields"`
+	Regions    map[string]int            `json:"regions"`
+	Sources    map[string]map[string]int `json:"deciding_sources"`
+	OverClaim  map[string]*overClaim     `json:"over_claiming"`
+	Violations int                       `json:"violations"`
+	FailedHits int                       `json:"failed_hits"`
+}
+
+// overClaim counts, per consent type, how often hits claimed it granted and
+// how often the gateway enforced denied instead, by deciding source.
+type overClaim struct {
+	ClaimedGranted int            `json:"claimed_granted"`
+	EnforcedDenied int            `json:"enforced_denied"`
+	BySource       map[string]int `json:"by_source"`
+}
+
+var typeNames = []string{"ad_storage", "analytics_storage", "ad_user_data", "ad_personalization"}
+
+func summarize(results []auditResult, skipped int) *auditSummary {
+	s := &auditSummary{Skipped: skipped, Actions: map[string]map[string]int{}, Removed: map[string]int{}, Regions: map[string]int{},
+		Sources: map[string]map[string]int{}, OverClaim: map[string]*overClaim{}}
+	for _, t := range typeNames {
+		s.Sources[t] = map[string]int{}
+		s.OverClaim[t] = &overClaim{BySource: map[string]int{}}
+	}
+	for _, r := range results {
+		s.Violations += len(r.Violations)
+		if len(r.Violations) > 0 {
+			s.FailedHits++
+		}
+		family, action, region := "", "", ""
+		var consent, sources, claimed map[string]string
+		var removed []string
+		switch {
+		case r.Logged != nil:
+			l := r.Logged
+			family, action, region, consent, sources, claimed, removed = l.Family, l.Action, l.Region, l.Consent, l.Sources, l.Claimed, l.Removed
+		case r.Explanation.Error != "" || r.Explanation.Route == "":
+			s.Rejected++
+			continue
+		default:
+			e := r.Explanation
+			family, action, region, consent, sources, claimed, removed = e.Family, e.Action, e.Region, e.Consent, e.Sources, e.Claimed, e.Removed
+		}
+		s.Hits++
+		if s.Actions[family] == nil {
+			s.Actions[family] = map[string]int{}
+		}
+		s.Actions[family][action]++
+		s.Regions[region]++
+		for _, f := range removed {
+			s.Removed[f]++
+		}
+		for _, t := range typeNames {
+			if src := sources[t]; src != "" {
+				s.Sources[t][src]++
+			}
+			if claimed[t] == "granted" {
+				oc := s.OverClaim[t]
+				oc.ClaimedGranted++
+				if consent[t] == "denied" {
+					oc.EnforcedDenied++
+					oc.BySource[sources[t]]++
+				}
+			}
+		}
+	}
+	return s
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func printAudit(w io.Writer, results []auditResult, s *auditSummary) {
+	for _, r := range results {
+		switch {
+		case r.Logged != nil:
+			l := r.Logged
+			fmt.Fprintf(w, "%-28s %-22s %-8s %-10s %s\n", r.Where, l.Route, l.Region, l.Action, status(r.Violations))
+		case r.Explanation.Error != "":
+			fmt.Fprintf(w, "%-28s rejected: %s\n", r.Where, r.Explanation.Error)
+		default:
+			e := r.Explanation
+			fmt.Fprintf(w, "%-28s %-22s %-8s %-10s removed=%s  %s\n", r.Where, e.Route, e.Region, e.Action, strings.Join(e.Removed, ","), status(r.Violations))
+		}
+		for _, v := range r.Violations {
+			fmt.Fprintf(w, "    VIOLATION %s: %s\n", v.Invariant, v.Detail)
+		}
+	}
+	fmt.Fprintf(w, "\n## Over-claiming: consent the hits claimed and the gateway did not enforce\n\n")
+	fmt.Fprintf(w, "| consent type | hits claiming granted | enforced denied | decided by |\n|---|---|---|---|\n")
+	for _, t := range typeNames {
+		oc := s.OverClaim[t]
+		var by []string
+		for _, src := range sortedKeys(oc.BySource) {
+			by = append(by, fmt.Sprintf("%s %d", src, oc.BySource[src]))
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %s |\n", t, oc.ClaimedGranted, oc.EnforcedDenied, strings.Join(by, ", "))
+	}
+	fmt.Fprintf(w, "\n## Hits per family and action (%d hits, %d rejected, %d non-tag requests skipped)\n\n", s.Hits, s.Rejected, s.Skipped)
+	actions := []string{"forward", "strip", "cookieless", "block"}
+	fmt.Fprintf(w, "| family | %s |\n|---|---|---|---|---|\n", strings.Join(actions, " | "))
+	for _, f := range sortedKeys(s.Actions) {
+		row := []string{f}
+		for _, a := range actions {
+			row = append(row, fmt.Sprint(s.Actions[f][a]))
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
+	}
+	fmt.Fprintf(w, "\n## Removed fields\n\n| field | hits |\n|---|---|\n")
+	for _, f := range sortedKeys(s.Removed) {
+		fmt.Fprintf(w, "| %s | %d |\n", f, s.Removed[f])
+	}
+	fmt.Fprintf(w, "\n## Regions\n\n| region | hits |\n|---|---|\n")
+	for _, r := range sortedKeys(s.Regions) {
+		fmt.Fprintf(w, "| %s | %d |\n", r, s.Regions[r])
+	}
+	fmt.Fprintf(w, "\n## What decided each consent type\n\n| consent type | sources |\n|---|---|\n")
+	for _, t := range typeNames {
+		var by []string
+		for _, src := range sortedKeys(s.Sources[t]) {
+			by = append(by, fmt.Sprintf("%s %d", src, s.Sources[t][src]))
+		}
+		fmt.Fprintf(w, "| %s | %s |\n", t, strings.Join(by, ", "))
+	}
+	fmt.Fprintf(w, "\n## Invariants\n\n")
+	if s.Violations == 0 {
+		fmt.Fprintf(w, "All invariants hold for %d hits.\n", s.Hits)
+	} else {
+		fmt.Fprintf(w, "%d violation(s) in %d hit(s): see VIOLATION lines above.\n", s.Violations, s.FailedHits)
+	}
+}
+
+func status(vs []proxy.Violation) string {
+	if len(vs) == 0 {
+		return "ok"
+	}
+	return "FAIL"
+}

@@ -1,0 +1,260 @@
+package proxy
+
+import (
+	"net/url"
+	"strings"
+
+	"github.com/consentgate/consentgate/consentmode"
+)
+
+// Violation is a broken audit invariant: what would leave although the
+// enforced consent forbids it.
+type Violation struct {
+	Invariant string `json:"invariant"`
+	Detail    string `json:"detail"`
+}
+
+// CheckInvariants checks what an explanation would forward against the
+// consent it enforces. It is deliberately written apart from the rule
+// tables: it restates the product's promises directly, so a wrong rule,
+// a wrong config (a dry run, say) or a bug in the rewrite shows up as a
+// violation. original is the hit as received (its identifiers must not
+// leave while denied); redaction is consent.ads_data_redaction.
+func CheckInvariants(e *Explanation, originalURL, originalBody string, redaction bool) []Violation {
+	var vs []Violation
+	add := func(inv, detail string) { vs = append(vs, Violation{inv, detail}) }
+	d := &e.Decision
+	if e.Error != "" {
+		return nil // rejected: nothing leaves
+	}
+	if d.Action == consentmode.ActionBlock {
+		if e.Forward != nil {
+			add("blocked_forwards_nothing", "a blocked hit would be forwarded")
+		}
+		return vs
+	}
+	f := e.Forward
+	if f == nil {
+		return vs
+	}
+	fwd := hitParams(f.URL, f.Body)
+	orig := hitParams(originalURL, originalBody)
+	cookies := cookieNames(f.Headers["Cookie"])
+	st := &d.Consent
+	web := d.Family == consentmode.FamilyGA4 || d.Family == consentmode.FamilyUA
+	ads := d.Family == consentmode.FamilyAds || d.Family == consentmode.FamilyFloodlight
+
+	if web && st.Denied(consentmode.AnalyticsStorage) {
+		for _, k := range []string{"cid", "sid"} {
+			for _, v := range orig[k] {
+				if contains(fwd[k], v) {
+					add("analytics_denied_no_original_ids", k+" "+"forwarded unchanged")
+				}
+			}
+		}
+		for k := range fwd {
+			if k == "uid" || strings.HasPrefix(k, "up.") || strings.HasPrefix(k, "upn.") {
+				add("analytics_denied_no_user_ids", k+" forwarded")
+			}
+		}
+		for _, c := range cookies {
+			if analyticsCookie(c) {
+				add("analytics_denied_no_analytics_cookies", "cookie "+c+" forwarded")
+			}
+		}
+	}
+	if st.Denied(consentmode.AnalyticsStorage) || st.Denied(consentmode.AdStorage) {
+		if d.Family != consentmode.FamilyMP && linkerInURLs(fwd) {
+			add("storage_denied_no_linker", "_gl forwarded inside a URL")
+		}
+	}
+	if st.Denied(consentmode.AdStorage) {
+		if ads {
+			for _, k := range []string{"auid", "auiddc", "gclaw", "gclgb", "gac", "gacgb"} {
+				if len(fwd[k]) > 0 {
+					add("ad_storage_denied_no_ad_ids", k+" forwarded")
+				}
+			}
+		}
+		for _, c := range cookies {
+			if strings.HasPrefix(c, "_gcl_") || strings.HasPrefix(c, "FPGCL") || c == "FPAU" {
+				add("ad_storage_denied_no_ad_cookies", "cookie "+c+" forwarded")
+			}
+		}
+		if redaction && d.Family != consentmode.FamilyMP {
+			for _, k := range []string{"gclid", "dclid", "gbraid", "wbraid", "gclsrc"} {
+				if len(fwd[k]) > 0 || clickIDInURLs(fwd, k) {
+					add("redaction_no_click_ids", k+" forwarded")
+				}
+			}
+		}
+	}
+	if st.Denied(consentmode.AdUserData) {
+		for _, k := range []string{"em", "emd"} {
+			if (ads || d.Family == consentmode.FamilyGA4) && len(fwd[k]) > 0 {
+				add("ad_user_data_denied_no_user_data", k+" forwarded")
+			}
+		}
+		if d.Family == consentmode.FamilyMP && (strings.Contains(f.Body, `"user_data"`) || strings.Contains(f.Body, `"user_id"`)) {
+			add("ad_user_data_denied_no_user_data", "user_id or user_data forwarded")
+		}
+	}
+	if holdsEmailDeep(f.URL) || holdsEmailDeep(f.Body) {
+		add("no_email", "an e-mail address would be forwarded")
+	}
+	for name, v := range f.Headers {
+		if name != "Cookie" && holdsEmailDeep(v) {
+			add("no_email", "an e-mail address in header "+name)
+		}
+	}
+	if ref := f.Headers["Referer"]; ref != "" {
+		if u, err := url.Parse(ref); err != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			add("referer_origin_only", "Referer carries more than an origin")
+		}
+	}
+	for _, h := range []string{"Authorization", "Proxy-Authorization", "X-Api-Key"} {
+		if _, ok := f.Headers[h]; ok {
+			add("no_credentials", h+" forwarded")
+		}
+	}
+	return vs
+}
+
+// hitParams collects the parameters of a URL (query and Floodlight
+// matrix) and of a parameter-list body, decoded.
+func hitParams(rawURL, body string) map[string][]string {
+	m := map[string][]string{}
+	add := func(list, sep string) {
+		for _, kv := range strings.Split(list, sep) {
+			if kv == "" {
+				continue
+			}
+			k, v, _ := strings.Cut(kv, "=")
+			if dk, err := url.QueryUnescape(k); err == nil {
+				k = dk
+			}
+			if dv, err := url.QueryUnescape(v); err == nil {
+				v = dv
+			}
+			m[k] = append(m[k], v)
+		}
+	}
+	path, query, _ := strings.Cut(rawURL, "?")
+	if _, matrix, ok := strings.Cut(path, ";"); ok {
+		add(matrix, ";")
+	}
+	add(query, "&")
+	if strings.HasPrefix(strings.TrimSpace(body), "{") {
+		return m
+	}
+	for _, line := range strings.Split(body, "\n") {
+		add(strings.TrimSuffix(line, "\r"), "&")
+	}
+	return m
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func cookieNames(header string) []string {
+	var names []string
+	for _, c := range strings.Split(header, ";") {
+		if name, _, _ := strings.Cut(strings.TrimSpace(c), "="); name != "" {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+func analyticsCookie(c string) bool {
+	return c == "_ga" || strings.HasPrefix(c, "_ga_") || c == "_gid" || c == "FPID" || c == "FPLC" || c == "FPGSID"
+}
+
+// urlValues are the parameters that carry URLs.
+var urlValues = []string{"dl", "dr", "url", "ref", "~oref", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9", "u10"}
+
+func linkerInURLs(params map[string][]string) bool {
+	return clickIDInURLs(params, "_gl")
+}
+
+// clickIDInURLs reports whether the parameter name appears in the query
+// or fragment of a URL-valued parameter.
+func clickIDInURLs(params map[string][]string, name string) bool {
+	for _, k := range urlValues {
+		for _, v := range params[k] {
+			if u, err := url.Parse(v); err == nil {
+				if u.Query().Has(name) {
+					return true
+				}
+				if frag, err := url.ParseQuery(u.Fragment); err == nil && frag.Has(name) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// holdsEmailDeep looks for an e-mail address through up to three layers of
+// percent-encoding.
+func holdsEmailDeep(s string) bool {
+	for range 4 {
+		if emailLike(s) {
+			return true
+		}
+		d, err := url.PathUnescape(s)
+		if err != nil || d == s {
+			return false
+		}
+		s = d
+	}
+	return false
+}
+
+// emailLike is a plain restatement of an e-mail address: local@domain.tld.
+func emailLike(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] != '@' || i == 0 {
+			continue
+		}
+		l := i - 1
+		if !localChar(s[l]) {
+			continue
+		}
+		rest := s[i+1:]
+		end := 0
+		for end < len(rest) && (alnum(rest[end]) || rest[end] == '.' || rest[end] == '-') {
+			end++
+		}
+		domain := strings.TrimRight(rest[:end], ".")
+		dot := strings.LastIndexByte(domain, '.')
+		if dot <= 0 || len(domain)-dot-1 < 2 {
+			continue
+		}
+		tld := domain[dot+1:]
+		letters := true
+		for j := 0; j < len(tld); j++ {
+			if !(tld[j] >= 'a' && tld[j] <= 'z' || tld[j] >= 'A' && tld[j] <= 'Z') {
+				letters = false
+			}
+		}
+		if letters {
+			return true
+		}
+	}
+	return false
+}
+
+func alnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+func localChar(c byte) bool {
+	return alnum(c) || strings.IndexByte("._%+-'", c) >= 0
+}
