@@ -197,7 +197,13 @@ func (rw *rewriter) writeBack(dst, k, nk, v []byte, hasEq bool) []byte {
 		for t := range deny {
 			deny[t] = st.Value[t] == Denied
 		}
-		return appendGCDDenied(dst, v, deny)
+		mark := len(dst)
+		dst = appendGCDDenied(dst, v, deny)
+		if holdsEmail(dst[mark:], &rw.w.scratch2) { // a rewritten letter completed an address
+			rw.removed(fieldEmail, ReasonEmailRedacted)
+			return appendGCDState(dst[:mark], st)
+		}
+		return dst
 	case "npa":
 		rw.seenNPA = true
 		if st.Denied(AdPersonalization) {
