@@ -45,29 +45,33 @@ func (r *Reloader) Trigger() {
 	}
 }
 
-// Start reloads on Trigger and on file changes until ctx is done. Wait
-// returns once it has stopped.
+// Start reloads on Trigger and on file changes until ctx is done. The
+// file watch is in place when Start returns. Wait returns once the
+// goroutine has stopped.
 func (r *Reloader) Start(ctx context.Context) {
+	var w *fsnotify.Watcher
+	if r.path != "" {
+		var err error
+		w, err = fsnotify.NewWatcher()
+		if err != nil {
+			r.log.Warn("config file watch unavailable; reload with SIGHUP", zap.Error(err))
+		} else if err := w.Add(filepath.Dir(r.path)); err != nil { // the directory: editors and Kubernetes replace the file
+			r.log.Warn("config file watch unavailable; reload with SIGHUP", zap.Error(err))
+			_ = w.Close()
+			w = nil
+		}
+	}
 	r.wg.Add(1)
-	go r.run(ctx)
+	go r.run(ctx, w)
 }
 
-func (r *Reloader) run(ctx context.Context) {
+func (r *Reloader) run(ctx context.Context, w *fsnotify.Watcher) {
 	defer r.wg.Done()
 	var events <-chan fsnotify.Event
 	var errs <-chan error
-	if r.path != "" {
-		w, err := fsnotify.NewWatcher()
-		if err != nil {
-			r.log.Warn("config file watch unavailable; reload with SIGHUP", zap.Error(err))
-		} else {
-			defer func() { _ = w.Close() }()
-			// Watch the directory: editors and Kubernetes replace the file.
-			if err := w.Add(filepath.Dir(r.path)); err != nil {
-				r.log.Warn("config file watch unavailable; reload with SIGHUP", zap.Error(err))
-			}
-			events, errs = w.Events, w.Errors
-		}
+	if w != nil {
+		defer func() { _ = w.Close() }()
+		events, errs = w.Events, w.Errors
 	}
 	target, _ := filepath.Abs(r.path)
 	var timer *time.Timer
