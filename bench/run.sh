@@ -173,7 +173,7 @@ child_ticks() {
 children_of() {
 	local f line rest
 	for f in /proc/[0-9]*/stat; do
-		read -r line <"$f" 2>/dev/null || continue
+		read -r line 2>/dev/null <"$f" || continue
 		rest=${line##*) }
 		set -- $rest
 		[[ $2 == "$CHILD_OF" ]] && { f=${f#/proc/}; echo "${f%/stat}"; }

@@ -42,6 +42,7 @@ func newBenchGateway(tb testing.TB) *benchGateway {
 	}
 	tb.Cleanup(func() {
 		_ = g.up.Shutdown()
+		_ = g.ln.Close()
 		<-g.done
 		g.h.clients.closeIdle()
 		g.h.Close()

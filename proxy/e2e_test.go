@@ -74,6 +74,7 @@ func newFakeUpstream(t *testing.T) *fakeUpstream {
 	}()
 	t.Cleanup(func() {
 		_ = u.srv.Shutdown()
+		_ = u.ln.Close() // Serve may not have started yet: make it return
 		<-u.done
 	})
 	return u
@@ -181,6 +182,7 @@ func newGateway(t *testing.T, yaml string) *gateway {
 
 func (g *gateway) close() {
 	_ = g.srv.public.Shutdown()
+	_ = g.ln.Close() // Serve may not have started yet: make it return
 	<-g.done
 	g.h.clients.closeIdle()
 	g.h.Close()
