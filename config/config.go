@@ -275,7 +275,8 @@ func joinProblems(source string, problems []error) error {
 }
 
 // unknownEnv reports CONSENTGATE_* variables that name no key: a typo
-// there would otherwise be ignored silently.
+// there would otherwise be ignored silently. CONSENTGATE_CONFIG (the
+// config file's path, read by the command) is not a key.
 func unknownEnv(keys []string) []error {
 	known := make(map[string]bool, len(keys))
 	for _, k := range keys {
@@ -284,7 +285,7 @@ func unknownEnv(keys []string) []error {
 	var errs []error
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, EnvPrefix+"_") && !known[name] {
+		if strings.HasPrefix(name, EnvPrefix+"_") && !known[name] && name != EnvPrefix+"_CONFIG" {
 			errs = append(errs, fmt.Errorf("environment variable %s names no config key", name))
 		}
 	}

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// TestServeEndToEnd runs the real binary the way the README says, in
+// tag-gateway style in front of a recording upstream: hits go through, the
+// decision log and /metrics show them, SIGHUP reloads the config, SIGTERM
+// drains and exits cleanly.
+func TestServeEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "consentgate")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	// The upstream: records what it receives.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []string
+	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		mu.Lock()
+		got = append(got, string(ctx.Host())+" "+string(ctx.RequestURI())+" cookie="+string(ctx.Request.Header.Peek("Cookie")))
+		mu.Unlock()
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+	}}
+	go func() { _ = up.Serve(ln) }()
+	defer func() { _ = up.Shutdown() }()
+
+	cfgPath := filepath.Join(dir, "config.yaml")
+	logPath := filepath.Join(dir, "decisions.log")
+	base := "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nupstream: http://" + ln.Addr().String() + "\npath_prefix: /metrics\n" +
+		"cookieless: {secret: serve-test-secret-0123}\ntimeouts: {drain: 200ms}\nlog: {format: json, decisions: {output: " + logPath + "}}\n"
+	if err := os.WriteFile(cfgPath, []byte(base), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", "--config", cfgPath)
+	cmd.Env = append(os.Environ(), "CONSENTGATE_CONFIG=")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill() }()
+
+	lines := make(chan map[string]any, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				lines <- m
+			}
+		}
+		close(lines)
+	}()
+	waitLine := func(msg string) map[string]any {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case m, ok := <-lines:
+				if !ok {
+					t.Fatalf("process ended before %q", msg)
+				}
+				if m["msg"] == msg {
+					return m
+				}
+			case <-timeout:
+				t.Fatalf("no %q log line", msg)
+			}
+		}
+	}
+	listening := waitLine("listening")
+	public, admin := listening["public"].(string), listening["admin"].(string)
+
+	client := &fasthttp.Client{}
+	get := func(url string, headers ...string) int {
+		t.Helper()
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.SetRequestURI(url)
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		if err := client.DoTimeout(req, resp, 5*time.Second); err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		return resp.StatusCode()
+	}
+	hit := "http://" + public + "/metrics/g/collect?v=2&tid=G-ABC123&_p=1&gcs=G100&cid=1174285007.1749196701&uid=SECRETUSER&en=page_view"
+	if s := get(hit, "Cookie", "_ga=GA1.1.SECRETGA", "CF-IPCountry", "DE"); s != 204 {
+		t.Fatalf("hit: %d", s)
+	}
+	mu.Lock()
+	if len(got) != 1 || strings.Contains(got[0], "SECRETUSER") || strings.Contains(got[0], "1174285007.1749196701") || strings.Contains(got[0], "SECRETGA") ||
+		!strings.HasPrefix(got[0], "127.0.0.1") && !strings.Contains(got[0], "/metrics/g/collect?") {
+		t.Errorf("upstream got %q", got)
+	}
+	mu.Unlock()
+
+	// Metrics on the admin listener.
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	req.SetRequestURI("http://" + admin + "/metrics")
+	if err := client.DoTimeout(req, resp, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if body := string(resp.Body()); !strings.Contains(body, `consentgate_hits_total{route="ga4_collect",family="ga4",action="cookieless"} 1`) {
+		t.Errorf("metrics lack the hit")
+	}
+
+	// SIGHUP reloads a changed config.
+	if err := os.WriteFile(cfgPath, []byte(base+"consent: {mode: basic}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLine("config reloaded")
+	if s := get(hit, "CF-IPCountry", "DE"); s != 204 {
+		t.Errorf("hit after reload: %d", s)
+	}
+	mu.Lock()
+	if len(got) != 1 {
+		t.Errorf("basic mode after SIGHUP still forwarded: %q", got)
+	}
+	mu.Unlock()
+
+	// SIGTERM: readiness off, drain, exit 0.
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitLine("draining")
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+	logData, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := string(logData)
+	if strings.Count(log, "\n") != 2 || !strings.Contains(log, `"action":"block"`) || !strings.Contains(log, `"action":"cookieless"`) {
+		t.Errorf("decision log:\n%s", log)
+	}
+	for _, secret := range []string{"SECRETUSER", "SECRETGA", "1174285007", "G-ABC123", "/g/collect?"} {
+		if strings.Contains(log, secret) {
+			t.Errorf("decision log holds %q", secret)
+		}
+	}
+}
