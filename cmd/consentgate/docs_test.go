@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/consentgate/consentgate/config"
+	"github.com/consentgate/consentgate/proxy"
 )
 
 var update = flag.Bool("update", false, "rewrite the generated parts of README.md and docs/rules.md")
@@ -55,7 +56,7 @@ func ga4Section(d *rulesDoc) string {
 
 func generatedReadme(t *testing.T, readme string, d *rulesDoc) string {
 	t.Helper()
-	for name, body := range map[string]string{"routes": routesSection(d), "ga4": ga4Section(d)} {
+	for name, body := range map[string]string{"routes": routesSection(d), "ga4": ga4Section(d), "metrics": metricsSection()} {
 		re := regexp.MustCompile(`(?s)(<!-- BEGIN GENERATED ` + name + `:[^\n]*-->\n).*?(<!-- END GENERATED ` + name + ` -->)`)
 		loc := re.FindStringSubmatchIndex(readme)
 		if loc == nil {
@@ -66,10 +67,44 @@ func generatedReadme(t *testing.T, readme string, d *rulesDoc) string {
 	return readme
 }
 
+// metricsHelp says what each metric family counts.
+var metricsHelp = map[string]string{
+	"consentgate_hits_total":                 "hits decided, by route, family and action",
+	"consentgate_decision_reasons_total":     "decisions by family and reason code",
+	"consentgate_consent_downgrades_total":   "consent types a hit claimed granted and the gateway enforced denied, by type and deciding source",
+	"consentgate_malformed_signals_total":    "malformed consent inputs, by input (gcs, gcd, npa, tcf, us_privacy, gpp, cmp_cookie, body)",
+	"consentgate_region_unknown_total":       "hits without a trusted region",
+	"consentgate_removed_fields_total":       "fields removed, by name (the closed field catalogue)",
+	"consentgate_upstream_duration_seconds":  "upstream latency histogram, by family",
+	"consentgate_upstream_errors_total":      "upstream failures by kind: timeout, refused, no_free_conns, other, 5xx",
+	"consentgate_rejected_total":             "requests answered locally with a 4xx, by reason",
+	"consentgate_script_cache_total":         "script cache lookups: hit, miss, coalesced, stale, error",
+	"consentgate_config_reloads_total":       "config reloads by result",
+	"consentgate_decision_log_dropped_total": "decision-log lines dropped because the writer fell behind",
+	"consentgate_in_flight_requests":         "requests being handled",
+	"consentgate_enforcing":                  "1 when enforcing, 0 in dry run",
+	"consentgate_build_info":                 "build version",
+}
+
+func metricsSection() string {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "| metric | meaning |\n|---|---|\n")
+	for _, n := range proxy.NewMetrics("docs").Names() {
+		fmt.Fprintf(&b, "| `%s` | %s |\n", n, metricsHelp[n])
+	}
+	fmt.Fprintf(&b, "\nPlus the Go runtime and process metrics (`go_*`, `process_*`).\n")
+	return b.String()
+}
+
 // TestDocs keeps README.md's generated tables and docs/rules.md equal to
 // what `consentgate rules` prints for the default config.
 func TestDocs(t *testing.T) {
 	d := defaultRulesDoc(t)
+	for _, n := range proxy.NewMetrics("docs").Names() {
+		if metricsHelp[n] == "" {
+			t.Errorf("metric %s has no line in metricsHelp", n)
+		}
+	}
 	var rules bytes.Buffer
 	writeRulesMarkdown(&rules, d)
 
