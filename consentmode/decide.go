@@ -85,6 +85,10 @@ type Decision struct {
 	// AnonymizeIP is true for a Universal Analytics hit with aip=1: the
 	// client IP leaves truncated whatever the consent.
 	AnonymizeIP bool
+	// DMA is true when the hit says the EEA Digital Markets Act regime
+	// applies (dma=1); ConsentUpdate when it was sent because consent was
+	// just updated (gcu=1). Both describe the hit and change nothing.
+	DMA, ConsentUpdate bool
 }
 
 // Downgraded reports whether the gateway enforced denied on a type the hit claimed granted.
@@ -133,6 +137,8 @@ type hit struct {
 	event   []byte
 	sst     bool
 	aip     bool // Universal Analytics aip=1: anonymise the IP
+	dma     bool // dma=1
+	gcu     bool // gcu=1
 	// invalidBody is set for a Measurement Protocol body that is not a JSON object.
 	invalidBody bool
 	signalRefs  // raw optional signals (TCF, US Privacy, GPP)
@@ -161,6 +167,7 @@ func Decide(in *Input, p *Policy, w *Work) Decision {
 	}
 	d.ServerContainer = h.sst
 	d.AnonymizeIP = h.aip && in.Family == FamilyUA
+	d.DMA, d.ConsentUpdate = h.dma, h.gcu
 	if h.sst {
 		d.Reasons.Add(ReasonServerContainer)
 	}
@@ -287,6 +294,14 @@ func scanPair(h *hit, k, v []byte, p *Policy) {
 	case "aip":
 		if string(v) == "1" {
 			h.aip = true
+		}
+	case "dma":
+		if on, err := ParseFlag(v); err == nil && on {
+			h.dma = true
+		}
+	case "gcu":
+		if on, err := ParseFlag(v); err == nil && on {
+			h.gcu = true
 		}
 	default:
 		if len(k) > 4 && string(k[:4]) == "sst." {

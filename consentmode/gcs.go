@@ -53,6 +53,20 @@ func gcsByte(v Value) byte {
 	return '-'
 }
 
+// ErrMalformedFlag reports a dma or gcu value that is not 0 or 1.
+var ErrMalformedFlag = errors.New("consentmode: malformed flag")
+
+// ParseFlag parses the 0/1 flags dma (the EEA Digital Markets Act regime
+// applies to the hit) and gcu (the hit was sent because consent was just
+// updated). They describe the hit; they grant and deny nothing. The
+// result does not refer to b.
+func ParseFlag(b []byte) (bool, error) {
+	if len(b) == 1 && (b[0] == '0' || b[0] == '1') {
+		return b[0] == '1', nil
+	}
+	return false, ErrMalformedFlag
+}
+
 // ParseNPA parses npa: "1" means ad_personalization denied, "0" says
 // nothing (it never grants). Anything else is ErrMalformedNPA.
 func ParseNPA(b []byte) (Value, error) {

@@ -216,6 +216,24 @@ func TestCatalogueFits(t *testing.T) {
 	}
 }
 
+func TestParseFlag(t *testing.T) {
+	for _, tt := range []struct {
+		give string
+		want bool
+		bad  bool
+	}{{"1", true, false}, {"0", false, false}, {"", false, true}, {"2", false, true}, {"10", false, true}} {
+		got, err := ParseFlag([]byte(tt.give))
+		if got != tt.want || (err != nil) != tt.bad {
+			t.Errorf("ParseFlag(%q) = %v, %v", tt.give, got, err)
+		}
+	}
+	in := ga4("v=2&tid=G-1&dma=1&gcu=1&gcs=G111")
+	in.Region = MustRegion("US")
+	if d, _ := decide(in, testPolicy()); !d.DMA || !d.ConsentUpdate {
+		t.Errorf("dma/gcu not read: %+v", d)
+	}
+}
+
 func TestKnownCountry(t *testing.T) {
 	for _, c := range DefaultDeniedRegions {
 		if !KnownCountry(MustRegion(c)) {
