@@ -50,6 +50,11 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzCMPCookie$$' -fuzztime=$(FUZZTIME) ./consentmode
 	$(GO) test -run='^$$' -fuzz='^FuzzFloodlightMatrix$$' -fuzztime=$(FUZZTIME) ./consentmode
 
+## tcf-vectors: regenerate the IAB TCF and GPP reference vectors with the IAB's npm libraries (needs node and npm)
+tcf-vectors:
+	testdata/iab/generate.sh
+	$(GO) test -count=1 -run 'TC|GPP' ./consentmode
+
 ## bench-load: consentgate vs nginx under wrk on loopback (see docs/benchmarks.md); installs nginx and wrk if missing
 bench-load:
 	bench/run.sh
