@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"iter"
 
 	"github.com/valyala/fasthttp"
 
@@ -97,17 +98,28 @@ func isGeo(k []byte, geo []string) bool {
 	return false
 }
 
+// connectionTokens yields the comma-separated tokens of a Connection
+// header value, trimmed. The slices alias list.
+func connectionTokens(list []byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		for len(list) > 0 {
+			tok := list
+			if i := bytes.IndexByte(list, ','); i >= 0 {
+				tok, list = list[:i], list[i+1:]
+			} else {
+				list = nil
+			}
+			if t := trimSpace(tok); len(t) > 0 && !yield(t) {
+				return
+			}
+		}
+	}
+}
+
 // listsToken reports whether the Connection header value names header k.
 func listsToken(conn, k []byte) bool {
-	for len(conn) > 0 {
-		i := bytes.IndexByte(conn, ',')
-		tok := conn
-		if i >= 0 {
-			tok, conn = conn[:i], conn[i+1:]
-		} else {
-			conn = nil
-		}
-		if bytes.EqualFold(trimSpace(tok), k) {
+	for tok := range connectionTokens(conn) {
+		if bytes.EqualFold(tok, k) {
 			return true
 		}
 	}
@@ -159,15 +171,11 @@ var responseHopByHop = []string{"Keep-Alive", "Proxy-Connection", "Proxy-Authent
 func cleanResponse(resp *fasthttp.Response, d *consentmode.Decision) {
 	h := &resp.Header
 	if conn := h.Peek("Connection"); len(conn) > 0 {
-		for len(conn) > 0 {
-			i := bytes.IndexByte(conn, ',')
-			tok := conn
-			if i >= 0 {
-				tok, conn = conn[:i], conn[i+1:]
-			} else {
-				conn = nil
-			}
-			if t := trimSpace(tok); len(t) > 0 && !bytes.EqualFold(t, []byte("close")) && !bytes.EqualFold(t, []byte("keep-alive")) {
+		// Copy the names first: deleting headers moves the bytes conn points into.
+		var names [256]byte
+		list := append(names[:0], conn...)
+		for t := range connectionTokens(list) {
+			if !bytes.EqualFold(t, []byte("close")) && !bytes.EqualFold(t, []byte("keep-alive")) {
 				h.DelBytes(t)
 			}
 		}
