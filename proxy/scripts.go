@@ -110,9 +110,12 @@ func (s *scriptCache) fetch(key []byte, f func() (*scriptEntry, error)) (e *scri
 	return c.entry, c.err, false
 }
 
-// store adds an entry; it may be dropped by ristretto.
+// store adds an entry and waits until ristretto has applied it (sets are
+// asynchronous), so requests arriving after this fetch see it. Only the
+// miss path pays the wait. ristretto may still drop or reject the entry.
 func (s *scriptCache) store(e *scriptEntry, keep time.Duration) {
 	s.c.SetWithTTL([]byte(e.key), e, int64(len(e.body)+len(e.gzip)), keep)
+	s.c.Wait()
 }
 
 // scriptKey appends the cache key: path, the selecting parameters in a

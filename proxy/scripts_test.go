@@ -60,7 +60,7 @@ func TestScriptCacheHitAndHeaders(t *testing.T) {
 func TestScriptColdStampede(t *testing.T) {
 	g := newGateway(t, "")
 	var fetches, status atomic.Int32
-	scriptUpstream(g, &fetches, 300*time.Millisecond, &status)
+	scriptUpstream(g, &fetches, 500*time.Millisecond, &status)
 	var wg sync.WaitGroup
 	errs := make(chan error, 100)
 	for i := range 100 {
