@@ -37,7 +37,6 @@ type Handler struct {
 	clients *clients
 	rt      atomic.Pointer[runtime]
 	ready   atomic.Bool
-	work    sync.Pool // *consentmode.Work
 	reqs    sync.Pool // *outbound
 	metrics *Metrics
 	dlog    *DecisionLog
@@ -63,7 +62,6 @@ func NewHandler(cfg *config.Config, log *zap.Logger, m *Metrics, dlog *DecisionL
 		opts.RouteScheme = "https"
 	}
 	h := &Handler{log: log, now: opts.Now, clients: newClients(opts.Dial), metrics: m, dlog: dlog, routeScheme: opts.RouteScheme}
-	h.work.New = func() any { return new(consentmode.Work) }
 	h.reqs.New = func() any { return new(outbound) }
 	sc, err := newScriptCache(cfg.Cache.MaxBytes)
 	if err != nil {
@@ -100,6 +98,7 @@ func (h *Handler) MarkReady(ready bool) { h.ready.Store(ready) }
 // outbound is one upstream request being built; pooled.
 type outbound struct {
 	req    fasthttp.Request
+	work   consentmode.Work
 	uri    []byte
 	cookie []byte // the client's Cookie header, rebuilt without allocating
 	path   []byte // scratch for a Floodlight path
@@ -175,10 +174,11 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 	}
 	p.up = rt.routes[ri]
 
-	w := h.work.Get().(*consentmode.Work)
-	defer h.work.Put(w)
+	// The Work's buffers back the upstream request (SetBodyRaw does not
+	// copy), so they travel with it and return to the pool together.
 	o := h.reqs.Get().(*outbound)
 	p.out = o
+	w := &o.work
 	o.cookie = appendCookies(o.cookie[:0], &req.Header)
 	in := consentmode.Input{
 		Route:    ri,
