@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -435,5 +437,39 @@ func TestHealthEndpoints(t *testing.T) {
 	g.h.MarkReady(false)
 	if r := g.do(fromVisitor, "GET", "/readyz", nil, ""); r.Status != 503 {
 		t.Errorf("/readyz when draining %d", r.Status)
+	}
+}
+
+// TestConcurrentBodiesStayApart: each upstream request carries its own
+// rewritten body, however many requests run at once (the rewrite buffers
+// are pooled).
+func TestConcurrentBodiesStayApart(t *testing.T) {
+	g := newGateway(t, "")
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) {
+		time.Sleep(2 * time.Millisecond)
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+	})
+	var wg sync.WaitGroup
+	for i := range 60 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := fmt.Sprintf("en=e%03d&uid=u%03d\r\nen=f%03d&up.x=%03d\r\n", i, i, i, i)
+			req := fmt.Sprintf("POST /g/collect?v=2&tid=G-1&_p=%d&gcs=G100&mark=m%03d HTTP/1.1\r\nHost: m\r\nCF-IPCountry: DE\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", i, i, len(body), body)
+			if _, err := g.tryRaw(fromProxy, req); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	got := g.up.requests()
+	if len(got) != 60 {
+		t.Fatalf("%d upstream requests", len(got))
+	}
+	for _, r := range got {
+		mark := query(t, r.URI).Get("mark")[1:]
+		if want := "en=e" + mark + "\r\nen=f" + mark + "\r\n"; r.Body != want {
+			t.Errorf("request m%s carried body %q, want %q", mark, r.Body, want)
+		}
 	}
 }
