@@ -56,18 +56,28 @@ type CMPCookie struct {
 
 // cookieValue returns the value of the named cookie in a Cookie header, or false.
 func cookieValue(header []byte, name string) ([]byte, bool) {
-	for len(header) > 0 {
-		var piece []byte
-		piece, header, _ = cutByte(header, ';')
-		for len(piece) > 0 && (piece[0] == ' ' || piece[0] == '\t') {
-			piece = piece[1:]
-		}
-		k, v, _ := cutByte(piece, '=')
-		if string(k) == name {
-			return v, true
-		}
+	for v := range cookieValues(header, name) {
+		return v, true
 	}
 	return nil, false
+}
+
+// cookieValues yields the value of every cookie of the name (a browser
+// sends one per path and domain that matches).
+func cookieValues(header []byte, name string) func(yield func([]byte) bool) {
+	return func(yield func([]byte) bool) {
+		for len(header) > 0 {
+			var piece []byte
+			piece, header, _ = cutByte(header, ';')
+			for len(piece) > 0 && (piece[0] == ' ' || piece[0] == '\t') {
+				piece = piece[1:]
+			}
+			k, v, _ := cutByte(piece, '=')
+			if string(k) == name && !yield(v) {
+				return
+			}
+		}
+	}
 }
 
 // cmpResult is what a CMP cookie says about each type.
@@ -80,15 +90,26 @@ type cmpResult struct {
 // header. scratch is working space.
 func readCMPCookie(c *CMPCookie, header []byte, scratch *[]byte) cmpResult {
 	var r cmpResult
-	raw, ok := cookieValue(header, c.Name)
-	if !ok {
-		if c.Required {
-			for t, k := range c.Keys {
-				r.deny[t] = k != ""
-			}
+	found := false
+	for raw := range cookieValues(header, c.Name) {
+		found = true
+		one := readCMPValue(c, raw, scratch)
+		for t := range r.deny {
+			r.deny[t] = r.deny[t] || one.deny[t]
 		}
-		return r
+		r.malformed = r.malformed || one.malformed
 	}
+	if !found && c.Required {
+		for t, k := range c.Keys {
+			r.deny[t] = k != ""
+		}
+	}
+	return r
+}
+
+// readCMPValue evaluates one cookie value.
+func readCMPValue(c *CMPCookie, raw []byte, scratch *[]byte) cmpResult {
+	var r cmpResult
 	*scratch, _ = appendUnescape((*scratch)[:0], raw)
 	val := *scratch
 	if c.Format == CMPFormatJSON && !jsonValid(val) {
@@ -221,13 +242,17 @@ func equalFold(b []byte, s string) bool {
 // readTCFCookie evaluates a TC string cookie with Google's TCF mapping.
 func readTCFCookie(c *CMPCookie, header []byte, strict bool) cmpResult {
 	var r cmpResult
-	raw, ok := cookieValue(header, c.Name)
-	if !ok {
-		if c.Required {
-			r.deny = tcfDenyAll(strict)
+	found := false
+	for raw := range cookieValues(header, c.Name) {
+		found = true
+		deny, bad := tcfDenials(raw, strict)
+		for t := range r.deny {
+			r.deny[t] = r.deny[t] || deny[t]
 		}
-		return r
+		r.malformed = r.malformed || bad
 	}
-	r.deny, r.malformed = tcfDenials(raw, strict)
+	if !found && c.Required {
+		r.deny = tcfDenyAll(strict)
+	}
 	return r
 }

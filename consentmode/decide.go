@@ -213,8 +213,8 @@ func scanHit(h *hit, in *Input, p *Policy) {
 	if in.Family != FamilyMP && in.Family != FamilyScript {
 		for body := in.Body; len(body) > 0; {
 			var line []byte
-			line, body, _ = cutByte(body, '\n')
-			scanList(h, trimCR(line), '&', p)
+			line, _, body = cutLine(body)
+			scanList(h, line, '&', p)
 		}
 	}
 	if len(in.PathTag) > 0 {
@@ -222,11 +222,21 @@ func scanHit(h *hit, in *Input, p *Policy) {
 	}
 }
 
-func trimCR(b []byte) []byte {
-	if len(b) > 0 && b[len(b)-1] == '\r' {
-		return b[:len(b)-1]
+// cutLine splits a batch body at its first line end: CRLF, LF, or a bare
+// CR (a reader might take it as a line break, so the gateway does too).
+func cutLine(b []byte) (line, end, rest []byte) {
+	for i, c := range b {
+		switch c {
+		case '\n':
+			return b[:i], b[i : i+1], b[i+1:]
+		case '\r':
+			if i+1 < len(b) && b[i+1] == '\n' {
+				return b[:i], b[i : i+2], b[i+2:]
+			}
+			return b[:i], b[i : i+1], b[i+1:]
+		}
 	}
-	return b
+	return b, nil, nil
 }
 
 func routeTagPrefix(i int) string {

@@ -77,9 +77,13 @@ func (rw *rewriter) mpBody(dst, body []byte) []byte {
 		n++
 		dst = rw.jsonRedacted(dst, m.key)
 		dst = append(dst, ':')
-		if string(key) == "consent" && len(m.value) > 0 && m.value[0] == '{' {
+		if string(key) == "consent" {
 			sawConsent = true
-			dst = rw.mpConsent(dst, m.value)
+			obj := m.value
+			if len(obj) == 0 || obj[0] != '{' { // not an object: ours replaces it
+				obj = []byte("{}")
+			}
+			dst = rw.mpConsent(dst, obj)
 			return true
 		}
 		dst = rw.jsonRedacted(dst, m.value)

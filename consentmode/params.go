@@ -129,13 +129,18 @@ func mayHoldAt(b []byte) bool {
 	return false
 }
 
+// isLocalChar accepts the characters of an address's local part: RFC 5322
+// atext (but the query delimiters '=', '&', '/' and '?') and UTF-8 bytes.
 func isLocalChar(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-		c == '.' || c == '_' || c == '%' || c == '+' || c == '-' || c == '\''
+	switch c {
+	case '.', '_', '%', '+', '-', '\'', '~', '!', '#', '$', '*', '^', '`', '{', '}', '|':
+		return true
+	}
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c >= 0x80
 }
 
 func isDomainChar(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-'
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c >= 0x80
 }
 
 func isAlpha(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
@@ -216,15 +221,21 @@ func appendRedactEmails(dst, b []byte) ([]byte, bool) {
 }
 
 // holdsEmail reports whether b holds an e-mail address, looking through
-// up to three layers of percent-encoding. scratch is working space.
+// up to three layers of percent-encoding however they are nested (an
+// escaped '%' can hide the '@' of the next layer, as in %25%34%30).
+// scratch is working space; it is reset on every call.
 func holdsEmail(b []byte, scratch *[]byte) bool {
-	if !mayHoldAt(b) {
+	if !mayHoldAt(b) && indexByte(b, '%') < 0 {
 		return false
 	}
+	*scratch = (*scratch)[:0]
 	cur := b
 	for depth := 0; depth < 4; depth++ {
 		if s, _ := nextEmail(cur, 0); s >= 0 {
 			return true
+		}
+		if indexByte(cur, '%') < 0 {
+			return false
 		}
 		start := len(*scratch)
 		var changed bool
@@ -235,4 +246,13 @@ func holdsEmail(b []byte, scratch *[]byte) bool {
 		cur = (*scratch)[start:]
 	}
 	return true // still escaped after four layers: treat as holding one
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
 }

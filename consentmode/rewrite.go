@@ -77,18 +77,9 @@ func (rw *rewriter) list(dst, src []byte, sep byte) []byte {
 // lines rewrites a GA4 batch body line by line, keeping each line's end (LF or CRLF).
 func (rw *rewriter) lines(dst, body []byte) []byte {
 	for len(body) > 0 {
-		line, rest, nl := cutByte(body, '\n')
-		cr := len(line) > 0 && line[len(line)-1] == '\r'
-		if cr {
-			line = line[:len(line)-1]
-		}
+		line, end, rest := cutLine(body)
 		dst = rw.list(dst, line, '&')
-		if cr {
-			dst = append(dst, '\r')
-		}
-		if nl {
-			dst = append(dst, '\n')
-		}
+		dst = append(dst, end...)
 		body = rest
 	}
 	return dst

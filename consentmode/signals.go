@@ -6,31 +6,35 @@ type signalRefs struct {
 	gdpr, gdprConsent, usPrivacy, gpp, gppSID []byte
 	seenGDPR, seenGDPRConsent, seenUSPrivacy  bool
 	seenGPP                                   bool
+	// A signal sent twice with different values (query and a batch line,
+	// say) is contradictory: it fails closed (TCF applies and is unusable,
+	// the US signals count as opted out).
+	conflictGDPR, conflictGDPRConsent, conflictUSPrivacy, conflictGPP bool
 }
 
-// note records k=v when k is one of the optional signals; the first
-// occurrence wins.
+// note records k=v when k is one of the optional signals.
 func (s *signalRefs) note(k, v []byte) {
+	first := func(dst *[]byte, seen, conflict *bool) {
+		if !*seen {
+			*dst, *seen = v, true
+		} else if string(*dst) != string(v) {
+			*conflict = true
+		}
+	}
 	switch string(k) {
 	case "gdpr":
-		if !s.seenGDPR {
-			s.gdpr, s.seenGDPR = v, true
-		}
+		first(&s.gdpr, &s.seenGDPR, &s.conflictGDPR)
 	case "gdpr_consent":
-		if !s.seenGDPRConsent {
-			s.gdprConsent, s.seenGDPRConsent = v, true
-		}
+		first(&s.gdprConsent, &s.seenGDPRConsent, &s.conflictGDPRConsent)
 	case "us_privacy":
-		if !s.seenUSPrivacy {
-			s.usPrivacy, s.seenUSPrivacy = v, true
-		}
+		first(&s.usPrivacy, &s.seenUSPrivacy, &s.conflictUSPrivacy)
 	case "gpp":
-		if !s.seenGPP {
-			s.gpp, s.seenGPP = v, true
-		}
+		first(&s.gpp, &s.seenGPP, &s.conflictGPP)
 	case "gpp_sid":
 		if s.gppSID == nil {
 			s.gppSID = v
+		} else if string(s.gppSID) != string(v) {
+			s.conflictGPP = true
 		}
 	}
 }
@@ -77,6 +81,9 @@ func applySignals(d *Decision, h *hit, in *Input, p *Policy, rule *RegionRule, w
 	}
 	if rule.Signals.Has(SignalUSPrivacy) && h.seenUSPrivacy {
 		u, err := ParseUSPrivacy(h.usPrivacy)
+		if err == nil && h.conflictUSPrivacy {
+			err = ErrMalformedUSPrivacy
+		}
 		if err != nil {
 			d.Reasons.Add(ReasonMalformedUSPrivacy)
 		}
@@ -86,6 +93,9 @@ func applySignals(d *Decision, h *hit, in *Input, p *Policy, rule *RegionRule, w
 	}
 	if rule.Signals.Has(SignalGPP) && h.seenGPP {
 		g, err := ParseGPP(h.gpp, h.gppSID)
+		if err == nil && h.conflictGPP {
+			err = ErrMalformedGPP
+		}
 		switch {
 		case err != nil:
 			d.Reasons.Add(ReasonMalformedGPP)
@@ -122,6 +132,11 @@ func applySignals(d *Decision, h *hit, in *Input, p *Policy, rule *RegionRule, w
 // string that does not parse denies the types TCF governs. A consent
 // string without gdpr is read too.
 func applyTCF(d *Decision, h *hit, strict bool, deny func([NumTypes]bool, Source)) {
+	if h.conflictGDPR || h.conflictGDPRConsent {
+		d.Reasons.Add(ReasonMalformedTCF)
+		deny(tcfDenyAll(strict), SourceTCF)
+		return
+	}
 	if h.seenGDPR && string(h.gdpr) == "0" {
 		if h.seenGDPRConsent {
 			d.Reasons.Add(ReasonTCFNotApplicable)
