@@ -217,6 +217,8 @@ type HeaderRule struct {
 // HeaderRules documents request header hygiene. The proxy implements it;
 // Removed names the headers it took out as "header:<Name>".
 var HeaderRules = []HeaderRule{
+	{"User-Agent, Accept, Accept-Language, Accept-Encoding, Content-Type, Origin, Sec-GPC, DNT, Cache-Control, Pragma, Attribution-Reporting-*, Sec-CH-UA*, Sec-Fetch-*", "forwarded: the only request headers that travel (an allowlist)"},
+	{"any other request header", "never forwarded (header:other): proxy and CDN headers carrying the client IP or location cannot slip through"},
 	{"Authorization", "never forwarded"},
 	{"Proxy-Authorization", "never forwarded"},
 	{"X-Api-Key", "never forwarded"},
@@ -244,8 +246,7 @@ var pseudoFields = []string{
 	"header:geo",
 	"header:Referer",
 	"header:Cookie",
-	"body",       // the request body (form-data, blocked POST)
-	"mp:consent", // placeholder so MP write-back is visible
+	"header:other", // any request header not on the forwarded allowlist
 }
 
 // FieldSet is a set of fields. It is a plain value: comparable, free to copy.

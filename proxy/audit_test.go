@@ -54,3 +54,14 @@ func TestCheckInvariantsCatchEachBreach(t *testing.T) {
 		t.Errorf("clean forward flagged: %+v", vs)
 	}
 }
+
+// TestProxyFieldsExist: every field name the proxy reports is in the
+// catalogue (a missing one would silently report another field).
+func TestProxyFieldsExist(t *testing.T) {
+	for _, name := range []string{"header:Referer", "header:geo", "header:hop-by-hop", "header:X-Forwarded-For", "header:Cookie", "header:other",
+		"header:Authorization", "header:Proxy-Authorization", "header:X-Api-Key"} {
+		if _, ok := consentmode.LookupField(name); !ok {
+			t.Errorf("field %q is not in the catalogue", name)
+		}
+	}
+}

@@ -9,35 +9,43 @@ import (
 	"github.com/consentgate/consentgate/consentmode"
 )
 
-// dropAlways are request headers that never travel upstream
-// (consentmode.HeaderRules). Keys are canonical header names.
-var dropAlways = map[string]consentmode.Field{
+// forwardHeaders are the request headers that travel upstream: what a
+// browser sends passively and Google needs to process a hit. Everything
+// else stays behind (an allowlist: new proxy or CDN headers carrying the
+// client IP or location cannot slip through). Cookie (rewritten by
+// consentmode) and Referer (cut to its origin) are handled apart. Keys are
+// canonical header names.
+var forwardHeaders = map[string]bool{
+	"User-Agent": true, "Accept": true, "Accept-Language": true, "Accept-Encoding": true,
+	"Content-Type": true, "Origin": true, "Sec-Gpc": true, "Dnt": true,
+	"Cache-Control": true, "Pragma": true,
+	"Attribution-Reporting-Eligible": true, "Attribution-Reporting-Support": true,
+}
+
+// forwardPrefixes extend forwardHeaders: client hints and fetch metadata.
+var forwardPrefixes = []string{"Sec-Ch-Ua", "Sec-Fetch-"}
+
+// droppedAs names, for Removed, the headers that are dropped for a
+// reason worth telling; any other dropped header is "header:other".
+var droppedAs = map[string]consentmode.Field{
 	"Authorization":       mustField("header:Authorization"),
 	"Proxy-Authorization": mustField("header:Proxy-Authorization"),
 	"X-Api-Key":           mustField("header:X-Api-Key"),
-	"Connection":          0,
 	"Keep-Alive":          mustField("header:hop-by-hop"),
 	"Proxy-Connection":    mustField("header:hop-by-hop"),
 	"Te":                  mustField("header:hop-by-hop"),
 	"Trailer":             mustField("header:hop-by-hop"),
-	"Transfer-Encoding":   0,
 	"Upgrade":             mustField("header:hop-by-hop"),
-	"Host":                0,
-	"Content-Length":      0,
-	"Cookie":              0, // rewritten by consentmode
-	"Referer":             0, // cut to its origin below
 	"Forwarded":           mustField("header:X-Forwarded-For"),
-	"X-Forwarded-For":     mustField("header:X-Forwarded-For"),
-	"X-Forwarded-Host":    mustField("header:X-Forwarded-For"),
-	"X-Forwarded-Proto":   mustField("header:X-Forwarded-For"),
-	"X-Forwarded-Port":    mustField("header:X-Forwarded-For"),
 	"X-Real-Ip":           mustField("header:X-Forwarded-For"),
 	"True-Client-Ip":      mustField("header:X-Forwarded-For"),
 	"Cf-Connecting-Ip":    mustField("header:X-Forwarded-For"),
 	"X-Client-Ip":         mustField("header:X-Forwarded-For"),
 	"Fastly-Client-Ip":    mustField("header:X-Forwarded-For"),
-	"Sec-Gpc":             0, // read as a signal; kept below
 }
+
+// silent are headers fasthttp sets itself or the proxy handles apart.
+var silent = map[string]bool{"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true, "Cookie": true}
 
 func mustField(name string) consentmode.Field {
 	f, _ := consentmode.LookupField(name)
@@ -45,11 +53,12 @@ func mustField(name string) consentmode.Field {
 }
 
 var (
-	fieldReferer   = mustField("header:Referer")
-	fieldGeo       = mustField("header:geo")
-	fieldHopByHop  = mustField("header:hop-by-hop")
-	fieldXFF       = mustField("header:X-Forwarded-For")
-	fieldCookieHdr = mustField("header:Cookie")
+	fieldReferer     = mustField("header:Referer")
+	fieldGeo         = mustField("header:geo")
+	fieldHopByHop    = mustField("header:hop-by-hop")
+	fieldXFF         = mustField("header:X-Forwarded-For")
+	fieldCookieHdr   = mustField("header:Cookie")
+	fieldHeaderOther = mustField("header:other")
 )
 
 // copyHeaders copies the request headers that may travel from src to dst,
@@ -58,32 +67,36 @@ var (
 func copyHeaders(dst, src *fasthttp.RequestHeader, geo []string, removed *consentmode.FieldSet) {
 	conn := src.Peek("Connection")
 	for k, v := range src.All() {
-		if f, ok := dropAlways[string(k)]; ok {
-			if f != 0 {
-				removed.Add(f)
+		name := string(k)
+		switch {
+		case silent[name]:
+		case name == "Referer":
+			copyReferer(dst, v, removed)
+		case forwardHeaders[name] || hasPrefix(k, forwardPrefixes):
+			if len(conn) > 0 && listsToken(conn, k) {
+				removed.Add(fieldHopByHop)
+				continue
 			}
-			if string(k) == "Sec-Gpc" {
-				dst.SetBytesKV(k, v)
-			}
-			if string(k) == "Referer" {
-				copyReferer(dst, v, removed)
-			}
-			continue
-		}
-		if isGeo(k, geo) {
+			dst.AddBytesKV(k, v)
+		case droppedAs[name] != 0:
+			removed.Add(droppedAs[name])
+		case isGeo(k, geo):
 			removed.Add(fieldGeo)
-			continue
-		}
-		if len(conn) > 0 && listsToken(conn, k) {
-			removed.Add(fieldHopByHop)
-			continue
-		}
-		if len(k) > 12 && bytes.EqualFold(k[:12], []byte("X-Forwarded-")) {
+		case len(k) > 12 && bytes.EqualFold(k[:12], []byte("X-Forwarded-")):
 			removed.Add(fieldXFF)
-			continue
+		default:
+			removed.Add(fieldHeaderOther)
 		}
-		dst.AddBytesKV(k, v)
 	}
+}
+
+func hasPrefix(k []byte, prefixes []string) bool {
+	for _, p := range prefixes {
+		if len(k) >= len(p) && bytes.EqualFold(k[:len(p)], []byte(p)) {
+			return true
+		}
+	}
+	return false
 }
 
 func isGeo(k []byte, geo []string) bool {
