@@ -407,6 +407,27 @@ func cookieRule(name []byte) int {
 	return -1
 }
 
+// AppendGoogleCookies appends the cookies of a Cookie header that are in
+// CookieRules, whatever the consent (the dry run's hygiene).
+func AppendGoogleCookies(dst, header []byte) []byte {
+	for len(header) > 0 {
+		var piece []byte
+		piece, header, _ = cutByte(header, ';')
+		for len(piece) > 0 && (piece[0] == ' ' || piece[0] == '\t') {
+			piece = piece[1:]
+		}
+		name, _, _ := cutByte(piece, '=')
+		if len(piece) == 0 || cookieRule(name) < 0 {
+			continue
+		}
+		if len(dst) > 0 {
+			dst = append(dst, "; "...)
+		}
+		dst = append(dst, piece...)
+	}
+	return dst
+}
+
 // CookieAllowed reports whether a cookie set or sent under the given state
 // may travel: it is a Google cookie of CookieRules and its owner is granted.
 func CookieAllowed(name []byte, st *State) bool {

@@ -85,20 +85,33 @@ var subdivisionHeader = map[string]string{
 	"X-Vercel-Ip-Country":       "X-Vercel-Ip-Country-Region",
 }
 
-// region reads the visitor's region from the first configured geo header
-// that holds a valid code. Only trusted peers' headers count.
+// region reads the visitor's region from the configured geo headers.
+// Only trusted peers' headers count. The first header present decides; an
+// invalid value there (Cloudflare's XX, say) means unknown, and so does a
+// second present header naming another country: an edge that sets one
+// header may pass the others through from the browser, and a spoofed
+// header must never turn a denied region into a granted one.
 func region(h *fasthttp.RequestHeader, peerTrusted bool, headers []string) consentmode.Region {
 	if !peerTrusted {
 		return consentmode.Region{}
 	}
+	var found consentmode.Region
+	seen := false
 	for _, name := range headers {
 		v := h.Peek(name)
 		if len(v) == 0 {
 			continue
 		}
 		r, ok := consentmode.ParseRegion(v)
-		if !ok {
+		if seen {
+			if !ok || r.Country() != found.Country() {
+				return consentmode.Region{}
+			}
 			continue
+		}
+		seen = true
+		if !ok {
+			return consentmode.Region{}
 		}
 		if !r.HasSubdivision() {
 			if sub, ok := subdivisionHeader[name]; ok {
@@ -111,7 +124,7 @@ func region(h *fasthttp.RequestHeader, peerTrusted bool, headers []string) conse
 				}
 			}
 		}
-		return r
+		found = r
 	}
-	return consentmode.Region{}
+	return found
 }

@@ -233,7 +233,7 @@ func TestCORS(t *testing.T) {
 	pre := g.do(fromVisitor, "OPTIONS", "/g/collect?v=2", map[string]string{
 		"Origin": "https://shop.example", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}, "")
 	if pre.Status != fasthttp.StatusNoContent || pre.get("Access-Control-Allow-Origin") != "https://shop.example" ||
-		pre.get("Access-Control-Allow-Credentials") != "true" || pre.get("Vary") != "Origin" || pre.get("Access-Control-Allow-Headers") != "content-type" {
+		pre.get("Access-Control-Allow-Credentials") != "true" || pre.get("Vary") != "Origin" || pre.get("Access-Control-Allow-Headers") != "Content-Type" {
 		t.Errorf("preflight answer %d %v", pre.Status, pre.Header)
 	}
 	bad := g.do(fromVisitor, "OPTIONS", "/g/collect?v=2", map[string]string{"Origin": "https://evil.example"}, "")
@@ -471,5 +471,79 @@ func TestConcurrentBodiesStayApart(t *testing.T) {
 		if want := "en=e" + mark + "\r\nen=f" + mark + "\r\n"; r.Body != want {
 			t.Errorf("request m%s carried body %q, want %q", mark, r.Body, want)
 		}
+	}
+}
+
+// TestGeoSpoofing: a header the browser adds cannot turn a denied region
+// into a granted one.
+func TestGeoSpoofing(t *testing.T) {
+	hit := "/g/collect?v=2&tid=G-1&gcd=13l3l3l3l1&cid=1.2&uid=u"
+	for _, tt := range []struct {
+		name    string
+		headers map[string]string
+	}{
+		{"edge says DE, browser adds US", map[string]string{"CF-IPCountry": "DE", "X-Forwarded-CountryRegion": "US"}},
+		{"edge says XX, browser adds US", map[string]string{"CF-IPCountry": "XX", "CloudFront-Viewer-Country": "US"}},
+		{"first header invalid", map[string]string{"X-Forwarded-CountryRegion": "nowhere", "CF-IPCountry": "US"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			g := newGateway(t, "")
+			g.do(fromProxy, "GET", hit, tt.headers, "")
+			if q := query(t, onlyRequest(t, g.up).URI); q.Has("uid") || q.Get("gcs") != "G100" {
+				t.Errorf("spoofed region granted consent: %v", q)
+			}
+		})
+	}
+	g := newGateway(t, "")
+	g.do(fromProxy, "GET", hit, map[string]string{"CF-IPCountry": "US", "CloudFront-Viewer-Country": "us"}, "")
+	if q := query(t, onlyRequest(t, g.up).URI); !q.Has("uid") {
+		t.Errorf("agreeing headers: %v", q)
+	}
+}
+
+func TestIPHeadersNeverTravel(t *testing.T) {
+	g := newGateway(t, "")
+	g.do(fromProxy, "GET", "/g/collect?v=2&tid=G-1&gcs=G100", map[string]string{
+		"X-Cluster-Client-Ip": "198.51.100.23", "CloudFront-Viewer-Address": "198.51.100.23:443", "X-Envoy-External-Address": "198.51.100.23",
+		"CF-Connecting-IPv6": "2001:db8::1", "X-Appengine-User-Ip": "198.51.100.23", "X-Something": "x", "Sec-CH-UA-Platform": `"macOS"`,
+	}, "")
+	r := onlyRequest(t, g.up)
+	for k, v := range r.Header {
+		if strings.Contains(v, "198.51.100.23") || strings.Contains(v, "2001:db8") || k == "X-Something" {
+			t.Errorf("upstream got %s: %s", k, v)
+		}
+	}
+	if r.Header["Sec-Ch-Ua-Platform"] != `"macOS"` {
+		t.Errorf("client hints dropped")
+	}
+}
+
+func TestPathTricksRejected(t *testing.T) {
+	g := newGateway(t, "")
+	for _, uri := range []string{
+		"/pagead/1p-conversion/123/../1p-user-list/123/?gcd=13q3q3q2q5l1",
+		"/pagead/conversion/123/%2e%2e/999/?x=1",
+		"/pagead/conversion/123%2F..%2F999/?x=1",
+		"//g/collect?v=2",
+		"/g/collect/.?v=2",
+		"/activity;src=1/../../pagead/1p-user-list/1/;x=1?",
+	} {
+		if resp := g.do(fromProxy, "GET", uri, map[string]string{"CF-IPCountry": "DE"}, ""); resp.Status != fasthttp.StatusBadRequest && resp.Status != fasthttp.StatusNotFound {
+			t.Errorf("%s: %d, want 400", uri, resp.Status)
+		}
+	}
+	if resp := g.do(fromProxy, "POST", "/g/collect?v=2&tid=G-1&gcs=G100", map[string]string{"Content-Encoding": "gzip"}, "\x1f\x8b"); resp.Status != fasthttp.StatusUnsupportedMediaType {
+		t.Errorf("gzip body: %d, want 415", resp.Status)
+	}
+	if n := len(g.up.requests()); n != 0 {
+		t.Errorf("%d tricky requests reached the upstream", n)
+	}
+}
+
+func TestDryRunKeepsSiteCookiesHome(t *testing.T) {
+	g := newGateway(t, "consent: {enforce: false}")
+	g.do(fromProxy, "GET", deniedHit, map[string]string{"Cookie": "PHPSESSID=s3cr3t; _ga=GA1.1.1"}, "")
+	if c := onlyRequest(t, g.up).Header["Cookie"]; c != "_ga=GA1.1.1" {
+		t.Errorf("dry run sent Cookie %q", c)
 	}
 }

@@ -102,6 +102,7 @@ type outbound struct {
 	uri    []byte
 	cookie []byte // the client's Cookie header, rebuilt without allocating
 	path   []byte // scratch for a Floodlight path
+	dry    []byte // the Cookie header of a dry run
 }
 
 // hitError is a bad request answered before anything is forwarded.
@@ -122,6 +123,8 @@ var (
 	errOriginNotAllowed = &hitError{fasthttp.StatusForbidden, "origin_not_allowed"}
 	errRouteOff         = &hitError{fasthttp.StatusNotFound, "route_disabled"}
 	errTagNotAllowed    = &hitError{fasthttp.StatusForbidden, "tag_not_allowed"}
+	errBadPath          = &hitError{fasthttp.StatusBadRequest, "bad_path"}
+	errEncoding         = &hitError{fasthttp.StatusUnsupportedMediaType, "content_encoding"}
 )
 
 // prepared is the outcome of preparing one hit.
@@ -141,6 +144,12 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 	cfg := rt.cfg
 	p.cfg = cfg
 	path := req.URI().PathOriginal()
+	if !cleanPath(path) {
+		return errBadPath
+	}
+	if ce := req.Header.ContentEncoding(); len(ce) > 0 && !bytes.EqualFold(ce, []byte("identity")) {
+		return errEncoding // an encoded body could not be scrubbed
+	}
 	if cfg.PathPrefix != "" {
 		rest, ok := cutPrefixPath(path, cfg.PathPrefix)
 		if !ok {
@@ -260,9 +269,12 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 	}
 
 	copyHeaders(&out.Header, &req.Header, cfg.GeoHeaders, &d.Removed)
-	cookie := in.Cookie
-	if enforce {
-		cookie = w.Cookie
+	cookie := w.Cookie
+	if !enforce {
+		// A dry run forwards the hit as it came, but a site's own cookies
+		// (sessions) never travel: only Google's.
+		o.dry = consentmode.AppendGoogleCookies(o.dry[:0], in.Cookie)
+		cookie = o.dry
 	}
 	if len(cookie) > 0 {
 		out.Header.SetBytesV("Cookie", cookie)
@@ -298,6 +310,39 @@ func (h *Handler) release(p *prepared) {
 		h.reqs.Put(p.out)
 		p.out = nil
 	}
+}
+
+// cleanPath rejects paths an upstream could resolve differently from the
+// route table: dot segments, empty segments, backslashes and escaped
+// dots, slashes and backslashes (/pagead/1p-conversion/1/../1p-user-list/1/
+// must not pass as a conversion). Escapes are allowed after the first ';',
+// where Floodlight's matrix carries percent-encoded URLs as values.
+func cleanPath(p []byte) bool {
+	if bytes.Contains(p, []byte("//")) || bytes.IndexByte(p, '\\') >= 0 {
+		return false
+	}
+	for _, seg := range [...]string{"/./", "/../"} {
+		if bytes.Contains(p, []byte(seg)) {
+			return false
+		}
+	}
+	if bytes.HasSuffix(p, []byte("/.")) || bytes.HasSuffix(p, []byte("/..")) {
+		return false
+	}
+	if i := bytes.IndexByte(p, ';'); i >= 0 {
+		p = p[:i]
+	}
+	for i := 0; i+2 < len(p); i++ {
+		if p[i] != '%' {
+			continue
+		}
+		switch {
+		case p[i+1] == '2' && (p[i+2] == 'e' || p[i+2] == 'E' || p[i+2] == 'f' || p[i+2] == 'F'),
+			p[i+1] == '5' && (p[i+2] == 'c' || p[i+2] == 'C'):
+			return false
+		}
+	}
+	return true
 }
 
 // appendCookies appends the request's cookies as one Cookie header value.

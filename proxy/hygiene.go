@@ -202,18 +202,23 @@ func cleanResponse(resp *fasthttp.Response, d *consentmode.Decision) {
 	}
 	var drop [8][64]byte
 	var n [8]int
-	count := 0
+	count, overflow := 0, false
 	for name := range h.Cookies() {
-		if consentmode.CookieAllowed(name, &d.Consent) || count == len(drop) || len(name) > 64 {
+		if consentmode.CookieAllowed(name, &d.Consent) {
 			continue
+		}
+		if count == len(drop) || len(name) > len(drop[0]) {
+			overflow = true
+			break
 		}
 		n[count] = copy(drop[count][:], name)
 		count++
 	}
+	if overflow { // more or longer foreign cookies than tracked: none at all
+		h.DelAllCookies()
+		return
+	}
 	for i := 0; i < count; i++ {
 		h.DelCookieBytes(drop[i][:n[i]])
-	}
-	if count == len(drop) { // more foreign cookies than we track: drop them all
-		h.DelAllCookies()
 	}
 }

@@ -169,7 +169,8 @@ func (h *Handler) serveScript(ctx *fasthttp.RequestCtx, rt *runtime, p *prepared
 	now := h.now()
 	args := ctx.QueryArgs()
 	var kb [256]byte
-	key := scriptKey(kb[:0], path, args, reg)
+	key := append(append(kb[:0], p.up.host...), cfg.PathPrefix...) // a reload that moves the upstream starts afresh
+	key = scriptKey(key, path, args, reg)
 	e := h.scripts.get(key)
 	result := "hit"
 	if e == nil || now.After(e.freshUntil) {
