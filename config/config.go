@@ -427,6 +427,9 @@ func build(f *file, o *options) (*Config, []error) {
 	if t.Drain < 0 {
 		bad("timeouts.drain: must not be negative")
 	}
+	if t.Shutdown > 0 && t.Shutdown <= t.Upstream+t.UpstreamConnWait {
+		bad("timeouts.shutdown (%s) must exceed timeouts.upstream + timeouts.upstream_conn_wait (%s): in-flight hits must be able to finish", t.Shutdown, t.Upstream+t.UpstreamConnWait)
+	}
 
 	c.Log = Log{Level: f.Log.Level, Format: f.Log.Format, DecisionOutput: f.Log.Decisions.Output, SampleForward: f.Log.Decisions.SampleForward}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {

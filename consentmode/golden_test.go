@@ -87,11 +87,7 @@ func inputFor(t testing.TB, h publicHit) (*Input, bool) {
 	in := &Input{Route: ri, Family: r.Family, Kind: r.Kind, Query: []byte(query), Body: []byte(h.body), Day: 20000,
 		PathTag: r.PathTag([]byte(path)),
 		Cookie:  []byte("_ga=GA1.1.1174285007.1749196701; _ga_ABC=GS1.1.1; _gcl_au=1.1.1235240376.1778240583; FPID=x; euconsent-v2=y; session=s3cr3t")}
-	if r.Match == MatchMatrix {
-		if i := strings.IndexByte(path, ';'); i >= 0 {
-			in.Matrix = []byte(strings.TrimSuffix(path[i+1:], "?"))
-		}
-	}
+	_, in.Matrix = r.SplitPath([]byte(path))
 	return in, true
 }
 

@@ -27,9 +27,10 @@ type Match uint8
 
 // Matches.
 const (
-	MatchExact  Match = iota // the path equals the pattern
-	MatchPrefix              // the path starts with the pattern
-	MatchMatrix              // the path is the pattern followed by ';' parameters (Floodlight)
+	MatchExact         Match = iota // the path equals the pattern
+	MatchPrefix                     // the path starts with the pattern
+	MatchMatrix                     // the path is the pattern followed by ';' parameters (Floodlight)
+	MatchSegmentMatrix              // the path starts with the pattern; its last segment is a ';' list (gtag Floodlight)
 )
 
 // Method is a set of HTTP methods.
@@ -86,7 +87,7 @@ var Routes = []Route{
 	{Name: "floodlight_activity", Pattern: "/activity", Match: MatchMatrix, Family: FamilyFloodlight, Host: "ad.doubleclick.net", Methods: MethodGet | MethodPost, Doc: "Floodlight counter/sales (path-matrix parameters)"},
 	{Name: "floodlight_activityi", Pattern: "/activityi", Match: MatchMatrix, Family: FamilyFloodlight, Host: "ad.doubleclick.net", Methods: MethodGet | MethodPost, Doc: "Floodlight iframe/image mirror (<src>.fls.doubleclick.net)"},
 	{Name: "floodlight_ddm_activity", Pattern: "/ddm/activity", Match: MatchMatrix, Family: FamilyFloodlight, Host: "ad.doubleclick.net", Methods: MethodGet | MethodPost, Doc: "Floodlight (ddm)"},
-	{Name: "floodlight_ddm_fls", Pattern: "/ddm/fls/", Match: MatchPrefix, Family: FamilyFloodlight, Host: "adservice.google.com", Methods: MethodGet | MethodPost, Doc: "Floodlight (gtag)"},
+	{Name: "floodlight_ddm_fls", Pattern: "/ddm/fls/", Match: MatchSegmentMatrix, Family: FamilyFloodlight, Host: "adservice.google.com", Methods: MethodGet | MethodPost, Doc: "Floodlight (gtag)"},
 
 	{Name: "ua_collect", Pattern: "/collect", Match: MatchExact, Family: FamilyUA, Host: "www.google-analytics.com", Methods: MethodGet | MethodPost, Doc: "Universal Analytics (sunset; blocked unless ua.forward)"},
 	{Name: "ua_j_collect", Pattern: "/j/collect", Match: MatchExact, Family: FamilyUA, Host: "www.google-analytics.com", Methods: MethodGet | MethodPost, Doc: "Universal Analytics (sunset)"},
@@ -114,7 +115,7 @@ func MatchRoute(path []byte) (int, bool) {
 			if string(path) == r.Pattern {
 				return i, true
 			}
-		case MatchPrefix:
+		case MatchPrefix, MatchSegmentMatrix:
 			if found < 0 && len(path) > len(r.Pattern) && string(path[:len(r.Pattern)]) == r.Pattern {
 				found = i
 			}
@@ -155,6 +156,47 @@ func (r *Route) AllowHeader() string {
 		}
 	}
 	return s + ", OPTIONS"
+}
+
+// HasMatrix reports whether the route's path carries a parameter list.
+func (r *Route) HasMatrix() bool { return r.Match == MatchMatrix || r.Match == MatchSegmentMatrix }
+
+// SplitPath splits a matched path into the part that names the route and
+// the parameter list the path carries (without a trailing '?'): after the
+// first ';' for MatchMatrix ("/activity" and "src=1;type=a"), the whole
+// last segment for MatchSegmentMatrix ("/ddm/fls/i/" and
+// "dc_pre=x;src=1"). Other routes carry none. The results alias path.
+func (r *Route) SplitPath(path []byte) (head, matrix []byte) {
+	switch r.Match {
+	case MatchMatrix:
+		if i := indexByte(path, ';'); i >= 0 {
+			return path[:i], trimQuestion(path[i+1:])
+		}
+	case MatchSegmentMatrix:
+		for i := len(path) - 1; i >= 0; i-- {
+			if path[i] == '/' {
+				return path[:i+1], trimQuestion(path[i+1:])
+			}
+		}
+	}
+	return path, nil
+}
+
+// AppendPath appends head and a (rewritten) parameter list as a path,
+// the inverse of SplitPath.
+func (r *Route) AppendPath(dst, head, matrix []byte) []byte {
+	dst = append(dst, head...)
+	if r.Match == MatchMatrix {
+		dst = append(dst, ';')
+	}
+	return append(dst, matrix...)
+}
+
+func trimQuestion(b []byte) []byte {
+	if len(b) > 0 && b[len(b)-1] == '?' {
+		return b[:len(b)-1]
+	}
+	return b
 }
 
 // PathTag returns the tag id segment that follows a TagPrefix route's

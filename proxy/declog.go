@@ -29,6 +29,10 @@ type DecisionLog struct {
 	seq     atomic.Uint64
 	sampled atomic.Uint64
 	wg      sync.WaitGroup
+	// mu guards closed against add: a request that outlived the shutdown
+	// timeout must not send on the closed channel.
+	mu     sync.RWMutex
+	closed bool
 }
 
 // logEntry is everything one decision-log line holds. It refers to no
@@ -97,7 +101,14 @@ func (l *DecisionLog) Close() error {
 	if l == nil {
 		return nil
 	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
 	close(l.ch)
+	l.mu.Unlock()
 	l.wg.Wait()
 	err := l.buf.Stop()
 	if cerr := l.closeFn(); err == nil {
@@ -139,6 +150,11 @@ func (l *DecisionLog) add(e logEntry) {
 				return
 			}
 		}
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return
 	}
 	select {
 	case l.ch <- e:

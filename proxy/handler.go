@@ -157,10 +157,6 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 		}
 		path = rest
 	}
-	routePath, matrix := path, []byte(nil)
-	if i := indexByte(path, ';'); i >= 0 {
-		routePath, matrix = path[:i], path[i+1:]
-	}
 	ri, ok := consentmode.MatchRoute(path)
 	if !ok {
 		return errNotFound
@@ -169,10 +165,7 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 	if route.TagGatewayOnly && cfg.Upstream == nil {
 		return errNotFound
 	}
-	if route.Match != consentmode.MatchMatrix {
-		matrix = nil
-		routePath = path
-	}
+	routePath, matrix := route.SplitPath(path)
 	p.route = ri
 	p.path = path
 	if route.Family == consentmode.FamilyMP && !cfg.Policy.MPEnabled {
@@ -195,7 +188,7 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 		Kind:     route.Kind,
 		PathTag:  route.PathTag(path),
 		Query:    req.URI().QueryString(),
-		Matrix:   trimQuestion(matrix),
+		Matrix:   matrix,
 		Body:     req.Body(),
 		Cookie:   o.cookie,
 		GPC:      string(req.Header.Peek("Sec-GPC")) == "1",
@@ -233,15 +226,12 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 		u = append(u, cfg.PathPrefix...)
 	}
 	enforce := cfg.Enforce && d.Action != consentmode.ActionBlock
-	if route.Match == consentmode.MatchMatrix {
-		u = append(u, routePath...)
-		u = append(u, ';')
+	if route.HasMatrix() {
+		m := matrix
 		if enforce {
-			u = append(u, w.Matrix...)
-		} else {
-			u = append(u, trimQuestion(matrix)...)
+			m = w.Matrix
 		}
-		u = append(u, '?')
+		u = append(route.AppendPath(u, routePath, m), '?')
 	} else {
 		u = append(u, routePath...)
 	}
@@ -250,7 +240,7 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 		q = w.Query
 	}
 	if len(q) > 0 {
-		if route.Match != consentmode.MatchMatrix {
+		if !route.HasMatrix() {
 			u = append(u, '?')
 		}
 		u = append(u, q...)
@@ -260,7 +250,7 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 	// Sent as given, as the upstream client does (DisablePathNormalizing);
 	// explain prints it the same way.
 	out.URI().DisablePathNormalizing = true
-	if route.Match == consentmode.MatchMatrix && len(q) == 0 {
+	if route.HasMatrix() && len(q) == 0 {
 		// Floodlight ends its matrix with '?'. fasthttp drops an empty
 		// query, so the '?' goes into the path.
 		uri := out.URI()
@@ -382,13 +372,6 @@ func indexByte(b []byte, c byte) int {
 		}
 	}
 	return -1
-}
-
-func trimQuestion(b []byte) []byte {
-	if len(b) > 0 && b[len(b)-1] == '?' {
-		return b[:len(b)-1]
-	}
-	return b
 }
 
 // ServeHTTP is the public listener's handler.

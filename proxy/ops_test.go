@@ -191,3 +191,17 @@ func waitFor(t *testing.T, cond func() bool) {
 func contextWithCancel() (context.Context, context.CancelFunc) {
 	return context.WithCancel(context.Background())
 }
+
+// TestDecisionLogAddAfterClose: a request that outlived the shutdown
+// timeout must not panic on the closed log.
+func TestDecisionLogAddAfterClose(t *testing.T) {
+	l := newDecisionLog(&syncBuffer{}, func() error { return nil }, NewMetrics("t"))
+	cfg := loadConfig(t, "")
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l.add(logEntry{cfg: cfg, d: consentmode.Decision{Action: consentmode.ActionBlock}})
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

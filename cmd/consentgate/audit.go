@@ -232,6 +232,9 @@ func readCapture(path string) (hits []auditHit, logged []loggedDecision, skipped
 			l.Where = fmt.Sprintf("%s:%d", path, n)
 			logged = append(logged, l)
 		}
+		if err := sc.Err(); err != nil {
+			return nil, nil, 0, fmt.Errorf("%s: %w", path, err)
+		}
 		return nil, logged, 0, nil
 	}
 	sc := bufio.NewScanner(bytes.NewReader(data))

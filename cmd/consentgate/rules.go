@@ -122,6 +122,8 @@ func buildRulesDoc(cfg *config.Config) *rulesDoc {
 			path += "…"
 		case consentmode.MatchMatrix:
 			path += ";…"
+		case consentmode.MatchSegmentMatrix:
+			path += "…;…"
 		}
 		styles := "both"
 		if r.TagGatewayOnly {
