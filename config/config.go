@@ -676,6 +676,9 @@ func warnings(c *Config, f *file) []string {
 	if f.Consent.UnknownRegion == "denied" {
 		w = append(w, "hits without a trusted geo header are treated as denied (consent.unknown_region: denied): make sure the load balancer in front sets one of geo.headers")
 	}
+	if len(c.GeoHeaders) > 1 {
+		w = append(w, "several geo.headers are trusted: the first present decides and disagreeing ones make the region unknown; list only the header your edge sets, or make it strip the others")
+	}
 	if f.Consent.Default == "denied" {
 		w = append(w, "consent.default is denied: hits without consent signals leave as cookieless pings everywhere")
 	}

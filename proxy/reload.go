@@ -138,10 +138,11 @@ func (r *Reloader) Reload() error {
 	r.m.SetEnforcing(cfg.Enforce)
 	r.m.Reload("success")
 	r.log.Info("config reloaded", zap.String("policy_version", cfg.PolicyVersion), zap.String("previous", old.PolicyVersion), zap.Bool("enforce", cfg.Enforce))
-	if cfg.Listen != old.Listen || cfg.AdminListen != old.AdminListen || cfg.Limits.MaxHeaderBytes != old.Limits.MaxHeaderBytes ||
-		cfg.Limits.MaxBodyBytes != old.Limits.MaxBodyBytes || cfg.Timeouts.Read != old.Timeouts.Read || cfg.Timeouts.Write != old.Timeouts.Write ||
-		cfg.Timeouts.Idle != old.Timeouts.Idle || cfg.Limits.MaxConnections != old.Limits.MaxConnections {
-		r.log.Warn("listen addresses, server limits and server timeouts changed: they take effect after a restart")
+	if cfg.Listen != old.Listen || cfg.AdminListen != old.AdminListen || cfg.Limits != old.Limits ||
+		cfg.Timeouts.Read != old.Timeouts.Read || cfg.Timeouts.Write != old.Timeouts.Write || cfg.Timeouts.Idle != old.Timeouts.Idle ||
+		cfg.Timeouts.UpstreamConnWait != old.Timeouts.UpstreamConnWait || cfg.Timeouts.UpstreamIdle != old.Timeouts.UpstreamIdle ||
+		cfg.Cache.MaxBytes != old.Cache.MaxBytes {
+		r.log.Warn("listen addresses, limits, server timeouts, upstream connection settings or the cache size changed: they take effect after a restart (timeouts.upstream applies at once)")
 	}
 	for _, w := range cfg.Warnings {
 		r.log.Warn(w)
