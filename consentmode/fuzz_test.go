@@ -187,3 +187,22 @@ func FuzzFloodlightMatrix(f *testing.F) {
 		}
 	})
 }
+
+// FuzzMayHoldAt: mayHoldAt never says no to a value whose decodings hold an '@'.
+func FuzzMayHoldAt(f *testing.F) {
+	for _, s := range []string{"a%40b", "%%34%30", "%4%30", "plain", "%25%2540"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		cur := []byte(s)
+		for range 4 {
+			if strings.IndexByte(string(cur), '@') >= 0 {
+				if !mayHoldAt([]byte(s)) {
+					t.Fatalf("mayHoldAt(%q) = false, but a decoding holds '@'", s)
+				}
+				return
+			}
+			cur, _ = appendUnescape(nil, cur)
+		}
+	})
+}

@@ -108,21 +108,35 @@ func appendEscape(dst, b []byte) []byte {
 	return dst
 }
 
-// mayHoldAt reports whether b could hold an '@', plainly or percent-encoded
-// at any depth (%40, %2540, %252540, ...). It is the cheap test that keeps
-// e-mail scanning off almost every value.
+// mayHoldAt reports whether b could hold an '@' at any depth of
+// percent-encoding. An escape can only build a deeper '@' out of the
+// characters '%', '4', '0' and, for those, '2', '5' and '3': the set
+// S = {'@', '%', '0', '2', '3', '4', '5'} is closed under "what an escape
+// of it is made of". So if b holds no '@' and no escape that decodes into
+// S (%40, %25, %30, %32, %33, %34, %35), no decoding of it can, however the
+// layers are nested (%2540, %25%34%30, %4%%330, ...). It is the cheap test
+// that keeps e-mail scanning off almost every value.
 func mayHoldAt(b []byte) bool {
 	for i := 0; i < len(b); i++ {
 		switch b[i] {
 		case '@':
 			return true
 		case '%':
-			j := i + 1
-			for j+1 < len(b) && b[j] == '2' && b[j+1] == '5' {
-				j += 2
-			}
-			if j+1 < len(b) && b[j] == '4' && b[j+1] == '0' {
-				return true
+			if i+2 < len(b) {
+				switch x, y := b[i+1], b[i+2]; x {
+				case '4':
+					if y == '0' {
+						return true
+					}
+				case '2':
+					if y == '5' {
+						return true
+					}
+				case '3':
+					if y == '0' || y == '2' || y == '3' || y == '4' || y == '5' {
+						return true
+					}
+				}
 			}
 		}
 	}
@@ -225,7 +239,7 @@ func appendRedactEmails(dst, b []byte) ([]byte, bool) {
 // escaped '%' can hide the '@' of the next layer, as in %25%34%30).
 // scratch is working space; it is reset on every call.
 func holdsEmail(b []byte, scratch *[]byte) bool {
-	if !mayHoldAt(b) && indexByte(b, '%') < 0 {
+	if !mayHoldAt(b) {
 		return false
 	}
 	*scratch = (*scratch)[:0]

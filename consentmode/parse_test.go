@@ -260,3 +260,13 @@ func TestAdjacentEmails(t *testing.T) {
 		t.Errorf("appendRedactEmails = %q", got)
 	}
 }
+
+// TestMayHoldAtIsSound: whenever decoding up to four times yields an '@',
+// mayHoldAt said so on the raw value.
+func TestMayHoldAtIsSound(t *testing.T) {
+	for _, s := range []string{"a%40b", "a%2540b", "a%25%34%30b", "a%%34%30b", "a%4%30b", "a%%340b", "a%25%2540b", "x%252540y"} {
+		if !mayHoldAt([]byte(s)) {
+			t.Errorf("mayHoldAt(%q) = false", s)
+		}
+	}
+}
