@@ -219,6 +219,151 @@ bounded() {
 	return "$rc"
 }
 
+# ---------------------------------------------------------------- summary
+
+# median FILE TARGET COLUMN-EXPR: median over rounds of an awk expression.
+median() {
+	awk -F'\t' -v t="$2" '$1==t { print '"$3"' }' "$1" | sort -g | awk '{ v[NR]=$1 } END {
+		if (NR == 0) { print "nan"; exit }
+		if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2] + v[NR/2+1]) / 2 }'
+}
+
+# pratio FILE EXPR A B: median over rounds of (EXPR of A) / (EXPR of B),
+# pairing the runs of the same round.
+pratio() {
+	awk -F'\t' -v a="$3" -v b="$4" '$1==a { va[$2] = '"$2"' } $1==b { vb[$2] = '"$2"' }
+		END { for (r in va) if ((r in vb) && vb[r] != 0) print va[r] / vb[r] }' "$1" | sort -g | awk '{ v[NR]=$1 } END {
+		if (NR == 0) { print "nan"; exit }
+		if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2] + v[NR/2+1]) / 2 }'
+}
+
+# summarize prints the markdown summary of the results in $RES (and
+# writes it to $RES/summary.md); `bench/run.sh summary DIR` re-prints it.
+summarize() {
+	# shellcheck disable=SC1091
+	source "$RES/params.env"
+	local RPS='$3/$4' CPU100K='$7/'"$HZ"'*100000/$3'
+
+	f1() { awk -v x="$1" 'BEGIN { if (x == "nan" || x == "") print "–"; else printf "%.0f", x }'; }
+	f2() { awk -v x="$1" 'BEGIN { if (x == "nan" || x == "") print "–"; else printf "%.2f", x }'; }
+	ms() { awk -v x="$1" 'BEGIN { if (x == "nan" || x == "") print "–"; else printf "%.2f", x / 1000 }'; }
+	ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b == 0) print "–"; else printf "%.2fx", a / b }'; }
+	# verdict: which CPU ran out first in a saturation run.
+	verdict() {
+		awk -v c0="$1" -v c1="$2" -v pu="$3" 'BEGIN {
+			if (pu >= 95) print "proxy (CPU 0)"; else if (c1 >= 95) print "load generator + stub (CPU 1)"; else print "neither (latency-bound)" }'
+	}
+
+	local -A S_RPS S_P50 S_P99 S_CPU S_C0 S_C1 S_PU F_RPS F_P50 F_P99 F_CPU F_OTHER S_OTHER
+	local TARGETS t n c enc noisy errs
+	mapfile -t TARGETS < <(awk -F'\t' '!seen[$1]++ {print $1}' "$RES/sat.tsv")
+	for t in "${TARGETS[@]}"; do
+		S_RPS[$t]=$(median "$RES/sat.tsv" "$t" "$RPS")
+		S_P50[$t]=$(median "$RES/sat.tsv" "$t" '$5')
+		S_P99[$t]=$(median "$RES/sat.tsv" "$t" '$6')
+		S_CPU[$t]=$(median "$RES/sat.tsv" "$t" "$CPU100K")
+		S_C0[$t]=$(median "$RES/sat.tsv" "$t" '$8')
+		S_C1[$t]=$(median "$RES/sat.tsv" "$t" '$9')
+		S_PU[$t]=$(median "$RES/sat.tsv" "$t" '$7/'"$HZ"'/$4*100')
+		S_OTHER[$t]=$(median "$RES/sat.tsv" "$t" '$10')
+		F_RPS[$t]=$(median "$RES/fixed.tsv" "$t" "$RPS")
+		F_P50[$t]=$(median "$RES/fixed.tsv" "$t" '$5')
+		F_P99[$t]=$(median "$RES/fixed.tsv" "$t" '$6')
+		F_CPU[$t]=$(median "$RES/fixed.tsv" "$t" "$CPU100K")
+		F_OTHER[$t]=$(median "$RES/fixed.tsv" "$t" '$10')
+	done
+	local -A SC_RPS SC_P99 SC_CPU SC_C0 SC_C1 SC_PU
+	for t in script-nginx-gzip script-consentgate-gzip script-nginx-identity script-consentgate-identity; do
+		SC_RPS[$t]=$(median "$RES/script.tsv" "$t" "$RPS")
+		SC_C0[$t]=$(median "$RES/script.tsv" "$t" '$8')
+		SC_C1[$t]=$(median "$RES/script.tsv" "$t" '$9')
+		SC_PU[$t]=$(median "$RES/script.tsv" "$t" '$7/'"$HZ"'/$4*100')
+		SC_P99[$t]=$(median "$RES/script.tsv" "$t" '$6')
+		SC_CPU[$t]=$(median "$RES/script.tsv" "$t" "$CPU100K")
+	done
+	noisy=$(awk -F'\t' -v n="$NOISE_PCT" '$10 > n' "$RES/sat.tsv" "$RES/fixed.tsv" "$RES/script.tsv" | wc -l)
+	errs=$(awk -F'\t' '$11 ~ /(status_errors|socket_errors|errors|non2xx)=[1-9]/' "$RES/sat.tsv" "$RES/fixed.tsv" "$RES/script.tsv" | wc -l)
+
+	label() {
+		case $1 in
+		stub-direct) echo "stub direct (no proxy)" ;;
+		nginx) echo "nginx proxy_pass" ;;
+		consentgate) echo "**consentgate enforcing**" ;;
+		consentgate-dry-run) echo "consentgate dry run" ;;
+		consentgate-decision-log) echo "consentgate enforcing + decision log" ;;
+		bare-fasthttp-proxy) echo "bare fasthttp proxy (reference)" ;;
+		esac
+	}
+	met() { awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN { if (a == "nan" || b == "nan" || a == "" || b == "") { print "n/a"; exit }
+		ok = (op == "<=" ? a <= b : a >= b); print (ok ? "met" : "**missed**") }'; }
+
+	{
+		echo "## consentgate load benchmark — $STARTED, consentgate ${REVISION:-unknown}"
+		echo
+		echo "Machine: $MACHINE."
+		echo "Proxy under test on CPU 0 with one worker (GOMAXPROCS=1 / worker_processes 1); load generator and stub on CPU 1."
+		echo "Mix: bench/hits.txt (GA4 granted GET, GA4 denied GET, GA4 batched POST, Ads conversion), $CONNECTIONS connections, medians of $ROUNDS alternated rounds."
+		echo "consentgate: tag-gateway style, region from CF-IPCountry, decision log off (except the decision-log row: on, to /dev/null)."
+		echo
+		echo "### Proxying hits"
+		echo
+		echo "| target | max req/s (wrk, ${SAT_DURATION}s) | p50 ms | p99 ms | proxy CPU s / 100k req at max | fixed $RATE req/s: achieved | p50 ms | p99 ms | **proxy CPU s / 100k req** | saturated first (max runs) |"
+		echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+		for t in "${TARGETS[@]}"; do
+			echo "| $(label "$t") | $(f1 "${S_RPS[$t]}") | $(ms "${S_P50[$t]}") | $(ms "${S_P99[$t]}") | $(f2 "${S_CPU[$t]}") | $(f1 "${F_RPS[$t]}") | $(ms "${F_P50[$t]}") | $(ms "${F_P99[$t]}") | $(f2 "${F_CPU[$t]}") | $(verdict "${S_C0[$t]}" "${S_C1[$t]}" "${S_PU[$t]}"): CPU 0 $(f1 "${S_C0[$t]}")%, CPU 1 $(f1 "${S_C1[$t]}")% |"
+		done
+		for t in consentgate consentgate-dry-run; do
+			echo "| *$t / nginx* | $(ratio "${S_RPS[$t]}" "${S_RPS[nginx]}") | $(ratio "${S_P50[$t]}" "${S_P50[nginx]}") | $(ratio "${S_P99[$t]}" "${S_P99[nginx]}") | $(ratio "${S_CPU[$t]}" "${S_CPU[nginx]}") | | $(ratio "${F_P50[$t]}" "${F_P50[nginx]}") | $(ratio "${F_P99[$t]}" "${F_P99[nginx]}") | $(ratio "${F_CPU[$t]}" "${F_CPU[nginx]}") | |"
+		done
+		echo
+		echo "Fixed rate: $RATE req/s = ${RATE_FRACTION}% of nginx's median maximum, bench/load (open loop, latency without coordinated omission), ${RATE_DURATION}s per run."
+		echo
+		echo "### Serving the tag script (~100 KB, ~30 KB gzipped)"
+		echo
+		echo "| encoding | nginx from disk req/s | consentgate cache req/s | ratio | p99 ms nginx / consentgate | CPU s / 100k nginx / consentgate | saturated first: nginx / consentgate |"
+		echo "|---|---:|---:|---:|---:|---:|---|"
+		for enc in gzip identity; do
+			n=script-nginx-$enc c=script-consentgate-$enc
+			echo "| $enc | $(f1 "${SC_RPS[$n]}") | $(f1 "${SC_RPS[$c]}") | $(ratio "${SC_RPS[$c]}" "${SC_RPS[$n]}") | $(ms "${SC_P99[$n]}") / $(ms "${SC_P99[$c]}") | $(f2 "${SC_CPU[$n]}") / $(f2 "${SC_CPU[$c]}") | $(verdict "${SC_C0[$n]}" "${SC_C1[$n]}" "${SC_PU[$n]}") / $(verdict "${SC_C0[$c]}" "${SC_C1[$c]}" "${SC_PU[$c]}") |"
+		done
+		echo
+		echo "### Memory (RSS)"
+		echo
+		echo "| process | idle | with idle keep-alive connections | per connection | peak during the runs above |"
+		echo "|---|---:|---:|---:|---:|"
+		echo "| consentgate (fresh instance) | $((CG_RSS0 / 1024)) MiB | $((CG_RSS1 / 1024)) MiB ($CG_RSS_OPEN conns) | $(awk -v a="$CG_RSS0" -v b="$CG_RSS1" -v n="$CG_RSS_OPEN" 'BEGIN { printf "%.1f KiB", (b - a) / (n > 0 ? n : 1) }') | $((CG_HWM / 1024)) MiB (enforcing), $((DRY_HWM / 1024)) MiB (dry run) |"
+		echo "| nginx (master + worker) | $((NGINX_RSS0 / 1024)) MiB | $((NGINX_RSS1 / 1024)) MiB ($NGINX_RSS_OPEN conns) | $(awk -v a="$NGINX_RSS0" -v b="$NGINX_RSS1" -v n="$NGINX_RSS_OPEN" 'BEGIN { printf "%.1f KiB", (b - a) / (n > 0 ? n : 1) }') | $((NGINX_HWM / 1024)) MiB |"
+		echo
+		echo "### Targets (issue: consentgate enforcing vs nginx)"
+		echo
+		echo "| target | value | result |"
+		echo "|---|---|---|"
+		local r_cpu r_rps r_p99 r_scr
+		r_cpu=$(pratio "$RES/fixed.tsv" "$CPU100K" consentgate nginx)
+		r_rps=$(pratio "$RES/sat.tsv" "$RPS" consentgate nginx)
+		r_p99=$(pratio "$RES/fixed.tsv" '$6' consentgate nginx)
+		r_scr=$(pratio "$RES/script.tsv" "$RPS" script-consentgate-gzip script-nginx-gzip)
+		echo "| CPU s / 100k req at $RATE req/s <= nginx (aim 0.8x) | $(f2 "$r_cpu")x ($(f2 "${F_CPU[consentgate]}") vs $(f2 "${F_CPU[nginx]}") s) | $(met "$r_cpu" "<=" 1) |"
+		echo "| max throughput >= 1.0x nginx (aim 1.2x) | $(f2 "$r_rps")x ($(f1 "${S_RPS[consentgate]}") vs $(f1 "${S_RPS[nginx]}") req/s; saturated first: consentgate $(verdict "${S_C0[consentgate]}" "${S_C1[consentgate]}" "${S_PU[consentgate]}"), nginx $(verdict "${S_C0[nginx]}" "${S_C1[nginx]}" "${S_PU[nginx]}")) | $(met "$r_rps" ">=" 1) |"
+		echo "| p99 at $RATE req/s <= nginx | $(f2 "$r_p99")x ($(ms "${F_P99[consentgate]}") vs $(ms "${F_P99[nginx]}") ms) | $(met "$r_p99" "<=" 1) |"
+		echo "| script cache >= nginx static (gzip) | $(f2 "$r_scr")x ($(f1 "${SC_RPS[script-consentgate-gzip]}") vs $(f1 "${SC_RPS[script-nginx-gzip]}") req/s) | $(met "$r_scr" ">=" 1) |"
+		echo "| RSS <= 200 MB (195,312 KiB) with $CG_RSS_OPEN idle connections | $((CG_RSS1 / 1024)) MiB | $(met "$CG_RSS1" "<=" 195312) |"
+		echo
+		echo "Ratios in this table are medians of the per-round ratios (each round runs the targets back to back)."
+		if ((noisy > 0)); then echo "Note: $noisy run(s) still had more than ${NOISE_PCT}% of a CPU of other work on the machine after $RETRIES attempts (column 10 of the raw .tsv files)."; fi
+		if ((errs > 0)); then echo "Note: $errs run(s) saw errors or non-2xx answers (column 11 of the raw .tsv files)."; fi
+		echo "Raw results: bench/results/$(basename "$RES")/."
+	} >"$RES/summary.md"
+		echo
+		cat "$RES/summary.md"
+}
+
+if [[ ${1:-} == summary ]]; then
+	RES=$(cd "${2:?usage: bench/run.sh summary bench/results/DIR}" && pwd)
+	summarize
+	exit 0
+fi
+
 # ---------------------------------------------------------------- setup
 
 [[ $(uname -s) == Linux ]] || die "Linux only (taskset, /proc)"
@@ -274,6 +419,8 @@ WATCHDOG=$!
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/consentgate-bench.XXXXXX")
 chmod 755 "$TMP" # nginx workers may run as another user
+STARTED=$(date -u +%Y-%m-%dT%H:%MZ)
+REVISION=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
 RES=$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$RES/raw"
 ln -sfn "$(basename "$RES")" "$ROOT/bench/results/latest"
@@ -535,16 +682,8 @@ for r in $(seq 1 "$ROUNDS"); do
 	done
 done
 
-# median FILE TARGET COLUMN-EXPR: median over rounds of an awk expression.
-median() {
-	awk -F'\t' -v t="$2" '$1==t { print '"$3"' }' "$1" | sort -g | awk '{ v[NR]=$1 } END {
-		if (NR == 0) { print "nan"; exit }
-		if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2] + v[NR/2+1]) / 2 }'
-}
-RPS='$3/$4'
-CPU100K='$7/'"$HZ"'*100000/$3'
 
-nginx_max=$(median "$RES/sat.tsv" nginx "$RPS")
+nginx_max=$(median "$RES/sat.tsv" nginx '$3/$4')
 if [[ $RATE == auto ]]; then
 	RATE=$(awk -v m="$nginx_max" -v f="$RATE_FRACTION" 'BEGIN { r = int(m * f / 100 / 100) * 100; print (r < 100 ? 100 : r) }')
 fi
@@ -653,107 +792,7 @@ wait "$HOLD_PID" 2>/dev/null || true
 printf 'consentgate\t%s\t%s\t%s\t%s\t%s\nnginx\t%s\t%s\t%s\t%s\n' "$CG_RSS0" "$CG_RSS1" "$CG_RSS_OPEN" "$CG_HWM" "$CG_FDS" \
 	"$NGINX_RSS0" "$NGINX_RSS1" "$NGINX_RSS_OPEN" "$NGINX_HWM" >"$RES/rss.tsv"
 
-# ---------------------------------------------------------------- summary
-
-f1() { awk -v x="$1" 'BEGIN { if (x == "nan" || x == "") print "–"; else printf "%.0f", x }'; }
-f2() { awk -v x="$1" 'BEGIN { if (x == "nan" || x == "") print "–"; else printf "%.2f", x }'; }
-ms() { awk -v x="$1" 'BEGIN { if (x == "nan" || x == "") print "–"; else printf "%.2f", x / 1000 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b == 0) print "–"; else printf "%.2fx", a / b }'; }
-# verdict: which CPU ran out first in a saturation run.
-verdict() {
-	awk -v c0="$1" -v c1="$2" -v pu="$3" 'BEGIN {
-		if (pu >= 95) print "proxy (CPU 0)"; else if (c1 >= 95) print "load generator + stub (CPU 1)"; else print "neither (latency-bound)" }'
-}
-
-declare -A S_RPS S_P50 S_P99 S_CPU S_C0 S_C1 S_PU F_RPS F_P50 F_P99 F_CPU F_OTHER S_OTHER
-for t in "${TARGETS[@]}"; do
-	S_RPS[$t]=$(median "$RES/sat.tsv" "$t" "$RPS")
-	S_P50[$t]=$(median "$RES/sat.tsv" "$t" '$5')
-	S_P99[$t]=$(median "$RES/sat.tsv" "$t" '$6')
-	S_CPU[$t]=$(median "$RES/sat.tsv" "$t" "$CPU100K")
-	S_C0[$t]=$(median "$RES/sat.tsv" "$t" '$8')
-	S_C1[$t]=$(median "$RES/sat.tsv" "$t" '$9')
-	S_PU[$t]=$(median "$RES/sat.tsv" "$t" '$7/'"$HZ"'/$4*100')
-	S_OTHER[$t]=$(median "$RES/sat.tsv" "$t" '$10')
-	F_RPS[$t]=$(median "$RES/fixed.tsv" "$t" "$RPS")
-	F_P50[$t]=$(median "$RES/fixed.tsv" "$t" '$5')
-	F_P99[$t]=$(median "$RES/fixed.tsv" "$t" '$6')
-	F_CPU[$t]=$(median "$RES/fixed.tsv" "$t" "$CPU100K")
-	F_OTHER[$t]=$(median "$RES/fixed.tsv" "$t" '$10')
-done
-declare -A SC_RPS SC_P99 SC_CPU
-for t in script-nginx-gzip script-consentgate-gzip script-nginx-identity script-consentgate-identity; do
-	SC_RPS[$t]=$(median "$RES/script.tsv" "$t" "$RPS")
-	SC_P99[$t]=$(median "$RES/script.tsv" "$t" '$6')
-	SC_CPU[$t]=$(median "$RES/script.tsv" "$t" "$CPU100K")
-done
-noisy=$(awk -F'\t' -v n="$NOISE_PCT" '$10 > n' "$RES/sat.tsv" "$RES/fixed.tsv" "$RES/script.tsv" | wc -l)
-errs=$(awk -F'\t' '$11 ~ /(status_errors|socket_errors|errors|non2xx)=[1-9]/' "$RES/sat.tsv" "$RES/fixed.tsv" "$RES/script.tsv" | wc -l)
-
-label() {
-	case $1 in
-	stub-direct) echo "stub direct (no proxy)" ;;
-	nginx) echo "nginx proxy_pass" ;;
-	consentgate) echo "**consentgate enforcing**" ;;
-	consentgate-dry-run) echo "consentgate dry run" ;;
-	consentgate-decision-log) echo "consentgate enforcing + decision log" ;;
-	bare-fasthttp-proxy) echo "bare fasthttp proxy (reference)" ;;
-	esac
-}
-met() { awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN { if (a == "nan" || b == "nan" || a == "" || b == "") { print "n/a"; exit }
-	ok = (op == "<=" ? a <= b : a >= b); print (ok ? "met" : "**missed**") }'; }
-
-CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-{
-	echo "## consentgate load benchmark — $(date -u +%Y-%m-%dT%H:%MZ)"
-	echo
-	echo "Machine: $(nproc --all) CPUs ($CPU_MODEL), Linux $(uname -r); $("$GO" version | awk '{print $3}'); $("$NGINX" -v 2>&1 | sed 's/.*version: //'); $(wrk -v 2>&1 | awk 'NR==1 {print $1, $2}')."
-	echo "Proxy under test on CPU 0 with one worker (GOMAXPROCS=1 / worker_processes 1); load generator and stub on CPU 1."
-	echo "Mix: bench/hits.txt (GA4 granted GET, GA4 denied GET, GA4 batched POST, Ads conversion), $CONNECTIONS connections, medians of $ROUNDS alternated rounds."
-	echo "consentgate: tag-gateway style, region from CF-IPCountry, decision log off (except the decision-log row: on, to /dev/null)."
-	echo
-	echo "### Proxying hits"
-	echo
-	echo "| target | max req/s (wrk, ${SAT_DURATION}s) | p50 ms | p99 ms | proxy CPU s / 100k req at max | fixed $RATE req/s: achieved | p50 ms | p99 ms | **proxy CPU s / 100k req** | saturated first (max runs) |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-	for t in "${TARGETS[@]}"; do
-		echo "| $(label "$t") | $(f1 "${S_RPS[$t]}") | $(ms "${S_P50[$t]}") | $(ms "${S_P99[$t]}") | $(f2 "${S_CPU[$t]}") | $(f1 "${F_RPS[$t]}") | $(ms "${F_P50[$t]}") | $(ms "${F_P99[$t]}") | $(f2 "${F_CPU[$t]}") | $(verdict "${S_C0[$t]}" "${S_C1[$t]}" "${S_PU[$t]}"): CPU 0 $(f1 "${S_C0[$t]}")%, CPU 1 $(f1 "${S_C1[$t]}")% |"
-	done
-	for t in consentgate consentgate-dry-run; do
-		echo "| *$t / nginx* | $(ratio "${S_RPS[$t]}" "${S_RPS[nginx]}") | $(ratio "${S_P50[$t]}" "${S_P50[nginx]}") | $(ratio "${S_P99[$t]}" "${S_P99[nginx]}") | $(ratio "${S_CPU[$t]}" "${S_CPU[nginx]}") | | $(ratio "${F_P50[$t]}" "${F_P50[nginx]}") | $(ratio "${F_P99[$t]}" "${F_P99[nginx]}") | $(ratio "${F_CPU[$t]}" "${F_CPU[nginx]}") | |"
-	done
-	echo
-	echo "Fixed rate: $RATE req/s = ${RATE_FRACTION}% of nginx's median maximum, bench/load (open loop, latency without coordinated omission), ${RATE_DURATION}s per run."
-	echo
-	echo "### Serving the tag script (~100 KB, ~30 KB gzipped)"
-	echo
-	echo "| encoding | nginx from disk req/s | consentgate cache req/s | ratio | p99 ms nginx / consentgate | CPU s / 100k nginx / consentgate |"
-	echo "|---|---:|---:|---:|---:|---:|"
-	for enc in gzip identity; do
-		n=script-nginx-$enc c=script-consentgate-$enc
-		echo "| $enc | $(f1 "${SC_RPS[$n]}") | $(f1 "${SC_RPS[$c]}") | $(ratio "${SC_RPS[$c]}" "${SC_RPS[$n]}") | $(ms "${SC_P99[$n]}") / $(ms "${SC_P99[$c]}") | $(f2 "${SC_CPU[$n]}") / $(f2 "${SC_CPU[$c]}") |"
-	done
-	echo
-	echo "### Memory (RSS)"
-	echo
-	echo "| process | idle | with idle keep-alive connections | per connection | peak during the runs above |"
-	echo "|---|---:|---:|---:|---:|"
-	echo "| consentgate (fresh instance) | $((CG_RSS0 / 1024)) MiB | $((CG_RSS1 / 1024)) MiB ($CG_RSS_OPEN conns) | $(awk -v a="$CG_RSS0" -v b="$CG_RSS1" -v n="$CG_RSS_OPEN" 'BEGIN { printf "%.1f KiB", (b - a) / (n > 0 ? n : 1) }') | $((CG_HWM / 1024)) MiB (enforcing), $((DRY_HWM / 1024)) MiB (dry run) |"
-	echo "| nginx (master + worker) | $((NGINX_RSS0 / 1024)) MiB | $((NGINX_RSS1 / 1024)) MiB ($NGINX_RSS_OPEN conns) | $(awk -v a="$NGINX_RSS0" -v b="$NGINX_RSS1" -v n="$NGINX_RSS_OPEN" 'BEGIN { printf "%.1f KiB", (b - a) / (n > 0 ? n : 1) }') | $((NGINX_HWM / 1024)) MiB |"
-	echo
-	echo "### Targets (issue: consentgate enforcing vs nginx)"
-	echo
-	echo "| target | value | result |"
-	echo "|---|---|---|"
-	echo "| CPU s / 100k req at $RATE req/s <= nginx (aim 0.8x) | $(ratio "${F_CPU[consentgate]}" "${F_CPU[nginx]}") | $(met "${F_CPU[consentgate]}" "<=" "${F_CPU[nginx]}") |"
-	echo "| max throughput >= 1.0x nginx (aim 1.2x) | $(ratio "${S_RPS[consentgate]}" "${S_RPS[nginx]}") ($(verdict "${S_C0[consentgate]}" "${S_C1[consentgate]}" "${S_PU[consentgate]}") saturated first) | $(met "${S_RPS[consentgate]}" ">=" "${S_RPS[nginx]}") |"
-	echo "| p99 at $RATE req/s <= nginx | $(ms "${F_P99[consentgate]}") ms vs $(ms "${F_P99[nginx]}") ms | $(met "${F_P99[consentgate]}" "<=" "${F_P99[nginx]}") |"
-	echo "| script cache >= nginx static (gzip) | $(ratio "${SC_RPS[script-consentgate-gzip]}" "${SC_RPS[script-nginx-gzip]}") | $(met "${SC_RPS[script-consentgate-gzip]}" ">=" "${SC_RPS[script-nginx-gzip]}") |"
-	echo "| RSS <= 200 MB (195,312 KiB) with $CG_RSS_OPEN idle connections | $((CG_RSS1 / 1024)) MiB | $(met "$CG_RSS1" "<=" 195312) |"
-	echo
-	if ((noisy > 0)); then echo "Note: $noisy run(s) still had more than ${NOISE_PCT}% of a CPU of other work on the machine after $RETRIES attempts (column 10 of the raw .tsv files)."; fi
-	if ((errs > 0)); then echo "Note: $errs run(s) saw errors or non-2xx answers (column 11 of the raw .tsv files)."; fi
-	echo "Raw results: bench/results/$(basename "$RES")/."
-} >"$RES/summary.md"
-echo
-cat "$RES/summary.md"
+MACHINE="$(nproc --all) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), Linux $(uname -r); $("$GO" version | awk '{print $3}'); $("$NGINX" -v 2>&1 | sed 's/.*version: //'); $(wrk -v 2>&1 | awk 'NR==1 {print $1, $2}' || true)"
+declare -p STARTED REVISION MACHINE HZ RATE RATE_FRACTION ROUNDS SAT_DURATION RATE_DURATION SCRIPT_DURATION CONNECTIONS NOISE_PCT RETRIES \
+	CG_RSS0 CG_RSS1 CG_RSS_OPEN CG_HWM DRY_HWM NGINX_RSS0 NGINX_RSS1 NGINX_RSS_OPEN NGINX_HWM >"$RES/params.env"
+summarize
