@@ -79,6 +79,7 @@ func (h *Handler) Explain(in ExplainInput) *Explanation {
 	}
 	var p prepared
 	p.route = -1
+	p.now = h.now()
 	err := h.prepare(rt, req, peer, reg, client, &p)
 	defer h.release(&p)
 	e := explanation(cfg, &p)

@@ -34,6 +34,7 @@ type Options struct {
 type Handler struct {
 	log     *zap.Logger
 	now     func() time.Time
+	clock   func() time.Time // the injected clock, nil in production
 	clients *clients
 	rt      atomic.Pointer[runtime]
 	ready   atomic.Bool
@@ -55,13 +56,14 @@ type runtime struct {
 // NewHandler returns a Handler serving cfg. It is not ready until
 // MarkReady. Close releases its script cache.
 func NewHandler(cfg *config.Config, log *zap.Logger, m *Metrics, dlog *DecisionLog, opts Options) (*Handler, error) {
+	clock := opts.Now
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	if opts.RouteScheme == "" {
 		opts.RouteScheme = "https"
 	}
-	h := &Handler{log: log, now: opts.Now, clients: newClients(opts.Dial), metrics: m, dlog: dlog, routeScheme: opts.RouteScheme}
+	h := &Handler{log: log, now: opts.Now, clock: clock, clients: newClients(opts.Dial), metrics: m, dlog: dlog, routeScheme: opts.RouteScheme}
 	h.reqs.New = func() any { return new(outbound) }
 	sc, err := newScriptCache(cfg.Cache.MaxBytes)
 	if err != nil {
@@ -129,6 +131,7 @@ var (
 
 // prepared is the outcome of preparing one hit.
 type prepared struct {
+	now      time.Time // the request's time: its day keys the ephemeral ids
 	cfg      *config.Config
 	path     []byte // the request path without path_prefix (borrowed)
 	route    int
@@ -193,7 +196,7 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 		Cookie:   o.cookie,
 		GPC:      string(req.Header.Peek("Sec-GPC")) == "1",
 		Region:   region,
-		Day:      h.now().Unix() / 86400,
+		Day:      p.now.Unix() / 86400,
 		ClientIP: client,
 		IPParam:  cfg.Upstream == nil && (route.Family == consentmode.FamilyGA4 || route.Family == consentmode.FamilyUA),
 	}
@@ -376,7 +379,7 @@ func indexByte(b []byte, c byte) int {
 
 // ServeHTTP is the public listener's handler.
 func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
-	start := time.Now()
+	start := h.requestTime(ctx)
 	rt := h.rt.Load()
 	cfg := rt.cfg
 	path := ctx.Path()
@@ -408,6 +411,7 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 
 	var p prepared
 	p.route = -1
+	p.now = start
 	if err := h.prepare(rt, &ctx.Request, peer, reg, client, &p); err != nil {
 		h.release(&p)
 		var he *hitError
@@ -431,7 +435,7 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	upStart := time.Now()
-	err := p.up.client.DoTimeout(&p.out.req, &ctx.Response, cfg.Timeouts.Upstream)
+	err := p.up.doHit(&p.out.req, &ctx.Response, cfg.Timeouts.Upstream)
 	upLatency := time.Since(upStart)
 	if err != nil {
 		status := fasthttp.StatusBadGateway
@@ -468,6 +472,15 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	h.record(ctx, &p, upStatus, upLatency, nil, start)
+}
+
+// requestTime is when fasthttp read the request (no clock read of ours),
+// or the injected clock in tests.
+func (h *Handler) requestTime(ctx *fasthttp.RequestCtx) time.Time {
+	if h.clock != nil {
+		return h.clock()
+	}
+	return ctx.Time()
 }
 
 // reject answers a bad request locally: nothing is forwarded.

@@ -166,11 +166,13 @@ func scriptURI(dst []byte, up upstream, cfg *config.Config, path []byte, args *f
 // fails.
 func (h *Handler) serveScript(ctx *fasthttp.RequestCtx, rt *runtime, p *prepared, path []byte, reg consentmode.Region, start time.Time) {
 	cfg := rt.cfg
-	now := h.now()
+	now := p.now
 	args := ctx.QueryArgs()
-	var kb [256]byte
-	key := append(append(kb[:0], p.up.host...), cfg.PathPrefix...) // a reload that moves the upstream starts afresh
+	kb := h.reqs.Get().(*outbound) // its uri buffer holds the key
+	defer h.reqs.Put(kb)
+	key := append(append(kb.uri[:0], p.up.host...), cfg.PathPrefix...) // a reload that moves the upstream starts afresh
 	key = scriptKey(key, path, args, reg)
+	kb.uri = key
 	e := h.scripts.get(key)
 	result := "hit"
 	if e == nil || now.After(e.freshUntil) {

@@ -36,6 +36,7 @@ func NewServer(h *Handler, log *zap.Logger) *Server {
 		ReadBufferSize:                cfg.Limits.MaxHeaderBytes,
 		Concurrency:                   cfg.Limits.MaxConnections,
 		CloseOnShutdown:               true,
+		ReduceMemoryUsage:             cfg.Limits.ReduceMemory,
 		DisablePreParseMultipartForm:  true,
 		NoDefaultContentType:          true,
 		DisableHeaderNamesNormalizing: false,
