@@ -1,15 +1,15 @@
 package consentmode
 
+import "bytes"
+
 // This file holds the byte-level helpers shared by the parsers and the
 // rewriter: splitting parameter lists, percent-decoding and -encoding, and
 // finding e-mail addresses. None of them allocates when given room.
 
 // cutByte splits b around the first sep. found is false when there is none.
 func cutByte(b []byte, sep byte) (before, after []byte, found bool) {
-	for i, c := range b {
-		if c == sep {
-			return b[:i], b[i+1:], true
-		}
+	if i := bytes.IndexByte(b, sep); i >= 0 {
+		return b[:i], b[i+1:], true
 	}
 	return b, nil, false
 }
@@ -117,30 +117,30 @@ func appendEscape(dst, b []byte) []byte {
 // layers are nested (%2540, %25%34%30, %4%%330, ...). It is the cheap test
 // that keeps e-mail scanning off almost every value.
 func mayHoldAt(b []byte) bool {
-	for i := 0; i < len(b); i++ {
-		switch b[i] {
-		case '@':
-			return true
-		case '%':
-			if i+2 < len(b) {
-				switch x, y := b[i+1], b[i+2]; x {
-				case '4':
-					if y == '0' {
-						return true
-					}
-				case '2':
-					if y == '5' {
-						return true
-					}
-				case '3':
-					if y == '0' || y == '2' || y == '3' || y == '4' || y == '5' {
-						return true
-					}
-				}
+	if bytes.IndexByte(b, '@') >= 0 {
+		return true
+	}
+	for {
+		i := bytes.IndexByte(b, '%')
+		if i < 0 || i+2 >= len(b) {
+			return false
+		}
+		switch x, y := b[i+1], b[i+2]; x {
+		case '4':
+			if y == '0' {
+				return true
+			}
+		case '2':
+			if y == '5' {
+				return true
+			}
+		case '3':
+			if y == '0' || y == '2' || y == '3' || y == '4' || y == '5' {
+				return true
 			}
 		}
+		b = b[i+1:]
 	}
-	return false
 }
 
 // isLocalChar accepts the characters of an address's local part: RFC 5322
@@ -262,11 +262,4 @@ func holdsEmail(b []byte, scratch *[]byte) bool {
 	return true // still escaped after four layers: treat as holding one
 }
 
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
-}
+func indexByte(b []byte, c byte) int { return bytes.IndexByte(b, c) }

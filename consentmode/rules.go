@@ -390,7 +390,7 @@ func (c *ruleCatalogue) lookup(scope Scope, f Family, key []byte, st *State, p *
 		}
 	}
 	for _, ref := range c.patterns[scope] {
-		if ref.rule.Families.Has(f) && ref.rule.Op > op && matchName(ref.rule.Name, key) && ref.rule.When.holds(st, p) {
+		if len(key) > 0 && key[0] == ref.rule.Name[0] && ref.rule.Families.Has(f) && ref.rule.Op > op && matchName(ref.rule.Name, key) && ref.rule.When.holds(st, p) {
 			op, field = ref.rule.Op, ref.field
 		}
 	}
