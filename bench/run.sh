@@ -43,7 +43,6 @@
 #   RATE_FRACTION=50
 #   IDLE_CONNS=10000    idle keep-alive connections of the memory test
 #   LOG_RUNS=1          also run consentgate with its decision log on (to /dev/null)
-#   PIPELINE=2          also run consentgate with limits.upstream_pipeline_conns=N (0: skip)
 #   REFERENCE=1         also run bench/bareproxy, a bare fasthttp proxy (the platform's own cost)
 #   PROFILE=1           collect pprof CPU/allocs profiles of consentgate (0 in QUICK)
 #   BASE_PORT=18000     ports BASE_PORT+80..+101 on 127.0.0.1 are used
@@ -64,7 +63,7 @@ else
 	: "${ROUNDS:=3}" "${SAT_DURATION:=10}" "${RATE_DURATION:=10}" "${SCRIPT_DURATION:=5}" "${WARMUP:=2}"
 	: "${IDLE_CONNS:=10000}" "${PROFILE:=1}"
 fi
-: "${CONNECTIONS:=64}" "${RATE:=auto}" "${RATE_FRACTION:=50}" "${LOG_RUNS:=1}" "${BASE_PORT:=18000}" "${PIPELINE:=2}"
+: "${CONNECTIONS:=64}" "${RATE:=auto}" "${RATE_FRACTION:=50}" "${LOG_RUNS:=1}" "${BASE_PORT:=18000}"
 : "${QUIET_WAIT:=30}" "${MAX_SECONDS:=1200}" "${REFERENCE:=1}" "${NOISE_PCT:=10}" "${RETRIES:=3}"
 GO=${GO:-go}
 
@@ -74,7 +73,6 @@ CG_PORT=$((BASE_PORT + 80))      # consentgate enforcing; admin +90
 NGINX_PORT=$((BASE_PORT + 81))
 DRY_PORT=$((BASE_PORT + 82))     # consentgate dry run; admin +92
 LOG_PORT=$((BASE_PORT + 83))     # consentgate enforcing with the decision log on; admin +93
-PIPE_PORT=$((BASE_PORT + 87))    # consentgate enforcing with pipelined upstream connections; admin +97
 RSS_PORT=$((BASE_PORT + 84))     # a fresh consentgate for the memory test; admin +94
 BARE_PORT=$((BASE_PORT + 85))    # bench/bareproxy, the reference
 
@@ -400,8 +398,8 @@ if (($(ulimit -n) < IDLE_CONNS + 512)); then
 	log "open-file limit $(ulimit -n): memory test uses $IDLE_CONNS connections"
 fi
 
-for p in $STUB_PORT $STUB0_PORT $CG_PORT $NGINX_PORT $DRY_PORT $LOG_PORT $RSS_PORT $BARE_PORT $PIPE_PORT \
-	$((CG_PORT + 10)) $((DRY_PORT + 10)) $((LOG_PORT + 10)) $((RSS_PORT + 10)) $((PIPE_PORT + 10)); do
+for p in $STUB_PORT $STUB0_PORT $CG_PORT $NGINX_PORT $DRY_PORT $LOG_PORT $RSS_PORT $BARE_PORT \
+	$((CG_PORT + 10)) $((DRY_PORT + 10)) $((LOG_PORT + 10)) $((RSS_PORT + 10)); do
 	port_free "$p" || die "127.0.0.1:$p is in use (set BASE_PORT)"
 done
 
@@ -533,10 +531,6 @@ if ((LOG_RUNS)); then
 	cg cglog "$LOG_PORT" CONSENTGATE_LOG_DECISIONS_OUTPUT=/dev/null
 	LOG_PID=$LAST_PID
 fi
-if ((PIPELINE)); then
-	cg cgpipe "$PIPE_PORT" CONSENTGATE_LIMITS_UPSTREAM_PIPELINE_CONNS="$PIPELINE"
-	PIPE_PID=$LAST_PID
-fi
 if ((REFERENCE)); then
 	start bare env GOMAXPROCS=1 taskset -c 0 "$BIN/bareproxy" -listen "127.0.0.1:$BARE_PORT" -upstream "127.0.0.1:$STUB_PORT"
 	BARE_PID=$LAST_PID
@@ -549,7 +543,6 @@ wait_http "http://127.0.0.1:$STUB0_PORT/" "$STUB0_PID" || die "stub0 did not sta
 wait_http "http://127.0.0.1:$CG_PORT/healthz" "$CG_PID" || { cat "$TMP/cg.log" >&2; die "consentgate did not start"; }
 wait_http "http://127.0.0.1:$DRY_PORT/healthz" "$DRY_PID" || { cat "$TMP/dry.log" >&2; die "consentgate (dry run) did not start"; }
 if ((LOG_RUNS)); then wait_http "http://127.0.0.1:$LOG_PORT/healthz" "$LOG_PID" || die "consentgate (log) did not start"; fi
-if ((PIPELINE)); then wait_http "http://127.0.0.1:$PIPE_PORT/healthz" "$PIPE_PID" || die "consentgate (pipelined) did not start"; fi
 if ((REFERENCE)); then wait_http "http://127.0.0.1:$BARE_PORT/metrics/" "$BARE_PID" || die "bareproxy did not start"; fi
 wait_http "http://127.0.0.1:$NGINX_PORT/metrics/" "$NGINX_PID" || { cat "$TMP/nginx-error.log" >&2; die "nginx did not start"; }
 CHILD_OF=$NGINX_PID
@@ -570,7 +563,6 @@ check_mix "$NGINX_PORT" nginx
 check_mix "$CG_PORT" consentgate
 check_mix "$DRY_PORT" consentgate-dry-run
 ((LOG_RUNS)) && check_mix "$LOG_PORT" consentgate-log
-((PIPELINE)) && check_mix "$PIPE_PORT" consentgate-pipelined
 ((REFERENCE)) && check_mix "$BARE_PORT" bareproxy
 want_sum=$(sha256sum <"$TMP/www/gtag.js" | cut -d' ' -f1)
 for url in "http://127.0.0.1:$CG_PORT/metrics/gtag/js?id=G-F9XM71K45T" "http://127.0.0.1:$NGINX_PORT/metrics/gtag/js?id=G-F9XM71K45T"; do
@@ -591,10 +583,6 @@ PORT[stub-direct]=$STUB0_PORT PIDSOF[stub-direct]=$STUB0_PID
 PORT[nginx]=$NGINX_PORT PIDSOF[nginx]="$NGINX_PID $NGINX_WORKERS"
 PORT[consentgate]=$CG_PORT PIDSOF[consentgate]=$CG_PID
 PORT[consentgate-dry-run]=$DRY_PORT PIDSOF[consentgate-dry-run]=$DRY_PID
-if ((PIPELINE)); then
-	TARGETS+=(consentgate-pipelined)
-	PORT[consentgate-pipelined]=$PIPE_PORT PIDSOF[consentgate-pipelined]=$PIPE_PID
-fi
 if ((LOG_RUNS)); then
 	TARGETS+=(consentgate-decision-log)
 	PORT[consentgate-decision-log]=$LOG_PORT PIDSOF[consentgate-decision-log]=$LOG_PID
@@ -757,7 +745,7 @@ fi
 log "memory: $IDLE_CONNS idle keep-alive connections"
 # Stop the instances not needed any more, so the memory test has the
 # machine to itself.
-for pid in $DRY_PID ${LOG_PID:-} ${PIPE_PID:-}; do kill -TERM "$pid" 2>/dev/null || true; done
+for pid in $DRY_PID ${LOG_PID:-}; do kill -TERM "$pid" 2>/dev/null || true; done
 cg cgrss "$RSS_PORT"
 RSS_PID=$LAST_PID
 wait_http "http://127.0.0.1:$RSS_PORT/healthz" "$RSS_PID" || die "consentgate (memory test) did not start"

@@ -73,10 +73,6 @@ type Limits struct {
 	MaxResponseBytes    int
 	MaxConnsPerUpstream int
 	MaxConnections      int
-	// UpstreamPipelineConns > 0 pipelines hits over that many connections
-	// per upstream host (HTTP/1.1 pipelining); 0 sends one request per
-	// connection at a time.
-	UpstreamPipelineConns int
 	// ReduceMemory releases a connection's buffers while it is idle.
 	ReduceMemory bool
 }
@@ -131,14 +127,13 @@ type file struct {
 		Headers []string `mapstructure:"headers"`
 	} `mapstructure:"geo"`
 	Limits struct {
-		MaxBodyBytes          int  `mapstructure:"max_body_bytes"`
-		MaxURLBytes           int  `mapstructure:"max_url_bytes"`
-		MaxHeaderBytes        int  `mapstructure:"max_header_bytes"`
-		MaxResponseBytes      int  `mapstructure:"max_response_bytes"`
-		MaxConnsPerUpstream   int  `mapstructure:"max_conns_per_upstream"`
-		MaxConnections        int  `mapstructure:"max_connections"`
-		UpstreamPipelineConns int  `mapstructure:"upstream_pipeline_conns"`
-		ReduceMemory          bool `mapstructure:"reduce_memory"`
+		MaxBodyBytes        int  `mapstructure:"max_body_bytes"`
+		MaxURLBytes         int  `mapstructure:"max_url_bytes"`
+		MaxHeaderBytes      int  `mapstructure:"max_header_bytes"`
+		MaxResponseBytes    int  `mapstructure:"max_response_bytes"`
+		MaxConnsPerUpstream int  `mapstructure:"max_conns_per_upstream"`
+		MaxConnections      int  `mapstructure:"max_connections"`
+		ReduceMemory        bool `mapstructure:"reduce_memory"`
 	} `mapstructure:"limits"`
 	Timeouts struct {
 		Read             time.Duration `mapstructure:"read"`
@@ -408,10 +403,7 @@ func build(f *file, o *options) (*Config, []error) {
 	}
 
 	l := f.Limits
-	c.Limits = Limits{l.MaxBodyBytes, l.MaxURLBytes, l.MaxHeaderBytes, l.MaxResponseBytes, l.MaxConnsPerUpstream, l.MaxConnections, l.UpstreamPipelineConns, l.ReduceMemory}
-	if l.UpstreamPipelineConns < 0 || l.UpstreamPipelineConns > 64 {
-		bad("limits.upstream_pipeline_conns: %d is not between 0 (off) and 64", l.UpstreamPipelineConns)
-	}
+	c.Limits = Limits{l.MaxBodyBytes, l.MaxURLBytes, l.MaxHeaderBytes, l.MaxResponseBytes, l.MaxConnsPerUpstream, l.MaxConnections, l.ReduceMemory}
 	for _, x := range []struct {
 		key string
 		v   int

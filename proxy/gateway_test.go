@@ -547,32 +547,3 @@ func TestDryRunKeepsSiteCookiesHome(t *testing.T) {
 		t.Errorf("dry run sent Cookie %q", c)
 	}
 }
-
-// TestPipelinedUpstream: with upstream_pipeline_conns, concurrent hits
-// share connections and each still reaches the upstream as decided.
-func TestPipelinedUpstream(t *testing.T) {
-	g := newGateway(t, "limits: {upstream_pipeline_conns: 2}")
-	var wg sync.WaitGroup
-	for i := range 40 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			body := fmt.Sprintf("en=e%03d&uid=u%03d\r\n", i, i)
-			req := fmt.Sprintf("POST /g/collect?v=2&tid=G-1&_p=%d&gcs=G100&mark=m%03d HTTP/1.1\r\nHost: m\r\nCF-IPCountry: DE\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", i, i, len(body), body)
-			if resp, err := g.tryRaw(fromProxy, req); err != nil || resp.Status != 204 {
-				t.Errorf("%v %v", err, resp)
-			}
-		}()
-	}
-	wg.Wait()
-	got := g.up.requests()
-	if len(got) != 40 {
-		t.Fatalf("%d upstream requests", len(got))
-	}
-	for _, r := range got {
-		mark := query(t, r.URI).Get("mark")[1:]
-		if want := "en=e" + mark + "\r\n"; r.Body != want || r.Host != "region1.google-analytics.com" {
-			t.Errorf("request m%s: %s %q, want %q", mark, r.Host, r.Body, want)
-		}
-	}
-}

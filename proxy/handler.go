@@ -435,7 +435,7 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	upStart := time.Now()
-	err := p.up.doHit(&p.out.req, &ctx.Response, cfg.Timeouts.Upstream)
+	err := p.up.client.DoTimeout(&p.out.req, &ctx.Response, cfg.Timeouts.Upstream)
 	upLatency := time.Since(upStart)
 	if err != nil {
 		status := fasthttp.StatusBadGateway

@@ -13,23 +13,11 @@ import (
 	"github.com/consentgate/consentgate/config"
 )
 
-// upstream is one upstream host: its clients and how to address it.
+// upstream is one upstream host: its client and how to address it.
 type upstream struct {
-	client *fasthttp.HostClient // scripts, and hits unless pipelined
-	// pipe, when upstream_pipeline_conns is set, carries hits: requests
-	// from concurrent visitors share a few connections and leave in one
-	// write, which saves system calls under load.
-	pipe   *fasthttp.PipelineClient
+	client *fasthttp.HostClient
 	scheme string // "https" or "http"
 	host   string // Host header value ("region1.google-analytics.com")
-}
-
-// doHit sends one hit upstream.
-func (u upstream) doHit(req *fasthttp.Request, resp *fasthttp.Response, timeout time.Duration) error {
-	if u.pipe != nil {
-		return u.pipe.DoTimeout(req, resp, timeout)
-	}
-	return u.client.DoTimeout(req, resp, timeout)
 }
 
 // clients hands out one HostClient per scheme and host:port, created on
@@ -37,10 +25,9 @@ func (u upstream) doHit(req *fasthttp.Request, resp *fasthttp.Response, timeout 
 // connections. The set of hosts is bounded by the route table plus the
 // configured upstream.
 type clients struct {
-	mu    sync.Mutex
-	m     map[string]*fasthttp.HostClient
-	pipes map[string]*fasthttp.PipelineClient
-	dial  fasthttp.DialFunc
+	mu   sync.Mutex
+	m    map[string]*fasthttp.HostClient
+	dial fasthttp.DialFunc
 }
 
 func newClients(dial fasthttp.DialFunc) *clients {
@@ -48,7 +35,7 @@ func newClients(dial fasthttp.DialFunc) *clients {
 		d := &fasthttp.TCPDialer{Concurrency: 1000, DNSCacheDuration: time.Minute}
 		dial = d.Dial
 	}
-	return &clients{m: map[string]*fasthttp.HostClient{}, pipes: map[string]*fasthttp.PipelineClient{}, dial: dial}
+	return &clients{m: map[string]*fasthttp.HostClient{}, dial: dial}
 }
 
 // get returns the upstream for scheme and host ("host" or "host:port").
@@ -95,39 +82,8 @@ func (cs *clients) get(scheme, host string, c *config.Config) upstream {
 		}
 		cs.m[key] = hc
 	}
-	u := upstream{client: hc, scheme: scheme, host: host}
-	if n := c.Limits.UpstreamPipelineConns; n > 0 {
-		pc := cs.pipes[key]
-		if pc == nil {
-			l, t := c.Limits, c.Timeouts
-			pc = &fasthttp.PipelineClient{
-				Addr:                     addr,
-				IsTLS:                    scheme == "https",
-				TLSConfig:                hc.TLSConfig,
-				Dial:                     cs.dial,
-				MaxConns:                 n,
-				MaxPendingRequests:       l.MaxConnsPerUpstream,
-				MaxIdleConnDuration:      t.UpstreamIdle,
-				ReadTimeout:              t.Upstream,
-				WriteTimeout:             t.Upstream,
-				ReadBufferSize:           32 << 10,
-				MaxResponseBodySize:      l.MaxResponseBytes,
-				DisablePathNormalizing:   true,
-				NoDefaultUserAgentHeader: true,
-				Logger:                   quietLogger{},
-			}
-			cs.pipes[key] = pc
-		}
-		u.pipe = pc
-	}
-	return u
+	return upstream{client: hc, scheme: scheme, host: host}
 }
-
-// quietLogger drops the pipeline client's own logging: its errors are
-// returned to the handler, which counts and logs them.
-type quietLogger struct{}
-
-func (quietLogger) Printf(string, ...any) {}
 
 // closeIdle closes idle upstream connections (at shutdown).
 func (cs *clients) closeIdle() {
