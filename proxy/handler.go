@@ -101,7 +101,7 @@ func (h *Handler) MarkReady(ready bool) { h.ready.Store(ready) }
 type outbound struct {
 	req    fasthttp.Request
 	work   consentmode.Work
-	uri    []byte
+	uri    []byte // scratch: the script cache key
 	cookie []byte // the client's Cookie header, rebuilt without allocating
 	path   []byte // scratch for a Floodlight path
 	dry    []byte // the Cookie header of a dry run
@@ -220,46 +220,41 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 	out.Reset()
 	out.Header.SetMethodBytes(req.Header.Method())
 
-	// The URI: scheme and host of the upstream, the path prefix kept in
-	// tag-gateway style, the rewritten matrix and query.
-	u := append(o.uri[:0], p.up.scheme...)
-	u = append(u, "://"...)
-	u = append(u, p.up.host...)
-	if cfg.Upstream != nil {
-		u = append(u, cfg.PathPrefix...)
-	}
+	// The URI, set part by part (no string to parse again): scheme and host
+	// of the upstream, the path prefix kept in tag-gateway style, the
+	// rewritten matrix and query.
 	enforce := cfg.Enforce && d.Action != consentmode.ActionBlock
-	if route.HasMatrix() {
-		m := matrix
-		if enforce {
-			m = w.Matrix
-		}
-		u = append(route.AppendPath(u, routePath, m), '?')
-	} else {
-		u = append(u, routePath...)
+	upPath := o.path[:0]
+	if cfg.Upstream != nil {
+		upPath = append(upPath, cfg.PathPrefix...)
 	}
 	q := in.Query
 	if enforce {
 		q = w.Query
 	}
-	if len(q) > 0 {
-		if !route.HasMatrix() {
-			u = append(u, '?')
+	if route.HasMatrix() {
+		m := matrix
+		if enforce {
+			m = w.Matrix
 		}
-		u = append(u, q...)
+		upPath = route.AppendPath(upPath, routePath, m)
+		if len(q) == 0 {
+			// Floodlight ends its matrix with '?'. fasthttp drops an
+			// empty query, so the '?' goes into the path.
+			upPath = append(upPath, '?')
+		}
+	} else {
+		upPath = append(upPath, routePath...)
 	}
-	o.uri = u
-	out.SetRequestURIBytes(u)
+	o.path = upPath
+	uri := out.URI()
 	// Sent as given, as the upstream client does (DisablePathNormalizing);
 	// explain prints it the same way.
-	out.URI().DisablePathNormalizing = true
-	if route.HasMatrix() && len(q) == 0 {
-		// Floodlight ends its matrix with '?'. fasthttp drops an empty
-		// query, so the '?' goes into the path.
-		uri := out.URI()
-		o.path = append(append(o.path[:0], uri.PathOriginal()...), '?')
-		uri.SetPathBytes(o.path)
-	}
+	uri.DisablePathNormalizing = true
+	uri.SetScheme(p.up.scheme)
+	uri.SetHost(p.up.host)
+	uri.SetPathBytes(upPath)
+	uri.SetQueryStringBytes(q)
 
 	copyHeaders(&out.Header, &req.Header, cfg.GeoHeaders, &d.Removed)
 	cookie := w.Cookie
