@@ -363,15 +363,6 @@ func cutPrefixPath(path []byte, prefix string) ([]byte, bool) {
 	return rest, true
 }
 
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
-}
-
 // ServeHTTP is the public listener's handler.
 func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	start := h.requestTime(ctx)
