@@ -62,18 +62,33 @@ func cookieValue(header []byte, name string) ([]byte, bool) {
 	return nil, false
 }
 
-// cookieValues yields the value of every cookie of the name (a browser
-// sends one per path and domain that matches).
-func cookieValues(header []byte, name string) func(yield func([]byte) bool) {
-	return func(yield func([]byte) bool) {
+// cookiePieces yields each non-empty "name=value" piece of a Cookie
+// header with its name. The slices alias header.
+func cookiePieces(header []byte) func(yield func(piece, name []byte) bool) {
+	return func(yield func(piece, name []byte) bool) {
 		for len(header) > 0 {
 			var piece []byte
 			piece, header, _ = cutByte(header, ';')
 			for len(piece) > 0 && (piece[0] == ' ' || piece[0] == '\t') {
 				piece = piece[1:]
 			}
-			k, v, _ := cutByte(piece, '=')
-			if string(k) == name && !yield(v) {
+			if len(piece) == 0 {
+				continue
+			}
+			name, _, _ := cutByte(piece, '=')
+			if !yield(piece, name) {
+				return
+			}
+		}
+	}
+}
+
+// cookieValues yields the value of every cookie of the name (a browser
+// sends one per path and domain that matches).
+func cookieValues(header []byte, name string) func(yield func([]byte) bool) {
+	return func(yield func([]byte) bool) {
+		for piece, k := range cookiePieces(header) {
+			if string(k) == name && !yield(piece[min(len(k)+1, len(piece)):]) {
 				return
 			}
 		}
@@ -86,37 +101,49 @@ type cmpResult struct {
 	malformed bool
 }
 
-// readCMPCookie evaluates one key/value or JSON mapping against the cookie
-// header. scratch is working space.
-func readCMPCookie(c *CMPCookie, header []byte, scratch *[]byte) cmpResult {
+// readCMPCookie evaluates a mapping against the cookie header: every
+// cookie of the name counts, a denial in any wins. strict is the region's
+// tcf_strict switch (tcf format); scratch is working space.
+func readCMPCookie(c *CMPCookie, header []byte, strict bool, scratch *[]byte) cmpResult {
 	var r cmpResult
 	found := false
 	for raw := range cookieValues(header, c.Name) {
 		found = true
-		one := readCMPValue(c, raw, scratch)
+		one := readCMPValue(c, raw, strict, scratch)
 		for t := range r.deny {
 			r.deny[t] = r.deny[t] || one.deny[t]
 		}
 		r.malformed = r.malformed || one.malformed
 	}
 	if !found && c.Required {
-		for t, k := range c.Keys {
-			r.deny[t] = k != ""
-		}
+		r.deny = c.mapped(strict)
 	}
 	return r
 }
 
+// mapped returns the types a mapping speaks for.
+func (c *CMPCookie) mapped(strict bool) (types [NumTypes]bool) {
+	if c.Format == CMPFormatTCF {
+		return tcfDenyAll(strict)
+	}
+	for t, k := range c.Keys {
+		types[t] = k != ""
+	}
+	return types
+}
+
 // readCMPValue evaluates one cookie value.
-func readCMPValue(c *CMPCookie, raw []byte, scratch *[]byte) cmpResult {
+func readCMPValue(c *CMPCookie, raw []byte, strict bool, scratch *[]byte) cmpResult {
 	var r cmpResult
+	if c.Format == CMPFormatTCF {
+		r.deny, r.malformed = tcfDenials(raw, strict)
+		return r
+	}
 	*scratch, _ = appendUnescape((*scratch)[:0], raw)
 	val := *scratch
 	if c.Format == CMPFormatJSON && !jsonValid(val) {
 		r.malformed = true
-		for t, k := range c.Keys {
-			r.deny[t] = k != ""
-		}
+		r.deny = c.mapped(strict)
 		return r
 	}
 	for t, key := range c.Keys {
@@ -237,22 +264,4 @@ func equalFold(b []byte, s string) bool {
 		}
 	}
 	return true
-}
-
-// readTCFCookie evaluates a TC string cookie with Google's TCF mapping.
-func readTCFCookie(c *CMPCookie, header []byte, strict bool) cmpResult {
-	var r cmpResult
-	found := false
-	for raw := range cookieValues(header, c.Name) {
-		found = true
-		deny, bad := tcfDenials(raw, strict)
-		for t := range r.deny {
-			r.deny[t] = r.deny[t] || deny[t]
-		}
-		r.malformed = r.malformed || bad
-	}
-	if !found && c.Required {
-		r.deny = tcfDenyAll(strict)
-	}
-	return r
 }

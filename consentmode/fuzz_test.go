@@ -153,12 +153,12 @@ func FuzzCMPCookie(f *testing.F) {
 	f.Fuzz(func(t *testing.T, header string) {
 		var scratch []byte
 		for i := range mappings {
-			r := readCMPCookie(&mappings[i], []byte(header), &scratch)
+			r := readCMPCookie(&mappings[i], []byte(header), false, &scratch)
 			if _, present := cookieValue([]byte(header), mappings[i].Name); !present && (r.deny != [NumTypes]bool{} || r.malformed) {
 				t.Errorf("%s absent from %q but denied %v", mappings[i].Name, header, r.deny)
 			}
 		}
-		_ = readTCFCookie(&CMPCookie{Name: "euconsent-v2", Format: CMPFormatTCF}, []byte(header), false)
+		_ = readCMPCookie(&CMPCookie{Name: "euconsent-v2", Format: CMPFormatTCF}, []byte(header), false, &scratch)
 	})
 }
 

@@ -248,7 +248,7 @@ func holdsEmail(b []byte, scratch *[]byte) bool {
 		if s, _ := nextEmail(cur, 0); s >= 0 {
 			return true
 		}
-		if indexByte(cur, '%') < 0 {
+		if bytes.IndexByte(cur, '%') < 0 {
 			return false
 		}
 		start := len(*scratch)
@@ -261,5 +261,3 @@ func holdsEmail(b []byte, scratch *[]byte) bool {
 	}
 	return true // still escaped after four layers: treat as holding one
 }
-
-func indexByte(b []byte, c byte) int { return bytes.IndexByte(b, c) }

@@ -302,29 +302,15 @@ var noCookies = [numFamilies]bool{FamilyMP: true, FamilyScript: true}
 // Google cookies of CookieRules whose owner is granted, and none at all on
 // a cookieless hit.
 func (rw *rewriter) cookies(dst, src []byte) []byte {
-	for len(src) > 0 {
-		var piece []byte
-		piece, src, _ = cutByte(src, ';')
-		for len(piece) > 0 && (piece[0] == ' ' || piece[0] == '\t') {
-			piece = piece[1:]
-		}
-		if len(piece) == 0 {
-			continue
-		}
-		name, _, _ := cutByte(piece, '=')
-		i := cookieRule(name)
-		switch {
+	for piece, name := range cookiePieces(src) {
+		switch i := cookieRule(name); {
 		case i < 0:
 			rw.d.Removed.Add(fieldCookieOther)
-			continue
 		case rw.d.Action == ActionCookieless || !rw.d.Consent.Granted(CookieRules[i].Owner) || noCookies[rw.in.Family]:
 			rw.d.Removed.Add(catalogue.cookieField[i])
-			continue
+		default:
+			dst = appendCookie(dst, piece)
 		}
-		if len(dst) > 0 {
-			dst = append(dst, "; "...)
-		}
-		dst = append(dst, piece...)
 	}
 	return dst
 }

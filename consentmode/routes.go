@@ -1,5 +1,7 @@
 package consentmode
 
+import "bytes"
+
 // Kind refines a family by what the endpoint does.
 type Kind uint8
 
@@ -169,7 +171,7 @@ func (r *Route) HasMatrix() bool { return r.Match == MatchMatrix || r.Match == M
 func (r *Route) SplitPath(path []byte) (head, matrix []byte) {
 	switch r.Match {
 	case MatchMatrix:
-		if i := indexByte(path, ';'); i >= 0 {
+		if i := bytes.IndexByte(path, ';'); i >= 0 {
 			return path[:i], trimQuestion(path[i+1:])
 		}
 	case MatchSegmentMatrix:

@@ -410,22 +410,20 @@ func cookieRule(name []byte) int {
 // AppendGoogleCookies appends the cookies of a Cookie header that are in
 // CookieRules, whatever the consent (the dry run's hygiene).
 func AppendGoogleCookies(dst, header []byte) []byte {
-	for len(header) > 0 {
-		var piece []byte
-		piece, header, _ = cutByte(header, ';')
-		for len(piece) > 0 && (piece[0] == ' ' || piece[0] == '\t') {
-			piece = piece[1:]
+	for piece, name := range cookiePieces(header) {
+		if cookieRule(name) >= 0 {
+			dst = appendCookie(dst, piece)
 		}
-		name, _, _ := cutByte(piece, '=')
-		if len(piece) == 0 || cookieRule(name) < 0 {
-			continue
-		}
-		if len(dst) > 0 {
-			dst = append(dst, "; "...)
-		}
-		dst = append(dst, piece...)
 	}
 	return dst
+}
+
+// appendCookie appends one "name=value" piece to a Cookie header value.
+func appendCookie(dst, piece []byte) []byte {
+	if len(dst) > 0 {
+		dst = append(dst, "; "...)
+	}
+	return append(dst, piece...)
 }
 
 // CookieAllowed reports whether a cookie set or sent under the given state

@@ -47,12 +47,7 @@ func applySignals(d *Decision, h *hit, in *Input, p *Policy, rule *RegionRule, w
 	if rule.Signals.Has(SignalCMPCookie) {
 		for i := range p.CMPCookies {
 			c := &p.CMPCookies[i]
-			var r cmpResult
-			if c.Format == CMPFormatTCF {
-				r = readTCFCookie(c, in.Cookie, rule.TCFStrict)
-			} else {
-				r = readCMPCookie(c, in.Cookie, &w.scratch)
-			}
+			r := readCMPCookie(c, in.Cookie, rule.TCFStrict, &w.scratch)
 			if r.malformed {
 				d.Reasons.Add(ReasonMalformedCMPCookie)
 			}

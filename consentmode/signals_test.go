@@ -191,7 +191,7 @@ func TestCMPCookieMappings(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var scratch []byte
-			r := readCMPCookie(&tt.mapping, []byte(tt.cookie), &scratch)
+			r := readCMPCookie(&tt.mapping, []byte(tt.cookie), false, &scratch)
 			if r.deny != tt.deny || r.malformed != tt.bad {
 				t.Errorf("readCMPCookie = %v malformed=%v, want %v %v", r.deny, r.malformed, tt.deny, tt.bad)
 			}
