@@ -92,6 +92,8 @@ type Log struct {
 	DecisionOutput string
 	// SampleForward is the share (0..1) of forward decisions logged.
 	SampleForward float64
+	// Kafka streams the same records to a Kafka topic (nil: off).
+	Kafka *Kafka
 }
 
 // Cache configures the script cache.
@@ -149,8 +151,9 @@ type file struct {
 		Level     string `mapstructure:"level"`
 		Format    string `mapstructure:"format"`
 		Decisions struct {
-			Output        string  `mapstructure:"output"`
-			SampleForward float64 `mapstructure:"sample_forward"`
+			Output        string    `mapstructure:"output"`
+			SampleForward float64   `mapstructure:"sample_forward"`
+			Kafka         kafkaFile `mapstructure:"kafka"`
 		} `mapstructure:"decisions"`
 	} `mapstructure:"log"`
 	Cache struct {
@@ -447,6 +450,10 @@ func build(f *file, o *options) (*Config, []error) {
 	if c.Log.SampleForward < 0 || c.Log.SampleForward > 1 {
 		bad("log.decisions.sample_forward: %v is not between 0 and 1", c.Log.SampleForward)
 	}
+	var kps []error
+	c.Log.Kafka, kps = buildKafka(&f.Log.Decisions.Kafka)
+	ps = append(ps, kps...)
+	c.Warnings = append(c.Warnings, kafkaWarnings(c.Log.Kafka)...)
 
 	k := f.Cache
 	c.Cache = Cache{k.MaxBytes, k.MinTTL, k.MaxTTL, k.StaleFor, k.BrowserMaxAge}
@@ -699,6 +706,7 @@ func warnings(c *Config, f *file) []string {
 func policyVersion(f *file) string {
 	g := *f
 	g.Cookieless.Secret = ""
+	g.Log.Decisions.Kafka.SASL.Password = ""
 	h := sha256.New()
 	fmt.Fprintf(h, "%+v\n", g)
 	for _, r := range consentmode.ParamRules {

@@ -184,3 +184,70 @@ func TestSampleConfigsLoad(t *testing.T) {
 		}
 	}
 }
+
+func TestKafkaOffByDefault(t *testing.T) {
+	c, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Log.Kafka != nil {
+		t.Errorf("Log.Kafka = %+v, want nil without brokers", c.Log.Kafka)
+	}
+}
+
+func TestKafkaSettings(t *testing.T) {
+	t.Setenv("CONSENTGATE_LOG_DECISIONS_KAFKA_BROKERS", "k1:9092,k2:9093")
+	t.Setenv("CONSENTGATE_LOG_DECISIONS_KAFKA_SASL_PASSWORD", "s3cret-from-env")
+	c, err := Load(writeConfig(t, `
+log:
+  decisions:
+    kafka:
+      topic: audit.consent-decisions
+      compression: lz4
+      tls: {enabled: true}
+      sasl: {mechanism: scram-sha-512, username: gate}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := c.Log.Kafka
+	if k == nil || len(k.Brokers) != 2 || k.Brokers[1] != "k2:9093" || k.Topic != "audit.consent-decisions" || k.Compression != "lz4" ||
+		!k.TLS || k.SASLMechanism != "scram-sha-512" || k.SASLUsername != "gate" || k.SASLPassword != "s3cret-from-env" ||
+		k.MaxBufferedRecords != 100000 || k.Linger != 50*time.Millisecond || k.DeliveryTimeout != 2*time.Minute {
+		t.Errorf("Log.Kafka = %+v", k)
+	}
+	// The password is a secret: it must not change the policy version.
+	t.Setenv("CONSENTGATE_LOG_DECISIONS_KAFKA_SASL_PASSWORD", "another-secret")
+	c2, err := Load(writeConfig(t, "log:\n  decisions:\n    kafka:\n      topic: audit.consent-decisions\n      compression: lz4\n      tls: {enabled: true}\n      sasl: {mechanism: scram-sha-512, username: gate}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2.PolicyVersion != c.PolicyVersion {
+		t.Errorf("policy version moved with the Kafka password: %s -> %s", c.PolicyVersion, c2.PolicyVersion)
+	}
+}
+
+func TestKafkaProblems(t *testing.T) {
+	_, err := Load(writeConfig(t, `
+log:
+  decisions:
+    kafka:
+      brokers: ["nohostport", "ok:9092"]
+      topic: "bad topic"
+      compression: brotli
+      max_buffered_records: 0
+      delivery_timeout: 0s
+      tls: {ca_file: /x.pem}
+      sasl: {mechanism: kerberos}
+`))
+	var pe *ProblemsError
+	if !errors.As(err, &pe) {
+		t.Fatalf("Load = %v, want problems", err)
+	}
+	for _, want := range []string{`brokers: "nohostport"`, `topic: "bad topic"`, `compression: "brotli"`, "max_buffered_records", "delivery_timeout",
+		"tls.ca_file: set, but tls.enabled is false", `sasl.mechanism: "kerberos"`} {
+		if !strings.Contains(err.Error(), "log.decisions.kafka."+want) {
+			t.Errorf("problems miss %q:\n%v", want, err)
+		}
+	}
+}

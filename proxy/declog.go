@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,7 @@ type DecisionLog struct {
 	buf     *zapcore.BufferedWriteSyncer
 	closeFn func() error
 	metrics *Metrics
+	kafka   *KafkaSink // nil: no Kafka stream
 	seq     atomic.Uint64
 	sampled atomic.Uint64
 	wg      sync.WaitGroup
@@ -47,15 +49,30 @@ type logEntry struct {
 	errKind string
 }
 
+// DecisionLogOption adds to what NewDecisionLog builds.
+type DecisionLogOption func(*DecisionLog)
+
+// WithKafka streams every line to k as well (see KafkaSink). Close
+// closes k.
+func WithKafka(k *KafkaSink) DecisionLogOption {
+	return func(l *DecisionLog) { l.kafka = k }
+}
+
 // NewDecisionLog opens the sink ("stdout", "stderr", "off" or a file
 // path) and starts the writer goroutine. Close stops it. A nil
-// *DecisionLog (output "off") logs nothing.
-func NewDecisionLog(output string, m *Metrics) (*DecisionLog, error) {
+// *DecisionLog (output "off" and no Kafka stream) logs nothing.
+func NewDecisionLog(output string, m *Metrics, opts ...DecisionLogOption) (*DecisionLog, error) {
+	var o DecisionLog
+	for _, opt := range opts {
+		opt(&o)
+	}
 	var ws zapcore.WriteSyncer
 	closeFn := func() error { return nil }
 	switch output {
 	case "off":
-		return nil, nil
+		if o.kafka == nil {
+			return nil, nil
+		}
 	case "stdout":
 		ws = zapcore.Lock(os.Stdout)
 	case "stderr":
@@ -67,22 +84,40 @@ func NewDecisionLog(output string, m *Metrics) (*DecisionLog, error) {
 		}
 		ws, closeFn = f, f.Close
 	}
-	return newDecisionLog(ws, closeFn, m), nil
+	return newDecisionLogSinks(ws, closeFn, m, o.kafka), nil
 }
 
 func newDecisionLog(ws zapcore.WriteSyncer, closeFn func() error, m *Metrics) *DecisionLog {
+	return newDecisionLogSinks(ws, closeFn, m, nil)
+}
+
+// newDecisionLogSinks writes to ws (nil: no file log) and to kafka (nil: no stream).
+func newDecisionLogSinks(ws zapcore.WriteSyncer, closeFn func() error, m *Metrics, kafka *KafkaSink) *DecisionLog {
+	fileLog := ws != nil
+	if !fileLog {
+		ws = zapcore.AddSync(io.Discard)
+	}
 	buf := &zapcore.BufferedWriteSyncer{WS: ws, Size: 256 << 10, FlushInterval: time.Second}
 	// No time or message keys of zap's own: each line carries the hit's
 	// time as "ts" and nothing else but decision fields.
 	enc := zapcore.NewJSONEncoder(zapcore.EncoderConfig{
 		EncodeTime: zapcore.RFC3339NanoTimeEncoder, EncodeDuration: zapcore.MillisDurationEncoder, LineEnding: zapcore.DefaultLineEnding,
 	})
+	var cores []zapcore.Core
+	if fileLog {
+		cores = append(cores, zapcore.NewCore(enc, buf, zapcore.InfoLevel))
+	}
+	if kafka != nil {
+		// The same encoder settings, so the stream carries the file's records byte for byte.
+		cores = append(cores, zapcore.NewCore(enc.Clone(), kafka, zapcore.InfoLevel))
+	}
 	l := &DecisionLog{
 		ch:      make(chan logEntry, 8192),
-		log:     zap.New(zapcore.NewCore(enc, buf, zapcore.InfoLevel)),
+		log:     zap.New(zapcore.NewTee(cores...)),
 		buf:     buf,
 		closeFn: closeFn,
 		metrics: m,
+		kafka:   kafka,
 	}
 	l.wg.Add(1)
 	go l.run()
@@ -113,6 +148,9 @@ func (l *DecisionLog) Close() error {
 	err := l.buf.Stop()
 	if cerr := l.closeFn(); err == nil {
 		err = cerr
+	}
+	if kerr := l.kafka.Close(); err == nil {
+		err = kerr
 	}
 	return err
 }

@@ -81,7 +81,16 @@ func cmdServe(args []string, stderr io.Writer) error {
 	metrics.ExposeMetadata(true)
 	m := proxy.NewMetrics(version)
 	m.SetEnforcing(cfg.Enforce)
-	dlog, err := proxy.NewDecisionLog(cfg.Log.DecisionOutput, m)
+	var dlogOpts []proxy.DecisionLogOption
+	if cfg.Log.Kafka != nil {
+		ks, err := proxy.NewKafkaSink(cfg.Log.Kafka, m, log)
+		if err != nil {
+			return err
+		}
+		dlogOpts = append(dlogOpts, proxy.WithKafka(ks))
+		log.Info("decision log: streaming to kafka", zap.Strings("brokers", cfg.Log.Kafka.Brokers), zap.String("topic", cfg.Log.Kafka.Topic))
+	}
+	dlog, err := proxy.NewDecisionLog(cfg.Log.DecisionOutput, m, dlogOpts...)
 	if err != nil {
 		return err
 	}
