@@ -33,7 +33,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 
 echo "--- static binary"
 CGO_ENABLED=0 $GO build -trimpath -ldflags "-s -w -X main.version=$VERSION" -o "$work/consentgate" ./cmd/consentgate
-$GO build -o "$work/fakeupstream" ./deploy/test/fakeupstream
+(cd deploy/test && $GO build -o "$work/fakeupstream" ./fakeupstream)
 desc=$(file -b "$work/consentgate")
 echo "$desc"
 case "$desc" in

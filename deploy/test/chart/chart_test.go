@@ -1,11 +1,11 @@
-// Package test renders the consentgate Helm chart with Helm's Go SDK,
+// Package chart renders the consentgate Helm chart with Helm's Go SDK,
 // decodes every manifest strictly into the Kubernetes API types, lints
 // the chart and checks the invariants operators rely on. It is its own Go
 // module so that the gateway's go.mod stays free of Helm and client-go.
 //
-//	go test ./...            # from deploy/helm/test
-//	go test ./... -update    # rewrite deploy/kubernetes/consentgate.yaml
-package test
+//	go test ./chart           # from deploy/test
+//	go test ./chart -update   # rewrite deploy/kubernetes/consentgate.yaml
+package chart
 
 import (
 	"bytes"
@@ -41,7 +41,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the plain manifests under deploy/kubernetes")
 
 const (
-	chartDir     = "../consentgate"
+	chartDir     = "../../helm/consentgate"
 	alertsFile   = "../../prometheus/alerts.yaml"
 	plainOut     = "../../kubernetes/consentgate.yaml"
 	releaseName  = "consentgate"
@@ -512,7 +512,7 @@ func TestPlainManifestsUpToDate(t *testing.T) {
 	fmt.Fprintf(&b, "# consentgate %s: plain Kubernetes manifests for clusters without Helm.\n", c.Metadata.AppVersion)
 	b.WriteString("# Generated from deploy/helm/consentgate with its default values and\n")
 	fmt.Fprintf(&b, "# %s (release %q, namespace %q);\n", strings.TrimSpace(plainValues), releaseName, releaseNS)
-	b.WriteString("# regenerate: cd deploy/helm/test && go test ./... -update. Before applying, create the secret:\n")
+	b.WriteString("# regenerate: cd deploy/test && go test ./chart -update. Before applying, create the secret:\n")
 	b.WriteString("#   kubectl -n web create secret generic consentgate-cookieless \\\n")
 	b.WriteString("#     --from-literal=cookieless-secret=\"$(openssl rand -base64 32)\"\n")
 	b.WriteString(r.raw)
@@ -526,7 +526,7 @@ func TestPlainManifestsUpToDate(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, b.Bytes()) {
-		t.Errorf("%s is out of date: cd deploy/helm/test && go test ./... -update", plainOut)
+		t.Errorf("%s is out of date: cd deploy/test && go test ./chart -update", plainOut)
 	}
 }
 
