@@ -8,7 +8,11 @@ FUZZTIME ?= 30s
 GOLANGCI_LINT_VERSION := v2.15.0
 GOBIN    ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all run build test test-unit test-race bench fuzz lint tidy check-configs tcf-vectors bench-load
+DIST     ?= dist
+# Release versions are semantic versions from git tags: vMAJOR.MINOR.PATCH[-PRERELEASE].
+SEMVER_RE := ^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$$
+
+.PHONY: all run build test test-unit test-race bench fuzz lint tidy check-configs tcf-vectors bench-load test-deploy release
 
 all: lint test
 
@@ -55,6 +59,24 @@ fuzz:
 tcf-vectors:
 	testdata/iab/generate.sh
 	$(GO) test -count=1 -run 'TC|GPP' ./consentmode
+
+## test-deploy: Helm chart, alert rules, systemd unit, container, nginx recipes and
+## make release, each tested as far as the machine allows (installs nginx, promtool,
+## buildah from Debian when missing; needs root). See deploy/test/run.sh.
+test-deploy:
+	deploy/test/run.sh
+
+## release: static linux/amd64 and linux/arm64 binaries and SHA256SUMS in $(DIST)/.
+## VERSION comes from the git tag on HEAD (git tag v0.2.0); it must be semantic.
+release:
+	@echo "$(VERSION)" | grep -Eq '$(SEMVER_RE)' || { echo "release: version $(VERSION) is not vMAJOR.MINOR.PATCH[-pre]: tag HEAD (git tag v0.2.0) or set VERSION"; exit 1; }
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	for arch in amd64 arm64; do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" \
+			-o $(DIST)/consentgate-$(VERSION)-linux-$$arch ./cmd/consentgate || exit 1; \
+	done
+	cd $(DIST) && sha256sum consentgate-$(VERSION)-linux-* > SHA256SUMS
+	@cat $(DIST)/SHA256SUMS
 
 ## bench-load: consentgate vs nginx under wrk on loopback (see docs/benchmarks.md); installs nginx and wrk if missing
 bench-load:

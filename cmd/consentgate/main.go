@@ -15,9 +15,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..." (make
+// build and make release use `git describe --tags`). Without it, the
+// module version Go stamped into the binary is used (v1.2.3 for go
+// install ...@v1.2.3, a pseudo-version for a build in a git checkout).
 var version = "dev"
 
 // errUsage marks a command-line mistake (exit status 2).
@@ -28,6 +32,11 @@ var errUsage = errors.New("usage")
 var errFailed = errors.New("failed")
 
 func main() {
+	if version == "dev" {
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			version = bi.Main.Version
+		}
+	}
 	err := run(os.Args[1:], os.Stdout, os.Stderr)
 	switch {
 	case err == nil:
