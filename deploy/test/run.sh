@@ -6,6 +6,7 @@
 #   systemd     systemd-analyze verify + security score
 #   container   static binary in an empty read-only root as uid 65532; buildah image
 #   nginx       real nginx → gateway → fake upstream, both styles, both geo sources
+#   edge        Cloudflare Worker and CloudFront Function under node --test; GCP files parsed
 #   release     make release: static linux/amd64 + linux/arm64, SHA256SUMS
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,6 +20,7 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v buildah >/dev/null || need+=(buildah)
 command -v file >/dev/null || need+=(file)
 command -v curl >/dev/null || need+=(curl)
+command -v node >/dev/null || need+=(nodejs)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 if [ ${#need[@]} -gt 0 ]; then
@@ -43,6 +45,11 @@ step alerts
 promtool check rules deploy/prometheus/alerts.yaml
 (cd deploy/prometheus && promtool test rules alerts_test.yaml)
 took alerts
+
+step edge
+node --test deploy/edge/cloudflare/worker.test.mjs deploy/edge/cloudfront/viewer-request.test.mjs
+bash -n deploy/edge/gcp/backend-service.sh
+took edge
 
 step systemd
 deploy/test/systemd.sh

@@ -594,3 +594,51 @@ func keys(m map[string][]byte) []string {
 	}
 	return ks
 }
+
+// TestGKEBackendConfig: the GKE recipe sets the header the chart's
+// config trusts, and health-checks readiness.
+func TestGKEBackendConfig(t *testing.T) {
+	b, err := os.ReadFile("../../edge/gcp/gke-backendconfig.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bc struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Metadata   struct {
+			Name string `json:"name"`
+		} `json:"metadata"`
+		Spec struct {
+			CustomRequestHeaders struct {
+				Headers []string `json:"headers"`
+			} `json:"customRequestHeaders"`
+			HealthCheck struct {
+				Type               string `json:"type"`
+				RequestPath        string `json:"requestPath"`
+				Port               int    `json:"port"`
+				CheckIntervalSec   int    `json:"checkIntervalSec"`
+				TimeoutSec         int    `json:"timeoutSec"`
+				HealthyThreshold   int    `json:"healthyThreshold"`
+				UnhealthyThreshold int    `json:"unhealthyThreshold"`
+			} `json:"healthCheck"`
+			ConnectionDraining struct {
+				DrainingTimeoutSec int `json:"drainingTimeoutSec"`
+			} `json:"connectionDraining"`
+		} `json:"spec"`
+	}
+	if err := yaml.UnmarshalStrict(b, &bc); err != nil {
+		t.Fatal(err)
+	}
+	r := mustRender(t, valueSets[0].values)
+	cfg := loadPodConfig(t, r, &r.deployment.Spec.Template.Spec.Containers[0])
+	name, value, _ := strings.Cut(bc.Spec.CustomRequestHeaders.Headers[0], ":")
+	if !slices.Contains(cfg.GeoHeaders, name) || value != "{client_region}" {
+		t.Errorf("BackendConfig sets %s:%s; the chart trusts %v", name, value, cfg.GeoHeaders)
+	}
+	if bc.Spec.HealthCheck.RequestPath != "/readyz" || bc.Spec.HealthCheck.Port != 8080 {
+		t.Errorf("health check %+v, want /readyz on 8080", bc.Spec.HealthCheck)
+	}
+	if bc.Spec.ConnectionDraining.DrainingTimeoutSec <= 5+5 {
+		t.Errorf("connection draining %ds is not longer than preStop + drain (10s)", bc.Spec.ConnectionDraining.DrainingTimeoutSec)
+	}
+}
