@@ -38,7 +38,14 @@ step() { echo; echo "=== $1"; s=$SECONDS; }
 took() { echo "(${1}: $((SECONDS - s)) s)"; }
 
 step chart
-(cd deploy/test && $GO vet ./... && $GO test -count=1 ./...)
+(
+	cd deploy/test
+	$GO mod tidy && git diff --exit-code go.mod go.sum
+	$GO vet ./...
+	lint=$($GO env GOPATH)/bin/golangci-lint
+	if [ -x "$lint" ]; then "$lint" run ./...; fi # installed by make lint
+	$GO test -count=1 ./...
+)
 took chart
 
 step alerts
