@@ -642,3 +642,52 @@ func TestGKEBackendConfig(t *testing.T) {
 		t.Errorf("connection draining %ds is not longer than preStop + drain (10s)", bc.Spec.ConnectionDraining.DrainingTimeoutSec)
 	}
 }
+
+// TestValuesDocumented: every key of values.yaml has a comment above it
+// (or on its line), except the Kubernetes objects and gateway config
+// passed through as they are.
+func TestValuesDocumented(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(chartDir, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	passthrough := map[string]bool{"config": true, "resources": true, "podSecurityContext": true, "securityContext": true}
+	key := regexp.MustCompile(`^( *)([A-Za-z][A-Za-z0-9_]*):`)
+	type level struct {
+		indent int
+		name   string
+	}
+	var stack []level
+	prev := ""
+	for i, line := range strings.Split(string(b), "\n") {
+		trimmed := strings.TrimSpace(line)
+		m := key.FindStringSubmatch(line)
+		if m == nil {
+			if trimmed != "" {
+				prev = trimmed
+			} else {
+				prev = ""
+			}
+			continue
+		}
+		indent := len(m[1])
+		for len(stack) > 0 && stack[len(stack)-1].indent >= indent {
+			stack = stack[:len(stack)-1]
+		}
+		inherited := false
+		for _, l := range stack {
+			inherited = inherited || passthrough[l.name]
+		}
+		stack = append(stack, level{indent, m[2]})
+		if !inherited && !strings.HasPrefix(prev, "#") && !strings.Contains(line, " # ") {
+			t.Errorf("values.yaml:%d: %s has no comment", i+1, strings.Join(func() []string {
+				var p []string
+				for _, l := range stack {
+					p = append(p, l.name)
+				}
+				return p
+			}(), "."))
+		}
+		prev = trimmed
+	}
+}
