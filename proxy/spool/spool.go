@@ -467,6 +467,9 @@ func (r *Reader) Seek(seq uint64) {
 	}
 }
 
+// Position returns the sequence number of the next record Next looks for.
+func (r *Reader) Position() uint64 { return r.from }
+
 // Close releases the reader's file.
 func (r *Reader) Close() {
 	if r.f != nil {
@@ -528,6 +531,10 @@ func (r *Reader) open() (bool, error) {
 		}
 	}
 	var path string
+	if seg == nil && r.from < r.s.next {
+		// No record at or after r.from is left: skip to what comes next.
+		r.from = r.s.next
+	}
 	if seg != nil {
 		path, r.seg = seg.path, seg.first
 		if r.from < seg.first {
