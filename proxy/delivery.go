@@ -74,19 +74,18 @@ type deliveryMetrics struct {
 	dropped   map[string]*metrics.Counter
 }
 
-func newDeliveryMetrics(m *Metrics) *deliveryMetrics {
-	s := m.set
+func newDeliveryMetrics(s *metrics.Set) *deliveryMetrics {
 	dm := &deliveryMetrics{set: s, accepted: make([]*metrics.Counter, len(consentmode.Families())+1),
 		delivered: make([]*metrics.Counter, len(consentmode.Families())+1), retried: map[string]*metrics.Counter{}, dropped: map[string]*metrics.Counter{}}
 	for _, f := range consentmode.Families() {
-		dm.accepted[f] = s.GetOrCreateCounter(fmt.Sprintf(`consentgate_delivery_accepted_total{family=%q}`, f))
-		dm.delivered[f] = s.GetOrCreateCounter(fmt.Sprintf(`consentgate_delivery_delivered_total{family=%q}`, f))
+		dm.accepted[f] = s.NewCounter(fmt.Sprintf(`consentgate_delivery_accepted_total{family=%q}`, f))
+		dm.delivered[f] = s.NewCounter(fmt.Sprintf(`consentgate_delivery_delivered_total{family=%q}`, f))
 	}
 	for _, c := range retryCauses {
-		dm.retried[c] = s.GetOrCreateCounter(fmt.Sprintf(`consentgate_delivery_retried_total{cause=%q}`, c))
+		dm.retried[c] = s.NewCounter(fmt.Sprintf(`consentgate_delivery_retried_total{cause=%q}`, c))
 	}
 	for _, c := range dropCauses {
-		dm.dropped[c] = s.GetOrCreateCounter(fmt.Sprintf(`consentgate_delivery_dropped_total{cause=%q}`, c))
+		dm.dropped[c] = s.NewCounter(fmt.Sprintf(`consentgate_delivery_dropped_total{cause=%q}`, c))
 	}
 	return dm
 }
@@ -106,7 +105,7 @@ func (dm *deliveryMetrics) family(cs []*metrics.Counter, route int) *metrics.Cou
 // are read once, here: changing them needs a restart.
 func (h *Handler) StartDelivery() error {
 	cfg := h.Config()
-	d := &Delivery{cfg: cfg.Delivery, timeout: cfg.Timeouts.Upstream, log: h.log, m: newDeliveryMetrics(h.metrics), pm: h.metrics, now: h.now,
+	d := &Delivery{cfg: cfg.Delivery, timeout: cfg.Timeouts.Upstream, log: h.log, m: h.metrics.delivery, pm: h.metrics, now: h.now,
 		clients: h.clients, base: cfg, lanes: map[string]*lane{}}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	if dir := cfg.Delivery.SpoolDir; dir != "" {
