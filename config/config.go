@@ -134,8 +134,12 @@ type Delivery struct {
 	// QueueSize and QueueBytes bound the memory queue of each upstream.
 	QueueSize  int
 	QueueBytes int64
-	// Workers is the number of upstream connections of each upstream.
+	// Workers is the number of hits of each upstream in flight at once.
 	Workers int
+	// PipelineConns, when positive, pipelines the workers' requests over
+	// this many connections per upstream (writes coalesced); 0 sends one
+	// request per connection at a time.
+	PipelineConns int
 	// Drain is how long shutdown keeps delivering the queue.
 	Drain time.Duration
 	// SpoolDir is the spool directory; "" disables the spool.
@@ -224,6 +228,7 @@ type deliveryFile struct {
 	QueueSize  int           `mapstructure:"queue_size"`
 	QueueBytes int64         `mapstructure:"queue_bytes"`
 	Workers    int           `mapstructure:"workers"`
+	Pipeline   int           `mapstructure:"pipeline_conns"`
 	Drain      time.Duration `mapstructure:"drain"`
 	Spool      struct {
 		Dir          string        `mapstructure:"dir"`
@@ -558,6 +563,10 @@ func buildDelivery(c *Config, f *deliveryFile) []error {
 		}
 	}
 	d.MaxAge, d.QueueSize, d.QueueBytes, d.Workers, d.Drain = f.MaxAge, f.QueueSize, f.QueueBytes, f.Workers, f.Drain
+	d.PipelineConns = f.Pipeline
+	if f.Pipeline < 0 || f.Pipeline > f.Workers {
+		ps = append(ps, fmt.Errorf("delivery.pipeline_conns: %d is not between 0 and delivery.workers (%d)", f.Pipeline, f.Workers))
+	}
 	d.SpoolDir, d.SpoolMaxBytes, d.SpoolSegmentBytes, d.SpoolSync = f.Spool.Dir, f.Spool.MaxBytes, f.Spool.SegmentBytes, f.Spool.SyncInterval
 	positive := func(key string, v int64) {
 		if v <= 0 {

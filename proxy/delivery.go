@@ -160,7 +160,16 @@ func (d *Delivery) lane(up upstream) (*lane, error) {
 	if l := d.lanes[key]; l != nil {
 		return l, nil
 	}
-	l := &lane{d: d, key: key, up: up, ch: make(chan *queued, d.cfg.QueueSize), wake: make(chan struct{}, 1), busy: make([]atomic.Int64, d.cfg.Workers)}
+	l := &lane{d: d, key: key, up: up, do: up.client, ch: make(chan *queued, d.cfg.QueueSize), wake: make(chan struct{}, 1), busy: make([]atomic.Int64, d.cfg.Workers)}
+	if n := d.cfg.PipelineConns; n > 0 {
+		hc := up.client
+		l.do = &fasthttp.PipelineClient{
+			Addr: hc.Addr, IsTLS: hc.IsTLS, TLSConfig: hc.TLSConfig, Dial: hc.Dial, MaxConns: n,
+			MaxPendingRequests: max(d.cfg.Workers/n, 1) * 2, MaxIdleConnDuration: hc.MaxIdleConnDuration,
+			ReadTimeout: d.timeout, WriteTimeout: d.timeout, MaxResponseBodySize: hc.MaxResponseBodySize,
+			ReadBufferSize: 16 << 10, DisablePathNormalizing: true, NoDefaultUserAgentHeader: true, Logger: zapPrintf{d.log},
+		}
+	}
 	if d.cfg.SpoolDir != "" {
 		dir := filepath.Join(d.cfg.SpoolDir, laneDirName(key))
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -282,11 +291,19 @@ func putQueued(q *queued) {
 	queuedPool.Put(q)
 }
 
+// doer sends one request: the upstream's shared HostClient (one request
+// per connection at a time) or a PipelineClient (many per connection,
+// their writes coalesced).
+type doer interface {
+	DoTimeout(req *fasthttp.Request, resp *fasthttp.Response, timeout time.Duration) error
+}
+
 // lane delivers the hits of one upstream.
 type lane struct {
 	d   *Delivery
 	key string
 	up  upstream
+	do  doer
 	ch  chan *queued
 	sp  *spool.Spool // nil without a spool
 
@@ -483,7 +500,7 @@ func (l *lane) deliver(ctx context.Context, q *queued, req *fasthttp.Request, re
 		}
 		start := time.Now()
 		resp.Reset()
-		err := l.up.client.DoTimeout(req, resp, d.timeout)
+		err := l.do.DoTimeout(req, resp, d.timeout)
 		status := resp.StatusCode()
 		fam := consentmode.FamilyGA4
 		if route < len(consentmode.Routes) {

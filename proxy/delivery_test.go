@@ -235,3 +235,26 @@ func waitMetric(t *testing.T, g *gateway, line string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestQueuePipelined: with delivery.pipeline_conns the workers' requests
+// share a few pipelined connections; every hit still arrives once.
+func TestQueuePipelined(t *testing.T) {
+	g := newGateway(t, fmt.Sprintf("delivery: {spool: {dir: %q}, workers: 8, pipeline_conns: 2}\n", t.TempDir()))
+	if err := g.h.StartDelivery(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	for i := range n {
+		if r := g.do(fromProxy, "GET", fmt.Sprintf(queuedHit, i), nil, ""); r.Status != 204 {
+			t.Fatalf("status %d", r.Status)
+		}
+	}
+	got := g.up.wait(t, n)
+	seen := map[string]bool{}
+	for _, r := range got {
+		seen[r.URI] = true
+	}
+	if len(got) != n || len(seen) != n {
+		t.Fatalf("upstream got %d requests, %d distinct, want %d", len(got), len(seen), n)
+	}
+}
