@@ -656,23 +656,34 @@ func (c *circuit) failure(now time.Time, retryAfter time.Duration) {
 	c.open.Store(true)
 }
 
-// registerMetrics adds the lane's gauges (labelled by the configured
-// upstream, never by request data).
-func (l *lane) registerMetrics() {
-	s := l.d.m.set
-	lbl := fmt.Sprintf(`{upstream=%q}`, l.key)
-	s.GetOrCreateGauge(`consentgate_delivery_queue_depth`+lbl, func() float64 { return float64(len(l.ch)) })
-	s.GetOrCreateGauge(`consentgate_delivery_inflight`+lbl, func() float64 { return float64(l.inflight.Load()) })
-	s.GetOrCreateGauge(`consentgate_delivery_oldest_age_seconds`+lbl, l.oldestAge)
-	s.GetOrCreateGauge(`consentgate_delivery_circuit_open`+lbl, func() float64 {
+// laneGauges are the per-upstream gauges, labelled by the configured
+// upstream (never by request data).
+var laneGauges = []struct {
+	name  string
+	spool bool // only with a spool
+	value func(l *lane) float64
+}{
+	{"consentgate_delivery_queue_depth", false, func(l *lane) float64 { return float64(len(l.ch)) }},
+	{"consentgate_delivery_inflight", false, func(l *lane) float64 { return float64(l.inflight.Load()) }},
+	{"consentgate_delivery_oldest_age_seconds", false, (*lane).oldestAge},
+	{"consentgate_delivery_circuit_open", false, func(l *lane) float64 {
 		if l.circuit.open.Load() {
 			return 1
 		}
 		return 0
-	})
-	if l.sp != nil {
-		s.GetOrCreateGauge(`consentgate_delivery_spool_bytes`+lbl, func() float64 { return float64(l.sp.Stats().Bytes) })
-		s.GetOrCreateGauge(`consentgate_delivery_spool_records`+lbl, func() float64 { return float64(l.sp.Stats().Records) })
+	}},
+	{"consentgate_delivery_spool_bytes", true, func(l *lane) float64 { return float64(l.sp.Stats().Bytes) }},
+	{"consentgate_delivery_spool_records", true, func(l *lane) float64 { return float64(l.sp.Stats().Records) }},
+}
+
+// registerMetrics adds the lane's gauges.
+func (l *lane) registerMetrics() {
+	for _, g := range laneGauges {
+		if g.spool && l.sp == nil {
+			continue
+		}
+		value := g.value
+		l.d.m.set.GetOrCreateGauge(fmt.Sprintf("%s{upstream=%q}", g.name, l.key), func() float64 { return value(l) })
 	}
 }
 

@@ -258,3 +258,41 @@ func TestQueuePipelined(t *testing.T) {
 		t.Fatalf("upstream got %d requests, %d distinct, want %d", len(got), len(seen), n)
 	}
 }
+
+// TestReloadKeepsQueue: a config reload (SIGHUP) keeps the queued hits and
+// the lanes; a reload that turns GA4 to sync takes effect for new hits
+// while the queued ones are still delivered.
+func TestReloadKeepsQueue(t *testing.T) {
+	dir := t.TempDir()
+	g := queueGateway(t, dir, "")
+	var fail atomic.Bool
+	fail.Store(true)
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) {
+		if fail.Load() {
+			ctx.SetStatusCode(503)
+			return
+		}
+		ctx.SetStatusCode(204)
+	})
+	for i := range 10 {
+		if r := g.do(fromProxy, "GET", fmt.Sprintf(queuedHit, i), nil, ""); r.Status != 204 {
+			t.Fatalf("status %d", r.Status)
+		}
+	}
+	g.h.SetConfig(loadConfig(t, fmt.Sprintf("delivery: {ga4: sync, spool: {dir: %q}, queue_size: 4, workers: 2}\n", dir)))
+	fail.Store(false)
+	if r := g.do(fromProxy, "GET", fmt.Sprintf(queuedHit, 99), nil, ""); r.Status != 204 {
+		t.Fatalf("sync hit after reload: %d", r.Status)
+	}
+	waitMetric(t, g, `consentgate_delivery_delivered_total{family="ga4"} 10`)
+	seen := map[string]bool{}
+	for _, r := range g.up.requests() {
+		if !strings.Contains(r.URI, "ep.n=") {
+			continue
+		}
+		seen[r.URI[strings.Index(r.URI, "ep.n="):]] = true
+	}
+	if len(seen) != 11 {
+		t.Errorf("upstream saw %d distinct hits, want 10 queued + 1 sync", len(seen))
+	}
+}
