@@ -161,7 +161,7 @@ func (c *delayConn) Close() error {
 }
 
 func (c *delayConn) writer() {
-	defer c.Conn.Close()
+	defer func() { _ = c.Conn.Close() }()
 	for ch := range c.q {
 		if d := time.Until(time.Unix(0, ch.due)); d > 0 {
 			time.Sleep(d)
