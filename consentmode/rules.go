@@ -93,10 +93,10 @@ type Rule struct {
 }
 
 var (
-	famGA4   = setOf(FamilyGA4)
-	famWeb   = setOf(FamilyGA4, FamilyUA)
-	famAds   = setOf(FamilyAds, FamilyFloodlight)
-	famHits  = setOf(FamilyGA4, FamilyAds, FamilyFloodlight, FamilyUA)
+	famGA4  = setOf(FamilyGA4)
+	famWeb  = setOf(FamilyGA4, FamilyUA)
+	famAds  = setOf(FamilyAds, FamilyFloodlight)
+	famHits = setOf(FamilyGA4, FamilyAds, FamilyFloodlight, FamilyUA)
 	// famClick: Google documents ads_data_redaction for Ads and Floodlight
 	// only; GA4 keeps click ids (in dl too) under denied ad_storage.
 	famClick = famAds
