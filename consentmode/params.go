@@ -326,3 +326,21 @@ func holdsEmail(b []byte, scratch *[]byte) bool {
 	}
 	return true // still escaped after four layers: treat as holding one
 }
+
+// RedactEmails appends v to dst with every e-mail address replaced by
+// "[redacted]" and reports whether v held one, at any depth of
+// percent-encoding. An address that plain redaction cannot cut out (it
+// is escaped) takes the whole value with it: dst gets "[redacted]". It is
+// for bytes outside the parameter lists Decide rewrites, such as request
+// headers. v is not kept; the result is valid until the next call with w.
+func (w *Work) RedactEmails(dst, v []byte) ([]byte, bool) {
+	if !holdsEmail(v, &w.scratch2) {
+		return append(dst, v...), false
+	}
+	mark := len(dst)
+	dst, _ = appendRedactEmails(dst, v)
+	if holdsEmail(dst[mark:], &w.scratch2) {
+		dst = append(dst[:mark], redactedText...)
+	}
+	return dst, true
+}
