@@ -173,3 +173,28 @@ func applyTCF(d *Decision, h *hit, strict bool, deny, grant func([NumTypes]bool)
 		}
 	}
 }
+
+// InputRule documents one consent input: where it comes from, the types
+// it speaks for and how it merges. `consentgate rules` prints InputRules;
+// applySignals and mergeClaims implement them.
+type InputRule struct {
+	Input  string `json:"input"`
+	From   string `json:"from"`
+	Types  string `json:"types"`
+	Effect string `json:"effect"`
+}
+
+// InputRules lists the consent inputs in the order they are merged. A
+// denial from any of them wins over every grant; the first denier is the
+// reported source.
+var InputRules = []InputRule{
+	{"gcd", "the hit", "all four", "grants and denies; letter l leaves the type unset; a bad letter denies its type, a short string all four"},
+	{"gcs", "the hit", "ad_storage, analytics_storage", "grants and denies; - leaves the type unset; malformed denies both"},
+	{"npa", "the hit", "ad_personalization", "1 denies"},
+	{"cmp_cookie:<name>", "the site's own CMP cookie", "the types mapped", "deny-only; unknown values deny"},
+	{"tcf", "gdpr + gdpr_consent on the hit", "ad_storage, ad_user_data, ad_personalization (analytics_storage with tcf_strict)",
+		"Google's TCF mapping denies; with gdpr=1 and a string that parses, appears once and gives Google (vendor 755) consent (and disclosure under TCF 2.3), it also grants the types it does not deny where the hit's gcs/gcd left them unset, before the region default; gdpr=1 with no, unavailable, empty, malformed or contradictory strings denies"},
+	{"tcf", "euconsent-v2 cookie, GPP TCF section", "as above", "deny-only"},
+	{"gpc, us_privacy, gpp", "Sec-GPC, us_privacy, gpp/gpp_sid", "ad_personalization (+ ad_user_data with us_opt_out_denies_ad_user_data)", "a US opt-out denies and writes back rdp=1; malformed counts as opted out"},
+	{"region_default:<CC>", "trusted geo header", "every type still unset", "the region's default"},
+}
