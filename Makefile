@@ -51,6 +51,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzFloodlightMatrix$$' -fuzztime=$(FUZZTIME) ./consentmode
 	$(GO) test -run='^$$' -fuzz='^FuzzMayHoldAt$$' -fuzztime=$(FUZZTIME) ./consentmode
 	$(GO) test -run='^$$' -fuzz='^FuzzNormKey$$' -fuzztime=$(FUZZTIME) ./consentmode
+	$(GO) test -run='^$$' -fuzz='^FuzzRedactEmails$$' -fuzztime=$(FUZZTIME) ./consentmode
 
 ## test-browser: Debian's Chromium (installed if missing) with a real consent banner and GA4 clients through the binary (testdata/browser)
 test-browser:

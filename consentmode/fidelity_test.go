@@ -313,3 +313,23 @@ func TestClientIDTag(t *testing.T) {
 		t.Errorf("ephemeral mode kept the tag's cid: %s", w.Query)
 	}
 }
+
+// FuzzRedactEmails: what RedactEmails returns never holds an address, and
+// a value without one comes back unchanged.
+func FuzzRedactEmails(f *testing.F) {
+	f.Add("Mozilla/5.0 (jo@example.com)")
+	f.Add(`de, "john doe"@example.com`)
+	f.Add("jo%2540xn--mnchen-3ya.de")
+	f.Add("x@[IPv6:2001:db8::1] y")
+	f.Fuzz(func(t *testing.T, v string) {
+		var w Work
+		var scratch []byte
+		out, found := w.RedactEmails(nil, []byte(v))
+		if holdsEmail(out, &scratch) {
+			t.Fatalf("RedactEmails(%q) = %q still holds an address", v, out)
+		}
+		if !found && string(out) != v {
+			t.Fatalf("RedactEmails(%q) changed a value without an address: %q", v, out)
+		}
+	})
+}
