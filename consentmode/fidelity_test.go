@@ -333,3 +333,21 @@ func FuzzRedactEmails(f *testing.F) {
 		}
 	})
 }
+
+// TestGCDAddedOnce: a gcd elsewhere in the hit (batch lines) is rewritten
+// where it stands; the gateway adds one only to a hit that has none.
+func TestGCDAddedOnce(t *testing.T) {
+	in := ga4("v=2&tid=G-1&_p=1&cid=1.2")
+	in.Body = []byte("en=page_view&gcd=13r3r3r2r5l1\nen=scroll&gcd=13r3r3r2r5l1")
+	in.Region = MustRegion("US")
+	in.GPC = true
+	_, w := decide(in, testPolicy())
+	if strings.Contains(string(w.Query), "gcd=") || strings.Count(string(w.Body), "gcd=13r3r3r2q5l1") != 2 {
+		t.Errorf("query %s body %q", w.Query, w.Body)
+	}
+	in.Body = []byte("en=page_view\nen=scroll")
+	_, w = decide(in, testPolicy())
+	if !strings.Contains(string(w.Query), "gcd=13n3n3n2m5l1") {
+		t.Errorf("no gcd added to %s", w.Query)
+	}
+}

@@ -275,7 +275,9 @@ func (rw *rewriter) addWriteBack(dst []byte, sep byte) []byte {
 		dst = add(dst, "gcs=")
 		dst = AppendGCS(dst, st.Value[AdStorage], st.Value[AnalyticsStorage])
 	}
-	if !rw.seenGCD && anyEnforced(rw.d) {
+	// h.seenGCD: a gcd anywhere in the hit (a batch line, Floodlight's
+	// query after its matrix) is rewritten where it stands; none is added.
+	if !rw.seenGCD && !rw.h.seenGCD && anyEnforced(rw.d) {
 		dst = add(dst, "gcd=")
 		dst = appendGCDState(dst, st)
 	}
