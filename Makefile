@@ -12,7 +12,7 @@ DIST     ?= dist
 # Release versions are semantic versions from git tags: vMAJOR.MINOR.PATCH[-PRERELEASE].
 SEMVER_RE := ^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$$
 
-.PHONY: all run build test test-unit test-race bench fuzz lint tidy check-configs tcf-vectors bench-load test-deploy release
+.PHONY: all run build test test-unit test-race bench fuzz lint tidy check-configs tcf-vectors bench-load test-browser test-deploy release
 
 all: lint test
 
@@ -54,6 +54,14 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzCMPCookie$$' -fuzztime=$(FUZZTIME) ./consentmode
 	$(GO) test -run='^$$' -fuzz='^FuzzFloodlightMatrix$$' -fuzztime=$(FUZZTIME) ./consentmode
 	$(GO) test -run='^$$' -fuzz='^FuzzMayHoldAt$$' -fuzztime=$(FUZZTIME) ./consentmode
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeFrame$$' -fuzztime=$(FUZZTIME) ./proxy/spool
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodePayload$$' -fuzztime=$(FUZZTIME) ./proxy
+	$(GO) test -run='^$$' -fuzz='^FuzzNormKey$$' -fuzztime=$(FUZZTIME) ./consentmode
+	$(GO) test -run='^$$' -fuzz='^FuzzRedactEmails$$' -fuzztime=$(FUZZTIME) ./consentmode
+
+## test-browser: Debian's Chromium (installed if missing) with a real consent banner and GA4 clients through the binary (testdata/browser)
+test-browser:
+	testdata/browser/run.sh
 
 ## tcf-vectors: regenerate the IAB TCF and GPP reference vectors with the IAB's npm libraries (needs node and npm)
 tcf-vectors:
