@@ -97,7 +97,12 @@ run_readonly() {
 	# Its root is read-only; the spool volume is not.
 	awk '$5 == "/" {print $6}' "/proc/$pid/mountinfo" | grep -q '^ro' || fail "root is not read-only: $(awk '$5 == "/"' "/proc/$pid/mountinfo")"
 	awk '$5 == "/var/lib/consentgate" {print $6}' "/proc/$pid/mountinfo" | grep -q '^rw' || fail "spool volume is not writable"
-	echo "runs as 65532:65532, root read-only, /var/lib/consentgate writable"
+	if printf '%s\n' "${image_env[@]}" | grep -q '^CONSENTGATE_DELIVERY_SPOOL_DIR='; then
+		[ -n "$(ls -A "$spool/spool" 2>/dev/null)" ] || fail "the gateway wrote nothing into the spool volume: $(ls -laR "$spool")"
+		echo "runs as 65532:65532, root read-only, spool written to the volume: $(cd "$spool/spool" && ls | tr '\n' ' ')"
+	else
+		echo "runs as 65532:65532, root read-only, /var/lib/consentgate writable"
+	fi
 
 	# A denied hit from Germany: a cookieless ping leaves, without the client id.
 	code=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Forwarded-CountryRegion: DE' -H 'User-Agent: Mozilla/5.0' \

@@ -65,6 +65,7 @@ start_gateway() {
 		CONSENTGATE_LISTEN="127.0.0.1:$port" CONSENTGATE_ADMIN_LISTEN="127.0.0.1:$adm" \
 		CONSENTGATE_UPSTREAM="http://127.0.0.1:$UP" CONSENTGATE_TAGS=G-EDGE1 \
 		CONSENTGATE_COOKIELESS_SECRET=nginx-test-secret-0123456789 CONSENTGATE_TIMEOUTS_DRAIN=0s \
+		CONSENTGATE_DELIVERY_SPOOL_DIR="$t/spool-$name" \
 		CONSENTGATE_CORS_ALLOWED_ORIGINS=https://shop.example \
 		CONSENTGATE_LOG_DECISIONS_OUTPUT="$t/decisions-$name.jsonl" CONSENTGATE_LOG_FORMAT=json \
 		"$t/consentgate" serve --config "$t/config-$name.yaml" 2>"$t/gw-$name.log" &

@@ -310,9 +310,12 @@ func TestChartInvariants(t *testing.T) {
 			if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil || c.Lifecycle.PreStop.Sleep.Seconds <= 0 {
 				t.Fatalf("no preStop sleep: %+v", c.Lifecycle)
 			}
-			need := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds)*time.Second + cfg.Timeouts.Drain + cfg.Timeouts.Shutdown
+			need := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds)*time.Second + cfg.Timeouts.Drain + cfg.Timeouts.Shutdown + cfg.Delivery.Drain
 			if grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second; grace <= need {
-				t.Errorf("terminationGracePeriodSeconds %s <= preStop + drain + shutdown %s", grace, need)
+				t.Errorf("terminationGracePeriodSeconds %s <= preStop + drain + shutdown + delivery drain %s", grace, need)
+			}
+			if cfg.Delivery.SpoolDir != spoolDirPath {
+				t.Errorf("delivery spool dir %q, want %s (on the data volume)", cfg.Delivery.SpoolDir, spoolDirPath)
 			}
 			if cfg.Listen != ":"+strconv.Itoa(int(c.Ports[0].ContainerPort)) || c.Ports[0].Name != "http" {
 				t.Errorf("listen %s does not match container port %+v", cfg.Listen, c.Ports[0])
@@ -434,7 +437,8 @@ func TestChartRefusesUnsafeValues(t *testing.T) {
 		{"no secret", "{}", "cookieless.secret or cookieless.existingSecret is required"},
 		{"short secret", "cookieless: {secret: short}", "at least 16 bytes"},
 		{"secret in the ConfigMap", "cookieless: {secret: " + testSecret + "}\nconfig: {cookieless: {secret: " + testSecret + "}}", "must not be set"},
-		{"grace period too short", "cookieless: {secret: " + testSecret + "}\nterminationGracePeriodSeconds: 30", "must exceed"},
+		{"grace period too short", "cookieless: {secret: " + testSecret + "}\nterminationGracePeriodSeconds: 35", "must exceed"},
+		{"delivery drain in config", "cookieless: {secret: " + testSecret + "}\nconfig: {delivery: {drain: 1m}}", "deliveryDrainSeconds"},
 		{"drain in config", "cookieless: {secret: " + testSecret + "}\nconfig: {timeouts: {drain: 1s}}", "set drainSeconds"},
 		{"unknown reload", "cookieless: {secret: " + testSecret + "}\nconfigReload: sometimes", "inPlace or rollout"},
 	}
@@ -552,9 +556,6 @@ func loadPodConfig(t *testing.T, r *rendered, c *corev1.Container) *config.Confi
 		switch {
 		case e.Name == envSecret:
 			t.Setenv(e.Name, testSecret)
-		case e.Name == envSpool && !bytes.Contains(config.DefaultYAML(), []byte("spool:")):
-			// This gateway build has no delivery spool yet: the key
-			// would be unknown. The env var is checked above.
 		case e.ValueFrom == nil:
 			t.Setenv(e.Name, e.Value)
 		}

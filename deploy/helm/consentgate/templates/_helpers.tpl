@@ -58,9 +58,12 @@ app.kubernetes.io/part-of: consentgate
 {{- fail "config.cookieless.secret must not be set: it would land in a ConfigMap; use cookieless.secret or cookieless.existingSecret" -}}
 {{- end -}}
 {{- $timeouts := get $cfg "timeouts" | default dict -}}
-{{- if or (hasKey $timeouts "drain") (hasKey $timeouts "shutdown") -}}
-{{- fail "set drainSeconds and shutdownSeconds, not config.timeouts.drain/shutdown: the chart derives the termination grace period from them" -}}
+{{- $delivery := get $cfg "delivery" | default dict -}}
+{{- if or (hasKey $timeouts "drain") (hasKey $timeouts "shutdown") (hasKey $delivery "drain") -}}
+{{- fail "set drainSeconds, shutdownSeconds and deliveryDrainSeconds, not config.timeouts.drain/shutdown or config.delivery.drain: the chart derives the termination grace period from them" -}}
 {{- end -}}
+{{- $_ := set $delivery "drain" (printf "%ds" (int .Values.deliveryDrainSeconds)) -}}
+{{- $_ := set $cfg "delivery" $delivery -}}
 {{- $_ := set $timeouts "drain" (printf "%ds" (int .Values.drainSeconds)) -}}
 {{- $_ := set $timeouts "shutdown" (printf "%ds" (int .Values.shutdownSeconds)) -}}
 {{- $_ := set $cfg "timeouts" $timeouts -}}
@@ -69,14 +72,14 @@ app.kubernetes.io/part-of: consentgate
 {{- toYaml $cfg -}}
 {{- end -}}
 
-{{/* Termination grace period: longer than preStop + drain + shutdown. */}}
+{{/* Termination grace period: longer than preStop + drain + shutdown + delivery drain. */}}
 {{- define "consentgate.gracePeriod" -}}
-{{- $need := add (int .Values.preStopSleepSeconds) (int .Values.drainSeconds) (int .Values.shutdownSeconds) -}}
+{{- $need := add (int .Values.preStopSleepSeconds) (int .Values.drainSeconds) (int .Values.shutdownSeconds) (int .Values.deliveryDrainSeconds) -}}
 {{- $grace := int .Values.terminationGracePeriodSeconds -}}
 {{- if eq $grace 0 -}}
 {{- add $need 10 -}}
 {{- else if le $grace $need -}}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + drainSeconds + shutdownSeconds (%d): the kubelet would kill in-flight requests" $grace $need) -}}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + drainSeconds + shutdownSeconds + deliveryDrainSeconds (%d): the kubelet would kill in-flight requests and queued deliveries" $grace $need) -}}
 {{- else -}}
 {{- $grace -}}
 {{- end -}}
