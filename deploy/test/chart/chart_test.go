@@ -240,7 +240,7 @@ shutdownSeconds: 30
 `, "StatefulSet"},
 	{"monitoring and admin token", `
 cookieless: {secret: ` + testSecret + `}
-admin: {tokenSecret: {name: cg-admin, key: token}}
+admin: {expose: true, tokenSecret: {name: cg-admin, key: token}}
 metrics:
   serviceMonitor: {enabled: true, labels: {release: prom}}
   prometheusRule: {enabled: true}
@@ -320,8 +320,17 @@ func TestChartInvariants(t *testing.T) {
 			if cfg.Listen != ":"+strconv.Itoa(int(c.Ports[0].ContainerPort)) || c.Ports[0].Name != "http" {
 				t.Errorf("listen %s does not match container port %+v", cfg.Listen, c.Ports[0])
 			}
-			if cfg.AdminListen != ":"+strconv.Itoa(int(c.Ports[1].ContainerPort)) || c.Ports[1].Name != "admin" {
-				t.Errorf("admin_listen %s does not match container port %+v", cfg.AdminListen, c.Ports[1])
+			// The admin listener leaves loopback only when exposed on purpose.
+			adm := r.services[releaseName+"-admin"]
+			adminHost := "127.0.0.1"
+			if adm != nil {
+				adminHost = ""
+			}
+			if cfg.AdminListen != adminHost+":"+strconv.Itoa(int(c.Ports[1].ContainerPort)) || c.Ports[1].Name != "admin" {
+				t.Errorf("admin_listen %s does not match container port %+v (admin Service: %v)", cfg.AdminListen, c.Ports[1], adm != nil)
+			}
+			if (adm != nil) != strings.Contains(tt.values, "expose: true") {
+				t.Errorf("admin Service rendered: %v; want it exactly when admin.expose", adm != nil)
 			}
 
 			// Requests for the HPA and the scheduler; a memory limit.
@@ -372,8 +381,7 @@ func TestChartInvariants(t *testing.T) {
 			if pub == nil || !subset(pub.Spec.Selector, tmpl.Labels) || pub.Spec.Ports[0].TargetPort.String() != "http" {
 				t.Errorf("public Service %+v does not route to the pods' http port", pub)
 			}
-			adm := r.services[releaseName+"-admin"]
-			if adm == nil || adm.Spec.Type != corev1.ServiceTypeClusterIP || adm.Spec.Ports[0].TargetPort.String() != "admin" {
+			if adm != nil && (adm.Spec.Type != corev1.ServiceTypeClusterIP || adm.Spec.Ports[0].TargetPort.String() != "admin") {
 				t.Errorf("admin Service %+v: want ClusterIP to the admin port", adm)
 			}
 			if r.hpa != nil {
@@ -440,6 +448,7 @@ func TestChartRefusesUnsafeValues(t *testing.T) {
 		{"grace period too short", "cookieless: {secret: " + testSecret + "}\nterminationGracePeriodSeconds: 35", "must exceed"},
 		{"delivery drain in config", "cookieless: {secret: " + testSecret + "}\nconfig: {delivery: {drain: 1m}}", "deliveryDrainSeconds"},
 		{"drain in config", "cookieless: {secret: " + testSecret + "}\nconfig: {timeouts: {drain: 1s}}", "set drainSeconds"},
+		{"ServiceMonitor without an exposed admin listener", "cookieless: {secret: " + testSecret + "}\nmetrics: {serviceMonitor: {enabled: true}}", "needs admin.expose"},
 		{"unknown reload", "cookieless: {secret: " + testSecret + "}\nconfigReload: sometimes", "inPlace or rollout"},
 	}
 	for _, tt := range tests {

@@ -68,7 +68,11 @@ app.kubernetes.io/part-of: consentgate
 {{- $_ := set $timeouts "shutdown" (printf "%ds" (int .Values.shutdownSeconds)) -}}
 {{- $_ := set $cfg "timeouts" $timeouts -}}
 {{- $_ := set $cfg "listen" (printf ":%d" (int .Values.service.targetPort)) -}}
+{{- if .Values.admin.expose -}}
 {{- $_ := set $cfg "admin_listen" (printf ":%d" (int .Values.service.adminPort)) -}}
+{{- else -}}
+{{- $_ := set $cfg "admin_listen" (printf "127.0.0.1:%d" (int .Values.service.adminPort)) -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
