@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,14 +69,21 @@ type rendered struct {
 	raw         string // every manifest, in file order
 }
 
-func loadChart(t *testing.T) *chart.Chart {
-	t.Helper()
-	c, err := loader.Load(chartDir)
-	if err != nil {
-		t.Fatal(err)
+// loadChart loads the chart once (Helm logs a note for the alerts link on
+// every load).
+var loadChart = func() func(t *testing.T) *chart.Chart {
+	var once sync.Once
+	var c *chart.Chart
+	var err error
+	return func(t *testing.T) *chart.Chart {
+		t.Helper()
+		once.Do(func() { c, err = loader.Load(chartDir) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
 	}
-	return c
-}
+}()
 
 // render renders the chart with vals (YAML) like `helm template` does.
 func render(t *testing.T, vals string) (*rendered, error) {
@@ -449,7 +457,7 @@ func TestChartRefusesUnsafeValues(t *testing.T) {
 		{"delivery drain in config", "cookieless: {secret: " + testSecret + "}\nconfig: {delivery: {drain: 1m}}", "deliveryDrainSeconds"},
 		{"drain in config", "cookieless: {secret: " + testSecret + "}\nconfig: {timeouts: {drain: 1s}}", "set drainSeconds"},
 		{"ServiceMonitor without an exposed admin listener", "cookieless: {secret: " + testSecret + "}\nmetrics: {serviceMonitor: {enabled: true}}", "needs admin.expose"},
-		{"unknown reload", "cookieless: {secret: " + testSecret + "}\nconfigReload: sometimes", "inPlace or rollout"},
+		{"unknown reload", "cookieless: {secret: " + testSecret + "}\nconfigReload: sometimes", "'inPlace', 'rollout'"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -699,5 +707,19 @@ func TestValuesDocumented(t *testing.T) {
 			}(), "."))
 		}
 		prev = trimmed
+	}
+}
+
+// TestChartRejectsUnknownValues: values.schema.json turns a misspelt or
+// mistyped value into an error instead of a silently ignored key.
+func TestChartRejectsUnknownValues(t *testing.T) {
+	for _, vals := range []string{
+		"cookieless: {secret: " + testSecret + "}\nreplicaCoutn: 3",
+		"cookieless: {secret: " + testSecret + "}\nautoscaling: {enabeld: false}",
+		"cookieless: {secret: " + testSecret + "}\nservice: {targetPort: 80}",
+	} {
+		if _, err := render(t, vals); err == nil || !strings.Contains(err.Error(), "schema") {
+			t.Errorf("render(%q) = %v, want a schema error", vals, err)
+		}
 	}
 }
