@@ -1,6 +1,7 @@
 // Cloudflare Worker (or Snippet) for tag gateway style: requests to the
 // site's first-party path go to consentgate, with the visitor's region
-// from Cloudflare's geolocation as X-Forwarded-CountryRegion and the
+// from Cloudflare's geolocation (request.cf, else CF-IPCountry) as
+// X-Forwarded-CountryRegion and the
 // visitor's IP as X-Forwarded-For. Everything else passes to the site's
 // origin untouched.
 //
@@ -46,7 +47,9 @@ export function gatewayRequest(request) {
   for (const h of SPOOFABLE) {
     headers.delete(h);
   }
-  const region = regionOf(request.cf);
+  // request.cf is Cloudflare's own geolocation; without it (some Snippet
+  // plans), the CF-IPCountry header Cloudflare set on the way in.
+  const region = regionOf(request.cf && request.cf.country ? request.cf : { country: request.headers.get("CF-IPCountry") });
   if (region) {
     headers.set("X-Forwarded-CountryRegion", region);
   }

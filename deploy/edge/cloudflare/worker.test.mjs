@@ -54,6 +54,12 @@ test("unknown country: no geo header at all (consentgate applies unknown_region)
   assert.equal(r.headers.get("X-Forwarded-For"), null);
 });
 
+test("without request.cf: Cloudflare's CF-IPCountry header", async () => {
+  const r = await sent(new Request("https://shop.example/metrics/g/collect?v=2", { headers: { "CF-IPCountry": "AT" } }));
+  assert.equal(r.headers.get("X-Forwarded-CountryRegion"), "AT");
+  assert.equal(r.headers.get("CF-IPCountry"), null);
+});
+
 test("POST bodies pass through", async () => {
   const req = withCF(new Request("https://shop.example/metrics/g/collect?v=2", { method: "POST", body: "en=page_view" }), { country: "FR" });
   const r = await sent(req);
