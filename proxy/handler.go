@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -106,28 +105,6 @@ type outbound struct {
 	path   []byte // scratch for a Floodlight path
 	dry    []byte // the Cookie header of a dry run
 }
-
-// hitError is a bad request answered before anything is forwarded.
-type hitError struct {
-	status int
-	reason string
-}
-
-func (e *hitError) Error() string { return e.reason }
-
-// Errors answered locally. Their text is the reason shown to the client
-// and the label of consentgate_rejected_total.
-var (
-	errNotFound         = &hitError{fasthttp.StatusNotFound, "unknown_path"}
-	errMethod           = &hitError{fasthttp.StatusMethodNotAllowed, "method_not_allowed"}
-	errURITooLong       = &hitError{fasthttp.StatusRequestURITooLong, "uri_too_long"}
-	errInvalidBody      = &hitError{fasthttp.StatusBadRequest, "invalid_body"}
-	errOriginNotAllowed = &hitError{fasthttp.StatusForbidden, "origin_not_allowed"}
-	errRouteOff         = &hitError{fasthttp.StatusNotFound, "route_disabled"}
-	errTagNotAllowed    = &hitError{fasthttp.StatusForbidden, "tag_not_allowed"}
-	errBadPath          = &hitError{fasthttp.StatusBadRequest, "bad_path"}
-	errEncoding         = &hitError{fasthttp.StatusUnsupportedMediaType, "content_encoding"}
-)
 
 // prepared is the outcome of preparing one hit.
 type prepared struct {
@@ -376,7 +353,7 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	defer h.metrics.inFlight.Dec()
 
 	if len(ctx.Request.Header.RequestURI()) > cfg.Limits.MaxURLBytes {
-		h.reject(ctx, errURITooLong, -1)
+		h.writeError(ctx, errURITooLong, -1)
 		return
 	}
 	origin := ctx.Request.Header.Peek("Origin")
@@ -386,7 +363,7 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if len(origin) > 0 && !allowed && len(cfg.CORSOrigins) > 0 && !sameOrigin(ctx, origin) {
-		h.reject(ctx, errOriginNotAllowed, -1)
+		h.writeError(ctx, errOriginNotAllowed, -1)
 		return
 	}
 
@@ -400,10 +377,7 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	p.now = start
 	if err := h.prepare(rt, &ctx.Request, peer, reg, client, &p); err != nil {
 		h.release(&p)
-		var he *hitError
-		if errors.As(err, &he) {
-			h.reject(ctx, he, p.route)
-		}
+		h.writeError(ctx, err, p.route)
 		return
 	}
 	defer h.release(&p)
@@ -424,18 +398,11 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	err := p.up.client.DoTimeout(&p.out.req, &ctx.Response, cfg.Timeouts.Upstream)
 	upLatency := time.Since(upStart)
 	if err != nil {
-		status := fasthttp.StatusBadGateway
-		if errors.Is(err, fasthttp.ErrTimeout) {
-			status = fasthttp.StatusGatewayTimeout
-		}
-		ctx.Response.Reset()
+		h.writeError(ctx, &upstreamError{err}, p.route)
 		if allowed {
 			setCORS(&ctx.Response.Header, origin)
 		}
-		ctx.SetStatusCode(status)
-		ctx.SetContentType("text/plain; charset=utf-8")
-		ctx.SetBodyString("upstream_error\n")
-		h.record(ctx, &p, status, upLatency, err, start)
+		h.record(ctx, &p, ctx.Response.StatusCode(), upLatency, err, start)
 		return
 	}
 	upStatus := ctx.Response.StatusCode()
@@ -467,21 +434,6 @@ func (h *Handler) requestTime(ctx *fasthttp.RequestCtx) time.Time {
 		return h.clock()
 	}
 	return ctx.Time()
-}
-
-// reject answers a bad request locally: nothing is forwarded.
-func (h *Handler) reject(ctx *fasthttp.RequestCtx, e *hitError, route int) {
-	ctx.Response.Reset()
-	ctx.SetStatusCode(e.status)
-	ctx.SetContentType("text/plain; charset=utf-8")
-	ctx.SetBodyString(e.reason + "\n")
-	if e == errMethod && route >= 0 {
-		ctx.Response.Header.Set("Allow", consentmode.Routes[route].AllowHeader())
-	}
-	h.metrics.rejected(e.reason)
-	if ce := h.log.Check(zap.DebugLevel, "rejected"); ce != nil {
-		ce.Write(zap.String("reason", e.reason), zap.Int("status", e.status), zap.ByteString("method", ctx.Method()))
-	}
 }
 
 // health answers /healthz and /readyz (at the root and under path_prefix).
@@ -559,17 +511,4 @@ func (h *Handler) record(ctx *fasthttp.RequestCtx, p *prepared, status int, late
 		}
 	}
 	h.dlog.add(logEntry{at: start, hit: h.dlog.nextHit(), d: *d, cfg: p.cfg, status: status, latency: latency, errKind: errKind})
-}
-
-// upstreamErrorKind labels an upstream failure for metrics and the log.
-func upstreamErrorKind(err error) string {
-	switch {
-	case isTimeout(err):
-		return "timeout"
-	case errors.Is(err, fasthttp.ErrNoFreeConns):
-		return "no_free_conns"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "refused"
-	}
-	return "other"
 }

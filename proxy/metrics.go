@@ -37,10 +37,6 @@ type Metrics struct {
 // upstreamErrorKinds label consentgate_upstream_errors_total.
 var upstreamErrorKinds = []string{"timeout", "refused", "no_free_conns", "other", "5xx"}
 
-// rejectReasons label consentgate_rejected_total.
-var rejectReasons = []string{"unknown_path", "method_not_allowed", "uri_too_long", "invalid_body", "origin_not_allowed",
-	"route_disabled", "tag_not_allowed", "bad_path", "content_encoding", "body_too_large", "header_too_large", "bad_request", "timeout"}
-
 // NewMetrics creates every series in a fresh set.
 func NewMetrics(version string) *Metrics {
 	s := metrics.NewSet()

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"compress/gzip"
-	"errors"
 	"strconv"
 	"sync"
 	"time"
@@ -58,11 +57,6 @@ type scriptCall struct {
 	entry *scriptEntry
 	err   error
 }
-
-// errScriptStatus is an upstream answer that is not cached (not 200).
-type errScriptStatus struct{ status int }
-
-func (e *errScriptStatus) Error() string { return "upstream status " + strconv.Itoa(e.status) }
 
 func newScriptCache(maxBytes int64) (*scriptCache, error) {
 	c, err := ristretto.NewCache(&ristretto.Config[[]byte, *scriptEntry]{
@@ -190,7 +184,7 @@ func (h *Handler) serveScript(ctx *fasthttp.RequestCtx, rt *runtime, p *prepared
 			e, result = stale, "stale"
 		default:
 			h.metrics.CacheResult("error")
-			h.scriptError(ctx, err)
+			h.writeError(ctx, err, p.route)
 			h.record(ctx, p, ctx.Response.StatusCode(), time.Since(start), err, start)
 			return
 		}
@@ -222,10 +216,10 @@ func (h *Handler) fetchScript(rt *runtime, p *prepared, key string, path []byte,
 	}
 	h.metrics.upstream(consentmode.FamilyScript, time.Since(start), status, errKind)
 	if err != nil {
-		return nil, err
+		return nil, &upstreamError{err}
 	}
 	if status != fasthttp.StatusOK {
-		return nil, &errScriptStatus{status}
+		return nil, &statusError{status}
 	}
 	body := resp.Body()
 	if cfg.Upstream != nil {
@@ -306,21 +300,6 @@ func writeScript(ctx *fasthttp.RequestCtx, e *scriptEntry, cfg *config.Config, n
 		return
 	}
 	ctx.Response.SetBodyRaw(body) // immutable cached bytes
-}
-
-// scriptError answers a failed fetch with no stale copy to fall back on.
-func (h *Handler) scriptError(ctx *fasthttp.RequestCtx, err error) {
-	var se *errScriptStatus
-	switch {
-	case errors.As(err, &se) && se.status >= 400 && se.status < 500:
-		ctx.SetStatusCode(se.status)
-	case isTimeout(err):
-		ctx.SetStatusCode(fasthttp.StatusGatewayTimeout)
-	default:
-		ctx.SetStatusCode(fasthttp.StatusBadGateway)
-	}
-	ctx.SetContentType("text/plain; charset=utf-8")
-	ctx.SetBodyString("upstream_error\n")
 }
 
 // rewriteUpstreamRefs points absolute references to the tag-gateway

@@ -99,17 +99,7 @@ func (s *Server) Run(ctx context.Context, public, admin net.Listener) error {
 }
 
 // serverError answers requests fasthttp could not read: too large, too
-// slow or malformed. Nothing is forwarded.
+// slow, malformed or over the memory budget. Nothing is forwarded.
 func (h *Handler) serverError(ctx *fasthttp.RequestCtx, err error) {
-	var small *fasthttp.ErrSmallBuffer
-	switch {
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		h.reject(ctx, &hitError{fasthttp.StatusRequestEntityTooLarge, "body_too_large"}, -1)
-	case errors.As(err, &small):
-		h.reject(ctx, &hitError{fasthttp.StatusRequestHeaderFieldsTooLarge, "header_too_large"}, -1)
-	case isTimeout(err):
-		h.reject(ctx, &hitError{fasthttp.StatusRequestTimeout, "timeout"}, -1)
-	default:
-		h.reject(ctx, &hitError{fasthttp.StatusBadRequest, "bad_request"}, -1)
-	}
+	h.writeError(ctx, err, -1)
 }
