@@ -75,7 +75,7 @@ func (h *Handler) Explain(in ExplainInput) *Explanation {
 	}
 	reg := in.Region
 	if reg.IsUnknown() {
-		reg = region(&req.Header, peerTrusted, cfg.GeoHeaders)
+		reg, _ = region(&req.Header, peerTrusted, cfg.GeoHeaders)
 	}
 	var p prepared
 	p.route = -1

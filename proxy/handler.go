@@ -127,8 +127,8 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 	if !cleanPath(path) {
 		return errBadPath
 	}
-	if ce := req.Header.ContentEncoding(); len(ce) > 0 && !bytes.EqualFold(ce, []byte("identity")) {
-		return errEncoding // an encoded body could not be scrubbed
+	if err := h.checkBody(req); err != nil {
+		return err
 	}
 	if cfg.PathPrefix != "" {
 		rest, ok := cutPrefixPath(path, cfg.PathPrefix)
@@ -139,11 +139,17 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 	}
 	ri, ok := consentmode.MatchRoute(path)
 	if !ok {
+		if bytes.IndexByte(path, ';') >= 0 {
+			return errBadPath
+		}
 		return errNotFound
 	}
 	route := &consentmode.Routes[ri]
 	if route.TagGatewayOnly && cfg.Upstream == nil {
 		return errNotFound
+	}
+	if !route.HasMatrix() && bytes.IndexByte(path, ';') >= 0 {
+		return errBadPath // ';' parameters only where the route has a matrix
 	}
 	routePath, matrix := route.SplitPath(path)
 	p.route = ri
@@ -171,7 +177,7 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 		Matrix:   matrix,
 		Body:     req.Body(),
 		Cookie:   o.cookie,
-		GPC:      string(req.Header.Peek("Sec-GPC")) == "1",
+		GPC:      h.gpc(&req.Header),
 		Region:   region,
 		Day:      p.now.Unix() / 86400,
 		ClientIP: client,
@@ -277,39 +283,6 @@ func (h *Handler) release(p *prepared) {
 	}
 }
 
-// cleanPath rejects paths an upstream could resolve differently from the
-// route table: dot segments, empty segments, backslashes and escaped
-// dots, slashes and backslashes (/pagead/1p-conversion/1/../1p-user-list/1/
-// must not pass as a conversion). Escapes are allowed after the first ';',
-// where Floodlight's matrix carries percent-encoded URLs as values.
-func cleanPath(p []byte) bool {
-	if bytes.Contains(p, []byte("//")) || bytes.IndexByte(p, '\\') >= 0 {
-		return false
-	}
-	for _, seg := range [...]string{"/./", "/../"} {
-		if bytes.Contains(p, []byte(seg)) {
-			return false
-		}
-	}
-	if bytes.HasSuffix(p, []byte("/.")) || bytes.HasSuffix(p, []byte("/..")) {
-		return false
-	}
-	if i := bytes.IndexByte(p, ';'); i >= 0 {
-		p = p[:i]
-	}
-	for i := 0; i+2 < len(p); i++ {
-		if p[i] != '%' {
-			continue
-		}
-		switch {
-		case p[i+1] == '2' && (p[i+2] == 'e' || p[i+2] == 'E' || p[i+2] == 'f' || p[i+2] == 'F'),
-			p[i+1] == '5' && (p[i+2] == 'c' || p[i+2] == 'C'):
-			return false
-		}
-	}
-	return true
-}
-
 // appendCookies appends the request's cookies as one Cookie header value.
 // fasthttp may already have parsed them; rebuilding from its list costs
 // no allocation, unlike Peek("Cookie") on a parsed header.
@@ -370,7 +343,10 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	peer := remoteAddr(ctx)
 	peerTrusted := trusted(cfg.TrustedProxies, peer)
 	client := clientIP(&ctx.Request.Header, peer, cfg.TrustedProxies)
-	reg := region(&ctx.Request.Header, peerTrusted, cfg.GeoHeaders)
+	reg, conflict := region(&ctx.Request.Header, peerTrusted, cfg.GeoHeaders)
+	if conflict {
+		h.metrics.conflicting("geo")
+	}
 
 	var p prepared
 	p.route = -1

@@ -27,6 +27,7 @@ type Metrics struct {
 	upLatency   []*metrics.PrometheusHistogram
 	upErrors    map[string]*metrics.Counter
 	rejectedBy  map[string]*metrics.Counter
+	conflicts   map[string]*metrics.Counter
 	cache       map[string]*metrics.Counter
 	reloads     map[string]*metrics.Counter
 	logDropped  *metrics.Counter
@@ -41,7 +42,7 @@ var upstreamErrorKinds = []string{"timeout", "refused", "no_free_conns", "other"
 func NewMetrics(version string) *Metrics {
 	s := metrics.NewSet()
 	m := &Metrics{set: s, malformed: map[consentmode.Reason]*metrics.Counter{}, upErrors: map[string]*metrics.Counter{},
-		rejectedBy: map[string]*metrics.Counter{}, cache: map[string]*metrics.Counter{}, reloads: map[string]*metrics.Counter{}}
+		rejectedBy: map[string]*metrics.Counter{}, conflicts: map[string]*metrics.Counter{}, cache: map[string]*metrics.Counter{}, reloads: map[string]*metrics.Counter{}}
 	for _, r := range consentmode.Routes {
 		row := make([]*metrics.Counter, 5)
 		for _, a := range consentmode.Actions() {
@@ -88,6 +89,9 @@ func NewMetrics(version string) *Metrics {
 	}
 	for _, r := range rejectReasons {
 		m.rejectedBy[r] = s.NewCounter(fmt.Sprintf(`consentgate_rejected_total{reason=%q}`, r))
+	}
+	for _, hd := range []string{"geo", "content_encoding", "content_type", "sec_gpc"} {
+		m.conflicts[hd] = s.NewCounter(fmt.Sprintf(`consentgate_conflicting_headers_total{header=%q}`, hd))
 	}
 	for _, r := range []string{"hit", "miss", "stale", "error", "coalesced"} {
 		m.cache[r] = s.NewCounter(fmt.Sprintf(`consentgate_script_cache_total{result=%q}`, r))
@@ -153,6 +157,14 @@ func (m *Metrics) upstream(f consentmode.Family, latency time.Duration, status i
 
 func (m *Metrics) rejected(reason string) {
 	if c := m.rejectedBy[reason]; c != nil {
+		c.Inc()
+	}
+}
+
+// conflicting counts a header sent twice with different values
+// ("geo", "content_encoding", "content_type", "sec_gpc").
+func (m *Metrics) conflicting(header string) {
+	if c := m.conflicts[header]; c != nil {
 		c.Inc()
 	}
 }
