@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"compress/gzip"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
 
+	"github.com/consentgate/consentgate/config"
 	"github.com/consentgate/consentgate/consentmode"
 )
 
@@ -239,4 +242,77 @@ func FuzzCleanPath(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestReloadOfEmptyFileKeepsServing: a config file truncated to nothing
+// while serving is refused; the tags allowlist and upstream stay. A
+// reload of an unchanged file says so.
+func TestReloadOfEmptyFileKeepsServing(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	base := "cookieless: {secret: \"test-secret-0123456789\"}\ntrusted_proxies: [\"10.0.0.0/8\"]\ntags: [G-ABC123]\nupstream: http://gw.example\n"
+	g := newGateway(t, "") // sets the test environment first
+	writeFile(t, path, base)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.h.SetConfig(cfg)
+	r := NewReloader(g.h, g.m, zap.NewNop(), path, func() (*config.Config, error) { return config.Load(path) })
+	for _, give := range []string{"", "# only a comment\n", "{}\n", "tags: [G-ABC123\n"} {
+		writeFile(t, path, give)
+		if err := r.Reload(); err == nil {
+			t.Errorf("reload of %q accepted", give)
+		}
+		if g.h.Config() != cfg {
+			t.Fatalf("reload of %q replaced the config", give)
+		}
+	}
+	g.do(fromProxy, "GET", "/g/collect?v=2&tid=G-OTHER&gcs=G111", nil, "")
+	if got := g.up.requests(); len(got) != 0 {
+		t.Errorf("tags allowlist lost after a refused reload: upstream got %+v", got)
+	}
+	writeFile(t, path, base)
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if g.h.Config() != cfg || g.m.reloads["unchanged"].Get() != 1 {
+		t.Errorf("unchanged reload: config swapped %v, unchanged count %d", g.h.Config() != cfg, g.m.reloads["unchanged"].Get())
+	}
+}
+
+// TestAdminToken: with admin.token every admin path but health needs it.
+func TestAdminToken(t *testing.T) {
+	g := newGateway(t, "admin_listen: \"0.0.0.0:9090\"\nadmin: {token: \"s3cret-admin-token-0123\"}\n")
+	adm := func(path, auth string) int {
+		var ctx fasthttp.RequestCtx
+		ctx.Request.SetRequestURI(path)
+		if auth != "" {
+			ctx.Request.Header.Set("Authorization", auth)
+		}
+		g.h.ServeAdmin(&ctx)
+		return ctx.Response.StatusCode()
+	}
+	for _, p := range []string{"/metrics", "/debug/explain", "/debug/pprof/", "/debug/pprof/cmdline", "/nope"} {
+		if s := adm(p, ""); s != fasthttp.StatusUnauthorized {
+			t.Errorf("%s without token: %d", p, s)
+		}
+		if s := adm(p, "Bearer wrong-token-wrong-token"); s != fasthttp.StatusUnauthorized {
+			t.Errorf("%s with a wrong token: %d", p, s)
+		}
+		if s := adm(p, "Basic czNjcmV0"); s != fasthttp.StatusUnauthorized {
+			t.Errorf("%s with basic auth: %d", p, s)
+		}
+	}
+	if s := adm("/metrics", "Bearer s3cret-admin-token-0123"); s != 200 {
+		t.Errorf("/metrics with the token: %d", s)
+	}
+	if s := adm("/debug/pprof/", "bearer s3cret-admin-token-0123"); s != 200 {
+		t.Errorf("pprof with the token: %d", s)
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if s := adm(p, ""); s != 200 {
+			t.Errorf("%s needs a token: %d", p, s)
+		}
+	}
 }

@@ -96,7 +96,7 @@ func NewMetrics(version string) *Metrics {
 	for _, r := range []string{"hit", "miss", "stale", "error", "coalesced"} {
 		m.cache[r] = s.NewCounter(fmt.Sprintf(`consentgate_script_cache_total{result=%q}`, r))
 	}
-	for _, r := range []string{"success", "failure"} {
+	for _, r := range []string{"success", "failure", "unchanged"} {
 		m.reloads[r] = s.NewCounter(fmt.Sprintf(`consentgate_config_reloads_total{result=%q}`, r))
 	}
 	m.logDropped = s.NewCounter(`consentgate_decision_log_dropped_total`)
@@ -172,7 +172,7 @@ func (m *Metrics) conflicting(header string) {
 // CacheResult counts a script cache lookup ("hit", "miss", "stale", "error", "coalesced").
 func (m *Metrics) CacheResult(r string) { m.cache[r].Inc() }
 
-// Reload counts a configuration reload ("success" or "failure").
+// Reload counts a configuration reload ("success", "failure" or "unchanged").
 func (m *Metrics) Reload(result string) { m.reloads[result].Inc() }
 
 // SetEnforcing records whether consent is enforced (1) or in dry run (0).

@@ -134,6 +134,11 @@ func (r *Reloader) Reload() error {
 		return err
 	}
 	old := r.h.Config()
+	if cfg.Same(old) {
+		r.m.Reload("unchanged")
+		r.log.Info("config reload: nothing changed", zap.String("config", r.path), zap.String("policy_version", cfg.PolicyVersion))
+		return nil
+	}
 	r.h.SetConfig(cfg)
 	r.m.SetEnforcing(cfg.Enforce)
 	r.m.Reload("success")
