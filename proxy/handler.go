@@ -322,6 +322,9 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	if h.health(ctx, path) {
 		return
 	}
+	if c, ok := ctx.Conn().(*conn); ok {
+		c.b.doneReading(c)
+	}
 	h.metrics.inFlight.Inc()
 	defer h.metrics.inFlight.Dec()
 

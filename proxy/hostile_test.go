@@ -3,11 +3,13 @@ package proxy
 import (
 	"bytes"
 	"compress/gzip"
+	"net"
 	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
@@ -314,5 +316,163 @@ func TestAdminToken(t *testing.T) {
 		if s := adm(p, ""); s != 200 {
 			t.Errorf("%s needs a token: %d", p, s)
 		}
+	}
+}
+
+// stall opens a connection from addr and sends the start of a request
+// that never completes. The caller closes it.
+func (g *gateway) stall(from net.Addr, partial string) net.Conn {
+	g.t.Helper()
+	c, err := g.ln.DialWithLocalAddr(from)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	if partial == "" {
+		return c // an in-memory pipe would pass an empty write on as a 0-byte read
+	}
+	if _, err := c.Write([]byte(partial)); err != nil {
+		g.t.Fatal(err)
+	}
+	return c
+}
+
+// readResponse reads one response from c (or fails the test).
+func readResponse(t *testing.T, c net.Conn) *fasthttp.Response {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp := &fasthttp.Response{}
+	if err := resp.Read(newReader(c)); err != nil {
+		t.Fatalf("reading the response: %v", err)
+	}
+	return resp
+}
+
+func visitor(i int) net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(203, 0, 113, byte(i)), Port: 40000 + i}
+}
+
+const stalledBody = "POST /g/collect?v=2&tid=G-1 HTTP/1.1\r\nHost: m.shop.example\r\nContent-Length: 60000\r\n\r\n"
+
+// TestPerIPConnectionCap: one address gets limits.max_conns_per_ip
+// connections; the next is a 503 with Retry-After, counted; other
+// addresses and trusted proxies are not affected, and a closed
+// connection gives its slot back.
+func TestPerIPConnectionCap(t *testing.T) {
+	g := newGateway(t, "limits: {max_conns_per_ip: 3}")
+	var held []net.Conn
+	for range 3 {
+		held = append(held, g.stall(visitor(1), ""))
+	}
+	extra := g.stall(visitor(1), "")
+	resp := readResponse(t, extra)
+	if resp.StatusCode() != fasthttp.StatusServiceUnavailable || string(resp.Header.Peek("Retry-After")) != "1" {
+		t.Errorf("4th connection from one address: %d Retry-After %q", resp.StatusCode(), resp.Header.Peek("Retry-After"))
+	}
+	_ = extra.Close()
+	if r := g.do(visitor(2), "GET", "/healthz", nil, ""); r.Status != 200 {
+		t.Errorf("another address: %d", r.Status)
+	}
+	for range 5 { // trusted proxies carry everyone's traffic: exempt
+		held = append(held, g.stall(fromProxy, ""))
+	}
+	if r := g.do(fromProxy, "GET", "/healthz", nil, ""); r.Status != 200 {
+		t.Errorf("trusted proxy over the cap: %d", r.Status)
+	}
+	_ = held[0].Close()
+	waitFor(t, func() bool {
+		r, err := g.tryRaw(visitor(1), "GET /healthz HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+		return err == nil && r.Status == 200
+	})
+	for _, c := range held {
+		_ = c.Close()
+	}
+	_, body := scrape(t, g.h, "/metrics", "GET", "")
+	if !strings.Contains(body, `consentgate_rejected_total{reason="per_ip_limit"}`) || strings.Contains(body, `consentgate_rejected_total{reason="per_ip_limit"} 0`) {
+		t.Errorf("per-IP refusals not counted:\n%s", grepLines(body, "per_ip"))
+	}
+}
+
+// TestReadingCapCutsLongestReader: with max_reading_requests stalled
+// bodies in flight, a normal hit is still served and the longest stalled
+// reader gets 503 over_budget.
+func TestReadingCapCutsLongestReader(t *testing.T) {
+	g := newGateway(t, "limits: {max_reading_requests: 4}")
+	g.srv.budget.minAge = 0
+	var stalled []net.Conn
+	for i := range 4 {
+		stalled = append(stalled, g.stall(visitor(10+i), stalledBody+strings.Repeat("a", 30000)))
+		waitFor(t, func() bool { return g.srv.budget.reading() == i+1 })
+	}
+	start := time.Now()
+	resp := g.do(visitor(99), "GET", deniedHit, map[string]string{"CF-IPCountry": "DE"}, "")
+	if resp.Status != fasthttp.StatusNoContent {
+		t.Fatalf("normal hit while the reading slots are full: %d %q", resp.Status, resp.Body)
+	}
+	t.Logf("normal hit answered in %v", time.Since(start))
+	cut := readResponse(t, stalled[0])
+	if cut.StatusCode() != fasthttp.StatusServiceUnavailable || string(cut.Body()) != "over_budget\n" || len(cut.Header.Peek("Retry-After")) == 0 {
+		t.Errorf("longest stalled reader: %d %q", cut.StatusCode(), cut.Body())
+	}
+	for _, c := range stalled {
+		_ = c.Close()
+	}
+	if n := len(g.up.requests()); n != 1 {
+		t.Errorf("upstream got %d requests, want the normal hit", n)
+	}
+}
+
+// TestReadingCapRefusesNewcomer: when every reader is younger than the
+// eviction age, the newcomer gets the 503 instead.
+func TestReadingCapRefusesNewcomer(t *testing.T) {
+	g := newGateway(t, "limits: {max_reading_requests: 2}")
+	g.srv.budget.minAge = time.Hour
+	var stalled []net.Conn
+	for i := range 2 {
+		stalled = append(stalled, g.stall(visitor(10+i), stalledBody+"abc"))
+		waitFor(t, func() bool { return g.srv.budget.reading() == i+1 })
+	}
+	resp := g.do(visitor(99), "POST", "/g/collect?v=2&tid=G-1", nil, "en=page_view")
+	if resp.Status != fasthttp.StatusServiceUnavailable || resp.get("Retry-After") != "1" {
+		t.Errorf("newcomer over the reading cap: %d %q", resp.Status, resp.Body)
+	}
+	for _, c := range stalled {
+		_ = c.Close()
+	}
+	waitFor(t, func() bool { return g.srv.budget.reading() == 0 && g.srv.budget.bytes.Load() == 0 })
+	if r := g.do(visitor(99), "GET", deniedHit, nil, ""); r.Status != fasthttp.StatusNoContent {
+		t.Errorf("after the stalled readers left: %d", r.Status)
+	}
+}
+
+// TestByteBudget: stalled bodies fill limits.max_buffered_bytes; the next
+// large body cuts the longest reader, or (all too young) is refused
+// itself; a small hit always passes. The budget is given back.
+func TestByteBudget(t *testing.T) {
+	g := newGateway(t, "limits: {max_buffered_bytes: 100000}")
+	body := strings.Repeat("a", 30000)
+	for _, minAge := range []time.Duration{time.Hour, 0} {
+		g.srv.budget.minAge = minAge
+		var stalled []net.Conn
+		for i := range 3 {
+			stalled = append(stalled, g.stall(visitor(10+i), stalledBody+body))
+			waitFor(t, func() bool { return g.srv.budget.bytes.Load() >= int64(30000*(i+1)) })
+		}
+		if r := g.do(visitor(98), "GET", deniedHit, nil, ""); r.Status != fasthttp.StatusNoContent {
+			t.Errorf("minAge %v: small hit over the byte budget: %d", minAge, r.Status)
+		}
+		big := g.stall(visitor(99), stalledBody+body)
+		if minAge > 0 {
+			if r := readResponse(t, big); r.StatusCode() != fasthttp.StatusServiceUnavailable {
+				t.Errorf("large body over the budget: %d", r.StatusCode())
+			}
+		} else {
+			if r := readResponse(t, stalled[0]); r.StatusCode() != fasthttp.StatusServiceUnavailable {
+				t.Errorf("longest reader not cut: %d", r.StatusCode())
+			}
+		}
+		for _, c := range append(stalled, big) {
+			_ = c.Close()
+		}
+		waitFor(t, func() bool { return g.srv.budget.bytes.Load() == 0 && g.srv.budget.reading() == 0 })
 	}
 }

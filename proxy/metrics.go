@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -28,6 +29,8 @@ type Metrics struct {
 	upErrors    map[string]*metrics.Counter
 	rejectedBy  map[string]*metrics.Counter
 	conflicts   map[string]*metrics.Counter
+	acceptErrs  map[string]*metrics.Counter
+	budget      atomic.Pointer[budget] // the public server's, for the gauges
 	cache       map[string]*metrics.Counter
 	reloads     map[string]*metrics.Counter
 	logDropped  *metrics.Counter
@@ -42,7 +45,7 @@ var upstreamErrorKinds = []string{"timeout", "refused", "no_free_conns", "other"
 func NewMetrics(version string) *Metrics {
 	s := metrics.NewSet()
 	m := &Metrics{set: s, malformed: map[consentmode.Reason]*metrics.Counter{}, upErrors: map[string]*metrics.Counter{},
-		rejectedBy: map[string]*metrics.Counter{}, conflicts: map[string]*metrics.Counter{}, cache: map[string]*metrics.Counter{}, reloads: map[string]*metrics.Counter{}}
+		rejectedBy: map[string]*metrics.Counter{}, conflicts: map[string]*metrics.Counter{}, acceptErrs: map[string]*metrics.Counter{}, cache: map[string]*metrics.Counter{}, reloads: map[string]*metrics.Counter{}}
 	for _, r := range consentmode.Routes {
 		row := make([]*metrics.Counter, 5)
 		for _, a := range consentmode.Actions() {
@@ -93,6 +96,21 @@ func NewMetrics(version string) *Metrics {
 	for _, hd := range []string{"geo", "content_encoding", "content_type", "sec_gpc"} {
 		m.conflicts[hd] = s.NewCounter(fmt.Sprintf(`consentgate_conflicting_headers_total{header=%q}`, hd))
 	}
+	for _, k := range []string{"emfile", "enfile", "enobufs", "enomem", "other"} {
+		m.acceptErrs[k] = s.NewCounter(fmt.Sprintf(`consentgate_accept_errors_total{kind=%q}`, k))
+	}
+	s.NewGauge(`consentgate_reading_requests`, func() float64 {
+		if b := m.budget.Load(); b != nil {
+			return float64(b.reading())
+		}
+		return 0
+	})
+	s.NewGauge(`consentgate_buffered_request_bytes`, func() float64 {
+		if b := m.budget.Load(); b != nil {
+			return float64(b.bytes.Load())
+		}
+		return 0
+	})
 	for _, r := range []string{"hit", "miss", "stale", "error", "coalesced"} {
 		m.cache[r] = s.NewCounter(fmt.Sprintf(`consentgate_script_cache_total{result=%q}`, r))
 	}
@@ -168,6 +186,9 @@ func (m *Metrics) conflicting(header string) {
 		c.Inc()
 	}
 }
+
+// acceptError counts a failed accept ("emfile", "enfile", "enobufs", "enomem", "other").
+func (m *Metrics) acceptError(kind string) { m.acceptErrs[kind].Inc() }
 
 // CacheResult counts a script cache lookup ("hit", "miss", "stale", "error", "coalesced").
 func (m *Metrics) CacheResult(r string) { m.cache[r].Inc() }

@@ -17,6 +17,7 @@ type Server struct {
 	log    *zap.Logger
 	public *fasthttp.Server
 	admin  *fasthttp.Server
+	budget *budget
 }
 
 // NewServer builds both servers with every limit and timeout set
@@ -24,7 +25,9 @@ type Server struct {
 // at start (buffer sizes, timeouts, concurrency) need a restart to change.
 func NewServer(h *Handler, log *zap.Logger) *Server {
 	cfg := h.Config()
-	s := &Server{h: h, log: log}
+	s := &Server{h: h, log: log, budget: newBudget(cfg.Limits)}
+	h.metrics.budget.Store(s.budget)
+	maxConns, _ := MaxConnections(cfg)
 	s.public = &fasthttp.Server{
 		Handler:                       h.ServeHTTP,
 		ErrorHandler:                  h.serverError,
@@ -34,7 +37,8 @@ func NewServer(h *Handler, log *zap.Logger) *Server {
 		IdleTimeout:                   cfg.Timeouts.Idle,
 		MaxRequestBodySize:            cfg.Limits.MaxBodyBytes,
 		ReadBufferSize:                cfg.Limits.MaxHeaderBytes,
-		Concurrency:                   cfg.Limits.MaxConnections,
+		Concurrency:                   maxConns,
+		ConnState:                     s.budget.connState,
 		CloseOnShutdown:               true,
 		ReduceMemoryUsage:             cfg.Limits.ReduceMemory,
 		DisablePreParseMultipartForm:  true,
@@ -76,8 +80,8 @@ func (s *Server) Run(ctx context.Context, public, admin net.Listener) error {
 		}
 	}
 	wg.Add(2)
-	go serve(s.public, public)
-	go serve(s.admin, admin)
+	go serve(s.public, s.Listener(public))
+	go serve(s.admin, newListener(admin, s.h, s.log, nil))
 	s.h.MarkReady(true)
 
 	var runErr error
@@ -98,8 +102,17 @@ func (s *Server) Run(ctx context.Context, public, admin net.Listener) error {
 	return errors.Join(runErr, err)
 }
 
+// Listener wraps the public listener: accept errors back off, the
+// per-IP cap applies, and connections count against the memory budget.
+func (s *Server) Listener(ln net.Listener) net.Listener {
+	return newListener(ln, s.h, s.log, s.budget)
+}
+
 // serverError answers requests fasthttp could not read: too large, too
 // slow, malformed or over the memory budget. Nothing is forwarded.
 func (h *Handler) serverError(ctx *fasthttp.RequestCtx, err error) {
+	if c, ok := ctx.Conn().(*conn); ok && c.cut.Load() {
+		err = errOverBudget
+	}
 	h.writeError(ctx, err, -1)
 }
