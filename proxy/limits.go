@@ -185,7 +185,7 @@ func (l *listener) logAcceptError(kind string, err error) {
 	n := l.suppressed
 	l.lastLog, l.suppressed = now, 0
 	l.mu.Unlock()
-	l.log.Error("accept failed; backing off and retrying (raise the open-file limit or lower limits.max_connections)",
+	l.log.Warn("accept failed; backing off and retrying (raise the open-file limit or lower limits.max_connections)",
 		zap.String("kind", kind), zap.Error(err), zap.Int("since_last_log", n))
 }
 
