@@ -8,7 +8,7 @@ FUZZTIME ?= 30s
 GOLANGCI_LINT_VERSION := v2.15.0
 GOBIN    ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all run build test test-unit test-race bench fuzz lint tidy check-configs tcf-vectors bench-load
+.PHONY: all run build test test-unit test-race test-hostile bench fuzz lint tidy check-configs tcf-vectors bench-load
 
 all: lint test
 
@@ -27,6 +27,12 @@ test-unit:
 
 test-race:
 	$(GO) test -count=1 -race -shuffle=on ./...
+
+## test-hostile: the hostile-client suite against the real binary (stalled bodies, idle floods,
+## slowloris, header floods, EMFILE under ulimit): a normal hit < 100 ms and RSS < 150 MiB
+## throughout. Needs quiet CPUs, so it runs alone, not inside the parallel `make test`.
+test-hostile:
+	HOSTILE_SUITE=1 $(GO) test -count=1 -p 1 -v -run 'TestHostileClients|TestFileDescriptorExhaustion|TestMaxConnectionsFromFileLimit' ./cmd/consentgate
 
 ## check-configs: consentgate check on every sample config
 check-configs:
@@ -50,6 +56,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzCMPCookie$$' -fuzztime=$(FUZZTIME) ./consentmode
 	$(GO) test -run='^$$' -fuzz='^FuzzFloodlightMatrix$$' -fuzztime=$(FUZZTIME) ./consentmode
 	$(GO) test -run='^$$' -fuzz='^FuzzMayHoldAt$$' -fuzztime=$(FUZZTIME) ./consentmode
+	$(GO) test -run='^$$' -fuzz='^FuzzCleanPath$$' -fuzztime=$(FUZZTIME) ./proxy
 
 ## tcf-vectors: regenerate the IAB TCF and GPP reference vectors with the IAB's npm libraries (needs node and npm)
 tcf-vectors:

@@ -36,11 +36,10 @@ import (
 const evictAge = 250 * time.Millisecond
 
 // MaxConnections returns the cap on client connections for cfg:
-// limits.max_connections, or when it is 0 three quarters of the
-// open-file limit (a quarter, at least 256, stays for upstream
-// connections, the spool and files), at most fasthttp's default of
-// 262144 and at least 64. nofile is the soft open-file limit (0 if
-// unknown).
+// limits.max_connections, or when it is 0 the open-file limit less a
+// quarter of it (at least 256) kept for upstream connections, the spool
+// and files, at least 64 and at most autoMaxConnections. nofile is the
+// soft open-file limit (0 if unknown).
 func MaxConnections(cfg *config.Config) (n int, nofile uint64) {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil {
@@ -50,14 +49,19 @@ func MaxConnections(cfg *config.Config) (n int, nofile uint64) {
 		return cfg.Limits.MaxConnections, nofile
 	}
 	if nofile == 0 || nofile > 1<<40 {
-		return fasthttp.DefaultConcurrency, nofile
+		return autoMaxConnections, nofile
 	}
 	reserve := max(nofile/4, 256)
 	if nofile <= reserve+64 {
 		return 64, nofile
 	}
-	return int(min(nofile-reserve, fasthttp.DefaultConcurrency)), nofile
+	return int(min(nofile-reserve, autoMaxConnections)), nofile
 }
+
+// autoMaxConnections bounds the derived max_connections: an open
+// connection costs about 7 KiB even idle, so 65536 of them are about
+// 450 MiB (docs/limits.md). Set limits.max_connections to go higher.
+const autoMaxConnections = 65536
 
 // RaiseFileLimit raises the soft open-file limit to the hard limit and
 // returns the limit in force.
