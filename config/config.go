@@ -125,15 +125,15 @@ type Cache struct {
 
 // file mirrors the YAML layout.
 type file struct {
-	Listen      string   `mapstructure:"listen"`
-	AdminListen string   `mapstructure:"admin_listen"`
+	Listen      string `mapstructure:"listen"`
+	AdminListen string `mapstructure:"admin_listen"`
 	Admin       struct {
 		Token string `mapstructure:"token"`
 	} `mapstructure:"admin"`
-	Upstream    string   `mapstructure:"upstream"`
-	PathPrefix  string   `mapstructure:"path_prefix"`
-	Tags        []string `mapstructure:"tags"`
-	MP          struct {
+	Upstream   string   `mapstructure:"upstream"`
+	PathPrefix string   `mapstructure:"path_prefix"`
+	Tags       []string `mapstructure:"tags"`
+	MP         struct {
 		Enabled bool `mapstructure:"enabled"`
 	} `mapstructure:"mp"`
 	UA struct {

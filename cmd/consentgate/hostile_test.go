@@ -61,7 +61,7 @@ func buildBinary(t *testing.T) string {
 		}
 		builtBin = filepath.Join(dir, "consentgate")
 		if out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
 		}
 	})
 	if buildErr != nil {
@@ -150,7 +150,9 @@ func startGateway(t *testing.T, bin, extra string, nofile int) *running {
 }
 
 // alive reports whether the process still runs.
-func (r *running) alive() bool { return r.cmd.Process.Signal(syscall.Signal(0)) == nil && r.cmd.ProcessState == nil }
+func (r *running) alive() bool {
+	return r.cmd.Process.Signal(syscall.Signal(0)) == nil && r.cmd.ProcessState == nil
+}
 
 // rss returns the process's resident set size in bytes.
 func (r *running) rss() int64 {
