@@ -449,7 +449,9 @@ func TestFileDescriptorExhaustion(t *testing.T) {
 	if !r.alive() {
 		t.Fatal("the gateway exited under descriptor exhaustion")
 	}
+	t.Logf("RSS under descriptor exhaustion: %.1f MiB", float64(r.rss())/(1<<20))
 	closeAll(conns)
+	recovered := time.Now()
 	var status int
 	var err error
 	deadline := time.Now().Add(10 * time.Second)
@@ -462,6 +464,7 @@ func TestFileDescriptorExhaustion(t *testing.T) {
 	if err != nil || status != fasthttp.StatusNoContent {
 		t.Fatalf("after the flood: %d %v", status, err)
 	}
+	t.Logf("serving again %v after the flood closed", time.Since(recovered).Round(time.Millisecond))
 	metrics := r.scrape(t)
 	if !strings.Contains(metrics, `consentgate_accept_errors_total{kind="emfile"}`) || strings.Contains(metrics, `consentgate_accept_errors_total{kind="emfile"} 0`) {
 		t.Errorf("EMFILE not counted:\n%s", grep(metrics, "accept_errors"))
@@ -478,6 +481,10 @@ func TestMaxConnectionsFromFileLimit(t *testing.T) {
 	if !r.alive() {
 		t.Fatal("the gateway died")
 	}
+	// All connection slots are taken by the flood: a normal hit is refused
+	// at once (503) rather than left waiting; logged for the record.
+	status, d, err := r.hit()
+	t.Logf("normal hit during the flood: status %d in %v (%v), RSS %.1f MiB", status, d.Round(time.Microsecond), err, float64(r.rss())/(1<<20))
 	closeAll(conns)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
