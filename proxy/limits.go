@@ -87,6 +87,8 @@ type listener struct {
 	b      *budget
 	closed chan struct{}
 	once   sync.Once
+	// perIPLimit is limits.max_conns_per_ip at start (limits need a restart).
+	perIPLimit int
 
 	mu    sync.Mutex
 	perIP map[netip.Prefix]int
@@ -100,7 +102,8 @@ type listener struct {
 const acceptLogEvery = 10 * time.Second
 
 func newListener(ln net.Listener, h *Handler, log *zap.Logger, b *budget) *listener {
-	return &listener{Listener: ln, h: h, log: log, b: b, closed: make(chan struct{}), perIP: map[netip.Prefix]int{}}
+	return &listener{Listener: ln, h: h, log: log, b: b, closed: make(chan struct{}), perIP: map[netip.Prefix]int{},
+		perIPLimit: h.Config().Limits.MaxConnsPerIP}
 }
 
 // Close stops Accept, also while it is backing off.
@@ -214,10 +217,9 @@ func (l *listener) ipKey(c net.Conn) (netip.Prefix, bool) {
 }
 
 func (l *listener) admit(key netip.Prefix) bool {
-	limit := l.h.Config().Limits.MaxConnsPerIP
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.perIP[key] >= limit {
+	if l.perIP[key] >= l.perIPLimit {
 		return false
 	}
 	l.perIP[key]++
