@@ -476,3 +476,22 @@ func TestByteBudget(t *testing.T) {
 		waitFor(t, func() bool { return g.srv.budget.bytes.Load() == 0 && g.srv.budget.reading() == 0 })
 	}
 }
+
+// BenchmarkInputChecks is what the hardening adds per hit: the path and
+// body checks and reading the repeated-header-aware geo and Sec-GPC.
+func BenchmarkInputChecks(b *testing.B) {
+	g := newBenchGateway(b)
+	req := benchRequest(benchHits["GA4Denied"])
+	req.Header.SetMethod("POST")
+	req.SetBodyString("v=2&tid=G-F9XM71K45T&en=page_view&ep.item=M%C3%BCsli&_et=120\nv=2&en=scroll&epn.percent_scrolled=90\n")
+	geo := []string{"X-Forwarded-CountryRegion", "CF-IPCountry", "CloudFront-Viewer-Country", "X-Appengine-Country", "X-Gclb-Country"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !cleanPath(req.URI().PathOriginal()) || g.h.checkBody(req) != nil || g.h.gpc(&req.Header) {
+			b.Fatal("refused")
+		}
+		if r, _ := region(&req.Header, true, geo); r.IsUnknown() {
+			b.Fatal("no region")
+		}
+	}
+}
