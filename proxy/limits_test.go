@@ -1,0 +1,127 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/consentgate/consentgate/config"
+)
+
+// failingListener fails Accept with errs in turn, then hands out conn.
+type failingListener struct {
+	net.Listener
+	errs   []error
+	conn   net.Conn
+	closed chan struct{}
+}
+
+func (f *failingListener) Accept() (net.Conn, error) {
+	if len(f.errs) > 0 {
+		err := f.errs[0]
+		f.errs = f.errs[1:]
+		return nil, err
+	}
+	if f.conn != nil {
+		c := f.conn
+		f.conn = nil
+		return c, nil
+	}
+	<-f.closed
+	return nil, net.ErrClosed
+}
+
+func (f *failingListener) Close() error {
+	select {
+	case <-f.closed:
+	default:
+		close(f.closed)
+	}
+	return nil
+}
+
+func (f *failingListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+func acceptErr(errno syscall.Errno) error {
+	return &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", errno)}
+}
+
+// TestAcceptBacksOff: EMFILE, ENFILE, ENOBUFS and ENOMEM from accept are
+// retried with backoff and counted; the listener keeps going and hands
+// out the next connection. (Unwrapped, fasthttp's Serve returned on the
+// first one and the process exited.)
+func TestAcceptBacksOff(t *testing.T) {
+	g := newGateway(t, "")
+	client, server := net.Pipe()
+	defer client.Close()
+	f := &failingListener{errs: []error{acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE), acceptErr(syscall.ENFILE),
+		acceptErr(syscall.ENOBUFS), acceptErr(syscall.ENOMEM), acceptErr(syscall.ECONNABORTED)}, conn: server, closed: make(chan struct{})}
+	l := newListener(f, g.h, zap.NewNop(), nil)
+	c, err := l.Accept()
+	if err != nil || c != server {
+		t.Fatalf("Accept = %v, %v; want the connection after the errors", c, err)
+	}
+	for kind, want := range map[string]uint64{"emfile": 2, "enfile": 1, "enobufs": 1, "enomem": 1, "other": 1} {
+		if got := g.m.acceptErrs[kind].Get(); got != want {
+			t.Errorf("accept_errors_total{kind=%q} = %d, want %d", kind, got, want)
+		}
+	}
+	// Close ends Accept, also in the middle of a backoff.
+	f.errs = []error{acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE),
+		acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE)}
+	done := make(chan error, 1)
+	go func() { _, err := l.Accept(); done <- err }()
+	time.Sleep(20 * time.Millisecond) // somewhere in the backoff
+	_ = l.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Accept after Close = %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close did not end a backing-off Accept")
+	}
+}
+
+func TestAcceptErrorKind(t *testing.T) {
+	for _, tt := range []struct {
+		give  error
+		kind  string
+		retry bool
+	}{
+		{acceptErr(syscall.EMFILE), "emfile", true},
+		{acceptErr(syscall.ENFILE), "enfile", true},
+		{acceptErr(syscall.ENOBUFS), "enobufs", true},
+		{acceptErr(syscall.ENOMEM), "enomem", true},
+		{acceptErr(syscall.ECONNABORTED), "other", true},
+		{net.ErrClosed, "", false},
+		{acceptErr(syscall.EBADF), "", false},
+		{acceptErr(syscall.EINVAL), "", false},
+	} {
+		kind, retry := acceptErrorKind(tt.give)
+		if kind != tt.kind || retry != tt.retry {
+			t.Errorf("acceptErrorKind(%v) = %q, %v; want %q, %v", tt.give, kind, retry, tt.kind, tt.retry)
+		}
+	}
+}
+
+func TestMaxConnectionsFromLimit(t *testing.T) {
+	cfg := &config.Config{Limits: config.Limits{MaxConnections: 0}}
+	n, nofile := MaxConnections(cfg)
+	if nofile == 0 {
+		t.Skip("no RLIMIT_NOFILE")
+	}
+	reserve := max(nofile/4, 256)
+	if uint64(n) > nofile-reserve && n != 64 || n > autoMaxConnections || n < 64 {
+		t.Errorf("MaxConnections = %d with an open-file limit of %d", n, nofile)
+	}
+	cfg.Limits.MaxConnections = 1234
+	if n, _ := MaxConnections(cfg); n != 1234 {
+		t.Errorf("configured max_connections: %d", n)
+	}
+}
