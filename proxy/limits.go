@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -79,7 +80,9 @@ func RaiseFileLimit() (uint64, error) {
 	return rl.Cur, nil
 }
 
-// listener wraps the public listener.
+// listener wraps the public listener. It refuses connections over
+// max_connections itself (503, Retry-After, counted); fasthttp's own
+// concurrency limit sits above it as a backstop.
 type listener struct {
 	net.Listener
 	h      *Handler
@@ -89,6 +92,9 @@ type listener struct {
 	once   sync.Once
 	// perIPLimit is limits.max_conns_per_ip at start (limits need a restart).
 	perIPLimit int
+	// maxConns is MaxConnections at start; open counts the connections.
+	maxConns int64
+	open     atomic.Int64
 
 	mu    sync.Mutex
 	perIP map[netip.Prefix]int
@@ -102,8 +108,9 @@ type listener struct {
 const acceptLogEvery = 10 * time.Second
 
 func newListener(ln net.Listener, h *Handler, log *zap.Logger, b *budget) *listener {
+	maxConns, _ := MaxConnections(h.Config())
 	return &listener{Listener: ln, h: h, log: log, b: b, closed: make(chan struct{}), perIP: map[netip.Prefix]int{},
-		perIPLimit: h.Config().Limits.MaxConnsPerIP}
+		perIPLimit: h.Config().Limits.MaxConnsPerIP, maxConns: int64(maxConns)}
 }
 
 // Close stops Accept, also while it is backing off.
@@ -147,12 +154,18 @@ func (l *listener) Accept() (net.Conn, error) {
 		if l.b == nil {
 			return c, nil // the admin listener: only the accept backoff
 		}
+		if l.open.Load() >= l.maxConns {
+			l.h.metrics.rejected("max_connections")
+			refuse(c, "max_connections")
+			continue
+		}
 		key, capped := l.ipKey(c)
 		if capped && !l.admit(key) {
 			l.h.metrics.rejected("per_ip_limit")
-			refuse(c)
+			refuse(c, "per_ip_limit")
 			continue
 		}
+		l.open.Add(1)
 		return &conn{Conn: c, l: l, b: l.b, key: key, capped: capped}, nil
 	}
 }
@@ -236,14 +249,12 @@ func (l *listener) release(key netip.Prefix) {
 	l.mu.Unlock()
 }
 
-// refusal is the answer to a connection over the per-IP cap.
-const refusal = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 13\r\n\r\nper_ip_limit\n"
-
-// refuse answers c with 503 and closes it, never blocking the accept
-// loop for long.
-func refuse(c net.Conn) {
+// refuse answers c with 503 (reason as the body, Retry-After: 1) and
+// closes it, never blocking the accept loop for long. Nothing is read.
+func refuse(c net.Conn, reason string) {
 	_ = c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
-	_, _ = io.WriteString(c, refusal)
+	_, _ = io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\n"+
+		"Connection: close\r\nContent-Length: "+strconv.Itoa(len(reason)+1)+"\r\n\r\n"+reason+"\n")
 	_ = c.Close()
 }
 
@@ -293,6 +304,7 @@ func (c *conn) Close() error {
 	if c.capped {
 		c.l.release(c.key)
 	}
+	c.l.open.Add(-1)
 	return c.Conn.Close()
 }
 

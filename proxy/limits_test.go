@@ -125,3 +125,32 @@ func TestMaxConnectionsFromLimit(t *testing.T) {
 		t.Errorf("configured max_connections: %d", n)
 	}
 }
+
+// TestMaxConnectionsRefused: past limits.max_connections a connection
+// gets 503 max_connections with Retry-After, counted; a closed one frees
+// its slot.
+func TestMaxConnectionsRefused(t *testing.T) {
+	g := newGateway(t, "limits: {max_connections: 3}")
+	var held []net.Conn
+	for i := range 3 {
+		held = append(held, g.stall(visitor(20+i), ""))
+	}
+	waitFor(t, func() bool { return g.srv.public.GetOpenConnectionsCount() >= 3 })
+	extra := g.stall(visitor(30), "")
+	resp := readResponse(t, extra)
+	if resp.StatusCode() != 503 || string(resp.Body()) != "max_connections\n" || string(resp.Header.Peek("Retry-After")) != "1" {
+		t.Errorf("connection over max_connections: %d %q", resp.StatusCode(), resp.Body())
+	}
+	_ = extra.Close()
+	_ = held[0].Close()
+	waitFor(t, func() bool {
+		r, err := g.tryRaw(visitor(31), "GET /healthz HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+		return err == nil && r.Status == 200
+	})
+	for _, c := range held {
+		_ = c.Close()
+	}
+	if g.m.rejectedBy["max_connections"].Get() == 0 {
+		t.Error("refusal not counted")
+	}
+}

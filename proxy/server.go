@@ -29,15 +29,16 @@ func NewServer(h *Handler, log *zap.Logger) *Server {
 	h.metrics.budget.Store(s.budget)
 	maxConns, _ := MaxConnections(cfg)
 	s.public = &fasthttp.Server{
-		Handler:                       h.ServeHTTP,
-		ErrorHandler:                  h.serverError,
-		Name:                          "consentgate",
-		ReadTimeout:                   cfg.Timeouts.Read,
-		WriteTimeout:                  cfg.Timeouts.Write,
-		IdleTimeout:                   cfg.Timeouts.Idle,
-		MaxRequestBodySize:            cfg.Limits.MaxBodyBytes,
-		ReadBufferSize:                cfg.Limits.MaxHeaderBytes,
-		Concurrency:                   maxConns,
+		Handler:            h.ServeHTTP,
+		ErrorHandler:       h.serverError,
+		Name:               "consentgate",
+		ReadTimeout:        cfg.Timeouts.Read,
+		WriteTimeout:       cfg.Timeouts.Write,
+		IdleTimeout:        cfg.Timeouts.Idle,
+		MaxRequestBodySize: cfg.Limits.MaxBodyBytes,
+		ReadBufferSize:     cfg.Limits.MaxHeaderBytes,
+		Concurrency:        maxConns + concurrencyMargin, // the listener refuses at maxConns
+
 		ConnState:                     s.budget.connState,
 		CloseOnShutdown:               true,
 		ReduceMemoryUsage:             cfg.Limits.ReduceMemory,
@@ -59,6 +60,11 @@ func NewServer(h *Handler, log *zap.Logger) *Server {
 	}
 	return s
 }
+
+// concurrencyMargin lets fasthttp's worker limit sit above the
+// listener's max_connections: a closed connection leaves the listener's
+// count a moment before its worker is free again.
+const concurrencyMargin = 1024
 
 // zapPrintf adapts zap to fasthttp's Logger.
 type zapPrintf struct{ l *zap.Logger }
