@@ -52,7 +52,7 @@ var (
 // except the upstream ones, which count as upstream errors.
 var rejectReasons = []string{"unknown_path", "method_not_allowed", "uri_too_long", "invalid_body", "origin_not_allowed",
 	"route_disabled", "tag_not_allowed", "bad_path", "content_encoding", "content_type", "body_too_large", "header_too_large",
-	"bad_request", "timeout", "over_budget", "per_ip_limit", "max_connections", "unauthorized"}
+	"bad_request", "timeout", "over_budget", "per_ip_limit", "max_connections", "no_descriptors", "unauthorized"}
 
 // statusError is an upstream answer passed on as an error (a script fetch
 // that did not return 200).

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -95,6 +96,13 @@ type listener struct {
 	// maxConns is MaxConnections at start; open counts the connections.
 	maxConns int64
 	open     atomic.Int64
+	// reserve is one descriptor held back (public listener only): when
+	// accept fails with EMFILE it is given up to accept the waiting
+	// client and answer it 503, then taken again, so clients are refused
+	// at once instead of waiting in the backlog. Only Accept's goroutine
+	// touches it, and Close under resMu.
+	reserve *os.File
+	resMu   sync.Mutex
 
 	mu    sync.Mutex
 	perIP map[netip.Prefix]int
@@ -109,14 +117,61 @@ const acceptLogEvery = 10 * time.Second
 
 func newListener(ln net.Listener, h *Handler, log *zap.Logger, b *budget) *listener {
 	maxConns, _ := MaxConnections(h.Config())
-	return &listener{Listener: ln, h: h, log: log, b: b, closed: make(chan struct{}), perIP: map[netip.Prefix]int{},
+	l := &listener{Listener: ln, h: h, log: log, b: b, closed: make(chan struct{}), perIP: map[netip.Prefix]int{},
 		perIPLimit: h.Config().Limits.MaxConnsPerIP, maxConns: int64(maxConns)}
+	if b != nil {
+		l.reserve, _ = os.Open(os.DevNull) // nil if it fails: then EMFILE only backs off
+	}
+	return l
 }
 
-// Close stops Accept, also while it is backing off.
+// Close stops Accept, also while it is backing off, and gives back the
+// reserve descriptor.
 func (l *listener) Close() error {
 	l.once.Do(func() { close(l.closed) })
-	return l.Listener.Close()
+	err := l.Listener.Close() // first: it unblocks an Accept inside shed
+	l.resMu.Lock()
+	if l.reserve != nil {
+		_ = l.reserve.Close()
+		l.reserve = nil
+	}
+	l.resMu.Unlock()
+	return err
+}
+
+// takeReserve opens the reserve descriptor again if a race for the last
+// descriptor lost it.
+func (l *listener) takeReserve() {
+	l.resMu.Lock()
+	defer l.resMu.Unlock()
+	select {
+	case <-l.closed:
+	default:
+		if l.reserve == nil {
+			l.reserve, _ = os.Open(os.DevNull)
+		}
+	}
+}
+
+// shed gives up the reserve descriptor to accept one waiting client and
+// refuse it, then takes the descriptor back. It reports whether a client
+// was refused.
+func (l *listener) shed() bool {
+	l.resMu.Lock()
+	if l.reserve == nil {
+		l.resMu.Unlock()
+		return false
+	}
+	_ = l.reserve.Close()
+	l.reserve = nil
+	l.resMu.Unlock()
+	c, err := l.Listener.Accept() // Close unblocks it
+	if err == nil {
+		l.h.metrics.rejected("no_descriptors")
+		refuse(c, "no_descriptors") // closes c: its descriptor is free for the reserve again
+	}
+	l.takeReserve()
+	return err == nil
 }
 
 // Accept returns the next connection. Errors that say the process or the
@@ -140,6 +195,10 @@ func (l *listener) Accept() (net.Conn, error) {
 			}
 			l.h.metrics.acceptError(kind)
 			l.logAcceptError(kind, err)
+			if kind == "emfile" && l.shed() {
+				delay = 0
+				continue
+			}
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 			t := time.NewTimer(delay)
 			select {
@@ -154,6 +213,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		if l.b == nil {
 			return c, nil // the admin listener: only the accept backoff
 		}
+		l.takeReserve()
 		if l.open.Load() >= l.maxConns {
 			l.h.metrics.rejected("max_connections")
 			refuse(c, "max_connections")

@@ -154,3 +154,33 @@ func TestMaxConnectionsRefused(t *testing.T) {
 		t.Error("refusal not counted")
 	}
 }
+
+// TestAcceptShedsOnEMFILE: out of descriptors, the public listener gives
+// up its reserve descriptor to accept the waiting client and answer it
+// 503 at once, instead of leaving it in the backlog.
+func TestAcceptShedsOnEMFILE(t *testing.T) {
+	g := newGateway(t, "")
+	client, server := net.Pipe()
+	defer client.Close()
+	f := &failingListener{errs: []error{acceptErr(syscall.EMFILE)}, conn: server, closed: make(chan struct{})}
+	l := newListener(f, g.h, zap.NewNop(), g.srv.budget)
+	if l.reserve == nil {
+		t.Fatal("no reserve descriptor")
+	}
+	done := make(chan error, 1)
+	go func() { _, err := l.Accept(); done <- err }()
+	resp := readResponse(t, client)
+	if resp.StatusCode() != 503 || string(resp.Body()) != "no_descriptors\n" || string(resp.Header.Peek("Retry-After")) != "1" {
+		t.Errorf("shed client got %d %q", resp.StatusCode(), resp.Body())
+	}
+	_ = l.Close()
+	if err := <-done; !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Accept after Close = %v", err)
+	}
+	if l.reserve != nil {
+		t.Error("Close kept the reserve descriptor")
+	}
+	if g.m.rejectedBy["no_descriptors"].Get() != 1 || g.m.acceptErrs["emfile"].Get() != 1 {
+		t.Errorf("not counted: rejected %d, emfile %d", g.m.rejectedBy["no_descriptors"].Get(), g.m.acceptErrs["emfile"].Get())
+	}
+}

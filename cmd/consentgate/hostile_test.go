@@ -449,11 +449,15 @@ func TestFileDescriptorExhaustion(t *testing.T) {
 	if !r.alive() {
 		t.Fatal("the gateway exited under descriptor exhaustion")
 	}
-	t.Logf("RSS under descriptor exhaustion: %.1f MiB", float64(r.rss())/(1<<20))
+	// A normal hit meanwhile is refused at once (the reserve descriptor
+	// accepts it to say 503), not left waiting in the backlog.
+	status, d, err := r.hit()
+	t.Logf("normal hit under descriptor exhaustion: status %d in %v (%v); RSS %.1f MiB", status, d.Round(time.Microsecond), err, float64(r.rss())/(1<<20))
+	if err != nil || status != fasthttp.StatusServiceUnavailable || d > time.Second {
+		t.Errorf("normal hit under descriptor exhaustion: %d in %v (%v), want a prompt 503", status, d, err)
+	}
 	closeAll(conns)
 	recovered := time.Now()
-	var status int
-	var err error
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if status, _, err = r.hit(); err == nil && status == fasthttp.StatusNoContent {
