@@ -362,7 +362,7 @@ func build(f *file, o *options) (*Config, []error) {
 	if tok := f.Admin.Token; tok != "" && (len(tok) < 16 || strings.ContainsAny(tok, " \t\r\n")) {
 		bad("admin.token: use at least 16 bytes, no spaces")
 	}
-	if !loopback(f.AdminListen) && f.Admin.Token == "" {
+	if !Loopback(f.AdminListen) && f.Admin.Token == "" {
 		bad("admin_listen: %q is reachable beyond this host and would expose /metrics, /debug/explain and /debug/pprof to anyone: set admin.token (a bearer token, or CONSENTGATE_ADMIN_TOKEN) or listen on 127.0.0.1", f.AdminListen)
 	}
 
@@ -531,9 +531,9 @@ func build(f *file, o *options) (*Config, []error) {
 	return c, ps
 }
 
-// loopback reports whether addr ("host:port") listens on loopback only.
+// Loopback reports whether addr ("host:port") listens on loopback only.
 // An empty host (":9090") listens on every interface.
-func loopback(addr string) bool {
+func Loopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return true // reported by checkAddr

@@ -43,6 +43,9 @@ type Handler struct {
 	scripts *scriptCache
 	// routeScheme is the scheme of the routes' own hosts (subdomain style).
 	routeScheme string
+	// adminListen is the admin address of the first config: the one
+	// bound (listen addresses change only with a restart).
+	adminListen string
 }
 
 // runtime is one configuration with everything derived from it.
@@ -62,7 +65,8 @@ func NewHandler(cfg *config.Config, log *zap.Logger, m *Metrics, dlog *DecisionL
 	if opts.RouteScheme == "" {
 		opts.RouteScheme = "https"
 	}
-	h := &Handler{log: log, now: opts.Now, clock: clock, clients: newClients(opts.Dial), metrics: m, dlog: dlog, routeScheme: opts.RouteScheme}
+	h := &Handler{log: log, now: opts.Now, clock: clock, clients: newClients(opts.Dial), metrics: m, dlog: dlog, routeScheme: opts.RouteScheme,
+		adminListen: cfg.AdminListen}
 	h.reqs.New = func() any { return new(outbound) }
 	sc, err := newScriptCache(cfg.Cache.MaxBytes)
 	if err != nil {

@@ -495,3 +495,20 @@ func BenchmarkInputChecks(b *testing.B) {
 		}
 	}
 }
+
+// TestReloadCannotDropAdminToken: with the admin listener bound beyond
+// loopback, a reload to a file that moves it to 127.0.0.1 without a
+// token is refused: the bound listener only moves on restart.
+func TestReloadCannotDropAdminToken(t *testing.T) {
+	g := newGateway(t, "admin_listen: \"0.0.0.0:9090\"\nadmin: {token: \"s3cret-admin-token-0123\"}\n")
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	writeFile(t, path, "cookieless: {secret: \"test-secret-0123456789\"}\nadmin_listen: \"127.0.0.1:9090\"\n")
+	r := NewReloader(g.h, g.m, zap.NewNop(), path, func() (*config.Config, error) { return config.Load(path) })
+	before := g.h.Config()
+	if err := r.Reload(); err == nil || !strings.Contains(err.Error(), "admin.token") {
+		t.Errorf("Reload = %v, want a refusal naming admin.token", err)
+	}
+	if g.h.Config() != before || g.h.Config().AdminToken == "" {
+		t.Error("the token was dropped")
+	}
+}
