@@ -103,3 +103,13 @@ func TestLimitsValidation(t *testing.T) {
 		t.Errorf("defaults: %v %+v", err, c.Limits)
 	}
 }
+
+// loadYAML loads yaml as a config file, or the embedded default for ""
+// (an empty file is refused).
+func loadYAML(t *testing.T, yaml string) (*Config, error) {
+	t.Helper()
+	if yaml == "" {
+		return Load("")
+	}
+	return Load(writeConfig(t, yaml))
+}

@@ -49,10 +49,11 @@ var (
 )
 
 // rejectReasons label consentgate_rejected_total: every Reason above
-// except the upstream ones, which count as upstream errors.
+// except the upstream ones, which count as upstream errors, plus the
+// refusals of the listener and the delivery queue.
 var rejectReasons = []string{"unknown_path", "method_not_allowed", "uri_too_long", "invalid_body", "origin_not_allowed",
 	"route_disabled", "tag_not_allowed", "bad_path", "content_encoding", "content_type", "body_too_large", "header_too_large",
-	"bad_request", "timeout", "over_budget", "per_ip_limit", "max_connections", "no_descriptors", "unauthorized"}
+	"bad_request", "timeout", "over_budget", "per_ip_limit", "max_connections", "no_descriptors", "unauthorized", "queue_full", "spool_error"}
 
 // statusError is an upstream answer passed on as an error (a script fetch
 // that did not return 200).
@@ -114,9 +115,6 @@ func (h *Handler) writeError(ctx *fasthttp.RequestCtx, err error, route int) {
 	if e.RetryAfter > 0 {
 		var buf [20]byte
 		ctx.Response.Header.SetBytesV("Retry-After", strconv.AppendInt(buf[:0], int64(max(e.RetryAfter/time.Second, 1)), 10))
-	}
-	if e.Status == fasthttp.StatusServiceUnavailable || e.Status == fasthttp.StatusRequestTimeout || e.Status >= 500 && e.Reason != "upstream_error" {
-		ctx.SetConnectionClose()
 	}
 	if e == errMethod && route >= 0 {
 		ctx.Response.Header.Set("Allow", consentmode.Routes[route].AllowHeader())

@@ -36,6 +36,7 @@ type Metrics struct {
 	logDropped  *metrics.Counter
 	inFlight    *metrics.Gauge
 	enforcing   *metrics.Gauge
+	delivery    *deliveryMetrics
 }
 
 // upstreamErrorKinds label consentgate_upstream_errors_total.
@@ -121,6 +122,7 @@ func NewMetrics(version string) *Metrics {
 	m.inFlight = s.NewGauge(`consentgate_in_flight_requests`, nil)
 	m.enforcing = s.NewGauge(`consentgate_enforcing`, nil)
 	s.NewGauge(fmt.Sprintf(`consentgate_build_info{version=%q}`, version), nil).Set(1)
+	m.delivery = newDeliveryMetrics(s)
 	return m
 }
 
