@@ -512,3 +512,30 @@ func TestReloadCannotDropAdminToken(t *testing.T) {
 		t.Error("the token was dropped")
 	}
 }
+
+func FuzzConflictingRaw(f *testing.F) {
+	f.Add("Content-Type: a\r\nContent-Type: b\r\n", "Content-Type")
+	f.Add("content-type:a\ncontent-type: A \r\n", "Content-Type")
+	f.Add(":\n\n:::\r\r", "")
+	f.Fuzz(func(t *testing.T, raw, name string) {
+		got := conflictingRaw([]byte(raw), []byte(name))
+		// Reference: collect the trimmed values of the lines named name.
+		var values []string
+		for _, line := range strings.Split(raw, "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok || !strings.EqualFold(strings.Trim(k, " \t"), name) {
+				continue
+			}
+			values = append(values, strings.ToLower(strings.Trim(strings.TrimRight(v, "\r"), " \t")))
+		}
+		want := false
+		for _, v := range values[min(1, len(values)):] {
+			if !strings.EqualFold(v, values[0]) {
+				want = true
+			}
+		}
+		if got != want {
+			t.Fatalf("conflictingRaw(%q, %q) = %v, want %v", raw, name, got, want)
+		}
+	})
+}
