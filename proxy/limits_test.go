@@ -184,3 +184,26 @@ func TestAcceptShedsOnEMFILE(t *testing.T) {
 		t.Errorf("not counted: rejected %d, emfile %d", g.m.rejectedBy["no_descriptors"].Get(), g.m.acceptErrs["emfile"].Get())
 	}
 }
+
+// TestPerIPCapIPv6ByPrefix: one IPv6 host holds a whole /64, so the cap
+// counts the /64.
+func TestPerIPCapIPv6ByPrefix(t *testing.T) {
+	g := newGateway(t, "limits: {max_conns_per_ip: 2}")
+	a := &net.TCPAddr{IP: net.ParseIP("2001:db8:1:2::1"), Port: 1}
+	b := &net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:ffff::9"), Port: 2}
+	other := &net.TCPAddr{IP: net.ParseIP("2001:db8:1:3::1"), Port: 3}
+	held := []net.Conn{g.stall(a, ""), g.stall(b, "")}
+	defer func() {
+		for _, c := range held {
+			_ = c.Close()
+		}
+	}()
+	third := g.stall(&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:abcd::1"), Port: 4}, "")
+	if r := readResponse(t, third); r.StatusCode() != 503 || string(r.Body()) != "per_ip_limit\n" {
+		t.Errorf("third connection from one /64: %d %q", r.StatusCode(), r.Body())
+	}
+	_ = third.Close()
+	if r := g.do(other, "GET", "/healthz", nil, ""); r.Status != 200 {
+		t.Errorf("another /64: %d", r.Status)
+	}
+}
