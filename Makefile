@@ -8,7 +8,7 @@ FUZZTIME ?= 30s
 GOLANGCI_LINT_VERSION := v2.15.0
 GOBIN    ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all run build test test-unit test-race bench fuzz lint tidy check-configs tcf-vectors bench-load
+.PHONY: all run build test test-unit test-race test-faults bench fuzz lint tidy check-configs tcf-vectors bench-load
 
 all: lint test
 
@@ -27,6 +27,10 @@ test-unit:
 
 test-race:
 	$(GO) test -count=1 -race -shuffle=on ./...
+
+## test-faults: the fault suite: the real binary in queue mode against a failing fake upstream (refused, hanging, SIGTERM, kill -9, spool full); under 5 minutes
+test-faults:
+	$(GO) test -tags faults -count=1 -v -run Fault ./cmd/consentgate -timeout 10m
 
 ## check-configs: consentgate check on every sample config
 check-configs:

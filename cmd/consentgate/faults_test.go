@@ -1,0 +1,428 @@
+//go:build faults
+
+// The fault suite (make test-faults): the real binary, in queue mode, in
+// front of a recording fake upstream that fails in the ways Google's
+// endpoints can fail, under a bounded open-loop load. Each scenario prints
+// one line: sent / accepted / delivered / duplicated / lost /
+// dropped-by-cause, counted in hits (a batched POST carries 3).
+//
+//	sent       hits the load generator sent
+//	accepted   hits whose request got 204 from the gateway
+//	delivered  accepted hits the upstream answered 204 at least once
+//	duplicated extra deliveries of accepted hits (at-least-once delivery)
+//	lost       accepted hits never delivered (nor answered 400 by the upstream)
+//	dropped    consentgate_delivery_dropped_total by cause, at the end
+package main
+
+import (
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const (
+	faultRate     = 200              // requests per second, as in the issue
+	faultTimeout  = 2 * time.Second  // per request, load generator side
+	deliverWithin = 60 * time.Second // bound on "all delivered afterwards"
+	hangP99Limit  = 50 * time.Millisecond
+)
+
+var (
+	reportsMu sync.Mutex
+	reports   []string
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "consentgate-faults-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	faultBin = filepath.Join(dir, "consentgate")
+	if out, err := exec.Command("go", "build", "-o", faultBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		_ = os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	if len(reports) > 0 {
+		fmt.Println("\nfault suite: sent / accepted / delivered / duplicated / lost / dropped-by-cause (hits)")
+		for _, r := range reports {
+			fmt.Println("  " + r)
+		}
+	}
+	os.Exit(code)
+}
+
+// report logs and keeps the scenario's one-line summary.
+func report(t *testing.T, name string, ls loadStats, uc upCounts, dropped string) {
+	t.Helper()
+	line := fmt.Sprintf("%-16s sent %d / accepted %d / delivered %d / duplicated %d / lost %d / dropped-by-cause %s",
+		name, ls.sent, ls.accepted, uc.delivered, uc.duplicated, uc.missing, dropped)
+	t.Log(line)
+	reportsMu.Lock()
+	reports = append(reports, line)
+	reportsMu.Unlock()
+}
+
+// details logs what else the scenario measured.
+func details(t *testing.T, ls loadStats, uc upCounts, took time.Duration) {
+	t.Helper()
+	t.Logf("requests %d, answers %s, p50 %v p99 %v max %v; upstream requests %d by mode %v, delivered-but-unanswered %d; all delivered %v after the load",
+		ls.requests, ls.statusString(), ls.p50.Round(10*time.Microsecond), ls.p99.Round(10*time.Microsecond), ls.max.Round(10*time.Microsecond),
+		uc.requests, uc.byMode, uc.unaccepted, took.Round(100*time.Millisecond))
+	if ls.firstErr != "" {
+		t.Logf("first request error: %s", ls.firstErr)
+	}
+}
+
+// scrape reads the gateway's delivery metrics, logging failures.
+func scrape(t *testing.T, g *gateway) map[string]float64 {
+	t.Helper()
+	m, err := g.metrics()
+	if err != nil {
+		t.Errorf("%s: metrics: %v", g.name, err)
+		return nil
+	}
+	if len(m) == 0 {
+		t.Errorf("%s: /metrics has no consentgate_delivery_* samples", g.name)
+	}
+	t.Logf("%s metrics:%s", g.name, metricsLine(m))
+	return m
+}
+
+// checkCommon asserts what holds in every scenario.
+func checkCommon(t *testing.T, ls loadStats, uc upCounts) {
+	t.Helper()
+	if uc.missing != 0 {
+		t.Errorf("%d accepted hits lost (never delivered within %v)", uc.missing, deliverWithin)
+	}
+	if uc.secrets != 0 {
+		t.Errorf("the upstream received %d requests carrying identifiers the decision removed", uc.secrets)
+	}
+	if ls.accepted == 0 {
+		t.Errorf("no hit accepted")
+	}
+}
+
+// 1. Upstream refused for 15 s during a 30 s run at 200 req/s: every hit
+// is answered 204 and none of the accepted ones is lost.
+func TestFaultUpstreamRefused(t *testing.T) {
+	up := newFakeUpstream(t)
+	gw := startGateway(t, "refused", defaultGWConfig(t, up), false)
+	l := startLoad(t, loadSpec{target: gw.public, rate: faultRate, count: 30 * faultRate, timeout: faultTimeout, postEvery: 10, secretEvery: 7})
+	l.at(5 * time.Second)
+	up.set(upRefuse)
+	l.at(20 * time.Second)
+	up.set(upOK)
+	l.wait()
+	ls := l.stats()
+	uc, took := up.waitDelivered(ls.acceptedSet, deliverWithin)
+	m := scrape(t, gw)
+	report(t, "refused-15s", ls, uc, droppedByCause(m))
+	details(t, ls, uc, took)
+	checkCommon(t, ls, uc)
+	if ls.accepted != ls.sent {
+		t.Errorf("%d of %d hits not accepted (answers %s): the queue and spool have room for all", ls.sent-ls.accepted, ls.sent, ls.statusString())
+	}
+	if uc.byMode[upRefuse] > 10 {
+		t.Logf("note: %d requests reached the upstream while it refused (raced the close)", uc.byMode[upRefuse])
+	}
+}
+
+// 2. Upstream hanging (reads requests, never answers) for 10 s: browsers
+// still get 204 fast, and every hit is delivered afterwards.
+func TestFaultUpstreamHang(t *testing.T) {
+	up := newFakeUpstream(t)
+	gw := startGateway(t, "hang", defaultGWConfig(t, up), false)
+	l := startLoad(t, loadSpec{target: gw.public, rate: faultRate, count: 20 * faultRate, timeout: faultTimeout, postEvery: 10, secretEvery: 7})
+	l.at(5 * time.Second)
+	up.set(upHang)
+	l.at(15 * time.Second)
+	up.set(upOK)
+	l.wait()
+	ls := l.stats()
+	hangFrom, hangTo := l.start.Add(5*time.Second), l.start.Add(15*time.Second)
+	during := statsOf(l.results, func(r reqResult) bool { return !r.sent.Before(hangFrom) && r.sent.Before(hangTo) })
+	uc, took := up.waitDelivered(ls.acceptedSet, deliverWithin)
+	m := scrape(t, gw)
+	report(t, "hang-10s", ls, uc, droppedByCause(m))
+	details(t, ls, uc, took)
+	t.Logf("during the hang: %d requests, p50 %v p99 %v max %v", during.requests, during.p50, during.p99, during.max)
+	checkCommon(t, ls, uc)
+	if ls.accepted != ls.sent {
+		t.Errorf("%d of %d hits not accepted (answers %s)", ls.sent-ls.accepted, ls.sent, ls.statusString())
+	}
+	if ls.p99 >= hangP99Limit || during.p99 >= hangP99Limit {
+		t.Errorf("browser p99 %v (during the hang %v), want < %v", ls.p99, during.p99, hangP99Limit)
+	}
+	if uc.byMode[upHang] == 0 {
+		t.Errorf("no request reached the upstream during the hang: the scenario tested nothing")
+	}
+}
+
+// 3. SIGTERM during load while the upstream refuses: the gateway exits 0
+// with what it could not deliver in the spool (0600, nothing the decision
+// removed), and a restart on the same spool delivers it: 0 lost.
+func TestFaultSIGTERM(t *testing.T) {
+	up := newFakeUpstream(t)
+	cfg := defaultGWConfig(t, up)
+	gw := startGateway(t, "sigterm-1", cfg, false)
+	l := startLoad(t, loadSpec{target: cfg.listen, rate: faultRate, count: 12 * faultRate, timeout: faultTimeout, postEvery: 10, secretEvery: 7})
+	l.at(2 * time.Second)
+	up.set(upRefuse)
+	l.at(5 * time.Second)
+	m1 := scrape(t, gw)
+	exitTook, exitErr := gw.terminate(30 * time.Second)
+	if exitErr != nil {
+		t.Errorf("exit after SIGTERM: %v, want 0\n%s", exitErr, gw.logTail())
+	}
+	files, size, badMode, secret := spoolFiles(t, cfg.spoolDir)
+	t.Logf("exited %v after SIGTERM; spool: %d bytes in %v", exitTook.Round(time.Millisecond), size, files)
+	if len(badMode) > 0 {
+		t.Errorf("spool files readable by others: %v", badMode)
+	}
+	if len(secret) > 0 {
+		t.Errorf("spool files hold identifiers the decision removed: %v", secret)
+	}
+	if size == 0 {
+		t.Errorf("empty spool after SIGTERM with the upstream down: the scenario tested nothing")
+	}
+	beforeRestart := up.counts(l.stats().acceptedSet)
+	gw2 := startGateway(t, "sigterm-2", cfg, false)
+	l.at(8 * time.Second)
+	up.set(upOK)
+	l.wait()
+	ls := l.stats()
+	uc, took := up.waitDelivered(ls.acceptedSet, deliverWithin)
+	m2 := scrape(t, gw2)
+	report(t, "sigterm-restart", ls, uc, "before "+droppedByCause(m1)+"; after "+droppedByCause(m2))
+	details(t, ls, uc, took)
+	t.Logf("accepted before the restart and delivered only after it (replayed from the spool): %d", beforeRestart.missing)
+	checkCommon(t, ls, uc)
+	if _, err := gw2.terminate(30 * time.Second); err != nil {
+		t.Errorf("second exit: %v", err)
+	}
+}
+
+// 4. kill -9 during load while the upstream refuses, restart on the same
+// spool: at most the hits accepted within the last sync_interval are lost.
+func TestFaultKill9(t *testing.T) {
+	up := newFakeUpstream(t)
+	cfg := defaultGWConfig(t, up)
+	gw := startGateway(t, "kill9-1", cfg, false)
+	l := startLoad(t, loadSpec{target: cfg.listen, rate: faultRate, count: 12 * faultRate, timeout: faultTimeout, postEvery: 10, secretEvery: 7})
+	l.at(2 * time.Second)
+	up.set(upRefuse)
+	l.at(5 * time.Second)
+	m1 := scrape(t, gw)
+	killAt := time.Now()
+	gw.kill9()
+	_, size, badMode, secret := spoolFiles(t, cfg.spoolDir)
+	if len(badMode) > 0 {
+		t.Errorf("spool files readable by others: %v", badMode)
+	}
+	if len(secret) > 0 {
+		t.Errorf("spool files hold identifiers the decision removed: %v", secret)
+	}
+	gw2 := startGateway(t, "kill9-2", cfg, false) // the dead process's lock must not block it
+	l.at(8 * time.Second)
+	up.set(upOK)
+	l.wait()
+	ls := l.stats()
+	uc, took := up.waitDelivered(ls.acceptedSet, deliverWithin)
+	m2 := scrape(t, gw2)
+	report(t, "kill9-restart", ls, uc, "before "+droppedByCause(m1)+"; after "+droppedByCause(m2))
+	details(t, ls, uc, took)
+
+	// The crash window: hits whose 204 the client had received in the last
+	// sync_interval (plus 50 ms of scheduling margin) before the kill.
+	winFrom := killAt.Add(-cfg.syncInterval - 50*time.Millisecond)
+	window := statsOf(l.results, func(r reqResult) bool { return r.err == nil && r.done.After(winFrom) && !r.done.After(killAt) }).accepted
+	nominal := int(math.Ceil(cfg.syncInterval.Seconds() * faultRate))
+	t.Logf("kill -9: spool %d bytes at the kill; lost %d hits; allowed %d (accepted in the last %v + 50ms; sync_interval x rate = %d requests)",
+		size, uc.missing, window, cfg.syncInterval, nominal)
+	if uc.missing > window {
+		t.Errorf("kill -9 lost %d accepted hits, more than the %d accepted within the sync window", uc.missing, window)
+	}
+	if uc.secrets != 0 {
+		t.Errorf("the upstream received %d requests carrying identifiers the decision removed", uc.secrets)
+	}
+	if _, err := gw2.terminate(30 * time.Second); err != nil {
+		t.Errorf("second exit: %v", err)
+	}
+}
+
+// 5. Spool full: a small queue and a small spool while the upstream
+// refuses. New hits get 503 with Retry-After, the gateway's memory stays
+// flat, the spool stays within max_bytes, and what was accepted is
+// delivered once the upstream is back.
+func TestFaultSpoolFull(t *testing.T) {
+	up := newFakeUpstream(t)
+	cfg := defaultGWConfig(t, up)
+	cfg.queueSize = 100
+	cfg.spoolMax = 1 << 20
+	up.set(upRefuse)
+	gw := startGateway(t, "spoolfull", cfg, false)
+	const pad = 4000 // bytes per hit: an unbounded queue would grow by >= 14 MiB
+	l := startLoad(t, loadSpec{target: gw.public, rate: faultRate, count: 20 * faultRate, timeout: faultTimeout, pad: pad})
+	stop := make(chan struct{})
+	samples := sampleRSS(gw.pid(), l.start, 200*time.Millisecond, stop)
+	l.wait()
+	close(stop)
+	rss := <-samples
+	m := scrape(t, gw)
+	_, size, _, _ := spoolFiles(t, cfg.spoolDir)
+	ls := l.stats()
+
+	// Memory: from the first 503 on, the gateway holds no more hits.
+	var first503 time.Duration = -1
+	for _, r := range l.results {
+		if r.status == http.StatusServiceUnavailable {
+			if at := r.done.Sub(l.start); first503 < 0 || at < first503 {
+				first503 = at
+			}
+		}
+	}
+	var base, end, peak int64
+	last := l.results[len(l.results)-1].sent.Sub(l.start)
+	for _, s := range rss {
+		if s.at >= first503 && s.at <= first503+3*time.Second {
+			base = max(base, s.kib)
+		}
+		if s.at >= last-5*time.Second {
+			end = max(end, s.kib)
+		}
+		peak = max(peak, s.kib)
+	}
+	t.Logf("first 503 at %v; RSS max in the 3 s after it %d KiB, max in the last 5 s %d KiB, peak %d KiB (%d samples); spool on disk %d bytes (max_bytes %d)",
+		first503.Round(time.Millisecond), base, end, peak, len(rss), size, cfg.spoolMax)
+
+	up.set(upOK)
+	uc, took := up.waitDelivered(ls.acceptedSet, deliverWithin)
+	m2 := scrape(t, gw)
+	report(t, "spool-full", ls, uc, droppedByCause(m2))
+	details(t, ls, uc, took)
+	t.Logf("503 answers %d, with Retry-After %d", ls.r503, ls.r503RetryAfter)
+	checkCommon(t, ls, uc)
+	if ls.r503 == 0 {
+		t.Fatalf("no 503 with the queue and the spool full (answers %s)", ls.statusString())
+	}
+	if ls.r503RetryAfter != ls.r503 {
+		t.Errorf("%d of %d 503 answers lack a positive Retry-After", ls.r503-ls.r503RetryAfter, ls.r503)
+	}
+	if first503 < 0 || base == 0 || end == 0 {
+		t.Errorf("too few RSS samples to judge memory")
+	} else if growth := end - base; growth > 6<<10 {
+		t.Errorf("RSS grew %d KiB after the queue and spool filled (from %d to %d KiB): memory not flat", growth, base, end)
+	}
+	if v, ok := m["consentgate_delivery_spool_bytes"]; ok && v > float64(cfg.spoolMax) {
+		t.Errorf("spool_bytes %g > max_bytes %d", v, cfg.spoolMax)
+	}
+	if size > cfg.spoolMax+64<<10 {
+		t.Errorf("spool takes %d bytes on disk, max_bytes is %d", size, cfg.spoolMax)
+	}
+	rejected := 0.0
+	for k, v := range m {
+		if strings.HasPrefix(k, "consentgate_delivery_dropped_total") || strings.HasPrefix(k, "consentgate_delivery_rejected_total") {
+			rejected += v
+		}
+	}
+	if rejected < float64(ls.r503) {
+		t.Errorf("metrics count %g dropped/rejected hits, the clients got %d 503s: not every refusal is counted", rejected, ls.r503)
+	}
+}
+
+// A second gateway on the same spool directory refuses to start, and the
+// first one keeps working; once it is gone the directory can be used again.
+func TestFaultSpoolLock(t *testing.T) {
+	up := newFakeUpstream(t)
+	cfg := defaultGWConfig(t, up)
+	gw := startGateway(t, "lock-1", cfg, false)
+	cfg2 := cfg
+	cfg2.listen = freeAddr(t)
+	gw2 := startGateway(t, "lock-2", cfg2, true)
+	if gw2.waitErr == nil {
+		t.Errorf("second gateway on the same spool exited 0")
+	}
+	tail := gw2.logTail()
+	if !strings.Contains(strings.ToLower(tail), "lock") {
+		t.Errorf("second gateway's error does not mention the lock:\n%s", tail)
+	}
+	t.Logf("second gateway: %v; last log lines:\n%s", gw2.waitErr, tail)
+
+	// The first one still serves and delivers.
+	resp, err := http.Get("http://" + gw.public + "/g/collect?v=2&tid=G-TEST123&gcs=G111&cid=1.2&en=page_view&ep.seq=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Errorf("first gateway answered %d after the second one's attempt", resp.StatusCode)
+	}
+	if uc, _ := up.waitDelivered(map[int]bool{1: true}, 10*time.Second); uc.missing != 0 {
+		t.Errorf("first gateway did not deliver after the second one's attempt")
+	}
+	if _, err := gw.terminate(30 * time.Second); err != nil {
+		t.Errorf("exit: %v", err)
+	}
+	gw3 := startGateway(t, "lock-3", cfg2, false)
+	if _, err := gw3.terminate(30 * time.Second); err != nil {
+		t.Errorf("exit: %v", err)
+	}
+}
+
+// Extra: the upstream answers 503, then 429 with Retry-After, then 400.
+// 5xx and 429 are retried until delivered; the 429's Retry-After holds the
+// gateway back; 400 is not retried (each such hit reaches the upstream
+// once) and is counted.
+func TestFaultUpstreamStatuses(t *testing.T) {
+	up := newFakeUpstream(t)
+	gw := startGateway(t, "statuses", defaultGWConfig(t, up), false)
+	l := startLoad(t, loadSpec{target: gw.public, rate: faultRate, count: 12 * faultRate, timeout: faultTimeout, postEvery: 10})
+	l.at(1 * time.Second)
+	up.set(up503)
+	l.at(3 * time.Second)
+	up.set429(3)
+	l.at(6 * time.Second)
+	up.set(upOK)
+	l.at(8 * time.Second)
+	up.set(up400)
+	l.at(9 * time.Second)
+	up.set(upOK)
+	l.wait()
+	ls := l.stats()
+	uc, took := up.waitDelivered(ls.acceptedSet, deliverWithin)
+	m := scrape(t, gw)
+	report(t, "503-429-400", ls, uc, droppedByCause(m))
+	details(t, ls, uc, took)
+	t.Logf("answered 400 by the upstream: %d hits (%d extra 400s = retried 4xx); requests during the 3 s of 429 (Retry-After: 3): %d",
+		uc.rejected, uc.rejectedX, uc.byMode[up429])
+	checkCommon(t, ls, uc)
+	if uc.rejected == 0 {
+		t.Errorf("no hit reached the upstream while it answered 400: the scenario tested nothing")
+	}
+	if uc.rejectedX != 0 {
+		t.Errorf("%d hits answered 400 were sent again: 4xx must not be retried", uc.rejectedX)
+	}
+	if uc.byMode[up429] > 3*8 {
+		t.Errorf("%d requests in 3 s to an upstream answering 429 with Retry-After: 3", uc.byMode[up429])
+	}
+	dropped := 0.0
+	for k, v := range m {
+		if strings.HasPrefix(k, "consentgate_delivery_dropped_total") {
+			dropped += v
+		}
+	}
+	if dropped == 0 {
+		t.Errorf("dropped_total is 0 after the upstream rejected %d hits with 400", uc.rejected)
+	}
+}
