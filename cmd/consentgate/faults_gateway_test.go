@@ -30,6 +30,7 @@ type gwConfig struct {
 	upstream     string
 	spoolDir     string // "" disables the spool
 	spoolMax     int64
+	spoolSegment int64
 	syncInterval time.Duration
 	queueSize    int
 	workers      int
@@ -41,6 +42,7 @@ func defaultGWConfig(t *testing.T, up *fakeUpstream) gwConfig {
 		upstream:     up.URL(),
 		spoolDir:     filepath.Join(t.TempDir(), "spool"),
 		spoolMax:     1 << 30,
+		spoolSegment: 16 << 20,
 		syncInterval: 50 * time.Millisecond,
 		queueSize:    10000,
 		workers:      8,
@@ -59,11 +61,13 @@ delivery:
   max_age: 1h
   queue_size: %d
   workers: %d
+  drain: 1s
   spool:
     dir: %q
     max_bytes: %d
+    segment_bytes: %d
     sync_interval: %s
-`, c.listen, c.upstream, ga4Mode(), c.queueSize, c.workers, c.spoolDir, c.spoolMax, c.syncInterval)
+`, c.listen, c.upstream, ga4Mode(), c.queueSize, c.workers, c.spoolDir, c.spoolMax, c.spoolSegment, c.syncInterval)
 }
 
 // ga4Mode is the GA4 delivery mode under test: queue, unless
@@ -232,7 +236,8 @@ func (g *gateway) kill9() {
 }
 
 // metrics reads the admin /metrics and returns the consentgate_delivery_*
-// samples, keyed by name with labels as printed.
+// and consentgate_rejected_total samples, keyed by name with labels as
+// printed.
 func (g *gateway) metrics() (map[string]float64, error) {
 	c := &http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get("http://" + g.admin + "/metrics")
@@ -248,7 +253,7 @@ func (g *gateway) metrics() (map[string]float64, error) {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "consentgate_delivery_") {
+		if !strings.HasPrefix(line, "consentgate_delivery_") && !strings.HasPrefix(line, "consentgate_rejected_total") {
 			continue
 		}
 		i := strings.LastIndexByte(line, ' ')
@@ -264,8 +269,13 @@ func (g *gateway) metrics() (map[string]float64, error) {
 	return out, sc.Err()
 }
 
+// refusalReasons are the consentgate_rejected_total reasons of a queue
+// hit refused with 503.
+var refusalReasons = []string{"queue_full", "spool_error"}
+
 // droppedByCause renders the consentgate_delivery_dropped_total samples as
-// "cause=n,..." ("none" when all are zero or absent).
+// "cause=n,...", and the hits refused with 503 as "503:reason=n" ("none"
+// when all are zero or absent).
 func droppedByCause(m map[string]float64) string {
 	const prefix = `consentgate_delivery_dropped_total{cause="`
 	var parts []string
@@ -273,6 +283,11 @@ func droppedByCause(m map[string]float64) string {
 		if rest, ok := strings.CutPrefix(k, prefix); ok && v != 0 {
 			cause, _, _ := strings.Cut(rest, `"`)
 			parts = append(parts, fmt.Sprintf("%s=%g", cause, v))
+		}
+	}
+	for _, r := range refusalReasons {
+		if v := m[`consentgate_rejected_total{reason="`+r+`"}`]; v != 0 {
+			parts = append(parts, fmt.Sprintf("503:%s=%g", r, v))
 		}
 	}
 	if len(parts) == 0 {
@@ -285,8 +300,10 @@ func droppedByCause(m map[string]float64) string {
 // metricsLine renders the delivery metrics for the log, one sample per item.
 func metricsLine(m map[string]float64) string {
 	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+	for k, v := range m {
+		if strings.HasPrefix(k, "consentgate_delivery_") || v != 0 {
+			keys = append(keys, k)
+		}
 	}
 	slices.Sort(keys)
 	var b strings.Builder
