@@ -6,6 +6,9 @@
 // one line: sent / accepted / delivered / duplicated / lost /
 // dropped-by-cause, counted in hits (a batched POST carries 3).
 //
+// FAULTS_BIN runs the suite against a binary built elsewhere;
+// FAULTS_GA4_MODE=sync shows what it catches without the queue.
+//
 //	sent       hits the load generator sent
 //	accepted   hits whose request got 204 from the gateway
 //	delivered  accepted hits the upstream answered 204 at least once
@@ -46,7 +49,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	faultBin = filepath.Join(dir, "consentgate")
-	if out, err := exec.Command("go", "build", "-o", faultBin, ".").CombinedOutput(); err != nil {
+	if bin := os.Getenv("FAULTS_BIN"); bin != "" { // a binary built elsewhere
+		faultBin = bin
+	} else if out, err := exec.Command("go", "build", "-o", faultBin, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
 		_ = os.RemoveAll(dir)
 		os.Exit(1)
