@@ -44,10 +44,12 @@ func (r reqResult) latency() time.Duration { return r.done.Sub(r.sent) }
 
 // load is a running (or finished) load.
 type load struct {
-	spec    loadSpec
-	start   time.Time
+	spec  loadSpec
+	start time.Time
+	done  chan struct{}
+
+	mu      sync.Mutex // results are written as requests finish
 	results []reqResult
-	done    chan struct{}
 }
 
 // startLoad starts sending in the background.
@@ -121,7 +123,13 @@ func startLoad(t *testing.T, spec loadSpec) *load {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				res := &l.results[i]
+				var res reqResult
+				defer func() {
+					l.mu.Lock()
+					res.seqs = l.results[i].seqs
+					l.results[i] = res
+					l.mu.Unlock()
+				}()
 				req, err := reqs[i]()
 				if err != nil {
 					res.err = err
@@ -161,8 +169,18 @@ type loadStats struct {
 	p50, p99, max            time.Duration // over requests that got an answer
 }
 
-func (l *load) stats() loadStats {
-	return statsOf(l.results, func(reqResult) bool { return true })
+func (l *load) stats() loadStats { return l.statsOf(func(reqResult) bool { return true }) }
+
+// statsOf sums up the results so far that keep selects.
+func (l *load) statsOf(keep func(reqResult) bool) loadStats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return statsOf(l.results, keep)
+}
+
+// acceptedBefore returns the hits accepted by t.
+func (l *load) acceptedBefore(t time.Time) map[int]bool {
+	return l.statsOf(func(r reqResult) bool { return r.status != 0 && r.done.Before(t) }).acceptedSet
 }
 
 // statsOf sums up the results that keep selects.
