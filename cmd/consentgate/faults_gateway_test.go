@@ -104,8 +104,9 @@ type gateway struct {
 	waitErr error
 
 	mu   sync.Mutex
-	tail []string // the last log lines
-	errs int      // log lines at level error or above
+	tail []string       // the last log lines
+	errs int            // log lines at level error or above
+	msgs map[string]int // log lines by message
 }
 
 // startGateway writes cfg and runs the binary on it, and waits until it
@@ -118,7 +119,7 @@ func startGateway(t *testing.T, name string, cfg gwConfig, wantFail bool) *gatew
 	if err := os.WriteFile(cfgPath, []byte(cfg.yaml()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := &gateway{t: t, name: name, logPath: filepath.Join(dir, name+".log"), exited: make(chan struct{})}
+	g := &gateway{t: t, name: name, logPath: filepath.Join(dir, name+".log"), exited: make(chan struct{}), msgs: map[string]int{}}
 	logFile, err := os.Create(g.logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -152,6 +153,9 @@ func startGateway(t *testing.T, name string, cfg gwConfig, wantFail bool) *gatew
 			}
 			if lvl, _ := m["level"].(string); lvl == "error" || lvl == "fatal" || lvl == "panic" {
 				g.errs++
+			}
+			if msg, ok := m["msg"].(string); ok {
+				g.msgs[msg]++
 			}
 			g.mu.Unlock()
 			if m["msg"] == "listening" {
@@ -202,6 +206,23 @@ func (g *gateway) logTail() string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return strings.Join(g.tail, "\n")
+}
+
+// waitLog waits until the gateway logged msg n times, or d passes.
+func (g *gateway) waitLog(msg string, n int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		g.mu.Lock()
+		got := g.msgs[msg]
+		g.mu.Unlock()
+		if got >= n {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (g *gateway) errorLines() int {

@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -119,21 +120,35 @@ func checkCommon(t *testing.T, ls loadStats, uc upCounts) {
 }
 
 // 1. Upstream refused for 15 s during a 30 s run at 200 req/s: every hit
-// is answered 204 and none of the accepted ones is lost.
+// is answered 204 and none of the accepted ones is lost, a SIGHUP in the
+// middle of the outage included.
 func TestFaultUpstreamRefused(t *testing.T) {
 	up := newFakeUpstream(t)
 	gw := startGateway(t, "refused", defaultGWConfig(t, up), false)
 	l := startLoad(t, loadSpec{target: gw.public, rate: faultRate, count: 30 * faultRate, timeout: faultTimeout, postEvery: 10, secretEvery: 7})
 	l.at(5 * time.Second)
 	up.set(upRefuse)
+	l.at(12 * time.Second)
+	// A config reload in the middle of the outage keeps the queue.
+	if err := gw.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if !gw.waitLog("config reloaded", 1, 5*time.Second) {
+		t.Errorf("no \"config reloaded\" after SIGHUP:\n%s", gw.logTail())
+	}
 	l.at(20 * time.Second)
 	up.set(upOK)
+	recovered := time.Now()
+	backlog := l.acceptedBefore(recovered)
 	l.wait()
 	ls := l.stats()
 	uc, took := up.waitDelivered(ls.acceptedSet, deliverWithin)
 	m := scrape(t, gw)
 	report(t, "refused-15s", ls, uc, droppedByCause(m))
 	details(t, ls, uc, took)
+	if last := up.lastFirstDelivery(backlog); !last.IsZero() {
+		t.Logf("the %d hits accepted before the upstream came back were all delivered %v after it did", len(backlog), last.Sub(recovered).Round(10*time.Millisecond))
+	}
 	checkCommon(t, ls, uc)
 	if ls.accepted != ls.sent {
 		t.Errorf("%d of %d hits not accepted (answers %s): the queue and spool have room for all", ls.sent-ls.accepted, ls.sent, ls.statusString())

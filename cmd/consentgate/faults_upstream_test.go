@@ -47,12 +47,13 @@ type fakeUpstream struct {
 
 	mu         sync.Mutex
 	mode       upMode
-	retryAfter int           // seconds, for up429
-	srv        *http.Server  // nil while refusing
-	release    chan struct{} // closed when the hang ends
-	delivered  map[int]int   // seq -> 204 answers
-	rejected   map[int]int   // seq -> 400 answers
-	requests   int           // every request read, whatever the answer
+	retryAfter int               // seconds, for up429
+	srv        *http.Server      // nil while refusing
+	release    chan struct{}     // closed when the hang ends
+	delivered  map[int]int       // seq -> 204 answers
+	firstAt    map[int]time.Time // seq -> first 204
+	rejected   map[int]int       // seq -> 400 answers
+	requests   int               // every request read, whatever the answer
 	byMode     map[upMode]int
 	secrets    int // requests that carried secretMarker
 	lastReq    time.Time
@@ -67,7 +68,7 @@ func newFakeUpstream(t *testing.T) *fakeUpstream {
 	u := &fakeUpstream{
 		t: t, addr: ln.Addr().String(), retryAfter: 1,
 		release:   make(chan struct{}),
-		delivered: map[int]int{}, rejected: map[int]int{}, byMode: map[upMode]int{},
+		delivered: map[int]int{}, firstAt: map[int]time.Time{}, rejected: map[int]int{}, byMode: map[upMode]int{},
 	}
 	u.serve(ln)
 	t.Cleanup(func() {
@@ -157,7 +158,11 @@ func (u *fakeUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch mode {
 	case upOK, upRefuse: // upRefuse: a request that raced the close
+		now := time.Now()
 		for _, s := range seqs {
+			if u.delivered[s] == 0 {
+				u.firstAt[s] = now
+			}
 			u.delivered[s]++
 		}
 	case up400:
@@ -251,6 +256,24 @@ func (u *fakeUpstream) counts(accepted map[int]bool) upCounts {
 		}
 	}
 	return c
+}
+
+// lastFirstDelivery returns when the last of seqs was first delivered
+// (zero if one never was).
+func (u *fakeUpstream) lastFirstDelivery(seqs map[int]bool) time.Time {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var last time.Time
+	for s := range seqs {
+		at, ok := u.firstAt[s]
+		if !ok {
+			return time.Time{}
+		}
+		if at.After(last) {
+			last = at
+		}
+	}
+	return last
 }
 
 // waitDelivered polls until every accepted hit was delivered (or answered
