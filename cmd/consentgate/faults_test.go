@@ -101,7 +101,7 @@ func scrape(t *testing.T, g *gateway) map[string]float64 {
 	if len(m) == 0 {
 		t.Errorf("%s: /metrics has no consentgate_delivery_* samples", g.name)
 	}
-	t.Logf("%s metrics:%s", g.name, metricsLine(m))
+	t.Logf("%s (%d error log lines) metrics:%s", g.name, g.errorLines(), metricsLine(m))
 	return m
 }
 
