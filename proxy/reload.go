@@ -144,6 +144,11 @@ func (r *Reloader) Reload() error {
 		cfg.Cache.MaxBytes != old.Cache.MaxBytes {
 		r.log.Warn("listen addresses, limits, server timeouts, upstream connection settings or the cache size changed: they take effect after a restart (timeouts.upstream applies at once)")
 	}
+	od, nd := old.Delivery, cfg.Delivery
+	od.Modes, nd.Modes = [16]config.DeliveryMode{}, [16]config.DeliveryMode{}
+	if od != nd {
+		r.log.Warn("delivery settings other than the per-family modes changed: they take effect after a restart (the queue and the spool are kept)")
+	}
 	for _, w := range cfg.Warnings {
 		r.log.Warn(w)
 	}

@@ -84,6 +84,10 @@ var metricsHelp = map[string]string{
 	"consentgate_in_flight_requests":         "requests being handled",
 	"consentgate_enforcing":                  "1 when enforcing, 0 in dry run",
 	"consentgate_build_info":                 "build version",
+	"consentgate_delivery_accepted_total":    "queued hits accepted (answered 204), by family",
+	"consentgate_delivery_delivered_total":   "queued hits delivered upstream, by family",
+	"consentgate_delivery_retried_total":     "delivery attempts that failed and will be retried, by cause: refused, timeout, 5xx, 429, other",
+	"consentgate_delivery_dropped_total":     "queued hits given up, by cause: max_age, rejected_4xx, spool_corrupt, shutdown (no spool), malformed",
 }
 
 func metricsSection() string {

@@ -91,6 +91,9 @@ func cmdServe(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer h.Close()
+	if err := h.StartDelivery(); err != nil {
+		return err
+	}
 	srv := proxy.NewServer(h, log)
 
 	pub, err := net.Listen("tcp", cfg.Listen)
