@@ -158,15 +158,17 @@ func (l *load) at(d time.Duration) { time.Sleep(time.Until(l.start.Add(d))) }
 
 func (l *load) wait() { <-l.done }
 
-// loadStats sums up a finished load.
+// loadStats sums up a load. sent and accepted count requests (records
+// of the gateway: a batched POST is one), as the gateway's metrics do.
 type loadStats struct {
-	requests, sent, accepted int // sent and accepted count hits, not requests
-	acceptedSet              map[int]bool
-	status                   map[int]int // requests per status code (0: error)
-	r503, r503RetryAfter     int         // 503 requests, and those with a valid Retry-After
-	errors                   int
-	firstErr                 string
-	p50, p99, max            time.Duration // over requests that got an answer
+	sent, accepted       int     // requests sent, and answered 204
+	hits, acceptedHits   int     // the same in hits (a batched POST carries 3)
+	acceptedReqs         [][]int // the ep.seq of each accepted request
+	status               map[int]int
+	r503, r503RetryAfter int // 503 requests, and those with a valid Retry-After
+	errors               int
+	firstErr             string
+	p50, p99, max        time.Duration // over requests that got an answer
 }
 
 func (l *load) stats() loadStats { return l.statsOf(func(reqResult) bool { return true }) }
@@ -178,21 +180,21 @@ func (l *load) statsOf(keep func(reqResult) bool) loadStats {
 	return statsOf(l.results, keep)
 }
 
-// acceptedBefore returns the hits accepted by t.
-func (l *load) acceptedBefore(t time.Time) map[int]bool {
-	return l.statsOf(func(r reqResult) bool { return r.status != 0 && r.done.Before(t) }).acceptedSet
+// acceptedBefore returns the requests accepted by t.
+func (l *load) acceptedBefore(t time.Time) [][]int {
+	return l.statsOf(func(r reqResult) bool { return r.status != 0 && r.done.Before(t) }).acceptedReqs
 }
 
 // statsOf sums up the results that keep selects.
 func statsOf(results []reqResult, keep func(reqResult) bool) loadStats {
-	s := loadStats{acceptedSet: map[int]bool{}, status: map[int]int{}}
+	s := loadStats{status: map[int]int{}}
 	var lat []time.Duration
 	for _, r := range results {
 		if !keep(r) {
 			continue
 		}
-		s.requests++
-		s.sent += len(r.seqs)
+		s.sent++
+		s.hits += len(r.seqs)
 		s.status[r.status]++
 		if r.err != nil {
 			s.errors++
@@ -203,10 +205,9 @@ func statsOf(results []reqResult, keep func(reqResult) bool) loadStats {
 		}
 		lat = append(lat, r.latency())
 		if r.status == http.StatusNoContent {
-			s.accepted += len(r.seqs)
-			for _, q := range r.seqs {
-				s.acceptedSet[q] = true
-			}
+			s.accepted++
+			s.acceptedHits += len(r.seqs)
+			s.acceptedReqs = append(s.acceptedReqs, r.seqs)
 		}
 		if r.status == http.StatusServiceUnavailable {
 			s.r503++

@@ -4,17 +4,21 @@
 // front of a recording fake upstream that fails in the ways Google's
 // endpoints can fail, under a bounded open-loop load. Each scenario prints
 // one line: sent / accepted / delivered / duplicated / lost /
-// dropped-by-cause, counted in hits (a batched POST carries 3).
+// dropped-by-cause, counted in requests as the gateway's metrics count
+// them (a batched POST of 3 hits is one; it is delivered when its 3 hits
+// are):
+//
+//	sent       requests the load generator sent
+//	accepted   requests the gateway answered 204
+//	delivered  accepted requests the upstream answered 204 at least once
+//	duplicated extra deliveries of accepted requests (at-least-once delivery)
+//	lost       accepted requests never delivered (nor answered 400 by the
+//	           upstream) within the deadline
+//	dropped    consentgate_delivery_dropped_total by cause, and the
+//	           requests refused with 503 by reason
 //
 // FAULTS_BIN runs the suite against a binary built elsewhere;
 // FAULTS_GA4_MODE=sync shows what it catches without the queue.
-//
-//	sent       hits the load generator sent
-//	accepted   hits whose request got 204 from the gateway
-//	delivered  accepted hits the upstream answered 204 at least once
-//	duplicated extra deliveries of accepted hits (at-least-once delivery)
-//	lost       accepted hits never delivered (nor answered 400 by the upstream)
-//	dropped    consentgate_delivery_dropped_total by cause, at the end
 package main
 
 import (
@@ -60,7 +64,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	if len(reports) > 0 {
-		fmt.Println("\nfault suite: sent / accepted / delivered / duplicated / lost / dropped-by-cause (hits)")
+		fmt.Println("\nfault suite: sent / accepted / delivered / duplicated / lost / dropped-by-cause (requests)")
 		for _, r := range reports {
 			fmt.Println("  " + r)
 		}
@@ -82,11 +86,48 @@ func report(t *testing.T, name string, ls loadStats, uc upCounts, dropped string
 // details logs what else the scenario measured.
 func details(t *testing.T, ls loadStats, uc upCounts, took time.Duration) {
 	t.Helper()
-	t.Logf("requests %d, answers %s, p50 %v p99 %v max %v; upstream requests %d by mode %v, delivered-but-unanswered %d; all delivered %v after the load",
-		ls.requests, ls.statusString(), ls.p50.Round(10*time.Microsecond), ls.p99.Round(10*time.Microsecond), ls.max.Round(10*time.Microsecond),
+	t.Logf("hits %d sent, %d accepted; answers %s; p50 %v p99 %v max %v; upstream requests %d by mode %v; hits delivered but never answered 204 to the client %d; all delivered %v after the load",
+		ls.hits, ls.acceptedHits, ls.statusString(), ls.p50.Round(10*time.Microsecond), ls.p99.Round(10*time.Microsecond), ls.max.Round(10*time.Microsecond),
 		uc.requests, uc.byMode, uc.unaccepted, took.Round(100*time.Millisecond))
 	if ls.firstErr != "" {
 		t.Logf("first request error: %s", ls.firstErr)
+	}
+}
+
+// settled scrapes a gateway that ran the whole load, once it has counted
+// every delivery: its accepted_total must match the 204s the clients got
+// (plus at most the requests whose answer they never saw) and each
+// accepted request must be delivered or dropped with a cause.
+func settled(t *testing.T, g *gateway, ls loadStats) map[string]float64 {
+	t.Helper()
+	sum := func(m map[string]float64, prefix string) float64 {
+		v := 0.0
+		for k, x := range m {
+			if strings.HasPrefix(k, prefix) {
+				v += x
+			}
+		}
+		return v
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m, err := g.metrics()
+		if err != nil {
+			t.Errorf("%s: metrics: %v", g.name, err)
+			return nil
+		}
+		acc := sum(m, "consentgate_delivery_accepted_total")
+		done := sum(m, "consentgate_delivery_delivered_total") + sum(m, "consentgate_delivery_dropped_total")
+		ok := acc >= float64(ls.accepted) && acc <= float64(ls.accepted+ls.errors) && done == acc
+		if ok || time.Now().After(deadline) {
+			if !ok {
+				t.Errorf("%s: metrics: accepted_total %g (clients got %d 204s, %d without answer), delivered_total + dropped_total %g",
+					g.name, acc, ls.accepted, ls.errors, done)
+			}
+			t.Logf("%s (%d error log lines) metrics:%s", g.name, g.errorLines(), metricsLine(m))
+			return m
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -109,13 +150,13 @@ func scrape(t *testing.T, g *gateway) map[string]float64 {
 func checkCommon(t *testing.T, ls loadStats, uc upCounts) {
 	t.Helper()
 	if uc.missing != 0 {
-		t.Errorf("%d accepted hits lost (never delivered within %v)", uc.missing, deliverWithin)
+		t.Errorf("%d accepted requests lost (never delivered within %v)", uc.missing, deliverWithin)
 	}
 	if uc.secrets != 0 {
 		t.Errorf("the upstream received %d requests carrying identifiers the decision removed", uc.secrets)
 	}
 	if ls.accepted == 0 {
-		t.Errorf("no hit accepted")
+		t.Errorf("no request accepted")
 	}
 }
 
@@ -142,16 +183,16 @@ func TestFaultUpstreamRefused(t *testing.T) {
 	backlog := l.acceptedBefore(recovered)
 	l.wait()
 	ls := l.stats()
-	uc, took := up.waitDelivered(ls.acceptedSet, deliverWithin)
-	m := scrape(t, gw)
+	uc, took := up.waitDelivered(ls.acceptedReqs, deliverWithin)
+	m := settled(t, gw, ls)
 	report(t, "refused-15s", ls, uc, droppedByCause(m))
 	details(t, ls, uc, took)
 	if last := up.lastFirstDelivery(backlog); !last.IsZero() {
-		t.Logf("the %d hits accepted before the upstream came back were all delivered %v after it did", len(backlog), last.Sub(recovered).Round(10*time.Millisecond))
+		t.Logf("the %d requests accepted before the upstream came back were all delivered %v after it did", len(backlog), last.Sub(recovered).Round(10*time.Millisecond))
 	}
 	checkCommon(t, ls, uc)
 	if ls.accepted != ls.sent {
-		t.Errorf("%d of %d hits not accepted (answers %s): the queue and spool have room for all", ls.sent-ls.accepted, ls.sent, ls.statusString())
+		t.Errorf("%d of %d requests not accepted (answers %s): the queue and spool have room for all", ls.sent-ls.accepted, ls.sent, ls.statusString())
 	}
 	if uc.byMode[upRefuse] > 10 {
 		t.Logf("note: %d requests reached the upstream while it refused (raced the close)", uc.byMode[upRefuse])
@@ -172,14 +213,14 @@ func TestFaultUpstreamHang(t *testing.T) {
 	ls := l.stats()
 	hangFrom, hangTo := l.start.Add(5*time.Second), l.start.Add(15*time.Second)
 	during := l.statsOf(func(r reqResult) bool { return !r.sent.Before(hangFrom) && r.sent.Before(hangTo) })
-	uc, took := up.waitDelivered(ls.acceptedSet, deliverWithin)
-	m := scrape(t, gw)
+	uc, took := up.waitDelivered(ls.acceptedReqs, deliverWithin)
+	m := settled(t, gw, ls)
 	report(t, "hang-10s", ls, uc, droppedByCause(m))
 	details(t, ls, uc, took)
-	t.Logf("during the hang: %d requests, p50 %v p99 %v max %v", during.requests, during.p50, during.p99, during.max)
+	t.Logf("during the hang: %d requests, p50 %v p99 %v max %v", during.sent, during.p50, during.p99, during.max)
 	checkCommon(t, ls, uc)
 	if ls.accepted != ls.sent {
-		t.Errorf("%d of %d hits not accepted (answers %s)", ls.sent-ls.accepted, ls.sent, ls.statusString())
+		t.Errorf("%d of %d requests not accepted (answers %s)", ls.sent-ls.accepted, ls.sent, ls.statusString())
 	}
 	if ls.p99 >= hangP99Limit || during.p99 >= hangP99Limit {
 		t.Errorf("browser p99 %v (during the hang %v), want < %v", ls.p99, during.p99, hangP99Limit)
@@ -230,7 +271,7 @@ func faultSIGTERM(t *testing.T, mode upMode) {
 	up.set(upOK)
 	l.wait()
 	ls := l.stats()
-	uc, took := up.waitDelivered(ls.acceptedSet, deliverWithin)
+	uc, took := up.waitDelivered(ls.acceptedReqs, deliverWithin)
 	m2 := scrape(t, gw2)
 	report(t, name, ls, uc, "before "+droppedByCause(m1)+"; after "+droppedByCause(m2))
 	details(t, ls, uc, took)
@@ -243,7 +284,7 @@ func faultSIGTERM(t *testing.T, mode upMode) {
 
 // 4. kill -9 during load, restart on the same spool, twice: once while the
 // upstream refuses (a backlog on disk), once while it delivers (acks in
-// flight). At most the hits accepted within the last sync_interval before
+// flight). At most the requests accepted within the last sync_interval before
 // each kill may be lost; the duplicates measure at-least-once.
 func TestFaultKill9(t *testing.T) {
 	up := newFakeUpstream(t)
@@ -278,12 +319,12 @@ func TestFaultKill9(t *testing.T) {
 	gw3 := startGateway(t, "kill9-3", cfg, false)
 	l.wait()
 	ls := l.stats()
-	uc, took := up.waitDelivered(ls.acceptedSet, deliverWithin)
+	uc, took := up.waitDelivered(ls.acceptedReqs, deliverWithin)
 	m3 := scrape(t, gw3)
 	report(t, "kill9-restart", ls, uc, "before "+strings.Join(before, ", ")+"; after "+droppedByCause(m3))
 	details(t, ls, uc, took)
 
-	// The crash window: hits whose 204 the client had received in the last
+	// The crash window: requests whose 204 the client had received in the last
 	// sync_interval (plus 50 ms of scheduling margin) before each kill.
 	window := 0
 	for _, k := range kills {
@@ -291,10 +332,10 @@ func TestFaultKill9(t *testing.T) {
 		window += l.statsOf(func(r reqResult) bool { return r.err == nil && r.done.After(from) && !r.done.After(k) }).accepted
 	}
 	nominal := int(math.Ceil(cfg.syncInterval.Seconds() * faultRate))
-	t.Logf("kill -9 x%d: lost %d hits, duplicated %d; allowed %d (accepted in the last %v + 50ms before a kill; sync_interval x rate = %d requests per kill)",
+	t.Logf("kill -9 x%d: lost %d requests, duplicated %d; allowed %d (accepted in the last %v + 50ms before a kill; sync_interval x rate = %d requests per kill)",
 		len(kills), uc.missing, uc.duplicated, window, cfg.syncInterval, nominal)
 	if uc.missing > window {
-		t.Errorf("kill -9 lost %d accepted hits, more than the %d accepted within the sync windows", uc.missing, window)
+		t.Errorf("kill -9 lost %d accepted requests, more than the %d accepted within the sync windows", uc.missing, window)
 	}
 	if uc.secrets != 0 {
 		t.Errorf("the upstream received %d requests carrying identifiers the decision removed", uc.secrets)
@@ -351,8 +392,8 @@ func TestFaultSpoolFull(t *testing.T) {
 		first503.Round(time.Millisecond), base, end, peak, len(rss), size, cfg.spoolMax)
 
 	up.set(upOK)
-	uc, took := up.waitDelivered(ls.acceptedSet, deliverWithin)
-	m2 := scrape(t, gw)
+	uc, took := up.waitDelivered(ls.acceptedReqs, deliverWithin)
+	m2 := settled(t, gw, ls)
 	report(t, "spool-full", ls, uc, droppedByCause(m2))
 	details(t, ls, uc, took)
 	t.Logf("503 answers %d, with Retry-After %d", ls.r503, ls.r503RetryAfter)
@@ -381,7 +422,7 @@ func TestFaultSpoolFull(t *testing.T) {
 		refused += m[`consentgate_rejected_total{reason="`+r+`"}`]
 	}
 	if refused < float64(ls.r503) {
-		t.Errorf("consentgate_rejected_total counts %g queue hits refused, the clients got %d 503s", refused, ls.r503)
+		t.Errorf("consentgate_rejected_total counts %g queue requests refused, the clients got %d 503s", refused, ls.r503)
 	}
 }
 
@@ -412,7 +453,7 @@ func TestFaultSpoolLock(t *testing.T) {
 	if resp.StatusCode != http.StatusNoContent {
 		t.Errorf("first gateway answered %d after the second one's attempt", resp.StatusCode)
 	}
-	if uc, _ := up.waitDelivered(map[int]bool{1: true}, 10*time.Second); uc.missing != 0 {
+	if uc, _ := up.waitDelivered([][]int{{1}}, 10*time.Second); uc.missing != 0 {
 		t.Errorf("first gateway did not deliver after the second one's attempt")
 	}
 	if _, err := gw.terminate(30 * time.Second); err != nil {
@@ -439,7 +480,7 @@ func TestFaultUpstreamStatuses(t *testing.T) {
 	caughtUp := func() {
 		t.Helper()
 		if c, _ := up.waitDelivered(l.acceptedBefore(time.Now()), 15*time.Second); c.missing != 0 {
-			t.Fatalf("%d hits still undelivered 15 s after the upstream recovered", c.missing)
+			t.Fatalf("%d requests still undelivered 15 s after the upstream recovered", c.missing)
 		}
 	}
 	l.at(1 * time.Second)
@@ -459,18 +500,18 @@ func TestFaultUpstreamStatuses(t *testing.T) {
 	}
 	l.wait()
 	ls := l.stats()
-	uc, took := up.waitDelivered(ls.acceptedSet, deliverWithin)
-	m := scrape(t, gw)
+	uc, took := up.waitDelivered(ls.acceptedReqs, deliverWithin)
+	m := settled(t, gw, ls)
 	report(t, "400-503-429", ls, uc, droppedByCause(m))
 	details(t, ls, uc, took)
-	t.Logf("answered 400 by the upstream: %d hits (%d extra 400s = retried 4xx); requests during 3 s of 429 (Retry-After: 3): %d",
+	t.Logf("answered 400 by the upstream: %d requests (%d extra 400s = retried 4xx); requests during 3 s of 429 (Retry-After: 3): %d",
 		uc.rejected, uc.rejectedX, uc.byMode[up429])
 	checkCommon(t, ls, uc)
 	if uc.rejected == 0 {
 		t.Errorf("no hit reached the upstream while it answered 400: the scenario tested nothing")
 	}
 	if uc.rejectedX != 0 {
-		t.Errorf("%d hits answered 400 were sent again: 4xx must not be retried", uc.rejectedX)
+		t.Errorf("%d requests answered 400 were sent again: 4xx must not be retried", uc.rejectedX)
 	}
 	if uc.byMode[up429] == 0 {
 		t.Errorf("no request reached the upstream while it answered 429: the scenario tested nothing")
@@ -479,6 +520,6 @@ func TestFaultUpstreamStatuses(t *testing.T) {
 		t.Errorf("%d requests in 3 s to an upstream answering 429 with Retry-After: 3 (8 workers)", uc.byMode[up429])
 	}
 	if d := m[`consentgate_delivery_dropped_total{cause="rejected_4xx"}`]; d == 0 {
-		t.Errorf("dropped_total{cause=\"rejected_4xx\"} is 0 after the upstream rejected %d hits with 400", uc.rejected)
+		t.Errorf("dropped_total{cause=\"rejected_4xx\"} is 0 after the upstream rejected %d requests with 400", uc.rejected)
 	}
 }

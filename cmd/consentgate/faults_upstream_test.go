@@ -215,71 +215,83 @@ func hitSeqs(rawQuery string, body []byte) []int {
 	return seqs
 }
 
-// upCounts is a snapshot of what the upstream saw for a set of accepted hits.
+// upCounts is a snapshot of what the upstream saw for a set of accepted
+// requests. A request is delivered when each of its hits was.
 type upCounts struct {
-	delivered  int // accepted hits delivered at least once
-	duplicated int // extra deliveries of accepted hits
-	missing    int // accepted hits never delivered nor rejected with 400
-	rejected   int // accepted hits the upstream answered 400
-	rejectedX  int // 400 answers beyond the first per hit (retried 4xx)
+	delivered  int // accepted requests delivered at least once
+	duplicated int // extra deliveries of accepted requests
+	missing    int // accepted requests not delivered nor answered 400 (lost, once waited for)
+	rejected   int // accepted requests the upstream answered 400
+	rejectedX  int // 400 answers beyond the first per request (retried 4xx)
 	unaccepted int // hits delivered that the client never saw accepted (no answer, error)
-	requests   int
+	requests   int // upstream requests, whatever the answer
 	byMode     map[upMode]int
 	secrets    int
 }
 
-func (u *fakeUpstream) counts(accepted map[int]bool) upCounts {
+func (u *fakeUpstream) counts(accepted [][]int) upCounts {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	c := upCounts{requests: u.requests, secrets: u.secrets, byMode: map[upMode]int{}}
 	for m, n := range u.byMode {
 		c.byMode[m] = n
 	}
-	for s := range accepted {
-		d, r := u.delivered[s], u.rejected[s]
+	seen := make(map[int]bool, len(accepted))
+	for _, seqs := range accepted {
+		dMin, dMax, rMax := -1, 0, 0
+		for _, s := range seqs {
+			seen[s] = true
+			d := u.delivered[s]
+			if dMin < 0 || d < dMin {
+				dMin = d
+			}
+			dMax, rMax = max(dMax, d), max(rMax, u.rejected[s])
+		}
 		switch {
-		case d > 0:
+		case dMin > 0:
 			c.delivered++
-			c.duplicated += d - 1
-		case r > 0:
+			c.duplicated += dMax - 1
+		case rMax > 0:
 		default:
 			c.missing++
 		}
-		if r > 0 {
+		if rMax > 0 {
 			c.rejected++
-			c.rejectedX += r - 1
+			c.rejectedX += rMax - 1
 		}
 	}
 	for s := range u.delivered {
-		if !accepted[s] {
+		if !seen[s] {
 			c.unaccepted++
 		}
 	}
 	return c
 }
 
-// lastFirstDelivery returns when the last of seqs was first delivered
-// (zero if one never was).
-func (u *fakeUpstream) lastFirstDelivery(seqs map[int]bool) time.Time {
+// lastFirstDelivery returns when the last hit of the accepted requests was
+// first delivered (zero if one never was).
+func (u *fakeUpstream) lastFirstDelivery(accepted [][]int) time.Time {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	var last time.Time
-	for s := range seqs {
-		at, ok := u.firstAt[s]
-		if !ok {
-			return time.Time{}
-		}
-		if at.After(last) {
-			last = at
+	for _, seqs := range accepted {
+		for _, s := range seqs {
+			at, ok := u.firstAt[s]
+			if !ok {
+				return time.Time{}
+			}
+			if at.After(last) {
+				last = at
+			}
 		}
 	}
 	return last
 }
 
-// waitDelivered polls until every accepted hit was delivered (or answered
-// 400) or the deadline passes, and returns the final counts and how long
-// it waited.
-func (u *fakeUpstream) waitDelivered(accepted map[int]bool, deadline time.Duration) (upCounts, time.Duration) {
+// waitDelivered polls until every accepted request was delivered (or
+// answered 400) or the deadline passes, and returns the final counts and
+// how long it waited.
+func (u *fakeUpstream) waitDelivered(accepted [][]int, deadline time.Duration) (upCounts, time.Duration) {
 	start := time.Now()
 	for {
 		c := u.counts(accepted)
