@@ -34,6 +34,7 @@ type gwConfig struct {
 	syncInterval time.Duration
 	queueSize    int
 	workers      int
+	maxAge       time.Duration
 }
 
 func defaultGWConfig(t *testing.T, up *fakeUpstream) gwConfig {
@@ -46,6 +47,7 @@ func defaultGWConfig(t *testing.T, up *fakeUpstream) gwConfig {
 		syncInterval: 50 * time.Millisecond,
 		queueSize:    10000,
 		workers:      8,
+		maxAge:       time.Hour,
 	}
 }
 
@@ -58,7 +60,7 @@ timeouts: {drain: 300ms, shutdown: 10s}
 log: {level: info, format: json, decisions: {output: "off"}}
 delivery:
   ga4: %s
-  max_age: 1h
+  max_age: %s
   queue_size: %d
   workers: %d
   drain: 1s
@@ -67,7 +69,7 @@ delivery:
     max_bytes: %d
     segment_bytes: %d
     sync_interval: %s
-`, c.listen, c.upstream, ga4Mode(), c.queueSize, c.workers, c.spoolDir, c.spoolMax, c.spoolSegment, c.syncInterval)
+`, c.listen, c.upstream, ga4Mode(), c.maxAge, c.queueSize, c.workers, c.spoolDir, c.spoolMax, c.spoolSegment, c.syncInterval)
 }
 
 // ga4Mode is the GA4 delivery mode under test: queue, unless

@@ -180,6 +180,13 @@ func (l *load) statsOf(keep func(reqResult) bool) loadStats {
 	return statsOf(l.results, keep)
 }
 
+// results returns a copy of the results so far.
+func (l *load) snapshot() []reqResult {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]reqResult(nil), l.results...)
+}
+
 // acceptedBefore returns the requests accepted by t.
 func (l *load) acceptedBefore(t time.Time) [][]int {
 	return l.statsOf(func(r reqResult) bool { return r.status != 0 && r.done.Before(t) }).acceptedReqs

@@ -243,6 +243,7 @@ func TestFaultSIGTERM(t *testing.T) {
 func faultSIGTERM(t *testing.T, mode upMode) {
 	up := newFakeUpstream(t)
 	cfg := defaultGWConfig(t, up)
+	cfg.spoolSegment = 64 << 10 // the backlog spans several segments
 	name := "sigterm-" + mode.String()
 	gw := startGateway(t, name+"-1", cfg, false)
 	l := startLoad(t, loadSpec{target: cfg.listen, rate: faultRate, count: 15 * faultRate, timeout: faultTimeout, postEvery: 10, secretEvery: 7})
@@ -289,6 +290,7 @@ func faultSIGTERM(t *testing.T, mode upMode) {
 func TestFaultKill9(t *testing.T) {
 	up := newFakeUpstream(t)
 	cfg := defaultGWConfig(t, up)
+	cfg.spoolSegment = 64 << 10 // the backlog spans several segments
 	gw := startGateway(t, "kill9-1", cfg, false)
 	l := startLoad(t, loadSpec{target: cfg.listen, rate: faultRate, count: 12 * faultRate, timeout: faultTimeout, postEvery: 10, secretEvery: 7})
 	var kills []time.Time
@@ -423,6 +425,75 @@ func TestFaultSpoolFull(t *testing.T) {
 	}
 	if refused < float64(ls.r503) {
 		t.Errorf("consentgate_rejected_total counts %g queue requests refused, the clients got %d 503s", refused, ls.r503)
+	}
+}
+
+// Extra: delivery.max_age. While the upstream refuses for longer than
+// max_age, what waits too long is dropped and counted (max_age), never
+// delivered late; the rest is delivered.
+func TestFaultMaxAge(t *testing.T) {
+	up := newFakeUpstream(t)
+	cfg := defaultGWConfig(t, up)
+	cfg.maxAge = 2 * time.Second
+	gw := startGateway(t, "maxage", cfg, false)
+	l := startLoad(t, loadSpec{target: gw.public, rate: faultRate, count: 8 * faultRate, timeout: faultTimeout, postEvery: 10})
+	l.at(1 * time.Second)
+	up.set(upRefuse)
+	l.at(5 * time.Second)
+	up.set(upOK)
+	l.wait()
+	ls := l.stats()
+	// Wait for every accepted request to be delivered or counted dropped.
+	var m map[string]float64
+	deadline := time.Now().Add(deliverWithin)
+	for {
+		var err error
+		if m, err = gw.metrics(); err != nil {
+			t.Fatal(err)
+		}
+		done := 0.0
+		for k, v := range m {
+			if strings.HasPrefix(k, "consentgate_delivery_delivered_total") || strings.HasPrefix(k, "consentgate_delivery_dropped_total") {
+				done += v
+			}
+		}
+		if done >= float64(ls.accepted) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	uc := up.counts(ls.acceptedReqs)
+	m = settled(t, gw, ls)
+	report(t, "max-age-2s", ls, uc, droppedByCause(m))
+	details(t, ls, uc, 0)
+	expired := m[`consentgate_delivery_dropped_total{cause="max_age"}`]
+	t.Logf("dropped for max_age: %g; undelivered: %d", expired, uc.missing)
+	if expired == 0 {
+		t.Errorf("nothing dropped for max_age after a 4 s outage with max_age 2s: the scenario tested nothing")
+	}
+	if float64(uc.missing) != expired {
+		t.Errorf("%d accepted requests undelivered, %g counted dropped for max_age", uc.missing, expired)
+	}
+	late, worst := 0, time.Duration(0)
+	for _, r := range l.snapshot() {
+		if r.status != http.StatusNoContent {
+			continue
+		}
+		for _, q := range r.seqs {
+			if at, ok := up.firstDelivery(q); ok {
+				// r.done is after the gateway's accept time: the age is at least this.
+				if age := at.Sub(r.done); age > cfg.maxAge+time.Second {
+					late++
+					worst = max(worst, age)
+				}
+			}
+		}
+	}
+	if late > 0 {
+		t.Errorf("%d hits delivered more than max_age (%v) + 1 s after they were accepted (worst %v)", late, cfg.maxAge, worst)
+	}
+	if uc.secrets != 0 {
+		t.Errorf("the upstream received %d requests carrying identifiers the decision removed", uc.secrets)
 	}
 }
 

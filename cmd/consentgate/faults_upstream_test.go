@@ -288,6 +288,14 @@ func (u *fakeUpstream) lastFirstDelivery(accepted [][]int) time.Time {
 	return last
 }
 
+// firstDelivery returns when seq was first delivered.
+func (u *fakeUpstream) firstDelivery(seq int) (time.Time, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	at, ok := u.firstAt[seq]
+	return at, ok
+}
+
 // waitDelivered polls until every accepted request was delivered (or
 // answered 400) or the deadline passes, and returns the final counts and
 // how long it waited.
