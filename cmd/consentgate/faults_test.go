@@ -351,14 +351,24 @@ func TestFaultKill9(t *testing.T) {
 // refuses. New hits get 503 with Retry-After, the gateway's memory stays
 // flat, the spool stays within max_bytes, and what was accepted is
 // delivered once the upstream is back.
+// The same without a spool: the memory queue alone bounds what is held.
 func TestFaultSpoolFull(t *testing.T) {
+	t.Run("spool", func(t *testing.T) { faultSpoolFull(t, true) })
+	t.Run("nospool", func(t *testing.T) { faultSpoolFull(t, false) })
+}
+
+func faultSpoolFull(t *testing.T, spool bool) {
 	up := newFakeUpstream(t)
 	cfg := defaultGWConfig(t, up)
 	cfg.queueSize = 100
 	cfg.spoolMax = 1 << 20
 	cfg.spoolSegment = 256 << 10
+	name := "spool-full"
+	if !spool {
+		cfg.spoolDir, name = "", "queue-full-nospool"
+	}
 	up.set(upRefuse)
-	gw := startGateway(t, "spoolfull", cfg, false)
+	gw := startGateway(t, name, cfg, false)
 	const pad = 4000 // bytes per hit: an unbounded queue would grow by >= 14 MiB
 	l := startLoad(t, loadSpec{target: gw.public, rate: faultRate, count: 20 * faultRate, timeout: faultTimeout, pad: pad})
 	stop := make(chan struct{})
@@ -367,12 +377,16 @@ func TestFaultSpoolFull(t *testing.T) {
 	close(stop)
 	rss := <-samples
 	m := scrape(t, gw)
-	_, size, _, _ := spoolFiles(t, cfg.spoolDir)
+	var size int64
+	if spool {
+		_, size, _, _ = spoolFiles(t, cfg.spoolDir)
+	}
 	ls := l.stats()
 
 	// Memory: from the first 503 on, the gateway holds no more hits.
 	var first503 time.Duration = -1
-	for _, r := range l.results {
+	results := l.snapshot()
+	for _, r := range results {
 		if r.status == http.StatusServiceUnavailable {
 			if at := r.done.Sub(l.start); first503 < 0 || at < first503 {
 				first503 = at
@@ -380,7 +394,7 @@ func TestFaultSpoolFull(t *testing.T) {
 		}
 	}
 	var base, end, peak int64
-	last := l.results[len(l.results)-1].sent.Sub(l.start)
+	last := results[len(results)-1].sent.Sub(l.start)
 	for _, s := range rss {
 		if s.at >= first503 && s.at <= first503+3*time.Second {
 			base = max(base, s.kib)
@@ -396,7 +410,7 @@ func TestFaultSpoolFull(t *testing.T) {
 	up.set(upOK)
 	uc, took := up.waitDelivered(ls.acceptedReqs, deliverWithin)
 	m2 := settled(t, gw, ls)
-	report(t, "spool-full", ls, uc, droppedByCause(m2))
+	report(t, name, ls, uc, droppedByCause(m2))
 	details(t, ls, uc, took)
 	t.Logf("503 answers %d, with Retry-After %d", ls.r503, ls.r503RetryAfter)
 	checkCommon(t, ls, uc)
