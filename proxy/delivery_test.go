@@ -222,7 +222,7 @@ func readDir(t *testing.T, dir string) []byte {
 
 func waitMetric(t *testing.T, g *gateway, line string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var b bytes.Buffer
 		g.m.WritePrometheus(&b)
@@ -230,7 +230,15 @@ func waitMetric(t *testing.T, g *gateway, line string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("metrics lack %q", line)
+			var got []string
+			for _, l := range strings.Split(b.String(), "\n") {
+				if strings.HasPrefix(l, "consentgate_delivery_") || strings.HasPrefix(l, "consentgate_rejected_total") {
+					if !strings.HasSuffix(l, " 0") {
+						got = append(got, l)
+					}
+				}
+			}
+			t.Fatalf("metrics lack %q; delivery metrics:\n%s", line, strings.Join(got, "\n"))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -295,4 +303,57 @@ func TestReloadKeepsQueue(t *testing.T) {
 	if len(seen) != 11 {
 		t.Errorf("upstream saw %d distinct hits, want 10 queued + 1 sync", len(seen))
 	}
+}
+
+// TestQueueFlappingUpstream: concurrent browsers while the upstream fails
+// now and then and the memory queue keeps overflowing to the spool and
+// back. Every accepted hit arrives exactly once (503s are not processed
+// upstream, so a retry is no duplicate).
+func TestQueueFlappingUpstream(t *testing.T) {
+	g := queueGatewayWorkers(t, t.TempDir(), "segment_bytes: 4096", 4)
+	var n atomic.Int64
+	var outage atomic.Int64 // when the 100th attempt came: 300 ms of failures follow
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) {
+		k := n.Add(1)
+		if k == 100 {
+			outage.Store(time.Now().UnixNano())
+		}
+		down := outage.Load() != 0 && time.Since(time.Unix(0, outage.Load())) < 300*time.Millisecond
+		if k%3 == 0 || down { // a third fail, and every attempt during the outage (the circuit opens)
+			ctx.SetStatusCode(503)
+			return
+		}
+		ctx.SetStatusCode(204)
+	})
+	const browsers, each = 8, 30
+	errs := make(chan error, browsers)
+	for b := range browsers {
+		go func() {
+			for i := range each {
+				r, err := g.tryRaw(fromProxy, "GET "+fmt.Sprintf(queuedHit, b*1000+i)+" HTTP/1.1\r\nHost: metrics.shop.example\r\nConnection: close\r\n\r\n")
+				if err == nil && r.Status != 204 {
+					err = fmt.Errorf("hit %d: status %d", b*1000+i, r.Status)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range browsers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitMetric(t, g, fmt.Sprintf(`consentgate_delivery_delivered_total{family="ga4"} %d`, browsers*each))
+	distinct := map[string]bool{}
+	for _, r := range g.up.requests() { // failed attempts are recorded too
+		distinct[r.URI] = true
+	}
+	if len(distinct) != browsers*each {
+		t.Errorf("upstream saw %d distinct hits, want %d", len(distinct), browsers*each)
+	}
+	waitMetric(t, g, `consentgate_delivery_spool_records{upstream="http://region1.google-analytics.com"} 0`)
 }
