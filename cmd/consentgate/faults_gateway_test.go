@@ -111,10 +111,18 @@ type gateway struct {
 	msgs map[string]int // log lines by message
 }
 
-// startGateway writes cfg and runs the binary on it, and waits until it
-// listens. With wantFail it waits for it to exit instead and returns it
-// (check g.waitErr and g.logTail()).
-func startGateway(t *testing.T, name string, cfg gwConfig, wantFail bool) *gateway {
+// startWait is what startGateway waits for.
+type startWait int
+
+const (
+	waitServing   startWait = iota // "listening" logged and /healthz answered: the server runs
+	waitListening                  // only the "listening" log line
+	waitExit                       // the process exits (it must refuse to start)
+)
+
+// startGateway writes cfg, runs the binary on it and waits as told. With
+// waitExit check g.waitErr and g.logTail().
+func startGateway(t *testing.T, name string, cfg gwConfig, wait startWait) *gateway {
 	t.Helper()
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, name+".yaml")
@@ -183,7 +191,7 @@ func startGateway(t *testing.T, name string, cfg gwConfig, wantFail bool) *gatew
 			<-g.exited
 		}
 	})
-	if wantFail {
+	if wait == waitExit {
 		select {
 		case <-g.exited:
 		case <-time.After(15 * time.Second):
@@ -198,6 +206,19 @@ func startGateway(t *testing.T, name string, cfg gwConfig, wantFail bool) *gatew
 		t.Fatalf("%s: exited before listening (%v):\n%s", name, g.waitErr, g.logTail())
 	case <-time.After(30 * time.Second):
 		t.Fatalf("%s: not listening after 30s:\n%s", name, g.logTail())
+	}
+	if wait == waitServing {
+		// The listeners exist before the server runs: a connection waits
+		// in the backlog until it does, so an answer means it runs.
+		c := &http.Client{Timeout: 10 * time.Second}
+		resp, err := c.Get("http://" + g.public + "/healthz")
+		if err != nil {
+			t.Fatalf("%s: /healthz: %v\n%s", name, err, g.logTail())
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: /healthz answered %d", name, resp.StatusCode)
+		}
 	}
 	return g
 }
