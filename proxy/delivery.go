@@ -398,7 +398,7 @@ func (l *lane) replay() {
 		l.mu.Unlock()
 		for ctx.Err() == nil {
 			rec, err := r.Next()
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				// Caught up, unless hits were appended meanwhile.
 				l.mu.Lock()
 				done := l.sp.Next() <= r.Position()

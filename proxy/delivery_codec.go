@@ -94,14 +94,6 @@ func (r *payloadReader) bytes32() []byte {
 	return r.n(int(binary.LittleEndian.Uint32(v)))
 }
 
-// payloadRoute returns the route index of a payload, or -1.
-func payloadRoute(b []byte) int {
-	if len(b) < 3 || b[0] != payloadVersion {
-		return -1
-	}
-	return int(binary.LittleEndian.Uint16(b[1:]))
-}
-
 // decodePayload resets req to the request encoded in b, addressed to
 // scheme://host. req copies what it keeps; b may be reused afterwards.
 func decodePayload(req *fasthttp.Request, b []byte, scheme, host string) (route int, err error) {

@@ -490,7 +490,7 @@ func (r *Reader) Next() (Record, error) {
 			}
 		}
 		rec, err := r.frame()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			// End of what is written. An active segment may grow: stay.
 			// A sealed one may have taken a last frame between the read
 			// and the seal: read once more, then move on.
@@ -501,7 +501,7 @@ func (r *Reader) Next() (Record, error) {
 			if !sealed {
 				return Record{}, io.EOF
 			}
-			if rec, err = r.frame(); err == io.EOF {
+			if rec, err = r.frame(); errors.Is(err, io.EOF) {
 				r.Close()
 				continue
 			}
@@ -595,7 +595,7 @@ func (r *Reader) frame() (Record, error) {
 		n, err := r.f.ReadAt(r.buf[r.w:end-r.pos], r.pos+int64(r.w))
 		r.w += n
 		if n == 0 {
-			if err == nil || err == io.EOF {
+			if err == nil || errors.Is(err, io.EOF) {
 				return Record{}, io.EOF
 			}
 			return Record{}, fmt.Errorf("spool: read: %w", err)

@@ -40,7 +40,7 @@ func readAll(t *testing.T, r *Reader) []string {
 	var got []string
 	for {
 		rec, err := r.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return got
 		}
 		if err != nil {
@@ -117,7 +117,7 @@ func TestReaderFollowsAppends(t *testing.T) {
 	s := open(t, t.TempDir(), Options{SegmentBytes: 80})
 	r := s.NewReader()
 	defer r.Close()
-	if _, err := r.Next(); err != io.EOF {
+	if _, err := r.Next(); !errors.Is(err, io.EOF) {
 		t.Fatalf("empty spool: %v, want EOF", err)
 	}
 	var got []string
