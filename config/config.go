@@ -172,7 +172,8 @@ type file struct {
 	} `mapstructure:"ua"`
 	Consent    consentFile `mapstructure:"consent"`
 	Cookieless struct {
-		Secret string `mapstructure:"secret"`
+		Secret   string `mapstructure:"secret"`
+		ClientID string `mapstructure:"client_id"`
 	} `mapstructure:"cookieless"`
 	CORS struct {
 		AllowedOrigins []string `mapstructure:"allowed_origins"`
@@ -449,6 +450,13 @@ func build(f *file, o *options) (*Config, []error) {
 		bad("cookieless.secret: use at least 16 bytes")
 	}
 	pol.SetSecret(secret)
+	switch f.Cookieless.ClientID {
+	case "ephemeral", "":
+	case "tag":
+		pol.ClientIDTag = true
+	default:
+		bad("cookieless.client_id: %q is not ephemeral or tag", f.Cookieless.ClientID)
+	}
 
 	if len(f.CORS.AllowedOrigins) > 0 {
 		c.CORSOrigins = make(map[string]bool)
@@ -825,10 +833,39 @@ func warnings(c *Config, f *file) []string {
 	if !c.Enforce {
 		w = append(w, "consent.enforce is false: DRY RUN, hits are forwarded unchanged")
 	}
-	if c.Upstream == nil && len(c.CORSOrigins) == 0 {
-		w = append(w, "cors.allowed_origins is empty: browsers drop credentialed responses from a subdomain gateway; list the site's origin")
+	if c.Upstream == nil && adsPossible(c.Policy) {
+		w = append(w, "subdomain style with Google Ads / Floodlight hits: Google sees the gateway's IP on them, so every conversion appears to come from the gateway's location; the tag-gateway style (upstream: https://G-XXXX.fps.goog) passes the visitor's location in X-Forwarded-For and X-Forwarded-CountryRegion")
 	}
 	return w
+}
+
+// adsPossible reports whether Ads or Floodlight hits can pass the tag
+// allowlist: it is empty or names an Ads (AW-), Floodlight (DC-) or
+// container id (GTM-, GT-) that may fire them.
+func adsPossible(p *consentmode.Policy) bool {
+	if len(p.Tags) == 0 {
+		return true
+	}
+	for t := range p.Tags {
+		if !strings.HasPrefix(t, "G-") {
+			return true
+		}
+	}
+	return false
+}
+
+// CORSRule describes which browser origins get CORS headers, for check
+// and the start log.
+func (c *Config) CORSRule() string {
+	if len(c.CORSOrigins) > 0 {
+		list := make([]string, 0, len(c.CORSOrigins))
+		for o := range c.CORSOrigins {
+			list = append(list, o)
+		}
+		sort.Strings(list)
+		return "only " + strings.Join(list, ", ") + " (cors.allowed_origins), with credentials"
+	}
+	return "origins of the same registrable domain as the request's Host (public suffix list), with credentials; list cors.allowed_origins to replace this default"
 }
 
 // policyVersion hashes the effective settings (the secret left out) and

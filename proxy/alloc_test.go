@@ -25,6 +25,9 @@ func TestProxyAllocs(t *testing.T) {
 		if ctx.Response.StatusCode() != fasthttp.StatusNoContent {
 			t.Fatalf("%s: status %d", name, ctx.Response.StatusCode())
 		}
+		if string(ctx.Response.Header.Peek("Access-Control-Allow-Origin")) != "https://shop.example" {
+			t.Fatalf("%s: the CORS default did not answer the origin", name)
+		}
 		if n := testing.AllocsPerRun(200, func() { g.serve(&ctx, req, fromProxy) }); n > maxProxyAllocs {
 			t.Errorf("%s: %v allocations per proxied request, pinned at %d", name, n, maxProxyAllocs)
 		}

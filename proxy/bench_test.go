@@ -74,6 +74,9 @@ func benchRequest(uri string) *fasthttp.Request {
 	req.Header.Set("Referer", "https://shop.example/cart?x=1")
 	req.Header.Set("CF-IPCountry", "DE")
 	req.Header.Set("Accept-Language", "de-DE,de;q=0.9")
+	// A browser's credentialed hit: the CORS default (same registrable
+	// domain) answers it, and the allocation pin covers that path.
+	req.Header.Set("Origin", "https://shop.example")
 	return req
 }
 

@@ -47,6 +47,8 @@ type Handler struct {
 	delivery *Delivery
 	// routeScheme is the scheme of the routes' own hosts (subdomain style).
 	routeScheme string
+	// sites caches the registrable domain of the Host for the CORS default.
+	sites siteCache
 }
 
 // runtime is one configuration with everything derived from it.
@@ -122,6 +124,7 @@ type outbound struct {
 	cookie []byte // the client's Cookie header, rebuilt without allocating
 	path   []byte // scratch for a Floodlight path
 	dry    []byte // the Cookie header of a dry run
+	hdr    []byte // scratch: a forwarded header value with e-mails redacted
 }
 
 // hitError is a bad request answered before anything is forwarded.
@@ -207,6 +210,7 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 		Route:    ri,
 		Family:   route.Family,
 		Kind:     route.Kind,
+		Path:     routePath,
 		PathTag:  route.PathTag(path),
 		Query:    req.URI().QueryString(),
 		Matrix:   matrix,
@@ -274,7 +278,7 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 	uri.SetPathBytes(upPath)
 	uri.SetQueryStringBytes(q)
 
-	copyHeaders(&out.Header, &req.Header, cfg.GeoHeaders, &d.Removed)
+	copyHeaders(&out.Header, &req.Header, cfg.GeoHeaders, d, w, &o.hdr)
 	cookie := w.Cookie
 	if !enforce {
 		// A dry run forwards the hit as it came, but a site's own cookies
@@ -398,7 +402,7 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	origin := ctx.Request.Header.Peek("Origin")
-	allowed := len(origin) > 0 && originAllowed(cfg, origin)
+	allowed := len(origin) > 0 && originAllowed(cfg, origin, ctx.Host(), &h.sites)
 	if ctx.IsOptions() {
 		h.preflight(ctx, origin, allowed)
 		return

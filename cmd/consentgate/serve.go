@@ -152,6 +152,7 @@ func logStart(log *zap.Logger, cfg *config.Config) {
 		zap.Bool("enforce", cfg.Enforce),
 		zap.String("trusted_proxies", strings.Join(proxies, ",")),
 		zap.String("geo_headers", strings.Join(cfg.GeoHeaders, ",")),
+		zap.String("cors", cfg.CORSRule()),
 		zap.String("policy_version", cfg.PolicyVersion),
 	)
 	for _, w := range cfg.Warnings {
