@@ -62,6 +62,13 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
+	// Signals first: a SIGTERM or SIGHUP during start-up (spool replay
+	// included) must not take the default action and kill the process.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	// One random key for the process when cookieless.secret is unset, so
 	// that reloads keep ephemeral ids stable.
 	fallback := make([]byte, 32)
@@ -118,14 +125,9 @@ func cmdServe(args []string, stderr io.Writer) error {
 	}
 	log.Info("listening", zap.String("public", pub.Addr().String()), zap.String("admin", adm.Addr().String()))
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
 	reloader := proxy.NewReloader(h, m, log, *path, load)
 	rctx, rcancel := context.WithCancel(ctx)
 	reloader.Start(rctx)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	go func() {
 		for {
 			select {
