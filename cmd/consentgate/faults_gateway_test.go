@@ -111,7 +111,7 @@ type gateway struct {
 	msgs map[string]int // log lines by message
 }
 
-// startWait is what startGateway waits for.
+// startWait is what startFaultGateway waits for.
 type startWait int
 
 const (
@@ -120,9 +120,9 @@ const (
 	waitExit                       // the process exits (it must refuse to start)
 )
 
-// startGateway writes cfg, runs the binary on it and waits as told. With
+// startFaultGateway writes cfg, runs the binary on it and waits as told. With
 // waitExit check g.waitErr and g.logTail().
-func startGateway(t *testing.T, name string, cfg gwConfig, wait startWait) *gateway {
+func startFaultGateway(t *testing.T, name string, cfg gwConfig, wait startWait) *gateway {
 	t.Helper()
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, name+".yaml")

@@ -165,7 +165,7 @@ func checkCommon(t *testing.T, ls loadStats, uc upCounts) {
 // middle of the outage included.
 func TestFaultUpstreamRefused(t *testing.T) {
 	up := newFakeUpstream(t)
-	gw := startGateway(t, "refused", defaultGWConfig(t, up), waitServing)
+	gw := startFaultGateway(t, "refused", defaultGWConfig(t, up), waitServing)
 	l := startLoad(t, loadSpec{target: gw.public, rate: faultRate, count: 30 * faultRate, timeout: faultTimeout, postEvery: 10, secretEvery: 7})
 	l.at(5 * time.Second)
 	up.set(upRefuse)
@@ -203,7 +203,7 @@ func TestFaultUpstreamRefused(t *testing.T) {
 // still get 204 fast, and every hit is delivered afterwards.
 func TestFaultUpstreamHang(t *testing.T) {
 	up := newFakeUpstream(t)
-	gw := startGateway(t, "hang", defaultGWConfig(t, up), waitServing)
+	gw := startFaultGateway(t, "hang", defaultGWConfig(t, up), waitServing)
 	l := startLoad(t, loadSpec{target: gw.public, rate: faultRate, count: 20 * faultRate, timeout: faultTimeout, postEvery: 10, secretEvery: 7})
 	l.at(5 * time.Second)
 	up.set(upHang)
@@ -245,7 +245,7 @@ func faultSIGTERM(t *testing.T, mode upMode) {
 	cfg := defaultGWConfig(t, up)
 	cfg.spoolSegment = 64 << 10 // the backlog spans several segments
 	name := "sigterm-" + mode.String()
-	gw := startGateway(t, name+"-1", cfg, waitServing)
+	gw := startFaultGateway(t, name+"-1", cfg, waitServing)
 	l := startLoad(t, loadSpec{target: cfg.listen, rate: faultRate, count: 15 * faultRate, timeout: faultTimeout, postEvery: 10, secretEvery: 7})
 	l.at(2 * time.Second)
 	up.set(mode)
@@ -267,7 +267,7 @@ func faultSIGTERM(t *testing.T, mode upMode) {
 		t.Errorf("empty spool after SIGTERM with the upstream down: the scenario tested nothing")
 	}
 	beforeRestart := up.counts(l.acceptedBefore(time.Now()))
-	gw2 := startGateway(t, name+"-2", cfg, waitServing)
+	gw2 := startFaultGateway(t, name+"-2", cfg, waitServing)
 	l.at(8 * time.Second)
 	up.set(upOK)
 	l.wait()
@@ -291,7 +291,7 @@ func TestFaultKill9(t *testing.T) {
 	up := newFakeUpstream(t)
 	cfg := defaultGWConfig(t, up)
 	cfg.spoolSegment = 64 << 10 // the backlog spans several segments
-	gw := startGateway(t, "kill9-1", cfg, waitServing)
+	gw := startFaultGateway(t, "kill9-1", cfg, waitServing)
 	l := startLoad(t, loadSpec{target: cfg.listen, rate: faultRate, count: 12 * faultRate, timeout: faultTimeout, postEvery: 10, secretEvery: 7})
 	var kills []time.Time
 	var before []string
@@ -313,12 +313,12 @@ func TestFaultKill9(t *testing.T) {
 	up.set(upRefuse)
 	l.at(4 * time.Second)
 	kill(gw)
-	gw2 := startGateway(t, "kill9-2", cfg, waitServing) // the dead process's lock must not block it
+	gw2 := startFaultGateway(t, "kill9-2", cfg, waitServing) // the dead process's lock must not block it
 	l.at(5 * time.Second)
 	up.set(upOK)
 	l.at(8 * time.Second)
 	kill(gw2)
-	gw3 := startGateway(t, "kill9-3", cfg, waitServing)
+	gw3 := startFaultGateway(t, "kill9-3", cfg, waitServing)
 	l.wait()
 	ls := l.stats()
 	uc, took := up.waitDelivered(ls.acceptedReqs, deliverWithin)
@@ -368,7 +368,7 @@ func faultSpoolFull(t *testing.T, spool bool) {
 		cfg.spoolDir, name = "", "queue-full-nospool"
 	}
 	up.set(upRefuse)
-	gw := startGateway(t, name, cfg, waitServing)
+	gw := startFaultGateway(t, name, cfg, waitServing)
 	const pad = 4000 // bytes per hit: an unbounded queue would grow by >= 14 MiB
 	l := startLoad(t, loadSpec{target: gw.public, rate: faultRate, count: 20 * faultRate, timeout: faultTimeout, pad: pad})
 	stop := make(chan struct{})
@@ -449,7 +449,7 @@ func TestFaultMaxAge(t *testing.T) {
 	up := newFakeUpstream(t)
 	cfg := defaultGWConfig(t, up)
 	cfg.maxAge = 2 * time.Second
-	gw := startGateway(t, "maxage", cfg, waitServing)
+	gw := startFaultGateway(t, "maxage", cfg, waitServing)
 	l := startLoad(t, loadSpec{target: gw.public, rate: faultRate, count: 8 * faultRate, timeout: faultTimeout, postEvery: 10})
 	l.at(1 * time.Second)
 	up.set(upRefuse)
@@ -516,10 +516,10 @@ func TestFaultMaxAge(t *testing.T) {
 func TestFaultSpoolLock(t *testing.T) {
 	up := newFakeUpstream(t)
 	cfg := defaultGWConfig(t, up)
-	gw := startGateway(t, "lock-1", cfg, waitServing)
+	gw := startFaultGateway(t, "lock-1", cfg, waitServing)
 	cfg2 := cfg
 	cfg2.listen = freeAddr(t)
-	gw2 := startGateway(t, "lock-2", cfg2, waitExit)
+	gw2 := startFaultGateway(t, "lock-2", cfg2, waitExit)
 	if gw2.waitErr == nil {
 		t.Errorf("second gateway on the same spool exited 0")
 	}
@@ -545,7 +545,7 @@ func TestFaultSpoolLock(t *testing.T) {
 		t.Errorf("lock-1: exit: %v", err)
 	}
 	// The directory is free again.
-	gw3 := startGateway(t, "lock-3", cfg2, waitServing)
+	gw3 := startFaultGateway(t, "lock-3", cfg2, waitServing)
 	if _, err := gw3.terminate(30 * time.Second); err != nil {
 		t.Errorf("lock-3: exit: %v", err)
 	}
@@ -558,7 +558,7 @@ func TestFaultSIGTERMAtStart(t *testing.T) {
 	up := newFakeUpstream(t)
 	cfg := defaultGWConfig(t, up)
 	for i := range 3 {
-		gw := startGateway(t, fmt.Sprintf("sigterm-at-start-%d", i), cfg, waitListening)
+		gw := startFaultGateway(t, fmt.Sprintf("sigterm-at-start-%d", i), cfg, waitListening)
 		if _, err := gw.terminate(30 * time.Second); err != nil {
 			t.Errorf("%s: exit after a SIGTERM right after the \"listening\" line: %v, want 0 (the signal handler is not yet installed?)", gw.name, err)
 		}
@@ -571,7 +571,7 @@ func TestFaultSIGTERMAtStart(t *testing.T) {
 // Retry-After holds the gateway back.
 func TestFaultUpstreamStatuses(t *testing.T) {
 	up := newFakeUpstream(t)
-	gw := startGateway(t, "statuses", defaultGWConfig(t, up), waitServing)
+	gw := startFaultGateway(t, "statuses", defaultGWConfig(t, up), waitServing)
 	l := startLoad(t, loadSpec{target: gw.public, rate: faultRate, count: 20 * faultRate, timeout: faultTimeout, postEvery: 10})
 	// Each failure starts once the gateway has caught up with the last
 	// one (its circuit closed again).
