@@ -248,6 +248,30 @@ func (g *gateway) waitLog(msg string, n int, d time.Duration) bool {
 	}
 }
 
+// waitLogPrefix waits for a log message starting with prefix ("config
+// reload" covers a reload that changed something and one that did not;
+// a rejected reload does not count).
+func (g *gateway) waitLogPrefix(prefix string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		g.mu.Lock()
+		found := false
+		for msg := range g.msgs {
+			if strings.HasPrefix(msg, prefix) && !strings.Contains(msg, "rejected") {
+				found = true
+			}
+		}
+		g.mu.Unlock()
+		if found {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func (g *gateway) errorLines() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
