@@ -12,7 +12,7 @@ DIST     ?= dist
 # Release versions are semantic versions from git tags: vMAJOR.MINOR.PATCH[-PRERELEASE].
 SEMVER_RE := ^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$$
 
-.PHONY: all run build test test-unit test-race bench fuzz lint tidy check-configs tcf-vectors bench-load test-browser test-deploy release
+.PHONY: all run build test test-unit test-race test-hostile test-faults bench fuzz lint tidy check-configs tcf-vectors bench-load test-browser test-deploy release
 
 all: lint test
 
@@ -31,6 +31,16 @@ test-unit:
 
 test-race:
 	$(GO) test -count=1 -race -shuffle=on ./...
+
+## test-hostile: the hostile-client suite against the real binary (stalled bodies, idle floods,
+## slowloris, header floods, EMFILE under ulimit): a normal hit < 100 ms and RSS < 150 MiB
+## throughout. Needs quiet CPUs, so it runs alone, not inside the parallel `make test`.
+test-hostile:
+	HOSTILE_SUITE=1 $(GO) test -count=1 -p 1 -v -run 'TestHostileClients|TestFileDescriptorExhaustion|TestMaxConnectionsFromFileLimit' ./cmd/consentgate
+
+## test-faults: the fault suite: the real binary in queue mode against a failing fake upstream (refused, hanging, SIGTERM, kill -9, spool full); under 5 minutes
+test-faults:
+	$(GO) test -tags faults -count=1 -v -run Fault ./cmd/consentgate -timeout 10m
 
 ## check-configs: consentgate check on every sample config
 check-configs:
@@ -54,6 +64,8 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzCMPCookie$$' -fuzztime=$(FUZZTIME) ./consentmode
 	$(GO) test -run='^$$' -fuzz='^FuzzFloodlightMatrix$$' -fuzztime=$(FUZZTIME) ./consentmode
 	$(GO) test -run='^$$' -fuzz='^FuzzMayHoldAt$$' -fuzztime=$(FUZZTIME) ./consentmode
+	$(GO) test -run='^$$' -fuzz='^FuzzCleanPath$$' -fuzztime=$(FUZZTIME) ./proxy
+	$(GO) test -run='^$$' -fuzz='^FuzzConflictingRaw$$' -fuzztime=$(FUZZTIME) ./proxy
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeFrame$$' -fuzztime=$(FUZZTIME) ./proxy/spool
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodePayload$$' -fuzztime=$(FUZZTIME) ./proxy
 	$(GO) test -run='^$$' -fuzz='^FuzzNormKey$$' -fuzztime=$(FUZZTIME) ./consentmode
@@ -97,6 +109,7 @@ lint:
 	@test -x $(GOBIN)/golangci-lint && $(GOBIN)/golangci-lint version 2>/dev/null | grep -q $(GOLANGCI_LINT_VERSION:v%=%) || \
 		$(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	$(GOBIN)/golangci-lint run ./...
+	$(GOBIN)/golangci-lint run --build-tags faults ./cmd/consentgate
 
 tidy:
 	$(GO) mod tidy && git diff --exit-code go.mod go.sum

@@ -62,6 +62,13 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
+	// Signals first: a SIGTERM or SIGHUP during start-up (spool replay
+	// included) must not take the default action and kill the process.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	// One random key for the process when cookieless.secret is unset, so
 	// that reloads keep ephemeral ids stable.
 	fallback := make([]byte, 32)
@@ -77,6 +84,17 @@ func cmdServe(args []string, stderr io.Writer) error {
 	}
 	defer func() { _ = log.Sync() }()
 	logStart(log, cfg)
+	if _, err := proxy.RaiseFileLimit(); err != nil {
+		log.Warn("could not raise the open-file limit to its hard limit", zap.Error(err))
+	}
+	maxConns, nofile := proxy.MaxConnections(cfg)
+	log.Info("limits", zap.Uint64("open_files", nofile), zap.Int("max_connections", maxConns),
+		zap.Int("max_conns_per_ip", cfg.Limits.MaxConnsPerIP), zap.Int("max_reading_requests", cfg.Limits.MaxReadingRequests),
+		zap.Int("max_buffered_bytes", cfg.Limits.MaxBufferedBytes))
+	if nofile > 0 && uint64(maxConns) > nofile {
+		log.Warn("limits.max_connections is above the open-file limit: accepts will fail with EMFILE (they back off and retry); lower it or raise the limit",
+			zap.Int("max_connections", maxConns), zap.Uint64("open_files", nofile))
+	}
 
 	metrics.ExposeMetadata(true)
 	m := proxy.NewMetrics(version)
@@ -116,14 +134,9 @@ func cmdServe(args []string, stderr io.Writer) error {
 	}
 	log.Info("listening", zap.String("public", pub.Addr().String()), zap.String("admin", adm.Addr().String()))
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
 	reloader := proxy.NewReloader(h, m, log, *path, load)
 	rctx, rcancel := context.WithCancel(ctx)
 	reloader.Start(rctx)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	go func() {
 		for {
 			select {

@@ -456,6 +456,7 @@ func TestChartRefusesUnsafeValues(t *testing.T) {
 		{"grace period too short", "cookieless: {secret: " + testSecret + "}\nterminationGracePeriodSeconds: 35", "must exceed"},
 		{"delivery drain in config", "cookieless: {secret: " + testSecret + "}\nconfig: {delivery: {drain: 1m}}", "deliveryDrainSeconds"},
 		{"drain in config", "cookieless: {secret: " + testSecret + "}\nconfig: {timeouts: {drain: 1s}}", "set drainSeconds"},
+		{"admin exposed without a token", "cookieless: {secret: " + testSecret + "}\nadmin: {expose: true}", "needs admin.tokenSecret"},
 		{"ServiceMonitor without an exposed admin listener", "cookieless: {secret: " + testSecret + "}\nmetrics: {serviceMonitor: {enabled: true}}", "needs admin.expose"},
 		{"unknown reload", "cookieless: {secret: " + testSecret + "}\nconfigReload: sometimes", "'inPlace', 'rollout'"},
 	}
@@ -573,6 +574,8 @@ func loadPodConfig(t *testing.T, r *rendered, c *corev1.Container) *config.Confi
 		switch {
 		case e.Name == envSecret:
 			t.Setenv(e.Name, testSecret)
+		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+			t.Setenv(e.Name, "a-test-value-from-a-secret-0123456789")
 		case e.ValueFrom == nil:
 			t.Setenv(e.Name, e.Value)
 		}

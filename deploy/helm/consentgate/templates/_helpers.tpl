@@ -69,6 +69,9 @@ app.kubernetes.io/part-of: consentgate
 {{- $_ := set $cfg "timeouts" $timeouts -}}
 {{- $_ := set $cfg "listen" (printf ":%d" (int .Values.service.targetPort)) -}}
 {{- if .Values.admin.expose -}}
+{{- if not .Values.admin.tokenSecret.name -}}
+{{- fail "admin.expose needs admin.tokenSecret: the gateway refuses an admin listener beyond loopback without admin.token" -}}
+{{- end -}}
 {{- $_ := set $cfg "admin_listen" (printf ":%d" (int .Values.service.adminPort)) -}}
 {{- else -}}
 {{- $_ := set $cfg "admin_listen" (printf "127.0.0.1:%d" (int .Values.service.adminPort)) -}}
