@@ -188,16 +188,6 @@ func consumeAll(t *testing.T, brokers []string, n int) []string {
 	return values
 }
 
-func grepLines(s, word string) string {
-	var out []string
-	for l := range strings.Lines(s) {
-		if strings.Contains(l, word) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "")
-}
-
 // silentBroker accepts connections and never answers: a cluster that
 // hangs. It returns its address.
 func silentBroker(t *testing.T) string {
