@@ -28,10 +28,11 @@ test-unit:
 test-race:
 	$(GO) test -count=1 -race -shuffle=on ./...
 
-## check-configs: consentgate check on every sample config
+## check-configs: consentgate check on every sample config (their secret comes from the environment, as in production)
 check-configs:
-	@for f in testdata/config/*.yaml; do \
-		env -u CONSENTGATE_CONFIG $(GO) run ./cmd/consentgate check --config $$f || exit 1; \
+	@secret=$$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'); \
+	for f in testdata/config/*.yaml; do \
+		env -u CONSENTGATE_CONFIG CONSENTGATE_COOKIELESS_SECRET=$$secret $(GO) run ./cmd/consentgate check --config $$f || exit 1; \
 	done
 
 bench:
