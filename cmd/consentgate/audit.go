@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -53,20 +52,15 @@ type loggedDecision struct {
 }
 
 func cmdAudit(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
+	fs := newFlagSet("audit")
 	path := configFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	regionFlag := fs.String("region", "", "visitor region `CC` for hits without a geo header")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: consentgate audit [--config FILE] [--json] [--region CC] FILE...\n\nFILE is a TSV of hits (METHOD, URL, BODY), a HAR 1.2 export or the gateway's decision log.")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, reorder(args, map[string]bool{"json": true}), stderr); err != nil {
+	if err := parseFlags(fs, reorder(args, map[string]bool{"json": true, "h": true, "help": true}), stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
-		fs.Usage()
-		return errUsage
+		return usageError(fs, stderr, "give at least one FILE")
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -46,25 +45,20 @@ func newOfflineHandler(cfg *config.Config) (*proxy.Handler, error) {
 }
 
 func cmdExplain(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
+	fs := newFlagSet("explain")
 	path := configFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	method := fs.String("X", "", "request `method` (default GET, or POST with --body)")
+	method := fs.String("X", "", "request `METHOD` (default GET, or POST with --body)")
 	body := fs.String("body", "", "request body `TEXT`, or @FILE")
 	regionFlag := fs.String("region", "", "visitor region `CC` (ISO 3166-1/-2), instead of geo headers")
 	clientFlag := fs.String("client-ip", "", "visitor `IP` address")
 	headers := headerFlags{}
-	fs.Var(headers, "H", "request header `'Name: value'` (repeatable)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: consentgate explain [--config FILE] [--json] [-X METHOD] [-H 'Name: value']... [--body TEXT|@FILE] [--region CC] [--client-ip IP] URL")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, reorder(args, map[string]bool{"json": true}), stderr); err != nil {
+	fs.Var(headers, "H", "add the request header `'Name: value'` (repeatable)")
+	if err := parseFlags(fs, reorder(args, map[string]bool{"json": true, "h": true, "help": true}), stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
-		return errUsage
+		return usageError(fs, stderr, "give one URL")
 	}
 	b := *body
 	if strings.HasPrefix(b, "@") {

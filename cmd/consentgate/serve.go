@@ -22,15 +22,7 @@ import (
 
 // configFlag registers --config, defaulting to $CONSENTGATE_CONFIG.
 func configFlag(fs *flag.FlagSet) *string {
-	return fs.String("config", os.Getenv("CONSENTGATE_CONFIG"), "YAML config `file` (default: the embedded config)")
-}
-
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
-	return nil
+	return fs.String("config", os.Getenv("CONSENTGATE_CONFIG"), "read the YAML configuration from `FILE`")
 }
 
 func newLogger(level, format string) (*zap.Logger, error) {
@@ -56,11 +48,14 @@ func newLogger(level, format string) (*zap.Logger, error) {
 	return cfg.Build()
 }
 
-func cmdServe(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+func cmdServe(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve")
 	path := configFlag(fs)
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError(fs, stderr, "unexpected argument "+fs.Arg(0))
 	}
 	// One random key for the process when cookieless.secret is unset, so
 	// that reloads keep ephemeral ids stable.
