@@ -17,6 +17,8 @@ type Server struct {
 	log    *zap.Logger
 	public *fasthttp.Server
 	admin  *fasthttp.Server
+	abort  chan struct{}
+	once   sync.Once
 }
 
 // NewServer builds both servers with every limit and timeout set
@@ -24,7 +26,7 @@ type Server struct {
 // at start (buffer sizes, timeouts, concurrency) need a restart to change.
 func NewServer(h *Handler, log *zap.Logger) *Server {
 	cfg := h.Config()
-	s := &Server{h: h, log: log}
+	s := &Server{h: h, log: log, abort: make(chan struct{})}
 	s.public = &fasthttp.Server{
 		Handler:                       h.ServeHTTP,
 		ErrorHandler:                  h.serverError,
@@ -61,12 +63,15 @@ type zapPrintf struct{ l *zap.Logger }
 
 func (z zapPrintf) Printf(format string, args ...any) { z.l.Sugar().Debugf(format, args...) }
 
+// Abort cuts a graceful shutdown short: the drain ends and in-flight
+// requests are not waited for (a second Ctrl-C). Safe to call many times.
+func (s *Server) Abort() { s.once.Do(func() { close(s.abort) }) }
+
 // Run serves on the two listeners until ctx is done, then shuts down
 // gracefully: readiness turns false, the listeners keep serving for the
 // drain period (so load balancers stop sending), then in-flight requests
-// get up to the shutdown timeout to finish.
+// get up to the shutdown timeout to finish. Abort ends both waits.
 func (s *Server) Run(ctx context.Context, public, admin net.Listener) error {
-	cfg := s.h.Config()
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup
 	serve := func(srv *fasthttp.Server, ln net.Listener) {
@@ -86,13 +91,30 @@ func (s *Server) Run(ctx context.Context, public, admin net.Listener) error {
 	case runErr = <-errc:
 	}
 	s.h.MarkReady(false)
+	cfg := s.h.Config() // the drain and shutdown timeouts of the last reload
 	if runErr == nil && cfg.Timeouts.Drain > 0 {
-		s.log.Info("draining", zap.Duration("for", cfg.Timeouts.Drain))
-		time.Sleep(cfg.Timeouts.Drain)
+		s.log.Info("draining", zap.Duration("drain", cfg.Timeouts.Drain), zap.String("readiness", "off"))
+		select {
+		case <-time.After(cfg.Timeouts.Drain):
+		case <-s.abort:
+			s.log.Info("drain cut short")
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Shutdown)
 	defer cancel()
+	go func() {
+		select {
+		case <-s.abort:
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
 	err := errors.Join(s.public.ShutdownWithContext(sctx), s.admin.ShutdownWithContext(sctx))
+	select {
+	case <-s.abort:
+		err = nil // asked for: in-flight requests were cut off
+	default:
+	}
 	wg.Wait()
 	s.h.clients.closeIdle()
 	return errors.Join(runErr, err)
