@@ -20,7 +20,7 @@ func TestReloadReportsChanges(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	base := "cookieless: {secret: \"test-secret-0123456789\"}\n"
 	writeFile(t, path, base)
-	g := newGateway(t, "") // sets the environment of the test configs first
+	g := newGateway(t, "")                           // sets the environment of the test configs first
 	t.Setenv("CONSENTGATE_LOG_DECISIONS_OUTPUT", "") // empty: unset, the file decides
 	cfg, err := config.Load(path)
 	if err != nil {
