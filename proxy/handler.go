@@ -363,31 +363,38 @@ func cutPrefixPath(path []byte, prefix string) ([]byte, bool) {
 	return rest, true
 }
 
-// ServeHTTP is the public listener's handler.
+// ServeHTTP is the public listener's handler. Every answer but the
+// health checks' is counted by family and status class.
 func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
-	start := h.requestTime(ctx)
-	rt := h.rt.Load()
-	cfg := rt.cfg
-	path := ctx.Path()
-	if h.health(ctx, path) {
+	if h.health(ctx, ctx.Path()) {
 		return
 	}
 	h.metrics.inFlight.Inc()
-	defer h.metrics.inFlight.Dec()
+	f := h.serve(ctx)
+	h.metrics.response(f, ctx.Response.StatusCode())
+	h.metrics.inFlight.Dec()
+}
+
+// serve handles one request and returns the family of its route
+// (FamilyUnknown when none matched).
+func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
+	start := h.requestTime(ctx)
+	rt := h.rt.Load()
+	cfg := rt.cfg
 
 	if len(ctx.Request.Header.RequestURI()) > cfg.Limits.MaxURLBytes {
 		h.reject(ctx, errURITooLong, -1)
-		return
+		return consentmode.FamilyUnknown
 	}
 	origin := ctx.Request.Header.Peek("Origin")
 	allowed := len(origin) > 0 && originAllowed(cfg, origin)
 	if ctx.IsOptions() {
 		h.preflight(ctx, origin, allowed)
-		return
+		return consentmode.FamilyUnknown
 	}
 	if len(origin) > 0 && !allowed && len(cfg.CORSOrigins) > 0 && !sameOrigin(ctx, origin) {
 		h.reject(ctx, errOriginNotAllowed, -1)
-		return
+		return consentmode.FamilyUnknown
 	}
 
 	peer := remoteAddr(ctx)
@@ -404,13 +411,16 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 		if errors.As(err, &he) {
 			h.reject(ctx, he, p.route)
 		}
-		return
+		if p.route >= 0 {
+			return consentmode.Routes[p.route].Family
+		}
+		return consentmode.FamilyUnknown
 	}
 	defer h.release(&p)
 	d := &p.decision
 	if d.Family == consentmode.FamilyScript {
 		h.serveScript(ctx, rt, &p, p.path, reg, start)
-		return
+		return d.Family
 	}
 	if p.out == nil { // blocked
 		if allowed {
@@ -418,7 +428,7 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 		}
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
 		h.record(ctx, &p, fasthttp.StatusNoContent, 0, nil, start)
-		return
+		return d.Family
 	}
 	upStart := time.Now()
 	err := p.up.client.DoTimeout(&p.out.req, &ctx.Response, cfg.Timeouts.Upstream)
@@ -436,7 +446,7 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("text/plain; charset=utf-8")
 		ctx.SetBodyString("upstream_error\n")
 		h.record(ctx, &p, status, upLatency, err, start)
-		return
+		return d.Family
 	}
 	upStatus := ctx.Response.StatusCode()
 	cleanResponse(&ctx.Response, d)
@@ -458,6 +468,7 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	h.record(ctx, &p, upStatus, upLatency, nil, start)
+	return d.Family
 }
 
 // requestTime is when fasthttp read the request (no clock read of ours),
@@ -551,7 +562,7 @@ func (h *Handler) record(ctx *fasthttp.RequestCtx, p *prepared, status int, late
 		errKind = upstreamErrorKind(err)
 	}
 	if p.out != nil {
-		h.metrics.upstream(d.Family, latency, status, errKind)
+		h.metrics.upstream(p.route, latency, status, errKind)
 	}
 	if err != nil {
 		if ce := h.log.Check(zap.WarnLevel, "upstream error"); ce != nil {

@@ -220,7 +220,7 @@ func (h *Handler) fetchScript(rt *runtime, p *prepared, key string, path []byte,
 	if err != nil {
 		errKind = upstreamErrorKind(err)
 	}
-	h.metrics.upstream(consentmode.FamilyScript, time.Since(start), status, errKind)
+	h.metrics.upstream(p.route, time.Since(start), status, errKind)
 	if err != nil {
 		return nil, err
 	}

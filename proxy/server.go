@@ -9,6 +9,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
+
+	"github.com/consentgate/consentgate/consentmode"
 )
 
 // Server runs the public and admin listeners of one Handler.
@@ -123,6 +125,7 @@ func (s *Server) Run(ctx context.Context, public, admin net.Listener) error {
 // serverError answers requests fasthttp could not read: too large, too
 // slow or malformed. Nothing is forwarded.
 func (h *Handler) serverError(ctx *fasthttp.RequestCtx, err error) {
+	defer func() { h.metrics.response(consentmode.FamilyUnknown, ctx.Response.StatusCode()) }()
 	var small *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
