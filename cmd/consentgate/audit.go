@@ -239,11 +239,17 @@ func readCapture(path string) (hits []auditHit, logged []loggedDecision, skipped
 			continue
 		}
 		cols := strings.Split(line, "\t")
-		if len(cols) == 3 { // METHOD, URL, BODY
+		switch len(cols) {
+		case 2: // METHOD, URL
+			cols = []string{"", cols[0], cols[1], ""}
+		case 3: // METHOD, URL, BODY
 			cols = append([]string{""}, cols...)
 		}
 		if len(cols) != 4 {
-			return nil, nil, 0, fmt.Errorf("%s:%d: want METHOD<TAB>URL<TAB>BODY (or SOURCE first), got %d columns", path, n, len(cols))
+			return nil, nil, 0, fmt.Errorf("%s:%d: want METHOD<TAB>URL, optionally with <TAB>BODY after and SOURCE<TAB> before; got %d columns", path, n, len(cols))
+		}
+		if strings.HasPrefix(cols[2], "/") && !strings.HasPrefix(cols[2], "//") {
+			return nil, nil, 0, fmt.Errorf("%s:%d: %q is a relative URL: audit needs the host to tell a tag hit from the site's own pages; write it absolute, such as https://metrics.shop.example%s (or start it with // or, for a GA4 hit, with the query ?v=2&...)", path, n, cols[2], cols[2])
 		}
 		method, rawURL, body := cols[1], repairURL(cols[2]), cols[3]
 		if body == "-" {

@@ -131,13 +131,9 @@ func printExplanation(w io.Writer, e *proxy.Explanation) {
 		fmt.Fprint(w, "  (dry run: the original hit is forwarded)")
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "consent")
+	fmt.Fprintf(w, "consent  %-19s %-8s %-22s %s\n", "type", "enforced", "decided by", "what the hit said")
 	for _, t := range []string{"ad_storage", "analytics_storage", "ad_user_data", "ad_personalization"} {
-		claimed := e.Claimed[t]
-		if claimed == "" {
-			claimed = "-"
-		}
-		fmt.Fprintf(w, "  %-19s %-8s from %-22s (hit claimed: %s)\n", t, e.Consent[t], e.Sources[t], claimed)
+		fmt.Fprintf(w, "         %-19s %-8s %-22s %s\n", t, e.Consent[t], e.Sources[t], saidText(e, t))
 	}
 	fmt.Fprintf(w, "reasons  %s\n", strings.Join(e.Reasons, ", "))
 	fmt.Fprintf(w, "removed  %s\n", strings.Join(e.Removed, ", "))
@@ -158,4 +154,28 @@ func printExplanation(w io.Writer, e *proxy.Explanation) {
 		}
 	}
 	fmt.Fprintf(w, "policy   %s\n", e.PolicyVersion)
+}
+
+// saidText lists what each input of the hit said about type t, and flags
+// an over-claim: an input said granted, the gateway enforced denied.
+func saidText(e *proxy.Explanation, t string) string {
+	var parts, granted []string
+	for _, in := range []string{"gcs", "gcd", "npa", "mp", "tcf"} {
+		v := e.Said[t][in]
+		if v == "" {
+			continue
+		}
+		parts = append(parts, in+" "+v)
+		if v == "granted" {
+			granted = append(granted, in)
+		}
+	}
+	if len(parts) == 0 {
+		return "nothing (region default)"
+	}
+	s := strings.Join(parts, ", ")
+	if len(granted) > 0 && e.Consent[t] == "denied" {
+		s += "  << OVER-CLAIM: " + strings.Join(granted, ", ") + " said granted"
+	}
+	return s
 }
