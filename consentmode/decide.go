@@ -72,7 +72,7 @@ type Decision struct {
 	// (Unset where it claimed nothing), for the over-claim report.
 	Claimed [NumTypes]Value
 	// Said is what each of the hit's own inputs said, before merging.
-	Said Said
+	Said    Said
 	Reasons ReasonSet
 	Removed FieldSet
 	// Region is the visitor's region; PolicyRegion the region key whose

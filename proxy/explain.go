@@ -18,25 +18,25 @@ import (
 // admin /debug/explain endpoint and audit all produce it with the same
 // code the proxy runs (prepare), so it cannot differ from serve.
 type Explanation struct {
-	Route         string            `json:"route"`
-	Family        string            `json:"family"`
-	Region        string            `json:"region"`
-	PolicyRegion  string            `json:"policy_region"`
-	Consent       map[string]string `json:"consent"`
-	Sources       map[string]string `json:"sources"`
-	Claimed       map[string]string `json:"claimed"`
+	Route        string            `json:"route"`
+	Family       string            `json:"family"`
+	Region       string            `json:"region"`
+	PolicyRegion string            `json:"policy_region"`
+	Consent      map[string]string `json:"consent"`
+	Sources      map[string]string `json:"sources"`
+	Claimed      map[string]string `json:"claimed"`
 	// Said is what each of the hit's consent inputs (gcs, gcd, npa, mp,
 	// tcf) said about each type, before merging; inputs that said nothing
 	// are left out.
-	Said map[string]map[string]string `json:"said"`
-	Action        string            `json:"action"`
-	Enforced      bool              `json:"enforced"`
-	Reasons       []string          `json:"reasons"`
-	Removed       []string          `json:"removed"`
-	Status        int               `json:"status,omitempty"` // what the browser gets when nothing is forwarded
-	Error         string            `json:"error,omitempty"`  // why the hit was rejected
-	Forward       *Forward          `json:"forward,omitempty"`
-	PolicyVersion string            `json:"policy_version"`
+	Said          map[string]map[string]string `json:"said"`
+	Action        string                       `json:"action"`
+	Enforced      bool                         `json:"enforced"`
+	Reasons       []string                     `json:"reasons"`
+	Removed       []string                     `json:"removed"`
+	Status        int                          `json:"status,omitempty"` // what the browser gets when nothing is forwarded
+	Error         string                       `json:"error,omitempty"`  // why the hit was rejected
+	Forward       *Forward                     `json:"forward,omitempty"`
+	PolicyVersion string                       `json:"policy_version"`
 
 	// Decision is the decision itself, for audit's invariant checks.
 	Decision consentmode.Decision `json:"-"`
