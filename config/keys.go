@@ -187,5 +187,9 @@ func commentText(c string) string {
 		}
 		words = append(words, strings.TrimSpace(body))
 	}
-	return strings.Join(slices.DeleteFunc(words, func(s string) bool { return s == "" }), " ")
+	text := strings.Join(slices.DeleteFunc(words, func(s string) bool { return s == "" }), " ")
+	if strings.HasSuffix(text, ":") { // the example it introduced is left out
+		text = strings.TrimSuffix(text, ":") + "."
+	}
+	return text
 }
