@@ -311,7 +311,7 @@ func decodeProblems(err error, settings map[string]any) []*Problem {
 			}
 			return
 		}
-		de, ok := err.(*mapstructure.DecodeError)
+		de, ok := err.(*mapstructure.DecodeError) //nolint:errorlint // walking the tree by hand: errors.As would stop at the first match
 		if !ok {
 			if inner := errors.Unwrap(err); inner != nil {
 				walk(inner)

@@ -21,7 +21,7 @@ consent:
   enforce: yes-please
   default: maybe
   regions:
-    DE: {defualt: denied}
+    DE: {dfault: denied}
   cmp_cookies:
     - preset: onetrust
       requird: true
@@ -44,7 +44,7 @@ mode: basic
   - F:3: consent.mdoe: unknown key (did you mean consent.mode?)
   - F:4: consent.enforce: "yes-please" is not true or false
   - F:5: consent.default: "maybe" is not granted or denied
-  - F:7: consent.regions.de.defualt: unknown key (did you mean consent.regions.de.default?)
+  - F:7: consent.regions.de.dfault: unknown key (did you mean consent.regions.de.default?)
   - F:10: consent.cmp_cookies[0].requird: unknown key (did you mean consent.cmp_cookies[0].required?)
   - F:12: timeouts.read: "5sec" is not a duration such as 250ms, 5s, 1m or 1h
   - F:13: timeouts.upstrem: unknown key (did you mean timeouts.upstream?)

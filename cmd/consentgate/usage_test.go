@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -46,7 +47,7 @@ func TestEveryHelpExitsZero(t *testing.T) {
 func TestUsageMistakesExitTwo(t *testing.T) {
 	for _, args := range [][]string{{"check", "--nope"}, {"explain"}, {"audit"}, {"serve", "extra"}, {"frobnicate"}, {}} {
 		out, errOut, err := runCLI(t, args...)
-		if err != errUsage {
+		if !errors.Is(err, errUsage) {
 			t.Errorf("%q: err %v, want errUsage", args, err)
 		}
 		if out != "" || !strings.Contains(errOut, "Usage:") && !strings.Contains(errOut, "Usage: consentgate") {
