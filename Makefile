@@ -51,6 +51,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzCMPCookie$$' -fuzztime=$(FUZZTIME) ./consentmode
 	$(GO) test -run='^$$' -fuzz='^FuzzFloodlightMatrix$$' -fuzztime=$(FUZZTIME) ./consentmode
 	$(GO) test -run='^$$' -fuzz='^FuzzMayHoldAt$$' -fuzztime=$(FUZZTIME) ./consentmode
+	$(GO) test -run='^$$' -fuzz='^FuzzProblems$$' -fuzztime=$(FUZZTIME) ./config
 
 ## tcf-vectors: regenerate the IAB TCF and GPP reference vectors with the IAB's npm libraries (needs node and npm)
 tcf-vectors:

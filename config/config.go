@@ -239,7 +239,7 @@ func Load(path string, opts ...Option) (*Config, error) {
 			return nil, fmt.Errorf("config: %w", err)
 		}
 		if err := v.MergeConfig(bytes.NewReader(b)); err != nil {
-			return nil, fmt.Errorf("config: %s: %w", path, err)
+			return nil, &ProblemsError{Source: path, Problems: yamlProblems(path, b, err)}
 		}
 		source, raw = path, b
 	}

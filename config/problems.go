@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -486,4 +487,34 @@ func restoreDefaults(f, def *file, keys []string) {
 			dst.Set(src)
 		}
 	}
+}
+
+// yamlLine matches the "line N: what" of a YAML parser's messages.
+var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
+
+// yamlProblems turns a file that is not valid YAML into one problem per
+// message of the parser, each with its line. err is viper's error, used
+// only when the parser itself accepts the file.
+func yamlProblems(path string, b []byte, err error) []error {
+	var m map[string]any
+	perr := yaml.Unmarshal(b, &m)
+	if perr == nil {
+		return []error{&Problem{Source: path, Msg: err.Error()}}
+	}
+	msgs := []string{perr.Error()}
+	var te *yaml.TypeError
+	if errors.As(perr, &te) {
+		msgs = te.Errors
+	}
+	var ps []error
+	for _, m := range msgs {
+		p := &Problem{Source: path, Msg: "not valid YAML: " + strings.TrimPrefix(m, "yaml: ")}
+		if sm := yamlLine.FindStringSubmatch(m); sm != nil {
+			p.line, _ = strconv.Atoi(sm[1])
+			p.Source = fmt.Sprintf("%s:%d", path, p.line)
+			p.Msg = "not valid YAML: " + sm[2]
+		}
+		ps = append(ps, p)
+	}
+	return ps
 }

@@ -223,3 +223,24 @@ func TestSampleConfigsAreClean(t *testing.T) {
 		}
 	}
 }
+
+func TestInvalidYAMLNamesTheLine(t *testing.T) {
+	tests := []struct {
+		name, give, want string
+	}{
+		{"duplicate key", "consent: {mode: basic}\nconsent: {mode: basic}\n", `F:2: not valid YAML: mapping key "consent" already defined at line 1`},
+		{"unclosed list", "tags: [G-1\n", `F:1: not valid YAML: did not find expected ',' or ']'`},
+	}
+	for _, tt := range tests {
+		path := writeConfig(t, tt.give)
+		_, err := Load(path)
+		var pe *ProblemsError
+		if !errors.As(err, &pe) || len(pe.Problems) != 1 {
+			t.Errorf("%s: Load = %v, want one problem", tt.name, err)
+			continue
+		}
+		if got := strings.ReplaceAll(pe.Problems[0].Error(), path, "F"); got != tt.want {
+			t.Errorf("%s: problem %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
