@@ -149,15 +149,13 @@ func checkExample(t *testing.T) string {
 	t.Helper()
 	t.Setenv("CONSENTGATE_CONSENT_UNKNOWN_REGION", "nope")
 	defer os.Unsetenv("CONSENTGATE_CONSENT_UNKNOWN_REGION")
-	if err := os.Chdir("../.."); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = os.Chdir("cmd/consentgate") }()
 	var out, errOut bytes.Buffer
-	if err := run([]string{"check", "--config", "testdata/check/broken.yaml"}, &out, &errOut); !errors.Is(err, errFailed) {
+	err := run([]string{"check", "--config", "../../testdata/check/broken.yaml"}, &out, &errOut)
+	if !errors.Is(err, errFailed) {
 		t.Fatalf("check broken.yaml: %v, want errFailed", err)
 	}
-	return "```\n$ CONSENTGATE_CONSENT_UNKNOWN_REGION=nope consentgate check --config testdata/check/broken.yaml\n" + errOut.String() + "```\n"
+	shown := strings.ReplaceAll(errOut.String(), "../../testdata/", "testdata/") // as run from the repository's root
+	return "```\n$ CONSENTGATE_CONSENT_UNKNOWN_REGION=nope consentgate check --config testdata/check/broken.yaml\n" + shown + "```\n"
 }
 
 var explainExampleHeaders = []string{"Cookie: _ga=GA1.1.1174285007.1749196701; session=abc", "Referer: https://shop.example/cart?coupon=X"}
