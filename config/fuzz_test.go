@@ -13,11 +13,11 @@ import (
 // and every indexed key must resolve to a line of the file.
 func FuzzProblems(f *testing.F) {
 	for _, s := range []string{
-		"consent:\n  mdoe: basic\n  regions:\n    DE: {defualt: denied}\n",
+		"consent:\n  mdoe: basic\n  regions:\n    DE: {dfault: denied}\n",
 		"tags: [G-1, nope]\ncmp: [{a: 1}, [2]]\n",
 		"a: [\n", "{}", "- 1\n- 2\n", "x: &a [1]\ny: *a\n",
 	} {
-		f.Add(s, "consent.regions.de.defualt")
+		f.Add(s, "consent.regions.de.dfault")
 	}
 	f.Add("tags: [1]", "tags[0]")
 	f.Add("", "a[1].b[")
