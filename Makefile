@@ -8,7 +8,7 @@ FUZZTIME ?= 30s
 GOLANGCI_LINT_VERSION := v2.15.0
 GOBIN    ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all run build test test-unit test-race bench fuzz lint tidy check-configs tcf-vectors bench-load docs
+.PHONY: all run build test test-unit test-race bench fuzz lint tidy check-configs tcf-vectors bench-load test-browser docs
 
 all: lint test
 
@@ -52,6 +52,14 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzFloodlightMatrix$$' -fuzztime=$(FUZZTIME) ./consentmode
 	$(GO) test -run='^$$' -fuzz='^FuzzMayHoldAt$$' -fuzztime=$(FUZZTIME) ./consentmode
 	$(GO) test -run='^$$' -fuzz='^FuzzProblems$$' -fuzztime=$(FUZZTIME) ./config
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeFrame$$' -fuzztime=$(FUZZTIME) ./proxy/spool
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodePayload$$' -fuzztime=$(FUZZTIME) ./proxy
+	$(GO) test -run='^$$' -fuzz='^FuzzNormKey$$' -fuzztime=$(FUZZTIME) ./consentmode
+	$(GO) test -run='^$$' -fuzz='^FuzzRedactEmails$$' -fuzztime=$(FUZZTIME) ./consentmode
+
+## test-browser: Debian's Chromium (installed if missing) with a real consent banner and GA4 clients through the binary (testdata/browser)
+test-browser:
+	testdata/browser/run.sh
 
 ## tcf-vectors: regenerate the IAB TCF and GPP reference vectors with the IAB's npm libraries (needs node and npm)
 tcf-vectors:

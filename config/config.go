@@ -57,6 +57,7 @@ type Config struct {
 	Timeouts Timeouts
 	Log      Log
 	Cache    Cache
+	Delivery Delivery
 
 	// PolicyVersion is a short hash of the effective configuration (the
 	// secret excluded) and the rule tables.
@@ -104,6 +105,60 @@ type Cache struct {
 	BrowserMaxAge  time.Duration
 }
 
+// DeliveryMode says how hits of a family reach the upstream.
+type DeliveryMode uint8
+
+const (
+	// DeliverySync proxies the hit: the browser waits for the upstream's answer.
+	DeliverySync DeliveryMode = iota
+	// DeliveryQueue answers the browser 204 once the rewritten hit is
+	// queued (and spooled), and delivers it in the background.
+	DeliveryQueue
+)
+
+func (m DeliveryMode) String() string {
+	if m == DeliveryQueue {
+		return "queue"
+	}
+	return "sync"
+}
+
+// Delivery configures background delivery. The queue, the workers and the
+// spool are built at start: changes need a restart, except the per-family
+// modes, which apply at once.
+type Delivery struct {
+	// Modes is the mode of each family (index consentmode.Family);
+	// families without a key (scripts) are always sync.
+	Modes [16]DeliveryMode
+	// MaxAge: a hit not delivered this long after it was accepted is
+	// dropped (counted, cause max_age).
+	MaxAge time.Duration
+	// QueueSize and QueueBytes bound the memory queue of each upstream.
+	QueueSize  int
+	QueueBytes int64
+	// Workers is the number of hits of each upstream in flight at once.
+	Workers int
+	// PipelineConns, when positive, pipelines the workers' requests over
+	// this many connections per upstream (writes coalesced); 0 sends one
+	// request per connection at a time.
+	PipelineConns int
+	// Drain is how long shutdown keeps delivering the queue.
+	Drain time.Duration
+	// SpoolDir is the spool directory; "" disables the spool.
+	SpoolDir          string
+	SpoolMaxBytes     int64
+	SpoolSegmentBytes int64
+	SpoolSync         time.Duration
+}
+
+// Mode returns the delivery mode of family f.
+func (d *Delivery) Mode(f consentmode.Family) DeliveryMode {
+	if int(f) < len(d.Modes) {
+		return d.Modes[f]
+	}
+	return DeliverySync
+}
+
 // file mirrors the YAML layout.
 type file struct {
 	Listen      string   `mapstructure:"listen"`
@@ -119,7 +174,8 @@ type file struct {
 	} `mapstructure:"ua"`
 	Consent    consentFile `mapstructure:"consent"`
 	Cookieless struct {
-		Secret string `mapstructure:"secret"`
+		Secret   string `mapstructure:"secret"`
+		ClientID string `mapstructure:"client_id"`
 	} `mapstructure:"cookieless"`
 	CORS struct {
 		AllowedOrigins []string `mapstructure:"allowed_origins"`
@@ -162,6 +218,27 @@ type file struct {
 		StaleFor      time.Duration `mapstructure:"stale_for"`
 		BrowserMaxAge time.Duration `mapstructure:"browser_max_age"`
 	} `mapstructure:"cache"`
+	Delivery deliveryFile `mapstructure:"delivery"`
+}
+
+type deliveryFile struct {
+	GA4        string        `mapstructure:"ga4"`
+	MP         string        `mapstructure:"mp"`
+	UA         string        `mapstructure:"ua"`
+	Ads        string        `mapstructure:"ads"`
+	Floodlight string        `mapstructure:"floodlight"`
+	MaxAge     time.Duration `mapstructure:"max_age"`
+	QueueSize  int           `mapstructure:"queue_size"`
+	QueueBytes int64         `mapstructure:"queue_bytes"`
+	Workers    int           `mapstructure:"workers"`
+	Pipeline   int           `mapstructure:"pipeline_conns"`
+	Drain      time.Duration `mapstructure:"drain"`
+	Spool      struct {
+		Dir          string        `mapstructure:"dir"`
+		MaxBytes     int64         `mapstructure:"max_bytes"`
+		SegmentBytes int64         `mapstructure:"segment_bytes"`
+		SyncInterval time.Duration `mapstructure:"sync_interval"`
+	} `mapstructure:"spool"`
 }
 
 type consentFile struct {
@@ -436,6 +513,13 @@ func build(f *file, o *options) (*Config, []error) {
 		bad("cookieless.secret", "%s: generate one with `openssl rand -hex 32` and give every replica the same", msg)
 	}
 	pol.SetSecret(secret)
+	switch f.Cookieless.ClientID {
+	case "ephemeral", "":
+	case "tag":
+		pol.ClientIDTag = true
+	default:
+		bad("cookieless.client_id", "%q is not ephemeral or tag", f.Cookieless.ClientID)
+	}
 
 	if len(f.CORS.AllowedOrigins) > 0 {
 		c.CORSOrigins = make(map[string]bool)
@@ -526,6 +610,8 @@ func build(f *file, o *options) (*Config, []error) {
 		bad("cache.browser_max_age", "must not be negative")
 	}
 
+	ps = append(ps, buildDelivery(c, &f.Delivery)...)
+
 	c.Warnings = append(c.Warnings, warnings(c, f)...)
 	c.PolicyVersion = policyVersion(f)
 	return c, ps
@@ -557,6 +643,65 @@ func weakSecret(s string) string {
 		return fmt.Sprintf("only %d different characters: not random", len(distinct))
 	}
 	return ""
+}
+
+// buildDelivery validates the delivery section into c.Delivery.
+func buildDelivery(c *Config, f *deliveryFile) []error {
+	var ps []error
+	d := &c.Delivery
+	for _, m := range []struct {
+		key string
+		fam consentmode.Family
+		v   string
+	}{{"delivery.ga4", consentmode.FamilyGA4, f.GA4}, {"delivery.mp", consentmode.FamilyMP, f.MP}, {"delivery.ua", consentmode.FamilyUA, f.UA},
+		{"delivery.ads", consentmode.FamilyAds, f.Ads}, {"delivery.floodlight", consentmode.FamilyFloodlight, f.Floodlight}} {
+		switch m.v {
+		case "queue":
+			d.Modes[m.fam] = DeliveryQueue
+		case "sync":
+			d.Modes[m.fam] = DeliverySync
+		default:
+			ps = append(ps, problem(m.key, "%q is not queue or sync", m.v))
+		}
+	}
+	d.MaxAge, d.QueueSize, d.QueueBytes, d.Workers, d.Drain = f.MaxAge, f.QueueSize, f.QueueBytes, f.Workers, f.Drain
+	d.PipelineConns = f.Pipeline
+	if f.Pipeline < 0 || f.Pipeline > f.Workers {
+		ps = append(ps, problem("delivery.pipeline_conns", "%d is not between 0 and delivery.workers (%d)", f.Pipeline, f.Workers))
+	}
+	d.SpoolDir, d.SpoolMaxBytes, d.SpoolSegmentBytes, d.SpoolSync = f.Spool.Dir, f.Spool.MaxBytes, f.Spool.SegmentBytes, f.Spool.SyncInterval
+	positive := func(key string, v int64) {
+		if v <= 0 {
+			ps = append(ps, problem(key, "must be positive, not %d", v))
+		}
+	}
+	positive("delivery.queue_size", int64(f.QueueSize))
+	positive("delivery.queue_bytes", f.QueueBytes)
+	positive("delivery.workers", int64(f.Workers))
+	positive("delivery.max_age", int64(f.MaxAge))
+	if f.Drain < 0 {
+		ps = append(ps, problem("delivery.drain", "must not be negative"))
+	}
+	if f.Spool.Dir != "" {
+		positive("delivery.spool.max_bytes", f.Spool.MaxBytes)
+		positive("delivery.spool.segment_bytes", f.Spool.SegmentBytes)
+		if s := f.Spool.SyncInterval; s <= 0 || s > 10*time.Second {
+			ps = append(ps, problem("delivery.spool.sync_interval", "%s is not in (0, 10s]", s))
+		}
+		if f.Spool.SegmentBytes > 0 && f.Spool.MaxBytes > 0 && f.Spool.SegmentBytes > f.Spool.MaxBytes {
+			ps = append(ps, problem("delivery.spool.segment_bytes", "%d must not exceed delivery.spool.max_bytes (%d)", f.Spool.SegmentBytes, f.Spool.MaxBytes))
+		}
+	}
+	if d.Workers > c.Limits.MaxConnsPerUpstream && c.Limits.MaxConnsPerUpstream > 0 {
+		ps = append(ps, problem("delivery.workers", "%d must not exceed limits.max_conns_per_upstream (%d)", d.Workers, c.Limits.MaxConnsPerUpstream))
+	}
+	if f.Ads == "queue" || f.Floodlight == "queue" {
+		c.Warnings = append(c.Warnings, "delivery: ads or floodlight in queue mode: browsers get 204 instead of Google's image or redirect (conversion linker cookies set by redirects are lost)")
+	}
+	if f.Spool.Dir == "" && (f.GA4 == "queue" || f.MP == "queue" || f.UA == "queue") {
+		c.Warnings = append(c.Warnings, "delivery.spool.dir is empty: queued hits live in memory only and are lost if the process dies")
+	}
+	return ps
 }
 
 func validTag(t string) bool {
@@ -779,10 +924,39 @@ func warnings(c *Config, f *file) []string {
 	if !c.Enforce {
 		w = append(w, "consent.enforce is false: DRY RUN, hits are forwarded unchanged")
 	}
-	if c.Upstream == nil && len(c.CORSOrigins) == 0 {
-		w = append(w, "cors.allowed_origins is empty: browsers drop credentialed responses from a subdomain gateway; list the site's origin")
+	if c.Upstream == nil && adsPossible(c.Policy) {
+		w = append(w, "subdomain style with Google Ads / Floodlight hits: Google sees the gateway's IP on them, so every conversion appears to come from the gateway's location; the tag-gateway style (upstream: https://G-XXXX.fps.goog) passes the visitor's location in X-Forwarded-For and X-Forwarded-CountryRegion")
 	}
 	return w
+}
+
+// adsPossible reports whether Ads or Floodlight hits can pass the tag
+// allowlist: it is empty or names an Ads (AW-), Floodlight (DC-) or
+// container id (GTM-, GT-) that may fire them.
+func adsPossible(p *consentmode.Policy) bool {
+	if len(p.Tags) == 0 {
+		return true
+	}
+	for t := range p.Tags {
+		if !strings.HasPrefix(t, "G-") {
+			return true
+		}
+	}
+	return false
+}
+
+// CORSRule describes which browser origins get CORS headers, for check
+// and the start log.
+func (c *Config) CORSRule() string {
+	if len(c.CORSOrigins) > 0 {
+		list := make([]string, 0, len(c.CORSOrigins))
+		for o := range c.CORSOrigins {
+			list = append(list, o)
+		}
+		sort.Strings(list)
+		return "only " + strings.Join(list, ", ") + " (cors.allowed_origins), with credentials"
+	}
+	return "origins of the same registrable domain as the request's Host (public suffix list), with credentials; list cors.allowed_origins to replace this default"
 }
 
 // policyVersion hashes the effective settings (the secret left out) and

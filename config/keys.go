@@ -36,6 +36,10 @@ var restartKeys = []string{
 	"timeouts.read", "timeouts.write", "timeouts.idle", "timeouts.upstream_conn_wait", "timeouts.upstream_idle",
 	"cache.max_bytes",
 	"log.format", "log.decisions.output",
+	// The delivery lanes keep their queue, workers and spool; only the
+	// per-family modes (delivery.ga4 …) apply on reload.
+	"delivery.max_age", "delivery.queue_size", "delivery.queue_bytes", "delivery.workers", "delivery.pipeline_conns",
+	"delivery.drain", "delivery.spool.",
 }
 
 // NeedsRestart reports whether a change of key takes effect only after a

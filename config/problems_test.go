@@ -244,3 +244,18 @@ func TestInvalidYAMLNamesTheLine(t *testing.T) {
 		}
 	}
 }
+
+func TestNeedsRestart(t *testing.T) {
+	tests := []struct {
+		give string
+		want bool
+	}{
+		{"listen", true}, {"log.decisions.output", true}, {"delivery.spool.dir", true}, {"delivery.workers", true},
+		{"log.level", false}, {"delivery.ga4", false}, {"consent.mode", false}, {"timeouts.upstream", false}, {"limits.max_url_bytes", false},
+	}
+	for _, tt := range tests {
+		if got := NeedsRestart(tt.give); got != tt.want {
+			t.Errorf("NeedsRestart(%q) = %v, want %v", tt.give, got, tt.want)
+		}
+	}
+}

@@ -12,6 +12,10 @@ type Input struct {
 	Family Family // Routes[Route].Family, kept here so callers can test families directly
 	Kind   Kind
 
+	// Path is the request path as it is forwarded: without path_prefix
+	// and without Floodlight's matrix. An e-mail address in it cannot be
+	// redacted without changing the endpoint, so the hit is blocked.
+	Path []byte
 	// PathTag is the tag id carried in the path ("1071635065" of an Ads
 	// conversion path), without the route's TagPrefix.
 	PathTag []byte
@@ -52,6 +56,8 @@ type Work struct {
 	scratch  []byte // URL and value decoding
 	scratch2 []byte // e-mail detection
 	url      []byte // a URL value being rebuilt
+	key      []byte // a decoded parameter name of the hit
+	urlKey   []byte // a decoded parameter name inside a URL value
 }
 
 func (w *Work) reset() {
@@ -149,6 +155,13 @@ type hit struct {
 	aip     bool // Universal Analytics aip=1: anonymise the IP
 	dma     bool // dma=1
 	gcu     bool // gcu=1
+	// cid and sid are the hit's client and session ids (the first seen);
+	// idConflict is set when a later occurrence differs.
+	cid, sid   []byte
+	idConflict bool
+	// tagIDs: cookieless.client_id is tag and the hit's own cid and sid may
+	// stay on this denied hit (tagIDsUsable).
+	tagIDs bool
 	// invalidBody is set for a Measurement Protocol body that is not a JSON object.
 	invalidBody bool
 	signalRefs  // raw optional signals (TCF, US Privacy, GPP)
@@ -170,7 +183,7 @@ func Decide(in *Input, p *Policy, w *Work) Decision {
 	}
 
 	var h hit
-	scanHit(&h, in, p)
+	scanHit(&h, in, p, w)
 	if in.Family == FamilyMP && !scanMP(&h, in.Body) {
 		h.invalidBody = true
 		d.Reasons.Add(ReasonInvalidBody)
@@ -205,9 +218,13 @@ func Decide(in *Input, p *Policy, w *Work) Decision {
 		}
 	}
 
-	d.Action = decideAction(&d, in, p, &h)
+	d.Action = decideAction(&d, in, p, &h, w)
 	if d.Action == ActionBlock {
 		return d
+	}
+	if p.ClientIDTag && in.Family == FamilyGA4 && st.Denied(AnalyticsStorage) && tagIDsUsable(&h, in.Cookie) {
+		h.tagIDs = true
+		d.Reasons.Add(ReasonTagClientID)
 	}
 	rewrite(&d, in, p, w, &h)
 	return d
@@ -215,16 +232,16 @@ func Decide(in *Input, p *Policy, w *Work) Decision {
 
 // scanHit reads the consent parameters and the few other values Decide
 // needs from the query, the Floodlight matrix and GA4 batch lines.
-func scanHit(h *hit, in *Input, p *Policy) {
-	scanList(h, in.Query, '&', p)
+func scanHit(h *hit, in *Input, p *Policy, w *Work) {
+	scanList(h, in.Query, '&', p, w)
 	if in.Family == FamilyFloodlight {
-		scanList(h, in.Matrix, ';', p)
+		scanList(h, in.Matrix, ';', p, w)
 	}
 	if in.Family != FamilyMP && in.Family != FamilyScript {
 		for body := in.Body; len(body) > 0; {
 			var line []byte
 			line, _, body = cutLine(body)
-			scanList(h, line, '&', p)
+			scanList(h, line, '&', p, w)
 		}
 	}
 	if len(in.PathTag) > 0 {
@@ -256,13 +273,12 @@ func routeTagPrefix(i int) string {
 	return ""
 }
 
-func scanList(h *hit, list []byte, sep byte, p *Policy) {
-	var kb [64]byte
+func scanList(h *hit, list []byte, sep byte, p *Policy, w *Work) {
 	for len(list) > 0 {
 		var pair []byte
 		pair, list, _ = cutByte(list, sep)
 		k, v := splitPair(pair)
-		k = normKey(&kb, k)
+		k = normKey(&w.key, k)
 		scanPair(h, k, v, p)
 	}
 }
@@ -301,6 +317,10 @@ func scanPair(h *hit, k, v []byte, p *Policy) {
 		noteTag(h, v, "", p)
 	case "src":
 		noteTag(h, v, "DC-", p)
+	case "cid":
+		noteID(&h.cid, v, &h.idConflict)
+	case "sid":
+		noteID(&h.sid, v, &h.idConflict)
 	case "_p":
 		if h.pageID == nil {
 			h.pageID = v
@@ -329,6 +349,62 @@ func scanPair(h *hit, k, v []byte, p *Policy) {
 		}
 		h.signalRefs.note(k, v)
 	}
+}
+
+// noteID records the first value of an id and flags a differing repeat.
+func noteID(dst *[]byte, v []byte, conflict *bool) {
+	if *dst == nil {
+		*dst = v
+	} else if string(*dst) != string(v) {
+		*conflict = true
+	}
+}
+
+// tagIDsUsable reports whether a denied GA4 hit may keep the tag's own
+// page-scoped cid and sid (cookieless.client_id: tag). Only when the
+// gateway can see the visitor's cookies (the hit carries a Cookie header:
+// the gateway is inside the site's cookie scope), the ids are plain
+// (digits and dots, one value each) and cid is not the client id stored
+// in any _ga cookie; otherwise the ephemeral id is used.
+func tagIDsUsable(h *hit, cookie []byte) bool {
+	if len(cookie) == 0 || h.idConflict || !plainID(h.cid) || (h.sid != nil && !plainID(h.sid)) {
+		return false
+	}
+	for ga := range cookieValues(cookie, "_ga") {
+		if len(ga) == 0 || string(gaClientID(ga)) == string(h.cid) {
+			return false
+		}
+	}
+	return true
+}
+
+// plainID accepts a non-empty id of digits and dots, at most 64 bytes.
+func plainID(b []byte) bool {
+	if len(b) == 0 || len(b) > 64 {
+		return false
+	}
+	for _, c := range b {
+		if (c < '0' || c > '9') && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// gaClientID returns the client id stored in a _ga cookie value
+// ("GA1.1.1174285007.1749196701" -> "1174285007.1749196701"): what
+// follows the second dot. A value without two dots comes back whole.
+func gaClientID(v []byte) []byte {
+	dots := 0
+	for i, c := range v {
+		if c == '.' {
+			dots++
+			if dots == 2 {
+				return v[i+1:]
+			}
+		}
+	}
+	return v
 }
 
 // noteTag checks one tag id against the allowlist. prefix is prepended
@@ -418,8 +494,12 @@ var relevant = [numFamilies][NumTypes]bool{
 var deniedReason = [NumTypes]Reason{ReasonAdStorageDenied, ReasonAnalyticsStorageDenied, ReasonAdUserDataDenied, ReasonAdPersonalizationDenied}
 
 // decideAction applies the per-family rules of product.md.
-func decideAction(d *Decision, in *Input, p *Policy, h *hit) Action {
+func decideAction(d *Decision, in *Input, p *Policy, h *hit, w *Work) Action {
 	st := &d.Consent
+	if holdsEmail(in.Path, &w.scratch2) || (in.Family == FamilyScript && holdsEmail(in.Query, &w.scratch2)) {
+		d.Reasons.Add(ReasonEmailUnredactable)
+		return ActionBlock
+	}
 	if in.Family == FamilyScript {
 		if h.tagBad || (len(p.Tags) > 0 && !h.tagSeen) {
 			d.Reasons.Add(tagReason(h))

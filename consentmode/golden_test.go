@@ -205,6 +205,16 @@ func TestGoldenWriteBack(t *testing.T) {
 		"gcs=G111&gcd=13r3!3r2r5l1",
 		"gcs=G111&gcd=13r3r3r2r5l1&npa=2",
 		"gcs=G111&gcd=13r3r3r2r5l1&rdp=0",
+		// dma_cps says "-" once ad_user_data or ad_personalization is
+		// denied; gcu goes when the gateway downgraded a claimed grant.
+		"gcs=G111&gcd=13r3r3r2r5l1&dma=1&dma_cps=syphamo&gcu=1",
+		"gcs=G111&dma=1&dma_cps=syphamo&gcu=1",
+		"gcs=G100&gcd=13q3q3q2q5l1&dma_cps=syphamo",
+		// No gcd (older tags, TCF-only setups): one stating the enforced
+		// state is added whenever the gateway enforces a denial.
+		"gcs=G110",
+		"npa=1",
+		"gcs=G111&npa=0&gdpr=1&gdpr_consent=tcunavailable",
 	}
 	p := goldenPolicy()
 	for _, region := range []string{"US", "DE", ""} {
@@ -220,7 +230,7 @@ func TestGoldenWriteBack(t *testing.T) {
 				var kept []string
 				for _, kv := range strings.Split(string(w.Query), "&") {
 					k, _, _ := strings.Cut(kv, "=")
-					if k == "gcs" || k == "gcd" || k == "npa" || k == "rdp" {
+					if k == "gcs" || k == "gcd" || k == "npa" || k == "rdp" || k == "dma_cps" || k == "gcu" || k == "dma" {
 						kept = append(kept, kv)
 					}
 				}

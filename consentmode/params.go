@@ -65,15 +65,16 @@ func needsKeyDecode(k []byte) bool {
 }
 
 // normKey returns the parameter name to match rules against: k itself,
-// or k percent-decoded into buf when it holds escapes (so "c%69d" is cid,
-// as Google would read it). Keys too long for buf come back as they are:
-// they cannot decode to any name in the tables.
-func normKey(buf *[64]byte, k []byte) []byte {
-	if !needsKeyDecode(k) || len(k) > len(buf) {
+// or k percent-decoded into *buf when it holds escapes (so "c%69d" is cid,
+// as Google would read it). Names of any length are decoded: a long,
+// fully escaped "up.<name>" must meet the same rule as a short one. The
+// result aliases k or *buf and is valid until the next normKey with buf.
+func normKey(buf *[]byte, k []byte) []byte {
+	if !needsKeyDecode(k) {
 		return k
 	}
-	out, _ := appendUnescape(buf[:0], k)
-	return out
+	*buf, _ = appendUnescape((*buf)[:0], k)
+	return *buf
 }
 
 const upperHex = "0123456789ABCDEF"
@@ -159,20 +160,94 @@ func isDomainChar(c byte) bool {
 
 func isAlpha(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
 
+// maxQuotedLocal bounds how far back a quoted local part ("john doe"@…)
+// is looked for (RFC 5321 limits a local part to 64 octets).
+const maxQuotedLocal = 128
+
+// localStart returns where the local part ending just before the '@' at i
+// starts, never before from, or i when there is none. A quoted local part
+// ("john doe"@example.com) runs back to its opening quote.
+func localStart(b []byte, from, i int) int {
+	if i-1 > from && b[i-1] == '"' {
+		for k := i - 2; k >= from && i-k <= maxQuotedLocal; k-- {
+			if b[k] == '"' && (k == from || b[k-1] != '\\') {
+				if k+1 < i-1 {
+					return k
+				}
+				break
+			}
+		}
+	}
+	s := i
+	for s > from && isLocalChar(b[s-1]) { // never reach back into an earlier match
+		s--
+	}
+	return s
+}
+
+// ipLiteralEnd returns the end of an address literal starting at b[i] ==
+// '[' ("[192.0.2.1]", "[IPv6:2001:db8::1]"), or -1.
+func ipLiteralEnd(b []byte, i int) int {
+	digits := 0
+	for k := i + 1; k < len(b) && k-i < 64; k++ {
+		c := b[k]
+		switch {
+		case c == ']':
+			if digits == 0 {
+				return -1
+			}
+			return k + 1
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
+			digits++
+		case c == '.' || c == ':' || c == 'v' || c == 'V' || c == 'x' || c == 'X':
+		case c == 'I' || c == 'P' || c == 'i' || c == 'p':
+		default:
+			return -1
+		}
+	}
+	return -1
+}
+
+// tldOK accepts the top-level label of a domain: two or more letters,
+// a UTF-8 label (internationalised, ".рф"), or a punycode label ("xn--p1ai").
+func tldOK(t []byte) bool {
+	if len(t) < 2 {
+		return false
+	}
+	if len(t) > 4 && (t[0]|0x20) == 'x' && (t[1]|0x20) == 'n' && t[2] == '-' && t[3] == '-' {
+		for _, c := range t[4:] {
+			if !isAlpha(c) && (c < '0' || c > '9') && c != '-' {
+				return false
+			}
+		}
+		return true
+	}
+	for _, c := range t {
+		if !isAlpha(c) && c < 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 // nextEmail finds the first e-mail address in b at or after from and
-// returns its bounds, or -1. An address is local@domain.tld with a
-// non-empty local part, a dot in the domain and a top-level part of two
-// or more letters.
+// returns its bounds, or -1. An address is a non-empty local part (dot
+// atoms, UTF-8, or a quoted string), an '@', and either a domain with a
+// dot and a top-level label that tldOK accepts (ASCII, UTF-8 or punycode)
+// or an address literal in brackets.
 func nextEmail(b []byte, from int) (start, end int) {
 	for i := from; i < len(b); i++ {
 		if b[i] != '@' {
 			continue
 		}
-		s := i
-		for s > from && isLocalChar(b[s-1]) { // never reach back into an earlier match
-			s--
-		}
+		s := localStart(b, from, i)
 		if s == i {
+			continue
+		}
+		if i+1 < len(b) && b[i+1] == '[' {
+			if e := ipLiteralEnd(b, i+1); e > 0 {
+				return s, e
+			}
 			continue
 		}
 		e := i + 1
@@ -196,17 +271,7 @@ func nextEmail(b []byte, from int) (start, end int) {
 				}
 			}
 		}
-		if lastDot <= i+1 || e-lastDot-1 < 2 {
-			continue
-		}
-		tldOK := true
-		for k := lastDot + 1; k < e; k++ {
-			if !isAlpha(b[k]) {
-				tldOK = false
-				break
-			}
-		}
-		if !tldOK {
+		if lastDot <= i+1 || !tldOK(b[lastDot+1:e]) {
 			continue
 		}
 		return s, e
@@ -260,4 +325,22 @@ func holdsEmail(b []byte, scratch *[]byte) bool {
 		cur = (*scratch)[start:]
 	}
 	return true // still escaped after four layers: treat as holding one
+}
+
+// RedactEmails appends v to dst with every e-mail address replaced by
+// "[redacted]" and reports whether v held one, at any depth of
+// percent-encoding. An address that plain redaction cannot cut out (it
+// is escaped) takes the whole value with it: dst gets "[redacted]". It is
+// for bytes outside the parameter lists Decide rewrites, such as request
+// headers. v is not kept; the result is valid until the next call with w.
+func (w *Work) RedactEmails(dst, v []byte) ([]byte, bool) {
+	if !holdsEmail(v, &w.scratch2) {
+		return append(dst, v...), false
+	}
+	mark := len(dst)
+	dst, _ = appendRedactEmails(dst, v)
+	if holdsEmail(dst[mark:], &w.scratch2) {
+		dst = append(dst[:mark], redactedText...)
+	}
+	return dst, true
 }

@@ -97,6 +97,10 @@ type Policy struct {
 	AdsDataRedaction bool
 	UAForward        bool // forward Universal Analytics hits instead of blocking them
 	MPEnabled        bool // accept Measurement Protocol hits
+	// ClientIDTag keeps the tag's own page-scoped cid and sid on a hit
+	// with analytics_storage denied when they are provably not the stored
+	// client id (cookieless.client_id: tag). False: the ephemeral id.
+	ClientIDTag bool
 
 	// Tags is the tag id allowlist ("G-XXXX", "AW-123", "DC-456",
 	// "GTM-ABC"), upper case. Empty allows every tag.

@@ -38,6 +38,8 @@ const (
 	ReasonServerContainer
 	ReasonTCFNotApplicable
 	ReasonTCFUnavailable
+	ReasonEmailUnredactable
+	ReasonTagClientID
 	numReasons
 )
 
@@ -71,6 +73,8 @@ var reasonNames = [numReasons]string{
 	"server_container",
 	"tcf_not_applicable",
 	"tcf_unavailable",
+	"email_unredactable",
+	"tag_client_id",
 }
 
 // String returns the reason's stable code.

@@ -12,7 +12,7 @@ type rewriter struct {
 	in  *Input
 	eph ephemeralMAC
 
-	seenGCS, seenNPA, seenRDP bool
+	seenGCS, seenGCD, seenNPA, seenRDP bool
 }
 
 // rewrite fills w with the hit as it may leave.
@@ -91,8 +91,7 @@ func (rw *rewriter) pair(dst, piece []byte) ([]byte, bool) {
 		return dst, true
 	}
 	k, v, hasEq := cutByte(piece, '=')
-	var kb [64]byte
-	nk := normKey(&kb, k)
+	nk := normKey(&rw.w.key, k)
 	if mayHoldAt(k) && holdsEmail(k, &rw.w.scratch2) {
 		rw.removed(fieldEmail, ReasonEmailRedacted)
 		return dst, false
@@ -103,10 +102,20 @@ func (rw *rewriter) pair(dst, piece []byte) ([]byte, bool) {
 		rw.removed(field, clickReason(field))
 		return dst, false
 	case OpEphemeral:
+		if rw.h.tagIDs {
+			// cookieless.client_id: tag, and the id is provably not the
+			// stored one (decide.go, tagIDsUsable): the tag's own value.
+			dst = append(append(dst, k...), '=')
+			return append(dst, v...), true
+		}
 		rw.d.Removed.Add(field)
 		dst = append(append(dst, k...), '=')
 		return rw.ephemeralValue(dst, nk), true
 	case OpWriteBack:
+		if string(nk) == "gcu" && rw.d.Reasons.Has(ReasonConsentDowngraded) {
+			rw.removed(field, noReason) // the update the tag reports is not the state that applies
+			return dst, false
+		}
 		return rw.writeBack(dst, k, nk, v, hasEq), true
 	}
 	dst = append(dst, k...)
@@ -114,10 +123,31 @@ func (rw *rewriter) pair(dst, piece []byte) ([]byte, bool) {
 		return dst, true
 	}
 	dst = append(dst, '=')
-	if op == OpScrubURL {
+	if op == OpScrubURL || looksLikeURL(v) {
+		// Every URL-valued parameter (an ep.* holding a page URL, say)
+		// gets the in-URL rules of dl.
 		return rw.scrubURL(dst, v), true
 	}
 	return rw.scrubText(dst, v), true
+}
+
+// looksLikeURL reports whether a parameter value is an absolute http(s)
+// URL, plain or percent-encoded once or twice ("https%3A%2F%2F",
+// "https%253A%252F%252F"); ASCII case is ignored.
+func looksLikeURL(v []byte) bool {
+	if len(v) < 7 || (v[0]|0x20) != 'h' || (v[1]|0x20) != 't' || (v[2]|0x20) != 't' || (v[3]|0x20) != 'p' {
+		return false
+	}
+	rest := v[4:]
+	if len(rest) > 0 && (rest[0]|0x20) == 's' {
+		rest = rest[1:]
+	}
+	for _, sep := range [...]string{"://", "%3a%2f%2f", "%253a%252f%252f"} {
+		if len(rest) >= len(sep) && equalFold(rest[:len(sep)], sep) {
+			return true
+		}
+	}
+	return false
 }
 
 // removed records a removed field and, when r is not noReason, a reason.
@@ -179,6 +209,7 @@ func (rw *rewriter) writeBack(dst, k, nk, v []byte, hasEq bool) []byte {
 		}
 		return AppendGCS(dst, ad, an)
 	case "gcd":
+		rw.seenGCD = true
 		if holdsEmail(v, &rw.w.scratch2) {
 			// Garbage around the letters: send a clean gcd of the enforced state.
 			rw.removed(fieldEmail, ReasonEmailRedacted)
@@ -205,6 +236,10 @@ func (rw *rewriter) writeBack(dst, k, nk, v []byte, hasEq bool) []byte {
 		if rw.d.OptOut {
 			return append(dst, '1')
 		}
+	case "dma_cps":
+		if dmaDenied(st) {
+			return append(dst, '-') // no Google service may receive the data
+		}
 	}
 	if !hasEq {
 		return dst[:len(dst)-1]
@@ -212,9 +247,19 @@ func (rw *rewriter) writeBack(dst, k, nk, v []byte, hasEq bool) []byte {
 	return rw.scrubText(dst, v)
 }
 
+// dmaDenied reports whether dma_cps must say "-" (no Google services):
+// ad_user_data or ad_personalization, the two types Consent Mode added for
+// the Digital Markets Act, is denied.
+func dmaDenied(st *State) bool {
+	return st.Denied(AdUserData) || st.Denied(AdPersonalization)
+}
+
 // addWriteBack appends the consent parameters the hit lacked: gcs when
-// the gateway denied a storage type the hit did not claim denied, npa=1
-// when ad_personalization is denied, rdp=1 after a US opt-out.
+// the gateway denied a storage type the hit did not claim denied, a gcd
+// stating all four enforced types when the gateway enforced any denial on
+// a hit without one (older tags and TCF-only setups send none, and Google
+// would otherwise read an implicit grant), npa=1 when ad_personalization
+// is denied, rdp=1 after a US opt-out.
 func (rw *rewriter) addWriteBack(dst []byte, sep byte) []byte {
 	st := &rw.d.Consent
 	add := func(dst []byte, kv string) []byte {
@@ -230,6 +275,12 @@ func (rw *rewriter) addWriteBack(dst []byte, sep byte) []byte {
 		dst = add(dst, "gcs=")
 		dst = AppendGCS(dst, st.Value[AdStorage], st.Value[AnalyticsStorage])
 	}
+	// h.seenGCD: a gcd anywhere in the hit (a batch line, Floodlight's
+	// query after its matrix) is rewritten where it stands; none is added.
+	if !rw.seenGCD && !rw.h.seenGCD && anyEnforced(rw.d) {
+		dst = add(dst, "gcd=")
+		dst = appendGCDState(dst, st)
+	}
 	if !rw.seenNPA && st.Denied(AdPersonalization) {
 		dst = add(dst, "npa=1")
 	}
@@ -237,6 +288,16 @@ func (rw *rewriter) addWriteBack(dst []byte, sep byte) []byte {
 		dst = add(dst, "rdp=1")
 	}
 	return dst
+}
+
+// anyEnforced reports whether the gateway denied any type the hit did not claim denied.
+func anyEnforced(d *Decision) bool {
+	for t := range NumTypes {
+		if enforced(d, Type(t)) {
+			return true
+		}
+	}
+	return false
 }
 
 // enforced reports whether the gateway denied t although the hit did not claim it denied.
@@ -308,6 +369,11 @@ func (rw *rewriter) cookies(dst, src []byte) []byte {
 			rw.d.Removed.Add(fieldCookieOther)
 		case rw.d.Action == ActionCookieless || !rw.d.Consent.Granted(CookieRules[i].Owner) || noCookies[rw.in.Family]:
 			rw.d.Removed.Add(catalogue.cookieField[i])
+		case holdsEmail(piece, &rw.w.scratch2):
+			// A Google cookie never holds an address: one that does is
+			// not Google's value, and it does not travel.
+			rw.d.Removed.Add(catalogue.cookieField[i])
+			rw.removed(fieldEmail, ReasonEmailRedacted)
 		default:
 			dst = appendCookie(dst, piece)
 		}
@@ -432,8 +498,7 @@ func (rw *rewriter) urlParams(dst, list []byte) ([]byte, bool) {
 		piece, rest, more := cutByte(list, '&')
 		list = rest
 		k, _, hasEq := cutByte(piece, '=')
-		var kb [64]byte
-		nk := normKey(&kb, k)
+		nk := normKey(&rw.w.urlKey, k)
 		op, field := catalogue.lookup(InURL, rw.in.Family, nk, &rw.d.Consent, rw.p)
 		switch {
 		case op == OpDrop:

@@ -93,11 +93,13 @@ type Rule struct {
 }
 
 var (
-	famGA4   = setOf(FamilyGA4)
-	famWeb   = setOf(FamilyGA4, FamilyUA)
-	famAds   = setOf(FamilyAds, FamilyFloodlight)
-	famHits  = setOf(FamilyGA4, FamilyAds, FamilyFloodlight, FamilyUA)
-	famClick = setOf(FamilyGA4, FamilyAds, FamilyFloodlight, FamilyUA)
+	famGA4  = setOf(FamilyGA4)
+	famWeb  = setOf(FamilyGA4, FamilyUA)
+	famAds  = setOf(FamilyAds, FamilyFloodlight)
+	famHits = setOf(FamilyGA4, FamilyAds, FamilyFloodlight, FamilyUA)
+	// famClick: Google documents ads_data_redaction for Ads and Floodlight
+	// only; GA4 keeps click ids (in dl too) under denied ad_storage.
+	famClick = famAds
 )
 
 // ParamRules is the per-parameter rule table. Order does not matter: for
@@ -111,9 +113,11 @@ var ParamRules = []Rule{
 
 	// Consent parameters: rewritten to the state the gateway enforced.
 	{famHits, "gcs", InHit, Always, OpWriteBack, "storage types denied by the gateway set to 0; added when storage was enforced"},
-	{famHits, "gcd", InHit, Always, OpWriteBack, "update half of each letter the gateway denied set to denied"},
+	{famHits, "gcd", InHit, Always, OpWriteBack, "update half of each letter the gateway denied set to denied; added, stating all four enforced types, when the gateway enforced a denial on a hit without one"},
 	{famHits, "npa", InHit, Always, OpWriteBack, "1 when ad_personalization is denied"},
 	{famHits, "rdp", InHit, Always, OpWriteBack, "1 after a US opt-out"},
+	{famHits, "dma_cps", InHit, Always, OpWriteBack, "- (no Google services) when ad_user_data or ad_personalization is denied"},
+	{famHits, "gcu", InHit, Always, OpWriteBack, "removed when the gateway downgraded a type the hit claimed granted"},
 
 	// GA4 (and UA when forwarded), analytics_storage denied: cookieless ping.
 	{famWeb, "cid", InHit, IfAnalyticsDenied, OpEphemeral, "client id: page-scoped ephemeral value"},

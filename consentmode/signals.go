@@ -69,7 +69,13 @@ func applySignals(d *Decision, h *hit, in *Input, p *Policy, rule *RegionRule, w
 		}
 	}
 	if rule.Signals.Has(SignalTCF) {
-		applyTCF(d, h, rule.TCFStrict, deny)
+		applyTCF(d, h, rule.TCFStrict, func(types [NumTypes]bool) { deny(types, SourceTCF) }, func(types [NumTypes]bool) {
+			for t, on := range types {
+				if on {
+					st.grant(Type(t), SourceTCF) // only types still unset; any later denial wins
+				}
+			}
+		})
 	}
 
 	// US opt-outs: the first signal that opts out is reported.
@@ -128,11 +134,19 @@ func applySignals(d *Decision, h *hit, in *Input, p *Policy, rule *RegionRule, w
 // applyTCF reads gdpr and gdpr_consent. gdpr=0 means TCF does not apply.
 // With gdpr=1, a missing consent string, "tcunavailable", "tcempty" or a
 // string that does not parse denies the types TCF governs. A consent
-// string without gdpr is read too.
-func applyTCF(d *Decision, h *hit, strict bool, deny func([NumTypes]bool, Source)) {
+// string without gdpr is read too, for its denials only.
+//
+// TCF counts both ways when the tag is silent: with gdpr=1 and a string
+// that parses, appears once (or in identical copies) and gives Google
+// consent (tcfMapping), the governed types the mapping does not deny are
+// granted where the hit's own gcs and gcd left them unset (absent, or the
+// gcd letter 'l'). Grants come before the region default and never
+// override a denial: gcs, gcd, npa, the CMP cookie, the GPP TCF section
+// and the US opt-outs all still deny after this.
+func applyTCF(d *Decision, h *hit, strict bool, deny, grant func([NumTypes]bool)) {
 	if h.conflictGDPR || h.conflictGDPRConsent {
 		d.Reasons.Add(ReasonMalformedTCF)
-		deny(tcfDenyAll(strict), SourceTCF)
+		deny(tcfDenyAll(strict))
 		return
 	}
 	if h.seenGDPR && string(h.gdpr) == "0" {
@@ -146,16 +160,44 @@ func applyTCF(d *Decision, h *hit, strict bool, deny func([NumTypes]bool, Source
 	case !h.seenGDPRConsent || len(h.gdprConsent) == 0:
 		if applies {
 			d.Reasons.Add(ReasonTCFUnavailable)
-			deny(tcfDenyAll(strict), SourceTCF)
+			deny(tcfDenyAll(strict))
 		}
 	case string(h.gdprConsent) == "tcunavailable" || string(h.gdprConsent) == "tcempty":
 		d.Reasons.Add(ReasonTCFUnavailable)
-		deny(tcfDenyAll(strict), SourceTCF)
+		deny(tcfDenyAll(strict))
 	default:
-		types, bad := tcfDenials(h.gdprConsent, strict)
+		denied, granted, bad := tcfMapping(h.gdprConsent, strict)
 		if bad {
 			d.Reasons.Add(ReasonMalformedTCF)
 		}
-		deny(types, SourceTCF)
+		deny(denied)
+		if applies && !bad {
+			grant(granted)
+		}
 	}
+}
+
+// InputRule documents one consent input: where it comes from, the types
+// it speaks for and how it merges. `consentgate rules` prints InputRules;
+// applySignals and mergeClaims implement them.
+type InputRule struct {
+	Input  string `json:"input"`
+	From   string `json:"from"`
+	Types  string `json:"types"`
+	Effect string `json:"effect"`
+}
+
+// InputRules lists the consent inputs in the order they are merged. A
+// denial from any of them wins over every grant; the first denier is the
+// reported source.
+var InputRules = []InputRule{
+	{"gcd", "the hit", "all four", "grants and denies; letter l leaves the type unset; a bad letter denies its type, a short string all four"},
+	{"gcs", "the hit", "ad_storage, analytics_storage", "grants and denies; - leaves the type unset; malformed denies both"},
+	{"npa", "the hit", "ad_personalization", "1 denies"},
+	{"cmp_cookie:<name>", "the site's own CMP cookie", "the types mapped", "deny-only; unknown values deny"},
+	{"tcf", "gdpr + gdpr_consent on the hit", "ad_storage, ad_user_data, ad_personalization (analytics_storage with tcf_strict)",
+		"Google's TCF mapping denies; with gdpr=1 and a string that parses, appears once and gives Google (vendor 755) consent (and disclosure under TCF 2.3), it also grants the types it does not deny where the hit's gcs/gcd left them unset, before the region default; gdpr=1 with no, unavailable, empty, malformed or contradictory strings denies"},
+	{"tcf", "euconsent-v2 cookie, GPP TCF section", "as above", "deny-only"},
+	{"gpc, us_privacy, gpp", "Sec-GPC, us_privacy, gpp/gpp_sid", "ad_personalization (+ ad_user_data with us_opt_out_denies_ad_user_data)", "a US opt-out denies and writes back rdp=1; malformed counts as opted out"},
+	{"region_default:<CC>", "trusted geo header", "every type still unset", "the region's default"},
 }

@@ -137,7 +137,7 @@ func writtenBack(in *Input, w *Work) []string {
 	for _, kv := range strings.Split(string(dst), string(sep)) {
 		k, v, _ := strings.Cut(kv, "=")
 		switch k {
-		case "gcs", "gcd", "npa", "rdp":
+		case "gcs", "gcd", "npa", "rdp", "dma_cps", "gcu":
 			if old, ok := before[k]; !ok || old != v {
 				out = append(out, kv)
 			}

@@ -548,12 +548,19 @@ func (f TCFacts) GoogleDenials(strict bool) (adStorage, analyticsStorage, adUser
 	adPersonalization = !consent(3) || !consent(4)
 	analyticsStorage = strict && !p1
 
-	googleOK := isGoogle && f.VendorConsent
-	if f.HasDisclosedVendors || f.PolicyVersion >= 5 {
-		googleOK = googleOK && f.VendorDisclosed
-	}
-	if !googleOK {
+	if !f.GoogleConsent() {
 		adStorage, adUserData, adPersonalization = true, true, true
 	}
 	return adStorage, analyticsStorage, adUserData, adPersonalization
+}
+
+// GoogleConsent reports whether the string gives Google (vendor 755)
+// consent and, under TCF 2.3 (a DisclosedVendors segment, or policy
+// version 5 or more), lists it as disclosed.
+func (f TCFacts) GoogleConsent() bool {
+	ok := f.Vendor == TCGoogleVendorID && f.VendorConsent
+	if f.HasDisclosedVendors || f.PolicyVersion >= 5 {
+		ok = ok && f.VendorDisclosed
+	}
+	return ok
 }

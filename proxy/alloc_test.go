@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	goruntime "runtime"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -24,8 +25,44 @@ func TestProxyAllocs(t *testing.T) {
 		if ctx.Response.StatusCode() != fasthttp.StatusNoContent {
 			t.Fatalf("%s: status %d", name, ctx.Response.StatusCode())
 		}
+		if string(ctx.Response.Header.Peek("Access-Control-Allow-Origin")) != "https://shop.example" {
+			t.Fatalf("%s: the CORS default did not answer the origin", name)
+		}
 		if n := testing.AllocsPerRun(200, func() { g.serve(&ctx, req, fromProxy) }); n > maxProxyAllocs {
 			t.Errorf("%s: %v allocations per proxied request, pinned at %d", name, n, maxProxyAllocs)
+		}
+	}
+}
+
+// TestQueueAllocs pins the allocations of one queued hit (decision,
+// rewrite, spool append, memory queue, and the worker's delivery).
+func TestQueueAllocs(t *testing.T) {
+	for name, uri := range benchHits {
+		g := newBenchQueueGateway(t)
+		req := benchRequest(uri)
+		var ctx fasthttp.RequestCtx
+		for range 50 {
+			g.serve(&ctx, req, fromProxy)
+		}
+		if ctx.Response.StatusCode() != fasthttp.StatusNoContent {
+			t.Fatalf("%s: status %d", name, ctx.Response.StatusCode())
+		}
+		// AllocsPerRun runs on one P: let the workers take each hit, as
+		// they do while a real server waits on the network. Otherwise the
+		// queue only grows and every hit needs a new pooled buffer.
+		serve := func() {
+			g.serve(&ctx, req, fromProxy)
+			for !g.h.delivery.idle() {
+				goruntime.Gosched()
+			}
+		}
+		// Warm every worker's request and response buffers: idle workers
+		// take hits in turn.
+		for range 4 * g.h.Config().Delivery.Workers {
+			serve()
+		}
+		if n := testing.AllocsPerRun(500, serve); n > maxProxyAllocs {
+			t.Errorf("%s: %v allocations per queued hit, pinned at %d", name, n, maxProxyAllocs)
 		}
 	}
 }

@@ -81,7 +81,7 @@ func CheckInvariants(e *Explanation, originalURL, originalBody string, redaction
 				add("ad_storage_denied_no_ad_cookies", "cookie "+c+" forwarded")
 			}
 		}
-		if redaction && d.Family != consentmode.FamilyMP {
+		if redaction && ads { // documented for Ads and Floodlight only: GA4 keeps click ids
 			for _, k := range []string{"gclid", "dclid", "gbraid", "wbraid", "gclsrc"} {
 				if len(fwd[k]) > 0 || clickIDInURLs(fwd, k) {
 					add("redaction_no_click_ids", k+" forwarded")
@@ -224,12 +224,15 @@ func emailLike(s string) bool {
 			continue
 		}
 		l := i - 1
-		if !localChar(s[l]) {
+		if !localChar(s[l]) && s[l] != '"' && s[l] < 0x80 { // quoted and UTF-8 local parts too
 			continue
 		}
 		rest := s[i+1:]
+		if strings.HasPrefix(rest, "[") && strings.IndexByte(rest, ']') > 1 { // address literal
+			return true
+		}
 		end := 0
-		for end < len(rest) && (alnum(rest[end]) || rest[end] == '.' || rest[end] == '-') {
+		for end < len(rest) && (alnum(rest[end]) || rest[end] == '.' || rest[end] == '-' || rest[end] >= 0x80) {
 			end++
 		}
 		domain := strings.TrimRight(rest[:end], ".")
@@ -240,11 +243,11 @@ func emailLike(s string) bool {
 		tld := domain[dot+1:]
 		letters := true
 		for j := 0; j < len(tld); j++ {
-			if !(tld[j] >= 'a' && tld[j] <= 'z' || tld[j] >= 'A' && tld[j] <= 'Z') {
+			if !(tld[j] >= 'a' && tld[j] <= 'z' || tld[j] >= 'A' && tld[j] <= 'Z' || tld[j] >= 0x80) {
 				letters = false
 			}
 		}
-		if letters {
+		if letters || strings.HasPrefix(strings.ToLower(tld), "xn--") {
 			return true
 		}
 	}

@@ -2,16 +2,21 @@ package proxy
 
 import (
 	"bytes"
+	"strings"
+	"sync/atomic"
 
 	"github.com/valyala/fasthttp"
+	"golang.org/x/net/publicsuffix"
 
 	"github.com/consentgate/consentgate/config"
 )
 
-// originAllowed reports whether origin is listed in cors.allowed_origins
-// (compared without case).
-func originAllowed(cfg *config.Config, origin []byte) bool {
-	if len(cfg.CORSOrigins) == 0 || len(origin) > 256 {
+// originAllowed reports whether origin may get CORS headers: listed in
+// cors.allowed_origins (compared without case), or, with the list empty,
+// an http(s) origin of the same registrable domain as host, the request's
+// Host (sameSite).
+func originAllowed(cfg *config.Config, origin, host []byte, sites *siteCache) bool {
+	if len(origin) > 256 {
 		return false
 	}
 	var buf [256]byte
@@ -22,7 +27,62 @@ func originAllowed(cfg *config.Config, origin []byte) bool {
 		}
 		low[i] = c
 	}
-	return cfg.CORSOrigins[string(low)]
+	if len(cfg.CORSOrigins) > 0 {
+		return cfg.CORSOrigins[string(low)]
+	}
+	return sites.sameSite(low, host)
+}
+
+// siteCache remembers the registrable domain (eTLD+1, from the public
+// suffix list) of the last request Host, so that the usual single Host
+// costs one lookup per process, not one allocation per hit.
+type siteCache struct {
+	last atomic.Pointer[site]
+}
+
+type site struct {
+	host, domain string // domain is "" when host has no registrable domain (an IP, localhost)
+}
+
+// registrable returns the registrable domain of host (lower case, no port).
+func (c *siteCache) registrable(host []byte) string {
+	if s := c.last.Load(); s != nil && s.host == string(host) {
+		return s.domain
+	}
+	h := string(bytes.ToLower(stripPort(host)))
+	domain, err := publicsuffix.EffectiveTLDPlusOne(h)
+	if err != nil || strings.IndexByte(h, ':') >= 0 {
+		domain = ""
+	}
+	c.last.Store(&site{host: string(host), domain: domain})
+	return domain
+}
+
+// sameSite reports whether origin (lower case) is http(s)://<host>[:port]
+// where host is the registrable domain of the request's Host or a name
+// under it.
+func (c *siteCache) sameSite(origin, host []byte) bool {
+	rest, ok := bytes.CutPrefix(origin, []byte("https://"))
+	if !ok {
+		if rest, ok = bytes.CutPrefix(origin, []byte("http://")); !ok {
+			return false
+		}
+	}
+	oh := stripPort(rest)
+	domain := c.registrable(host)
+	if domain == "" || len(oh) < len(domain) || string(oh[len(oh)-len(domain):]) != domain {
+		return false
+	}
+	return len(oh) == len(domain) || oh[len(oh)-len(domain)-1] == '.'
+}
+
+// stripPort cuts a trailing ":port" from a host (IPv6 literals in
+// brackets are kept whole and have no registrable domain anyway).
+func stripPort(h []byte) []byte {
+	if i := bytes.LastIndexByte(h, ':'); i >= 0 && bytes.IndexByte(h[i:], ']') < 0 {
+		return h[:i]
+	}
+	return h
 }
 
 // sameOrigin reports whether Origin names the host the request came to

@@ -45,6 +45,8 @@ type logEntry struct {
 	status  int
 	latency time.Duration
 	errKind string
+	// delivery is how the hit left: "queue", "sync" or "none" (blocked or refused).
+	delivery string
 }
 
 // NewDecisionLog opens the sink ("stdout", "stderr", "off" or a file
@@ -181,6 +183,7 @@ func (l *DecisionLog) write(e *logEntry) {
 		zap.Array("reasons", reasonList(d.Reasons)),
 		zap.Array("removed", fieldList(d.Removed)),
 		zap.Int("status", e.status),
+		zap.String("delivery", e.delivery),
 		zap.Duration("upstream_ms", e.latency),
 		zap.String("error", e.errKind),
 		zap.String("policy_version", e.cfg.PolicyVersion),

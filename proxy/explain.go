@@ -28,15 +28,19 @@ type Explanation struct {
 	// Said is what each of the hit's consent inputs (gcs, gcd, npa, mp,
 	// tcf) said about each type, before merging; inputs that said nothing
 	// are left out.
-	Said          map[string]map[string]string `json:"said"`
-	Action        string                       `json:"action"`
-	Enforced      bool                         `json:"enforced"`
-	Reasons       []string                     `json:"reasons"`
-	Removed       []string                     `json:"removed"`
-	Status        int                          `json:"status,omitempty"` // what the browser gets when nothing is forwarded
-	Error         string                       `json:"error,omitempty"`  // why the hit was rejected
-	Forward       *Forward                     `json:"forward,omitempty"`
-	PolicyVersion string                       `json:"policy_version"`
+	Said     map[string]map[string]string `json:"said"`
+	Action   string                       `json:"action"`
+	Enforced bool                         `json:"enforced"`
+	Reasons  []string                     `json:"reasons"`
+	Removed  []string                     `json:"removed"`
+	Status   int                          `json:"status,omitempty"` // what the browser gets when nothing is forwarded
+	Error    string                       `json:"error,omitempty"`  // why the hit was rejected
+	Forward  *Forward                     `json:"forward,omitempty"`
+	// Delivery is how a forwarded hit leaves: "queue" (the browser gets
+	// 204 at once, the gateway delivers with retries) or "sync" (the
+	// browser waits for the upstream), as configured in delivery.*.
+	Delivery      string `json:"delivery,omitempty"`
+	PolicyVersion string `json:"policy_version"`
 
 	// Decision is the decision itself, for audit's invariant checks.
 	Decision consentmode.Decision `json:"-"`
@@ -94,12 +98,17 @@ func (h *Handler) Explain(in ExplainInput) *Explanation {
 		return e
 	}
 	if p.decision.Family == consentmode.FamilyScript {
+		e.Delivery = "sync"
 		e.Forward = &Forward{Method: "GET", URL: string(scriptURI(nil, p.up, cfg, p.path, req.URI().QueryArgs())), Headers: map[string]string{"Host": p.up.host}}
 		return e
 	}
 	if p.out == nil {
 		e.Status = fasthttp.StatusNoContent
 		return e
+	}
+	e.Delivery = config.DeliverySync.String()
+	if r := &consentmode.Routes[p.route]; queueable(r) {
+		e.Delivery = cfg.Delivery.Mode(r.Family).String()
 	}
 	out := &p.out.req
 	f := &Forward{Method: string(out.Header.Method()), URL: string(out.URI().FullURI()), Headers: map[string]string{"Host": string(out.URI().Host())}, Body: string(out.Body())}

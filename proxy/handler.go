@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -42,8 +43,12 @@ type Handler struct {
 	metrics *Metrics
 	dlog    *DecisionLog
 	scripts *scriptCache
+	// delivery is nil until StartDelivery: every hit is then proxied.
+	delivery *Delivery
 	// routeScheme is the scheme of the routes' own hosts (subdomain style).
 	routeScheme string
+	// sites caches the registrable domain of the Host for the CORS default.
+	sites siteCache
 }
 
 // runtime is one configuration with everything derived from it.
@@ -74,8 +79,14 @@ func NewHandler(cfg *config.Config, log *zap.Logger, m *Metrics, dlog *DecisionL
 	return h, nil
 }
 
-// Close stops the script cache's goroutines.
-func (h *Handler) Close() { h.scripts.close() }
+// Close stops the script cache's goroutines and delivery (without a
+// drain: Server.Run drains at shutdown).
+func (h *Handler) Close() {
+	h.scripts.close()
+	if h.delivery != nil {
+		h.delivery.Shutdown(0)
+	}
+}
 
 // SetConfig swaps in a new configuration. Requests in flight finish with
 // the one they started with.
@@ -86,6 +97,14 @@ func (h *Handler) SetConfig(cfg *config.Config) {
 			rt.routes[i] = h.clients.get(cfg.Upstream.Scheme, cfg.Upstream.Host, cfg)
 		} else {
 			rt.routes[i] = h.clients.get(h.routeScheme, r.Host, cfg)
+		}
+		if h.delivery != nil && queueable(&r) && cfg.Delivery.Mode(r.Family) == config.DeliveryQueue {
+			l, err := h.delivery.lane(rt.routes[i])
+			if err != nil {
+				h.log.Error("delivery: lane not started; the route is proxied synchronously", zap.String("route", r.Name), zap.Error(err))
+				continue
+			}
+			rt.routes[i].lane = l
 		}
 	}
 	h.rt.Store(rt)
@@ -105,6 +124,7 @@ type outbound struct {
 	cookie []byte // the client's Cookie header, rebuilt without allocating
 	path   []byte // scratch for a Floodlight path
 	dry    []byte // the Cookie header of a dry run
+	hdr    []byte // scratch: a forwarded header value with e-mails redacted
 }
 
 // hitError is a bad request answered before anything is forwarded.
@@ -138,6 +158,7 @@ type prepared struct {
 	decision consentmode.Decision
 	up       upstream
 	out      *outbound // nil when nothing is forwarded
+	queued   bool      // handed to delivery (or refused by it)
 }
 
 // prepare matches the route, decides, and (unless the hit is blocked)
@@ -189,6 +210,7 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 		Route:    ri,
 		Family:   route.Family,
 		Kind:     route.Kind,
+		Path:     routePath,
 		PathTag:  route.PathTag(path),
 		Query:    req.URI().QueryString(),
 		Matrix:   matrix,
@@ -256,7 +278,7 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 	uri.SetPathBytes(upPath)
 	uri.SetQueryStringBytes(q)
 
-	copyHeaders(&out.Header, &req.Header, cfg.GeoHeaders, &d.Removed)
+	copyHeaders(&out.Header, &req.Header, cfg.GeoHeaders, d, w, &o.hdr)
 	cookie := w.Cookie
 	if !enforce {
 		// A dry run forwards the hit as it came, but a site's own cookies
@@ -387,7 +409,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
 		return consentmode.FamilyUnknown
 	}
 	origin := ctx.Request.Header.Peek("Origin")
-	allowed := len(origin) > 0 && originAllowed(cfg, origin)
+	allowed := len(origin) > 0 && originAllowed(cfg, origin, ctx.Host(), &h.sites)
 	if ctx.IsOptions() {
 		h.preflight(ctx, origin, allowed)
 		return consentmode.FamilyUnknown
@@ -430,6 +452,10 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
 		h.record(ctx, &p, fasthttp.StatusNoContent, 0, nil, start)
 		return d.Family
 	}
+	if l := p.up.lane; l != nil {
+		h.enqueue(ctx, l, &p, origin, allowed, start)
+		return d.Family
+	}
 	upStart := time.Now()
 	err := p.up.client.DoTimeout(&p.out.req, &ctx.Response, cfg.Timeouts.Upstream)
 	upLatency := time.Since(upStart)
@@ -469,6 +495,44 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
 	}
 	h.record(ctx, &p, upStatus, upLatency, nil, start)
 	return d.Family
+}
+
+// enqueue hands the rewritten hit to its lane and answers the browser
+// 204 at once, or 503 with Retry-After when the queue cannot take it.
+func (h *Handler) enqueue(ctx *fasthttp.RequestCtx, l *lane, p *prepared, origin []byte, allowed bool, start time.Time) {
+	o := p.out
+	p.queued = true
+	if err := l.accept(p.route, &o.req, o.path, o.req.URI().QueryString(), start); err != nil {
+		var he *hitError
+		if !errors.As(err, &he) {
+			he = errSpool
+		}
+		h.reject(ctx, he, p.route)
+		ctx.Response.Header.Set("Retry-After", "1")
+		if allowed {
+			setCORS(&ctx.Response.Header, origin)
+		}
+		h.record(ctx, p, he.status, 0, nil, start)
+		return
+	}
+	if allowed {
+		setCORS(&ctx.Response.Header, origin)
+	}
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
+	h.record(ctx, p, fasthttp.StatusNoContent, 0, nil, start)
+}
+
+// queueable reports whether a route's hits may be queued: the browser
+// does not use the answer. Protected Audience joins and the Measurement
+// Protocol's validation endpoint are always proxied.
+func queueable(r *consentmode.Route) bool {
+	switch r.Family {
+	case consentmode.FamilyGA4, consentmode.FamilyUA, consentmode.FamilyAds, consentmode.FamilyFloodlight:
+		return !strings.HasPrefix(r.Name, "ads_td_")
+	case consentmode.FamilyMP:
+		return r.Name != "mp_debug_collect"
+	}
+	return false
 }
 
 // requestTime is when fasthttp read the request (no clock read of ours),
@@ -561,7 +625,7 @@ func (h *Handler) record(ctx *fasthttp.RequestCtx, p *prepared, status int, late
 	if err != nil {
 		errKind = upstreamErrorKind(err)
 	}
-	if p.out != nil {
+	if p.out != nil && !p.queued {
 		h.metrics.upstream(p.route, latency, status, errKind)
 	}
 	if err != nil {
@@ -569,7 +633,13 @@ func (h *Handler) record(ctx *fasthttp.RequestCtx, p *prepared, status int, late
 			ce.Write(zap.String("route", consentmode.Routes[d.Route].Name), zap.String("kind", errKind), zap.Error(err))
 		}
 	}
-	h.dlog.add(logEntry{at: start, hit: h.dlog.nextHit(), d: *d, cfg: p.cfg, status: status, latency: latency, errKind: errKind})
+	mode := "none" // nothing left for the upstream
+	if p.queued {
+		mode = "queue"
+	} else if p.out != nil || d.Family == consentmode.FamilyScript {
+		mode = "sync"
+	}
+	h.dlog.add(logEntry{at: start, hit: h.dlog.nextHit(), d: *d, cfg: p.cfg, status: status, latency: latency, errKind: errKind, delivery: mode})
 }
 
 // upstreamErrorKind labels an upstream failure for metrics and the log.

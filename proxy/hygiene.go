@@ -59,25 +59,35 @@ var (
 	fieldXFF         = mustField("header:X-Forwarded-For")
 	fieldCookieHdr   = mustField("header:Cookie")
 	fieldHeaderOther = mustField("header:other")
+	fieldEmail       = mustField("email")
 )
 
 // copyHeaders copies the request headers that may travel from src to dst,
-// and records what it left out in removed. geo lists the configured geo
-// headers (consumed, never forwarded).
-func copyHeaders(dst, src *fasthttp.RequestHeader, geo []string, removed *consentmode.FieldSet) {
+// and records what it left out in d. geo lists the configured geo
+// headers (consumed, never forwarded). E-mail addresses in a forwarded
+// value (a User-Agent, Accept-Language or client hint a script or
+// extension filled in) are redacted; w and buf are working space.
+func copyHeaders(dst, src *fasthttp.RequestHeader, geo []string, d *consentmode.Decision, w *consentmode.Work, buf *[]byte) {
+	removed := &d.Removed
 	conn := src.Peek("Connection")
 	for k, v := range src.All() {
 		name := string(k)
 		switch {
 		case silent[name]:
 		case name == "Referer":
-			copyReferer(dst, v, removed)
+			copyReferer(dst, v, d, w, buf)
 		case forwardHeaders[name] || hasPrefix(k, forwardPrefixes):
 			if len(conn) > 0 && listsToken(conn, k) {
 				removed.Add(fieldHopByHop)
 				continue
 			}
-			dst.AddBytesKV(k, v)
+			var found bool
+			*buf, found = w.RedactEmails((*buf)[:0], v)
+			if found {
+				removed.Add(fieldEmail)
+				d.Reasons.Add(consentmode.ReasonEmailRedacted)
+			}
+			dst.AddBytesKV(k, *buf)
 		case droppedAs[name] != 0:
 			removed.Add(droppedAs[name])
 		case isGeo(k, geo):
@@ -140,8 +150,10 @@ func listsToken(conn, k []byte) bool {
 }
 
 // copyReferer sets Referer to the origin of v ("https://shop.example/"),
-// or drops it when v is not an absolute http(s) URL.
-func copyReferer(dst *fasthttp.RequestHeader, v []byte, removed *consentmode.FieldSet) {
+// or drops it when v is not an absolute http(s) URL or its origin holds
+// an e-mail address.
+func copyReferer(dst *fasthttp.RequestHeader, v []byte, d *consentmode.Decision, w *consentmode.Work, buf *[]byte) {
+	removed := &d.Removed
 	rest, ok := bytes.CutPrefix(v, []byte("https://"))
 	scheme := len("https://")
 	if !ok {
@@ -164,12 +176,18 @@ func copyReferer(dst *fasthttp.RequestHeader, v []byte, removed *consentmode.Fie
 	if len(v) > len(origin)+1 {
 		removed.Add(fieldReferer)
 	}
-	var buf [256]byte
-	if len(origin) >= len(buf) {
+	if _, found := w.RedactEmails((*buf)[:0], origin); found {
+		removed.Add(fieldReferer)
+		removed.Add(fieldEmail)
+		d.Reasons.Add(consentmode.ReasonEmailRedacted)
+		return
+	}
+	var ob [256]byte
+	if len(origin) >= len(ob) {
 		removed.Add(fieldReferer)
 		return
 	}
-	dst.SetBytesKV([]byte("Referer"), append(append(buf[:0], origin...), '/'))
+	dst.SetBytesKV([]byte("Referer"), append(append(ob[:0], origin...), '/'))
 }
 
 // responseHopByHop are response headers that never reach the browser.

@@ -34,6 +34,7 @@ type Metrics struct {
 	logDropped  *metrics.Counter
 	inFlight    *metrics.Gauge
 	enforcing   *metrics.Gauge
+	delivery    *deliveryMetrics
 }
 
 // upstreamErrorKinds label consentgate_upstream_errors_total.
@@ -63,7 +64,7 @@ func familyLabel(f consentmode.Family) string {
 
 // rejectReasons label consentgate_rejected_total.
 var rejectReasons = []string{"unknown_path", "method_not_allowed", "uri_too_long", "invalid_body", "origin_not_allowed",
-	"route_disabled", "tag_not_allowed", "bad_path", "content_encoding", "body_too_large", "header_too_large", "bad_request", "timeout"}
+	"route_disabled", "tag_not_allowed", "bad_path", "content_encoding", "body_too_large", "header_too_large", "bad_request", "timeout", "queue_full", "spool_error"}
 
 // NewMetrics creates every series in a fresh set.
 func NewMetrics(version string) *Metrics {
@@ -134,6 +135,7 @@ func NewMetrics(version string) *Metrics {
 	m.inFlight = s.NewGauge(`consentgate_in_flight_requests`, nil)
 	m.enforcing = s.NewGauge(`consentgate_enforcing`, nil)
 	s.NewGauge(fmt.Sprintf(`consentgate_build_info{version=%q}`, version), nil).Set(1)
+	m.delivery = newDeliveryMetrics(s)
 	return m
 }
 

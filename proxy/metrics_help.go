@@ -21,6 +21,10 @@ var help = map[string]string{
 	"consentgate_in_flight_requests":         "Requests being handled now.",
 	"consentgate_enforcing":                  "1 when consent is enforced, 0 in dry run.",
 	"consentgate_build_info":                 "Build version (always 1).",
+	"consentgate_delivery_accepted_total":    "Queued hits accepted (answered 204), by family.",
+	"consentgate_delivery_delivered_total":   "Queued hits delivered upstream, by family.",
+	"consentgate_delivery_retried_total":     "Delivery attempts that failed and will be retried, by cause: refused, timeout, 5xx, 429, other.",
+	"consentgate_delivery_dropped_total":     "Queued hits given up, by cause: max_age, rejected_4xx, spool_corrupt, shutdown (no spool), malformed.",
 
 	"go_goroutines":                 "Goroutines that currently exist.",
 	"go_threads":                    "OS threads created by the Go runtime.",

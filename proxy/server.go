@@ -118,6 +118,12 @@ func (s *Server) Run(ctx context.Context, public, admin net.Listener) error {
 	default:
 	}
 	wg.Wait()
+	if d := s.h.delivery; d != nil {
+		// No hit is accepted any more: deliver what is queued for up to
+		// delivery.drain; the rest stays in the spool.
+		s.log.Info("delivering the queue", zap.Duration("drain_timeout", cfg.Delivery.Drain))
+		d.Shutdown(cfg.Delivery.Drain)
+	}
 	s.h.clients.closeIdle()
 	return errors.Join(runErr, err)
 }

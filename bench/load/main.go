@@ -14,6 +14,9 @@
 // server was late: that wait is the server's), and from when it was sent
 // otherwise (so the generator's own timer slack is not counted). It prints
 // one JSON object with the achieved rate, errors and latency percentiles.
+// With -split PREFIX it also gives the percentiles of the hits whose path
+// starts with PREFIX (split_*) and of the others (rest_*), e.g. the queued
+// GA4 hits apart from the Ads hits that wait for the upstream.
 //
 // It is a benchmark tool, not part of the gateway; it only targets
 // loopback addresses.
@@ -45,9 +48,10 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "how long to send")
 	conns := flag.Int("conns", 64, "keep-alive connections")
 	timeout := flag.Duration("timeout", 5*time.Second, "per-request timeout")
+	split := flag.String("split", "", "also report the hits whose path starts with `prefix` apart from the others")
 	flag.Parse()
 
-	if err := run(*rawURL, *hitsFile, *rate, *duration, *conns, *timeout); err != nil {
+	if err := run(*rawURL, *hitsFile, *rate, *duration, *conns, *timeout, *split); err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
 		os.Exit(1)
 	}
@@ -68,9 +72,35 @@ type result struct {
 	P999us       int64   `json:"p999_us"`
 	MaxUs        int64   `json:"max_us"`
 	FirstError   string  `json:"first_error,omitempty"`
+	// With -split: the hits whose path starts with the prefix, and the rest.
+	SplitPrefix   string `json:"split_prefix,omitempty"`
+	SplitRequests int    `json:"split_requests,omitempty"`
+	SplitP50us    int64  `json:"split_p50_us,omitempty"`
+	SplitP99us    int64  `json:"split_p99_us,omitempty"`
+	RestRequests  int    `json:"rest_requests,omitempty"`
+	RestP50us     int64  `json:"rest_p50_us,omitempty"`
+	RestP99us     int64  `json:"rest_p99_us,omitempty"`
 }
 
-func run(rawURL, hitsFile string, rate int, duration time.Duration, conns int, timeout time.Duration) error {
+// pctOf returns the p-th percentile of sorted latencies in microseconds.
+func pctOf(lat []time.Duration, p float64) int64 {
+	if len(lat) == 0 {
+		return 0
+	}
+	k := int(p / 100 * float64(len(lat)))
+	return lat[min(k, len(lat)-1)].Microseconds()
+}
+
+// pathOf returns the path of a serialized request (without the query).
+func pathOf(req []byte) string {
+	line, _, _ := strings.Cut(string(req), "\r\n")
+	_, target, _ := strings.Cut(line, " ")
+	target, _, _ = strings.Cut(target, " ")
+	p, _, _ := strings.Cut(target, "?")
+	return p
+}
+
+func run(rawURL, hitsFile string, rate int, duration time.Duration, conns int, timeout time.Duration, split string) error {
 	if rate <= 0 || conns <= 0 || duration <= 0 {
 		return errors.New("-rate, -conns and -duration must be positive")
 	}
@@ -90,12 +120,17 @@ func run(rawURL, hitsFile string, rate int, duration time.Duration, conns int, t
 		return fmt.Errorf("%s: %w", hitsFile, err)
 	}
 
+	inSplit := make([]bool, len(hits))
+	for i, h := range hits {
+		inSplit[i] = split != "" && strings.HasPrefix(pathOf(h), split)
+	}
+
 	interval := float64(time.Second) / float64(rate)
 	total := int64(float64(duration) / interval)
 	var next atomic.Int64
 	var mu sync.Mutex
 	res := result{TargetRate: rate, Due: int(total)}
-	var lat []time.Duration
+	var lat, latSplit, latRest []time.Duration
 	var wg sync.WaitGroup
 	start := time.Now().Add(50 * time.Millisecond)
 	for range conns {
@@ -105,6 +140,7 @@ func run(rawURL, hitsFile string, rate int, duration time.Duration, conns int, t
 			c := &client{addr: u.Host, timeout: timeout}
 			defer c.close()
 			mine := make([]time.Duration, 0, total/int64(conns)+16)
+			var mineSplit, mineRest []time.Duration
 			var errs, non2xx, late int
 			var firstErr string
 			for {
@@ -120,7 +156,8 @@ func run(rawURL, hitsFile string, rate int, duration time.Duration, conns int, t
 				} else if -d > time.Millisecond {
 					late++
 				}
-				status, err := c.do(hits[int(i)%len(hits)])
+				h := int(i) % len(hits)
+				status, err := c.do(hits[h])
 				if err != nil {
 					errs++
 					if firstErr == "" {
@@ -128,13 +165,23 @@ func run(rawURL, hitsFile string, rate int, duration time.Duration, conns int, t
 					}
 					continue
 				}
-				mine = append(mine, time.Since(from))
+				d := time.Since(from)
+				mine = append(mine, d)
+				if split != "" {
+					if inSplit[h] {
+						mineSplit = append(mineSplit, d)
+					} else {
+						mineRest = append(mineRest, d)
+					}
+				}
 				if status < 200 || status > 299 {
 					non2xx++
 				}
 			}
 			mu.Lock()
 			lat = append(lat, mine...)
+			latSplit = append(latSplit, mineSplit...)
+			latRest = append(latRest, mineRest...)
 			res.Errors += errs
 			res.Non2xx += non2xx
 			res.Late += late
@@ -150,14 +197,14 @@ func run(rawURL, hitsFile string, rate int, duration time.Duration, conns int, t
 	slices.Sort(lat)
 	res.Requests = len(lat)
 	res.AchievedRate = float64(len(lat)) / elapsed.Seconds()
-	pct := func(p float64) int64 {
-		if len(lat) == 0 {
-			return 0
-		}
-		k := int(p / 100 * float64(len(lat)))
-		return lat[min(k, len(lat)-1)].Microseconds()
+	res.P50us, res.P90us, res.P99us, res.P999us = pctOf(lat, 50), pctOf(lat, 90), pctOf(lat, 99), pctOf(lat, 99.9)
+	if split != "" {
+		slices.Sort(latSplit)
+		slices.Sort(latRest)
+		res.SplitPrefix = split
+		res.SplitRequests, res.SplitP50us, res.SplitP99us = len(latSplit), pctOf(latSplit, 50), pctOf(latSplit, 99)
+		res.RestRequests, res.RestP50us, res.RestP99us = len(latRest), pctOf(latRest, 50), pctOf(latRest, 99)
 	}
-	res.P50us, res.P90us, res.P99us, res.P999us = pct(50), pct(90), pct(99), pct(99.9)
 	if len(lat) > 0 {
 		res.MaxUs = lat[len(lat)-1].Microseconds()
 	}

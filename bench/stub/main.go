@@ -7,7 +7,17 @@
 // empty body, as a collect endpoint does. Request bodies are read and
 // dropped.
 //
+// With -delay D every non-script answer leaves the stub D after its
+// request was read, like an upstream D of network latency away (Google
+// seen from a data centre). The delay is a delay line on each connection,
+// not a sleep in the handler: the stub reads and answers the next request
+// at once and only the bytes of the answers wait. So concurrent requests
+// overlap (fasthttp serves each connection in its own goroutine), and so
+// do requests pipelined on one connection, as they would over a real
+// network path; answers keep their order on their connection.
+//
 //	go run ./bench/stub -listen 127.0.0.1:9100
+//	go run ./bench/stub -listen 127.0.0.1:9101 -delay 40ms
 //	go run ./bench/stub -dump script.js   # write the script body and exit
 //
 // It is a benchmark tool, not part of the gateway.
@@ -18,8 +28,11 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net"
 	"os"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -31,7 +44,11 @@ const scriptSize = 100 << 10
 func main() {
 	listen := flag.String("listen", "127.0.0.1:9100", "listen `address`")
 	dump := flag.String("dump", "", "write the script body to `file` and exit")
+	delay := flag.Duration("delay", 0, "send every non-script answer this `long` after its request was read (upstream latency)")
 	flag.Parse()
+	if *delay < 0 {
+		log.Fatal("-delay must not be negative")
+	}
 
 	script := makeScript(scriptSize)
 	if *dump != "" {
@@ -41,7 +58,7 @@ func main() {
 		return
 	}
 	srv := &fasthttp.Server{
-		Handler:                       handler(script),
+		Handler:                       handler(script, *delay),
 		Name:                          "stub",
 		ReadTimeout:                   30 * time.Second,
 		WriteTimeout:                  30 * time.Second,
@@ -51,14 +68,22 @@ func main() {
 		DisableHeaderNamesNormalizing: true,
 		Concurrency:                   1 << 20,
 	}
-	log.Printf("stub listening on %s (script %d bytes)", *listen, len(script))
-	if err := srv.ListenAndServe(*listen); err != nil {
+	ln, err := net.Listen("tcp4", *listen)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if *delay > 0 {
+		ln = delayListener{ln}
+	}
+	log.Printf("stub listening on %s (script %d bytes, delay %s)", *listen, len(script), *delay)
+	if err := srv.Serve(ln); err != nil {
 		log.Fatal(err)
 	}
 }
 
-// handler answers scripts with script and everything else with 204.
-func handler(script []byte) fasthttp.RequestHandler {
+// handler answers scripts with script and everything else with 204, the
+// latter delay after the request was read.
+func handler(script []byte, delay time.Duration) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		if isScript(ctx.Path()) {
 			ctx.Response.Header.Set("Content-Type", "application/javascript; charset=utf-8")
@@ -66,7 +91,87 @@ func handler(script []byte) fasthttp.RequestHandler {
 			ctx.Response.SetBodyRaw(script)
 			return
 		}
+		if delay > 0 {
+			if dc, ok := ctx.Conn().(*delayConn); ok {
+				dc.holdUntil(time.Now().Add(delay))
+			}
+		}
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
+	}
+}
+
+// delayListener hands out delayConns.
+type delayListener struct{ net.Listener }
+
+func (l delayListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	dc := &delayConn{Conn: c, q: make(chan chunk, 1024)}
+	go dc.writer()
+	return dc, nil
+}
+
+// delayConn is a connection whose written bytes leave no earlier than the
+// time the handler set with holdUntil for the latest answer among them.
+// Write copies the bytes and returns at once, so the server goes on to
+// the next request; a goroutine per connection writes them when due, in
+// order.
+type delayConn struct {
+	net.Conn
+	due atomic.Int64 // Unix nanoseconds: the latest answer's send time
+	q   chan chunk
+	err atomic.Pointer[error] // the writer's first error
+
+	mu     sync.Mutex // orders Write against Close
+	closed bool
+}
+
+// chunk is one Write, held until due.
+type chunk struct {
+	b   []byte
+	due int64
+}
+
+func (c *delayConn) holdUntil(t time.Time) { c.due.Store(t.UnixNano()) }
+
+func (c *delayConn) Write(b []byte) (int, error) {
+	if e := c.err.Load(); e != nil {
+		return 0, *e
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, net.ErrClosed
+	}
+	c.q <- chunk{b: append([]byte(nil), b...), due: c.due.Load()}
+	return len(b), nil
+}
+
+// Close lets the writer send what is queued, then closes the connection.
+func (c *delayConn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.closed = true
+		close(c.q)
+	}
+	return nil
+}
+
+func (c *delayConn) writer() {
+	defer func() { _ = c.Conn.Close() }()
+	for ch := range c.q {
+		if d := time.Until(time.Unix(0, ch.due)); d > 0 {
+			time.Sleep(d)
+		}
+		if c.err.Load() != nil {
+			continue // drop the rest; Close ends the loop
+		}
+		if _, err := c.Conn.Write(ch.b); err != nil {
+			c.err.Store(&err)
+		}
 	}
 }
 

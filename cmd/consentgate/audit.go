@@ -49,6 +49,7 @@ type loggedDecision struct {
 	Reasons  []string          `json:"reasons"`
 	Removed  []string          `json:"removed"`
 	Status   int               `json:"status"`
+	Delivery string            `json:"delivery,omitempty"`
 }
 
 func cmdAudit(args []string, stdout, stderr io.Writer) error {
@@ -399,17 +400,25 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
+// deliveryOf is how an explained hit would leave ("none" when nothing does).
+func deliveryOf(e *proxy.Explanation) string {
+	if e.Delivery == "" {
+		return "none"
+	}
+	return e.Delivery
+}
+
 func printAudit(w io.Writer, results []auditResult, s *auditSummary) {
 	for _, r := range results {
 		switch {
 		case r.Logged != nil:
 			l := r.Logged
-			fmt.Fprintf(w, "%-28s %-22s %-8s %-10s %s\n", r.Where, l.Route, l.Region, l.Action, status(r.Violations))
+			fmt.Fprintf(w, "%-28s %-22s %-8s %-10s delivery=%s  %s\n", r.Where, l.Route, l.Region, l.Action, l.Delivery, status(r.Violations))
 		case r.Explanation.Error != "":
 			fmt.Fprintf(w, "%-28s rejected: %s\n", r.Where, r.Explanation.Error)
 		default:
 			e := r.Explanation
-			fmt.Fprintf(w, "%-28s %-22s %-8s %-10s removed=%s  %s\n", r.Where, e.Route, e.Region, e.Action, strings.Join(e.Removed, ","), status(r.Violations))
+			fmt.Fprintf(w, "%-28s %-22s %-8s %-10s removed=%s delivery=%s  %s\n", r.Where, e.Route, e.Region, e.Action, strings.Join(e.Removed, ","), deliveryOf(e), status(r.Violations))
 		}
 		for _, v := range r.Violations {
 			fmt.Fprintf(w, "    VIOLATION %s: %s\n", v.Invariant, v.Detail)

@@ -113,7 +113,7 @@ func TestExplainJSONContract(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &e); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"route", "family", "region", "consent", "sources", "action", "reasons", "removed", "forward"} {
+	for _, k := range []string{"route", "family", "region", "consent", "sources", "action", "reasons", "removed", "forward", "delivery"} {
 		if _, ok := e[k]; !ok {
 			t.Errorf("explain --json lacks %q", k)
 		}
@@ -123,6 +123,9 @@ func TestExplainJSONContract(t *testing.T) {
 		if _, ok := fwd[k]; !ok {
 			t.Errorf("forward lacks %q", k)
 		}
+	}
+	if e["delivery"] != "queue" {
+		t.Errorf("GA4 delivery = %v, want queue (the default)", e["delivery"])
 	}
 	u := fwd["url"].(string)
 	if e["action"] != "cookieless" || strings.Contains(u, "1174285007.1749196701") || strings.Contains(u, "uid=") || strings.Contains(u, "up.") {
@@ -141,5 +144,27 @@ func TestCheckCommand(t *testing.T) {
 	_, errOut, err := runCLI(t, "check", "--config", bad)
 	if !errors.Is(err, errFailed) || !strings.Contains(errOut, "bogus") {
 		t.Errorf("check bad.yaml: %v %s", err, errOut)
+	}
+}
+
+// TestDeliveryModeShown: explain and audit say how a hit leaves, from the
+// same delivery settings serve uses.
+func TestDeliveryModeShown(t *testing.T) {
+	hit := "https://metrics.shop.example/g/collect?v=2&tid=G-1&gcs=G111&cid=1.2&en=page_view"
+	out, _, err := runCLI(t, "explain", "--region", "US", hit)
+	if err != nil || !strings.Contains(out, "delivery queue: the browser gets 204 at once") {
+		t.Errorf("explain (queue): %v\n%s", err, out)
+	}
+	cfg := filepath.Join(t.TempDir(), "sync.yaml")
+	if err := os.WriteFile(cfg, []byte("delivery: {ga4: sync}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = runCLI(t, "explain", "--config", cfg, "--region", "US", hit)
+	if err != nil || !strings.Contains(out, "delivery sync: the browser gets the upstream's answer") {
+		t.Errorf("explain (sync): %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "audit", "--region", "DE", "../../testdata/public-hits.tsv")
+	if err != nil || !strings.Contains(out, "delivery=queue") || !strings.Contains(out, "delivery=sync") {
+		t.Errorf("audit lacks delivery modes: %v\n%s", err, out)
 	}
 }

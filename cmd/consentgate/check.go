@@ -22,6 +22,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		return errFailed
 	}
 	fmt.Fprintf(stdout, "%s: OK (policy version %s)\n", cfg.Source, cfg.PolicyVersion)
+	fmt.Fprintf(stdout, "cors: %s\n", cfg.CORSRule())
 	for _, w := range cfg.Warnings {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}

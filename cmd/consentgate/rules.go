@@ -20,6 +20,9 @@ type rulesDoc struct {
 	AdsDataRedaction bool                     `json:"ads_data_redaction"`
 	UAForward        bool                     `json:"ua_forward"`
 	MPEnabled        bool                     `json:"mp_enabled"`
+	ClientID         string                   `json:"cookieless_client_id"`
+	CORS             string                   `json:"cors"`
+	Inputs           []consentmode.InputRule  `json:"inputs"`
 	Tags             []string                 `json:"tags"`
 	Outcomes         []outcomeDoc             `json:"outcomes"`
 	Params           []paramDoc               `json:"parameters"`
@@ -90,7 +93,11 @@ type cmpDoc struct {
 func buildRulesDoc(cfg *config.Config) *rulesDoc {
 	p := cfg.Policy
 	d := &rulesDoc{PolicyVersion: cfg.PolicyVersion, Mode: p.Mode.String(), Enforce: cfg.Enforce,
-		AdsDataRedaction: p.AdsDataRedaction, UAForward: p.UAForward, MPEnabled: p.MPEnabled, Headers: consentmode.HeaderRules}
+		AdsDataRedaction: p.AdsDataRedaction, UAForward: p.UAForward, MPEnabled: p.MPEnabled, Headers: consentmode.HeaderRules,
+		ClientID: "ephemeral", CORS: cfg.CORSRule(), Inputs: consentmode.InputRules}
+	if p.ClientIDTag {
+		d.ClientID = "tag"
+	}
 	for t := range p.Tags {
 		d.Tags = append(d.Tags, t)
 	}
@@ -196,8 +203,9 @@ func cell(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
 
 func writeRulesMarkdown(w io.Writer, d *rulesDoc) {
 	fmt.Fprintf(w, "# consentgate effective rules\n\n")
-	fmt.Fprintf(w, "Policy version `%s`. Mode **%s**, enforce **%v**, ads_data_redaction **%v**, ua.forward **%v**, mp.enabled **%v**.\n",
-		d.PolicyVersion, d.Mode, d.Enforce, d.AdsDataRedaction, d.UAForward, d.MPEnabled)
+	fmt.Fprintf(w, "Policy version `%s`. Mode **%s**, enforce **%v**, ads_data_redaction **%v** (Ads and Floodlight only), ua.forward **%v**, mp.enabled **%v**, cookieless.client_id **%s**.\n",
+		d.PolicyVersion, d.Mode, d.Enforce, d.AdsDataRedaction, d.UAForward, d.MPEnabled, d.ClientID)
+	fmt.Fprintf(w, "CORS: %s.\n", d.CORS)
 	if len(d.Tags) == 0 {
 		fmt.Fprintf(w, "Tag allowlist: none (any tag id).\n\n")
 	} else {
@@ -223,6 +231,10 @@ func writeRulesMarkdown(w io.Writer, d *rulesDoc) {
 	fmt.Fprintf(w, "\n## Headers\n\n| header | rule |\n|---|---|\n")
 	for _, h := range d.Headers {
 		fmt.Fprintf(w, "| %s | %s |\n", cell(h.Name), cell(h.What))
+	}
+	fmt.Fprintf(w, "\n## Consent inputs\n\nMerged in this order. A denial from any input wins over every grant; the first input that denied a type is its reported source.\n\n| input | from | types | effect |\n|---|---|---|---|\n")
+	for _, in := range d.Inputs {
+		fmt.Fprintf(w, "| `%s` | %s | %s | %s |\n", in.Input, cell(in.From), cell(in.Types), cell(in.Effect))
 	}
 	fmt.Fprintf(w, "\n## Regions\n\nA consent type no input has set takes its region's default. The most specific region wins (`US-CA` over `US`).\n\n")
 	fmt.Fprintf(w, "| region | ad_storage | analytics_storage | ad_user_data | ad_personalization | signals honoured | tcf_strict | opt-out denies ad_user_data |\n|---|---|---|---|---|---|---|---|\n")

@@ -101,6 +101,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer h.Close()
+	if err := h.StartDelivery(); err != nil {
+		return err
+	}
 	srv := proxy.NewServer(h, log)
 
 	pub, err := net.Listen("tcp", cfg.Listen)
@@ -176,6 +179,7 @@ func logStart(log *zap.Logger, cfg *config.Config) {
 		zap.Bool("enforce", cfg.Enforce),
 		zap.String("trusted_proxies", strings.Join(proxies, ",")),
 		zap.String("geo_headers", strings.Join(cfg.GeoHeaders, ",")),
+		zap.String("cors", cfg.CORSRule()),
 		zap.String("policy_version", cfg.PolicyVersion),
 	)
 	for _, w := range cfg.Warnings {

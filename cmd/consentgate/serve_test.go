@@ -49,7 +49,8 @@ func TestServeEndToEnd(t *testing.T) {
 	cfgPath := filepath.Join(dir, "config.yaml")
 	logPath := filepath.Join(dir, "decisions.log")
 	base := "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nupstream: http://" + ln.Addr().String() + "\npath_prefix: /metrics\n" +
-		"cookieless: {secret: serve-test-secret-0123}\ntimeouts: {drain: 60s}\nlog: {format: json, decisions: {output: " + logPath + "}}\n"
+		"cookieless: {secret: serve-test-secret-0123}\ntimeouts: {drain: 60s}\nlog: {format: json, decisions: {output: " + logPath + "}}\n" +
+		"delivery: {spool: {dir: " + filepath.Join(dir, "spool") + "}}\n"
 	if err := os.WriteFile(cfgPath, []byte(base), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +118,15 @@ func TestServeEndToEnd(t *testing.T) {
 	if s := get(hit, "Cookie", "_ga=GA1.1.SECRETGA", "CF-IPCountry", "DE"); s != 204 {
 		t.Fatalf("hit: %d", s)
 	}
+	// GA4 is queued: the browser's 204 comes first, the delivery after.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n > 0 {
+			break
+		}
+	}
 	mu.Lock()
 	if len(got) != 1 || strings.Contains(got[0], "SECRETUSER") || strings.Contains(got[0], "1174285007.1749196701") || strings.Contains(got[0], "SECRETGA") ||
 		!strings.HasPrefix(got[0], "127.0.0.1") && !strings.Contains(got[0], "/metrics/g/collect?") {
@@ -178,7 +188,8 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := string(logData)
-	if strings.Count(log, "\n") != 2 || !strings.Contains(log, `"action":"block"`) || !strings.Contains(log, `"action":"cookieless"`) {
+	if strings.Count(log, "\n") != 2 || !strings.Contains(log, `"action":"block"`) || !strings.Contains(log, `"action":"cookieless"`) ||
+		!strings.Contains(log, `"delivery":"queue"`) || !strings.Contains(log, `"delivery":"none"`) {
 		t.Errorf("decision log:\n%s", log)
 	}
 	for _, secret := range []string{"SECRETUSER", "SECRETGA", "1174285007", "G-ABC123", "/g/collect?"} {

@@ -1,0 +1,359 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// queueGateway is a gateway whose GA4 hits are queued, with its spool in
+// dir; spool adds settings to delivery.spool.
+func queueGateway(t *testing.T, dir, spool string) *gateway {
+	t.Helper()
+	return queueGatewayWorkers(t, dir, spool, 2)
+}
+
+func queueGatewayWorkers(t *testing.T, dir, spool string, workers int) *gateway {
+	t.Helper()
+	if spool != "" {
+		spool = ", " + spool
+	}
+	g := newGateway(t, fmt.Sprintf("delivery: {spool: {dir: %q, sync_interval: 5ms%s}, queue_size: 4, workers: %d}\n", dir, spool, workers))
+	if err := g.h.StartDelivery(); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// waitUpstream waits until the fake upstream has received n requests.
+func (u *fakeUpstream) wait(t *testing.T, n int) []recorded {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := u.requests()
+		if len(got) >= n || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+const queuedHit = "/g/collect?v=2&tid=G-ABC123&gcs=G100&cid=1174285007.1749196701&uid=SECRETUSER&en=page_view&ep.n=%d"
+
+func TestQueuedHitIsAnsweredThenDeliveredRewritten(t *testing.T) {
+	dir := t.TempDir()
+	g := queueGateway(t, dir, "")
+	block := make(chan struct{})
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { <-block; ctx.SetStatusCode(204) })
+	uri := fmt.Sprintf(queuedHit, 1)
+	req, in, err := BuildExplainRequest("GET", "http://metrics.shop.example"+uri, map[string]string{"Cookie": "_ga=GA1.1.SECRETGA", "CF-IPCountry": "DE"}, "", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fasthttp.ReleaseRequest(req)
+	in.Peer = fromProxy.AddrPort().Addr()
+	want := g.h.Explain(in)
+
+	r := g.do(fromProxy, "GET", uri, map[string]string{"Cookie": "_ga=GA1.1.SECRETGA", "CF-IPCountry": "DE"}, "")
+	if r.Status != fasthttp.StatusNoContent {
+		t.Fatalf("status %d, want 204 before the upstream answers", r.Status)
+	}
+	// The spool holds the rewritten hit, never what the decision removed.
+	spooled := readDir(t, dir)
+	for _, secret := range []string{"SECRETUSER", "SECRETGA", "1174285007.1749196701"} {
+		if bytes.Contains(spooled, []byte(secret)) {
+			t.Errorf("spool holds %q", secret)
+		}
+	}
+	close(block)
+	got := g.up.wait(t, 1)
+	if len(got) != 1 {
+		t.Fatalf("upstream got %d requests", len(got))
+	}
+	if want.Forward == nil || "http://"+got[0].Host+got[0].URI != want.Forward.URL {
+		t.Errorf("upstream got %s%s, explain says %+v", got[0].Host, got[0].URI, want.Forward)
+	}
+	if want.Delivery != "queue" {
+		t.Errorf("explain delivery = %q, want queue", want.Delivery)
+	}
+	lines := g.waitLog(1)
+	if len(lines) != 1 || !strings.Contains(lines[0], `"delivery":"queue"`) || !strings.Contains(lines[0], `"status":204`) {
+		t.Errorf("decision log: %q", lines)
+	}
+	waitMetric(t, g, `consentgate_delivery_delivered_total{family="ga4"} 1`)
+	waitMetric(t, g, `consentgate_delivery_spool_records{upstream="http://region1.google-analytics.com"} 0`)
+}
+
+func TestQueueRetries(t *testing.T) {
+	tests := []struct {
+		name      string
+		fail      func(ctx *fasthttp.RequestCtx)
+		wantSends int
+		metric    string
+	}{
+		{"503 then ok", func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(503) }, 2, `consentgate_delivery_retried_total{cause="5xx"} 1`},
+		{"429 then ok", func(ctx *fasthttp.RequestCtx) {
+			ctx.Response.Header.Set("Retry-After", "0")
+			ctx.SetStatusCode(429)
+		}, 2, `consentgate_delivery_retried_total{cause="429"} 1`},
+		{"400 dropped", func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(400) }, 1, `consentgate_delivery_dropped_total{cause="rejected_4xx"} 1`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := queueGateway(t, t.TempDir(), "")
+			var n atomic.Int32
+			g.up.setRespond(func(ctx *fasthttp.RequestCtx) {
+				if n.Add(1) == 1 {
+					tt.fail(ctx)
+					return
+				}
+				ctx.SetStatusCode(204)
+			})
+			if r := g.do(fromProxy, "GET", fmt.Sprintf(queuedHit, 1), nil, ""); r.Status != 204 {
+				t.Fatalf("status %d", r.Status)
+			}
+			waitMetric(t, g, tt.metric)
+			if tt.wantSends == 2 {
+				waitMetric(t, g, `consentgate_delivery_delivered_total{family="ga4"} 1`)
+			}
+			time.Sleep(50 * time.Millisecond) // no further send may follow
+			if got := len(g.up.requests()); got != tt.wantSends {
+				t.Errorf("upstream got %d sends, want %d", got, tt.wantSends)
+			}
+		})
+	}
+}
+
+// TestSpoolReplayAfterRestart: hits accepted while the upstream fails are
+// delivered by the next process that opens the spool, oldest first.
+func TestSpoolReplayAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	g := queueGateway(t, dir, "")
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(503) })
+	const n = 20 // more than the memory queue holds: most wait on disk only
+	for i := range n {
+		if r := g.do(fromProxy, "GET", fmt.Sprintf(queuedHit, i), nil, ""); r.Status != 204 {
+			t.Fatalf("hit %d: status %d", i, r.Status)
+		}
+	}
+	g.close()
+
+	g2 := queueGatewayWorkers(t, dir, "", 1) // one worker: delivery order is replay order
+	got := g2.up.wait(t, n)
+	seen := map[string]bool{}
+	last := -1
+	for _, r := range got {
+		var i int
+		if _, err := fmt.Sscanf(r.URI[strings.Index(r.URI, "ep.n=")+5:], "%d", &i); err != nil {
+			t.Fatalf("uri %q", r.URI)
+		}
+		if i < last {
+			t.Errorf("hit %d delivered after %d: replay is oldest first", i, last)
+		}
+		last = i
+		seen[r.URI] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("delivered %d distinct hits after restart, want %d", len(seen), n)
+	}
+}
+
+// TestQueueFullAnswers503: with the memory queue and the spool full, a hit
+// is refused with 503 and Retry-After, and counted.
+func TestQueueFullAnswers503(t *testing.T) {
+	g := queueGateway(t, t.TempDir(), "max_bytes: 2000, segment_bytes: 1000")
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(503) })
+	var refused *response
+	for i := range 50 {
+		r := g.do(fromProxy, "GET", fmt.Sprintf(queuedHit, i), map[string]string{"Origin": "https://shop.example"}, "")
+		if r.Status == fasthttp.StatusServiceUnavailable {
+			refused = r
+			break
+		}
+	}
+	if refused == nil {
+		t.Fatal("no 503 with a full spool")
+	}
+	if refused.get("Retry-After") == "" || !strings.Contains(refused.Body, "queue_full") {
+		t.Errorf("503 without Retry-After or reason: %+v", refused)
+	}
+	waitMetric(t, g, `consentgate_rejected_total{reason="queue_full"} 1`)
+}
+
+func TestSpoolDirLocked(t *testing.T) {
+	dir := t.TempDir()
+	queueGateway(t, dir, "")
+	g := newGateway(t, fmt.Sprintf("delivery: {spool: {dir: %q}}\n", dir))
+	if err := g.h.StartDelivery(); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatalf("second gateway on the same spool: %v", err)
+	}
+}
+
+// TestSyncFamiliesUnchanged: Ads stays synchronous by default; the browser
+// gets the upstream's answer.
+func TestSyncFamiliesUnchanged(t *testing.T) {
+	g := queueGateway(t, t.TempDir(), "")
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(200); ctx.SetBodyString("GIF") })
+	r := g.do(fromProxy, "GET", "/pagead/conversion/123456/?gcs=G111&label=x", nil, "")
+	if r.Status != 200 || r.Body != "GIF" {
+		t.Errorf("ads hit: %d %q, want the upstream's answer", r.Status, r.Body)
+	}
+}
+
+func readDir(t *testing.T, dir string) []byte {
+	t.Helper()
+	var all []byte
+	_ = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			b, _ := os.ReadFile(p)
+			all = append(all, b...)
+		}
+		return nil
+	})
+	return all
+}
+
+func waitMetric(t *testing.T, g *gateway, line string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var b bytes.Buffer
+		g.m.WritePrometheus(&b)
+		if strings.Contains(b.String(), line+"\n") {
+			return
+		}
+		if time.Now().After(deadline) {
+			var got []string
+			for _, l := range strings.Split(b.String(), "\n") {
+				if strings.HasPrefix(l, "consentgate_delivery_") || strings.HasPrefix(l, "consentgate_rejected_total") {
+					if !strings.HasSuffix(l, " 0") {
+						got = append(got, l)
+					}
+				}
+			}
+			t.Fatalf("metrics lack %q; delivery metrics:\n%s", line, strings.Join(got, "\n"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestQueuePipelined: with delivery.pipeline_conns the workers' requests
+// share a few pipelined connections; every hit still arrives once.
+func TestQueuePipelined(t *testing.T) {
+	g := newGateway(t, fmt.Sprintf("delivery: {spool: {dir: %q}, workers: 8, pipeline_conns: 2}\n", t.TempDir()))
+	if err := g.h.StartDelivery(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	for i := range n {
+		if r := g.do(fromProxy, "GET", fmt.Sprintf(queuedHit, i), nil, ""); r.Status != 204 {
+			t.Fatalf("status %d", r.Status)
+		}
+	}
+	got := g.up.wait(t, n)
+	seen := map[string]bool{}
+	for _, r := range got {
+		seen[r.URI] = true
+	}
+	if len(got) != n || len(seen) != n {
+		t.Fatalf("upstream got %d requests, %d distinct, want %d", len(got), len(seen), n)
+	}
+}
+
+// TestReloadKeepsQueue: a config reload (SIGHUP) keeps the queued hits and
+// the lanes; a reload that turns GA4 to sync takes effect for new hits
+// while the queued ones are still delivered.
+func TestReloadKeepsQueue(t *testing.T) {
+	dir := t.TempDir()
+	g := queueGateway(t, dir, "")
+	var fail atomic.Bool
+	fail.Store(true)
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) {
+		if fail.Load() {
+			ctx.SetStatusCode(503)
+			return
+		}
+		ctx.SetStatusCode(204)
+	})
+	for i := range 10 {
+		if r := g.do(fromProxy, "GET", fmt.Sprintf(queuedHit, i), nil, ""); r.Status != 204 {
+			t.Fatalf("status %d", r.Status)
+		}
+	}
+	g.h.SetConfig(loadConfig(t, fmt.Sprintf("delivery: {ga4: sync, spool: {dir: %q}, queue_size: 4, workers: 2}\n", dir)))
+	fail.Store(false)
+	if r := g.do(fromProxy, "GET", fmt.Sprintf(queuedHit, 99), nil, ""); r.Status != 204 {
+		t.Fatalf("sync hit after reload: %d", r.Status)
+	}
+	waitMetric(t, g, `consentgate_delivery_delivered_total{family="ga4"} 10`)
+	seen := map[string]bool{}
+	for _, r := range g.up.requests() {
+		if !strings.Contains(r.URI, "ep.n=") {
+			continue
+		}
+		seen[r.URI[strings.Index(r.URI, "ep.n="):]] = true
+	}
+	if len(seen) != 11 {
+		t.Errorf("upstream saw %d distinct hits, want 10 queued + 1 sync", len(seen))
+	}
+}
+
+// TestQueueFlappingUpstream: concurrent browsers while the upstream fails
+// now and then and the memory queue keeps overflowing to the spool and
+// back. Every accepted hit arrives exactly once (503s are not processed
+// upstream, so a retry is no duplicate).
+func TestQueueFlappingUpstream(t *testing.T) {
+	g := queueGatewayWorkers(t, t.TempDir(), "segment_bytes: 4096", 4)
+	var n atomic.Int64
+	var outage atomic.Int64 // when the 100th attempt came: 300 ms of failures follow
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) {
+		k := n.Add(1)
+		if k == 100 {
+			outage.Store(time.Now().UnixNano())
+		}
+		down := outage.Load() != 0 && time.Since(time.Unix(0, outage.Load())) < 300*time.Millisecond
+		if k%3 == 0 || down { // a third fail, and every attempt during the outage (the circuit opens)
+			ctx.SetStatusCode(503)
+			return
+		}
+		ctx.SetStatusCode(204)
+	})
+	const browsers, each = 8, 30
+	errs := make(chan error, browsers)
+	for b := range browsers {
+		go func() {
+			for i := range each {
+				r, err := g.tryRaw(fromProxy, "GET "+fmt.Sprintf(queuedHit, b*1000+i)+" HTTP/1.1\r\nHost: metrics.shop.example\r\nConnection: close\r\n\r\n")
+				if err == nil && r.Status != 204 {
+					err = fmt.Errorf("hit %d: status %d", b*1000+i, r.Status)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range browsers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitMetric(t, g, fmt.Sprintf(`consentgate_delivery_delivered_total{family="ga4"} %d`, browsers*each))
+	distinct := map[string]bool{}
+	for _, r := range g.up.requests() { // failed attempts are recorded too
+		distinct[r.URI] = true
+	}
+	if len(distinct) != browsers*each {
+		t.Errorf("upstream saw %d distinct hits, want %d", len(distinct), browsers*each)
+	}
+	waitMetric(t, g, `consentgate_delivery_spool_records{upstream="http://region1.google-analytics.com"} 0`)
+}
