@@ -12,9 +12,11 @@ GOBIN    ?= $(shell $(GO) env GOPATH)/bin
 
 all: lint test
 
-## run: the gateway on :8080 (admin on 127.0.0.1:9090) with the embedded config; Ctrl-C stops it at once (no drain)
+## run: the gateway on :8080 (admin on 127.0.0.1:9090) with the embedded config; Ctrl-C stops it at once
+## (no drain; queued hits stay in the spool for the next start)
 run: build
-	@CONSENTGATE_TIMEOUTS_DRAIN=$${CONSENTGATE_TIMEOUTS_DRAIN:-0s} exec $(BIN) serve
+	@CONSENTGATE_TIMEOUTS_DRAIN=$${CONSENTGATE_TIMEOUTS_DRAIN:-0s} CONSENTGATE_DELIVERY_DRAIN=$${CONSENTGATE_DELIVERY_DRAIN:-0s} \
+		exec $(BIN) serve
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/consentgate

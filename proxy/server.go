@@ -121,8 +121,14 @@ func (s *Server) Run(ctx context.Context, public, admin net.Listener) error {
 	if d := s.h.delivery; d != nil {
 		// No hit is accepted any more: deliver what is queued for up to
 		// delivery.drain; the rest stays in the spool.
-		s.log.Info("delivering the queue", zap.Duration("drain_timeout", cfg.Delivery.Drain))
-		d.Shutdown(cfg.Delivery.Drain)
+		drain := cfg.Delivery.Drain
+		select {
+		case <-s.abort:
+			drain = 0 // stopping at once: the queue stays in the spool
+		default:
+		}
+		s.log.Info("delivering the queue", zap.Duration("drain_timeout", drain))
+		d.Shutdown(drain)
 	}
 	s.h.clients.closeIdle()
 	return errors.Join(runErr, err)
