@@ -8,7 +8,7 @@ FUZZTIME ?= 30s
 GOLANGCI_LINT_VERSION := v2.15.0
 GOBIN    ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all run build test test-unit test-race bench fuzz lint tidy check-configs tcf-vectors bench-load test-browser docs
+.PHONY: all run build test test-unit test-race test-hostile bench fuzz lint tidy check-configs tcf-vectors bench-load test-browser docs
 
 all: lint test
 
@@ -29,6 +29,12 @@ test-unit:
 
 test-race:
 	$(GO) test -count=1 -race -shuffle=on ./...
+
+## test-hostile: the hostile-client suite against the real binary (stalled bodies, idle floods,
+## slowloris, header floods, EMFILE under ulimit): a normal hit < 100 ms and RSS < 150 MiB
+## throughout. Needs quiet CPUs, so it runs alone, not inside the parallel `make test`.
+test-hostile:
+	HOSTILE_SUITE=1 $(GO) test -count=1 -p 1 -v -run 'TestHostileClients|TestFileDescriptorExhaustion|TestMaxConnectionsFromFileLimit' ./cmd/consentgate
 
 ## check-configs: consentgate check on every sample config (their secret comes from the environment, as in production)
 check-configs:
@@ -54,6 +60,8 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzFloodlightMatrix$$' -fuzztime=$(FUZZTIME) ./consentmode
 	$(GO) test -run='^$$' -fuzz='^FuzzMayHoldAt$$' -fuzztime=$(FUZZTIME) ./consentmode
 	$(GO) test -run='^$$' -fuzz='^FuzzProblems$$' -fuzztime=$(FUZZTIME) ./config
+	$(GO) test -run='^$$' -fuzz='^FuzzCleanPath$$' -fuzztime=$(FUZZTIME) ./proxy
+	$(GO) test -run='^$$' -fuzz='^FuzzConflictingRaw$$' -fuzztime=$(FUZZTIME) ./proxy
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeFrame$$' -fuzztime=$(FUZZTIME) ./proxy/spool
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodePayload$$' -fuzztime=$(FUZZTIME) ./proxy
 	$(GO) test -run='^$$' -fuzz='^FuzzNormKey$$' -fuzztime=$(FUZZTIME) ./consentmode

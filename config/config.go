@@ -38,6 +38,9 @@ type Config struct {
 	Source string
 
 	Listen, AdminListen string
+	// AdminToken, when set, is the bearer token every admin path but the
+	// health endpoints requires. Required when AdminListen is not loopback.
+	AdminToken string
 
 	// Upstream is the tag-gateway upstream (nil: subdomain style).
 	Upstream *url.URL
@@ -62,6 +65,9 @@ type Config struct {
 	// PolicyVersion is a short hash of the effective configuration (the
 	// secret excluded) and the rule tables.
 	PolicyVersion string
+	// fingerprint hashes every setting, secrets included: two configs
+	// with the same fingerprint behave the same.
+	fingerprint string
 	// Warnings are choices the operator should know about (logged at start).
 	Warnings []string
 	// Settings holds the effective value of every key, for Changes.
@@ -75,10 +81,25 @@ type Limits struct {
 	MaxHeaderBytes      int
 	MaxResponseBytes    int
 	MaxConnsPerUpstream int
-	MaxConnections      int
+	// MaxConnections is the cap on concurrent client connections; 0 in
+	// the file means derived from the open-file limit at start (the proxy
+	// resolves it).
+	MaxConnections int
 	// ReduceMemory releases a connection's buffers while it is idle.
 	ReduceMemory bool
+	// MaxConnsPerIP caps the connections of one client address (trusted
+	// proxies are exempt: all traffic comes from them).
+	MaxConnsPerIP int
+	// MaxReadingRequests caps the requests being read at once (headers
+	// or body still arriving).
+	MaxReadingRequests int
+	// MaxBufferedBytes caps the request bytes read and held by requests
+	// in progress, across all connections.
+	MaxBufferedBytes int
 }
+
+// Same reports whether c and o hold the same settings, secrets included.
+func (c *Config) Same(o *Config) bool { return c.fingerprint == o.fingerprint }
 
 // Timeouts of the server and the upstream client.
 type Timeouts struct {
@@ -161,12 +182,15 @@ func (d *Delivery) Mode(f consentmode.Family) DeliveryMode {
 
 // file mirrors the YAML layout.
 type file struct {
-	Listen      string   `mapstructure:"listen"`
-	AdminListen string   `mapstructure:"admin_listen"`
-	Upstream    string   `mapstructure:"upstream"`
-	PathPrefix  string   `mapstructure:"path_prefix"`
-	Tags        []string `mapstructure:"tags"`
-	MP          struct {
+	Listen      string `mapstructure:"listen"`
+	AdminListen string `mapstructure:"admin_listen"`
+	Admin       struct {
+		Token string `mapstructure:"token"`
+	} `mapstructure:"admin"`
+	Upstream   string   `mapstructure:"upstream"`
+	PathPrefix string   `mapstructure:"path_prefix"`
+	Tags       []string `mapstructure:"tags"`
+	MP         struct {
 		Enabled bool `mapstructure:"enabled"`
 	} `mapstructure:"mp"`
 	UA struct {
@@ -192,6 +216,9 @@ type file struct {
 		MaxConnsPerUpstream int  `mapstructure:"max_conns_per_upstream"`
 		MaxConnections      int  `mapstructure:"max_connections"`
 		ReduceMemory        bool `mapstructure:"reduce_memory"`
+		MaxConnsPerIP       int  `mapstructure:"max_conns_per_ip"`
+		MaxReadingRequests  int  `mapstructure:"max_reading_requests"`
+		MaxBufferedBytes    int  `mapstructure:"max_buffered_bytes"`
 	} `mapstructure:"limits"`
 	Timeouts struct {
 		Read             time.Duration `mapstructure:"read"`
@@ -318,6 +345,9 @@ func Load(path string, opts ...Option) (*Config, error) {
 		if err := v.MergeConfig(bytes.NewReader(b)); err != nil {
 			return nil, &ProblemsError{Source: path, Problems: yamlProblems(path, b, err)}
 		}
+		if err := checkFile(path, b); err != nil {
+			return nil, err
+		}
 		source, raw = path, b
 	}
 	v.SetEnvPrefix(EnvPrefix)
@@ -351,6 +381,26 @@ func Load(path string, opts ...Option) (*Config, error) {
 	c.Source = source
 	c.Settings = flatten(settings)
 	return c, nil
+}
+
+// ErrEmptyFile is a config file that sets nothing: empty, only comments,
+// or a YAML document with no keys. It is refused rather than read as "all
+// defaults": a truncated or half-written file would otherwise silently
+// drop every setting (tags, upstream) while serving.
+var ErrEmptyFile = errors.New("config: the file sets nothing (empty, only comments or no keys); refusing it rather than falling back to the defaults")
+
+// checkFile refuses a file that does not parse as a YAML mapping or
+// holds no keys. Unknown keys are reported later, with every other problem.
+func checkFile(path string, b []byte) error {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	if err := v.ReadConfig(bytes.NewReader(b)); err != nil {
+		return fmt.Errorf("config: %s: does not parse: %w", path, err)
+	}
+	if len(v.AllKeys()) == 0 {
+		return fmt.Errorf("%s: %w", path, ErrEmptyFile)
+	}
+	return nil
 }
 
 // flatten lists the effective value of every key, as compared by Changes.
@@ -440,7 +490,7 @@ func unknownEnv(keys []string) []error {
 func build(f *file, o *options) (*Config, []error) {
 	var ps []error
 	bad := func(key, format string, args ...any) { ps = append(ps, problem(key, format, args...)) }
-	c := &Config{Listen: f.Listen, AdminListen: f.AdminListen, Enforce: f.Consent.Enforce}
+	c := &Config{Listen: f.Listen, AdminListen: f.AdminListen, AdminToken: f.Admin.Token, Enforce: f.Consent.Enforce}
 
 	checkAddr := func(key, addr string) {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
@@ -449,6 +499,12 @@ func build(f *file, o *options) (*Config, []error) {
 	}
 	checkAddr("listen", f.Listen)
 	checkAddr("admin_listen", f.AdminListen)
+	if tok := f.Admin.Token; tok != "" && (len(tok) < 16 || strings.ContainsAny(tok, " \t\r\n")) {
+		bad("admin.token", "use at least 16 bytes, no spaces")
+	}
+	if !Loopback(f.AdminListen) && f.Admin.Token == "" {
+		bad("admin_listen", "%q is reachable beyond this host and would expose /metrics, /debug/explain and /debug/pprof to anyone: set admin.token (a bearer token, or CONSENTGATE_ADMIN_TOKEN) or listen on 127.0.0.1", f.AdminListen)
+	}
 
 	if f.Upstream != "" {
 		u, err := url.Parse(f.Upstream)
@@ -550,15 +606,24 @@ func build(f *file, o *options) (*Config, []error) {
 	}
 
 	l := f.Limits
-	c.Limits = Limits{l.MaxBodyBytes, l.MaxURLBytes, l.MaxHeaderBytes, l.MaxResponseBytes, l.MaxConnsPerUpstream, l.MaxConnections, l.ReduceMemory}
+	c.Limits = Limits{MaxBodyBytes: l.MaxBodyBytes, MaxURLBytes: l.MaxURLBytes, MaxHeaderBytes: l.MaxHeaderBytes, MaxResponseBytes: l.MaxResponseBytes,
+		MaxConnsPerUpstream: l.MaxConnsPerUpstream, MaxConnections: l.MaxConnections, ReduceMemory: l.ReduceMemory,
+		MaxConnsPerIP: l.MaxConnsPerIP, MaxReadingRequests: l.MaxReadingRequests, MaxBufferedBytes: l.MaxBufferedBytes}
 	for _, x := range []struct {
 		key string
 		v   int
 	}{{"limits.max_body_bytes", l.MaxBodyBytes}, {"limits.max_url_bytes", l.MaxURLBytes}, {"limits.max_header_bytes", l.MaxHeaderBytes},
-		{"limits.max_response_bytes", l.MaxResponseBytes}, {"limits.max_conns_per_upstream", l.MaxConnsPerUpstream}, {"limits.max_connections", l.MaxConnections}} {
+		{"limits.max_response_bytes", l.MaxResponseBytes}, {"limits.max_conns_per_upstream", l.MaxConnsPerUpstream},
+		{"limits.max_conns_per_ip", l.MaxConnsPerIP}, {"limits.max_reading_requests", l.MaxReadingRequests}, {"limits.max_buffered_bytes", l.MaxBufferedBytes}} {
 		if x.v <= 0 {
 			bad(x.key, "must be positive, not %d", x.v)
 		}
+	}
+	if l.MaxConnections < 0 {
+		bad("limits.max_connections", "must be positive, or 0 for the default from the open-file limit, not %d", l.MaxConnections)
+	}
+	if l.MaxBufferedBytes > 0 && l.MaxBodyBytes > 0 && l.MaxBufferedBytes < l.MaxBodyBytes+l.MaxHeaderBytes {
+		bad("limits.max_buffered_bytes", "%d must hold at least one whole request (max_body_bytes + max_header_bytes = %d)", l.MaxBufferedBytes, l.MaxBodyBytes+l.MaxHeaderBytes)
 	}
 	if l.MaxURLBytes > 0 && l.MaxHeaderBytes > 0 && l.MaxURLBytes >= l.MaxHeaderBytes {
 		bad("limits.max_url_bytes", "%d must be below limits.max_header_bytes (%d): the request line is part of the header", l.MaxURLBytes, l.MaxHeaderBytes)
@@ -614,6 +679,7 @@ func build(f *file, o *options) (*Config, []error) {
 
 	c.Warnings = append(c.Warnings, warnings(c, f)...)
 	c.PolicyVersion = policyVersion(f)
+	c.fingerprint = fingerprint(f)
 	return c, ps
 }
 
@@ -643,6 +709,27 @@ func weakSecret(s string) string {
 		return fmt.Sprintf("only %d different characters: not random", len(distinct))
 	}
 	return ""
+}
+
+// Loopback reports whether addr ("host:port") listens on loopback only.
+// An empty host (":9090") listens on every interface.
+func Loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return true // reported by checkAddr
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// fingerprint hashes every setting, secrets included.
+func fingerprint(f *file) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%+v\n", *f)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // buildDelivery validates the delivery section into c.Delivery.
@@ -964,6 +1051,7 @@ func (c *Config) CORSRule() string {
 func policyVersion(f *file) string {
 	g := *f
 	g.Cookieless.Secret = ""
+	g.Admin.Token = ""
 	h := sha256.New()
 	fmt.Fprintf(h, "%+v\n", g)
 	for _, r := range consentmode.ParamRules {

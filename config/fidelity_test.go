@@ -16,7 +16,7 @@ func TestClientIDSetting(t *testing.T) {
 		{"cookieless: {client_id: tag}\n", true, false},
 		{"cookieless: {client_id: cid}\n", false, true},
 	} {
-		c, err := Load(writeConfig(t, tt.give))
+		c, err := loadYAML(t, tt.give)
 		if (err != nil) != tt.wantErr {
 			t.Errorf("Load(%q) error %v, want error %v", tt.give, err, tt.wantErr)
 			continue
@@ -45,7 +45,7 @@ func TestSubdomainAdsGeolocationWarning(t *testing.T) {
 		{"tags: [G-ABC123, AW-123]\n", true},
 		{"upstream: https://G-ABC123.fps.goog\npath_prefix: /metrics\n", false},
 	} {
-		c, err := Load(writeConfig(t, tt.give))
+		c, err := loadYAML(t, tt.give)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,7 +57,7 @@ func TestSubdomainAdsGeolocationWarning(t *testing.T) {
 }
 
 func TestCORSRule(t *testing.T) {
-	c, err := Load(writeConfig(t, ""))
+	c, err := Load("")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bytes"
+	"crypto/subtle"
 	"net/http/pprof"
 
 	"github.com/valyala/fasthttp"
@@ -10,10 +12,16 @@ import (
 var pprofHandler = fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)
 
 // ServeAdmin is the admin listener's handler: /metrics, /healthz,
-// /readyz, /debug/explain and /debug/pprof/.
+// /readyz, /debug/explain and /debug/pprof/. With admin.token set, every
+// path but the health endpoints requires it as a bearer token.
 func (h *Handler) ServeAdmin(ctx *fasthttp.RequestCtx) {
 	path := ctx.Path()
 	if h.health(ctx, path) {
+		return
+	}
+	if tok := h.Config().AdminToken; tok != "" && !bearer(ctx.Request.Header.Peek("Authorization"), tok) {
+		h.writeError(ctx, errUnauthorized, -1)
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="consentgate-admin"`)
 		return
 	}
 	switch p := string(path); {
@@ -35,4 +43,15 @@ func (h *Handler) ServeAdmin(ctx *fasthttp.RequestCtx) {
 		ctx.SetStatusCode(fasthttp.StatusNotFound)
 		ctx.SetBodyString("not found\n")
 	}
+}
+
+// bearer reports whether the Authorization header value carries token
+// ("Bearer <token>"), compared in constant time.
+func bearer(auth []byte, token string) bool {
+	const scheme = "bearer "
+	if len(auth) < len(scheme) || !bytes.EqualFold(auth[:len(scheme)], []byte(scheme)) {
+		return false
+	}
+	got := trimSpace(auth[len(scheme):])
+	return subtle.ConstantTimeCompare(got, []byte(token)) == 1
 }

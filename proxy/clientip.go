@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 
@@ -88,34 +89,43 @@ var subdivisionHeader = map[string]string{
 // region reads the visitor's region from the configured geo headers.
 // Only trusted peers' headers count. The first header present decides; an
 // invalid value there (Cloudflare's XX, say) means unknown, and so does a
-// second present header naming another country: an edge that sets one
-// header may pass the others through from the browser, and a spoofed
-// header must never turn a denied region into a granted one.
-func region(h *fasthttp.RequestHeader, peerTrusted bool, headers []string) consentmode.Region {
+// second present header naming another country, or a second copy of the
+// same header with another value: an edge that sets one header may pass
+// the others (or another copy) through from the browser, and a spoofed
+// header must never turn a denied region into a granted one. conflict
+// reports that copies disagreed.
+func region(h *fasthttp.RequestHeader, peerTrusted bool, headers []string) (r consentmode.Region, conflict bool) {
 	if !peerTrusted {
-		return consentmode.Region{}
+		return consentmode.Region{}, false
 	}
 	var found consentmode.Region
 	seen := false
 	for _, name := range headers {
-		v := h.Peek(name)
+		v, ok := single(h, name)
+		if !ok {
+			return consentmode.Region{}, true
+		}
 		if len(v) == 0 {
 			continue
 		}
 		r, ok := consentmode.ParseRegion(v)
 		if seen {
 			if !ok || r.Country() != found.Country() {
-				return consentmode.Region{}
+				return consentmode.Region{}, true
 			}
 			continue
 		}
 		seen = true
 		if !ok {
-			return consentmode.Region{}
+			return consentmode.Region{}, false
 		}
 		if !r.HasSubdivision() {
 			if sub, ok := subdivisionHeader[name]; ok {
-				if s := trimSpace(h.Peek(sub)); len(s) > 0 && len(s) <= 3 {
+				s, ok := single(h, sub)
+				if !ok {
+					return consentmode.Region{}, true
+				}
+				if s = trimSpace(s); len(s) > 0 && len(s) <= 3 {
 					var buf [6]byte
 					full := append(append(append(buf[:0], r[0], r[1]), '-'), s...)
 					if rs, ok := consentmode.ParseRegion(full); ok {
@@ -126,5 +136,22 @@ func region(h *fasthttp.RequestHeader, peerTrusted bool, headers []string) conse
 		}
 		found = r
 	}
-	return found
+	return found, false
+}
+
+// single returns the value of header name, or ok false when it appears
+// more than once with values that differ (compared trimmed, without
+// case). The value aliases h.
+func single(h *fasthttp.RequestHeader, name string) (v []byte, ok bool) {
+	values := h.PeekAll(name)
+	if len(values) == 0 {
+		return nil, true
+	}
+	v = values[0]
+	for _, o := range values[1:] {
+		if !bytes.EqualFold(trimSpace(o), trimSpace(v)) {
+			return nil, false
+		}
+	}
+	return v, true
 }

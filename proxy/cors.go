@@ -108,7 +108,7 @@ func (h *Handler) preflight(ctx *fasthttp.RequestCtx, origin []byte, allowed boo
 			ctx.Response.Header.Set("Allow", "GET, HEAD, POST, OPTIONS")
 			return
 		}
-		h.reject(ctx, errOriginNotAllowed, -1)
+		h.writeError(ctx, errOriginNotAllowed, -1)
 		return
 	}
 	rh := &ctx.Response.Header

@@ -56,8 +56,8 @@ type Delivery struct {
 
 // Errors of accept, answered 503 with Retry-After.
 var (
-	errQueueFull = &hitError{fasthttp.StatusServiceUnavailable, "queue_full"}
-	errSpool     = &hitError{fasthttp.StatusServiceUnavailable, "spool_error"}
+	errQueueFull = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: "queue_full", RetryAfter: time.Second}
+	errSpool     = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: "spool_error", RetryAfter: time.Second}
 )
 
 // dropCauses label consentgate_delivery_dropped_total.

@@ -179,7 +179,7 @@ func newGateway(t *testing.T, yaml string) *gateway {
 	g.h.MarkReady(true)
 	go func() {
 		defer close(g.done)
-		_ = g.srv.public.Serve(g.ln)
+		_ = g.srv.public.Serve(g.srv.Listener(g.ln))
 	}()
 	t.Cleanup(g.close)
 	return g

@@ -83,7 +83,7 @@ func (h *Handler) Explain(in ExplainInput) *Explanation {
 	}
 	reg := in.Region
 	if reg.IsUnknown() {
-		reg = region(&req.Header, peerTrusted, cfg.GeoHeaders)
+		reg, _ = region(&req.Header, peerTrusted, cfg.GeoHeaders)
 	}
 	var p prepared
 	p.route = -1
@@ -91,9 +91,8 @@ func (h *Handler) Explain(in ExplainInput) *Explanation {
 	err := h.prepare(rt, req, peer, reg, client, &p)
 	defer h.release(&p)
 	e := explanation(cfg, &p)
-	var he *hitError
-	if errors.As(err, &he) {
-		e.Error, e.Status = he.reason, he.status
+	if he := asError(err); he != nil {
+		e.Error, e.Status = he.Reason, he.Status
 		e.Action = consentmode.ActionBlock.String()
 		return e
 	}

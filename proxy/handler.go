@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -47,6 +46,9 @@ type Handler struct {
 	delivery *Delivery
 	// routeScheme is the scheme of the routes' own hosts (subdomain style).
 	routeScheme string
+	// adminListen is the admin address of the first config: the one
+	// bound (listen addresses change only with a restart).
+	adminListen string
 	// sites caches the registrable domain of the Host for the CORS default.
 	sites siteCache
 }
@@ -68,7 +70,8 @@ func NewHandler(cfg *config.Config, log *zap.Logger, m *Metrics, dlog *DecisionL
 	if opts.RouteScheme == "" {
 		opts.RouteScheme = "https"
 	}
-	h := &Handler{log: log, now: opts.Now, clock: clock, clients: newClients(opts.Dial), metrics: m, dlog: dlog, routeScheme: opts.RouteScheme}
+	h := &Handler{log: log, now: opts.Now, clock: clock, clients: newClients(opts.Dial), metrics: m, dlog: dlog, routeScheme: opts.RouteScheme,
+		adminListen: cfg.AdminListen}
 	h.reqs.New = func() any { return new(outbound) }
 	sc, err := newScriptCache(cfg.Cache.MaxBytes)
 	if err != nil {
@@ -127,28 +130,6 @@ type outbound struct {
 	hdr    []byte // scratch: a forwarded header value with e-mails redacted
 }
 
-// hitError is a bad request answered before anything is forwarded.
-type hitError struct {
-	status int
-	reason string
-}
-
-func (e *hitError) Error() string { return e.reason }
-
-// Errors answered locally. Their text is the reason shown to the client
-// and the label of consentgate_rejected_total.
-var (
-	errNotFound         = &hitError{fasthttp.StatusNotFound, "unknown_path"}
-	errMethod           = &hitError{fasthttp.StatusMethodNotAllowed, "method_not_allowed"}
-	errURITooLong       = &hitError{fasthttp.StatusRequestURITooLong, "uri_too_long"}
-	errInvalidBody      = &hitError{fasthttp.StatusBadRequest, "invalid_body"}
-	errOriginNotAllowed = &hitError{fasthttp.StatusForbidden, "origin_not_allowed"}
-	errRouteOff         = &hitError{fasthttp.StatusNotFound, "route_disabled"}
-	errTagNotAllowed    = &hitError{fasthttp.StatusForbidden, "tag_not_allowed"}
-	errBadPath          = &hitError{fasthttp.StatusBadRequest, "bad_path"}
-	errEncoding         = &hitError{fasthttp.StatusUnsupportedMediaType, "content_encoding"}
-)
-
 // prepared is the outcome of preparing one hit.
 type prepared struct {
 	now      time.Time // the request's time: its day keys the ephemeral ids
@@ -171,8 +152,8 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 	if !cleanPath(path) {
 		return errBadPath
 	}
-	if ce := req.Header.ContentEncoding(); len(ce) > 0 && !bytes.EqualFold(ce, []byte("identity")) {
-		return errEncoding // an encoded body could not be scrubbed
+	if err := h.checkBody(req); err != nil {
+		return err
 	}
 	if cfg.PathPrefix != "" {
 		rest, ok := cutPrefixPath(path, cfg.PathPrefix)
@@ -183,11 +164,17 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 	}
 	ri, ok := consentmode.MatchRoute(path)
 	if !ok {
+		if bytes.IndexByte(path, ';') >= 0 {
+			return errBadPath
+		}
 		return errNotFound
 	}
 	route := &consentmode.Routes[ri]
 	if route.TagGatewayOnly && cfg.Upstream == nil {
 		return errNotFound
+	}
+	if !route.HasMatrix() && bytes.IndexByte(path, ';') >= 0 {
+		return errBadPath // ';' parameters only where the route has a matrix
 	}
 	routePath, matrix := route.SplitPath(path)
 	p.route = ri
@@ -216,7 +203,7 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 		Matrix:   matrix,
 		Body:     req.Body(),
 		Cookie:   o.cookie,
-		GPC:      string(req.Header.Peek("Sec-GPC")) == "1",
+		GPC:      h.gpc(&req.Header),
 		Region:   region,
 		Day:      p.now.Unix() / 86400,
 		ClientIP: client,
@@ -322,39 +309,6 @@ func (h *Handler) release(p *prepared) {
 	}
 }
 
-// cleanPath rejects paths an upstream could resolve differently from the
-// route table: dot segments, empty segments, backslashes and escaped
-// dots, slashes and backslashes (/pagead/1p-conversion/1/../1p-user-list/1/
-// must not pass as a conversion). Escapes are allowed after the first ';',
-// where Floodlight's matrix carries percent-encoded URLs as values.
-func cleanPath(p []byte) bool {
-	if bytes.Contains(p, []byte("//")) || bytes.IndexByte(p, '\\') >= 0 {
-		return false
-	}
-	for _, seg := range [...]string{"/./", "/../"} {
-		if bytes.Contains(p, []byte(seg)) {
-			return false
-		}
-	}
-	if bytes.HasSuffix(p, []byte("/.")) || bytes.HasSuffix(p, []byte("/..")) {
-		return false
-	}
-	if i := bytes.IndexByte(p, ';'); i >= 0 {
-		p = p[:i]
-	}
-	for i := 0; i+2 < len(p); i++ {
-		if p[i] != '%' {
-			continue
-		}
-		switch {
-		case p[i+1] == '2' && (p[i+2] == 'e' || p[i+2] == 'E' || p[i+2] == 'f' || p[i+2] == 'F'),
-			p[i+1] == '5' && (p[i+2] == 'c' || p[i+2] == 'C'):
-			return false
-		}
-	}
-	return true
-}
-
 // appendCookies appends the request's cookies as one Cookie header value.
 // fasthttp may already have parsed them; rebuilding from its list costs
 // no allocation, unlike Peek("Cookie") on a parsed header.
@@ -391,6 +345,9 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	if h.health(ctx, ctx.Path()) {
 		return
 	}
+	if c, ok := ctx.Conn().(*conn); ok {
+		c.b.doneReading(c)
+	}
 	h.metrics.inFlight.Inc()
 	f := h.serve(ctx)
 	h.metrics.response(f, ctx.Response.StatusCode())
@@ -405,7 +362,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
 	cfg := rt.cfg
 
 	if len(ctx.Request.Header.RequestURI()) > cfg.Limits.MaxURLBytes {
-		h.reject(ctx, errURITooLong, -1)
+		h.writeError(ctx, errURITooLong, -1)
 		return consentmode.FamilyUnknown
 	}
 	origin := ctx.Request.Header.Peek("Origin")
@@ -415,24 +372,24 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
 		return consentmode.FamilyUnknown
 	}
 	if len(origin) > 0 && !allowed && len(cfg.CORSOrigins) > 0 && !sameOrigin(ctx, origin) {
-		h.reject(ctx, errOriginNotAllowed, -1)
+		h.writeError(ctx, errOriginNotAllowed, -1)
 		return consentmode.FamilyUnknown
 	}
 
 	peer := remoteAddr(ctx)
 	peerTrusted := trusted(cfg.TrustedProxies, peer)
 	client := clientIP(&ctx.Request.Header, peer, cfg.TrustedProxies)
-	reg := region(&ctx.Request.Header, peerTrusted, cfg.GeoHeaders)
+	reg, conflict := region(&ctx.Request.Header, peerTrusted, cfg.GeoHeaders)
+	if conflict {
+		h.metrics.conflicting("geo")
+	}
 
 	var p prepared
 	p.route = -1
 	p.now = start
 	if err := h.prepare(rt, &ctx.Request, peer, reg, client, &p); err != nil {
 		h.release(&p)
-		var he *hitError
-		if errors.As(err, &he) {
-			h.reject(ctx, he, p.route)
-		}
+		h.writeError(ctx, err, p.route)
 		if p.route >= 0 {
 			return consentmode.Routes[p.route].Family
 		}
@@ -460,18 +417,11 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
 	err := p.up.client.DoTimeout(&p.out.req, &ctx.Response, cfg.Timeouts.Upstream)
 	upLatency := time.Since(upStart)
 	if err != nil {
-		status := fasthttp.StatusBadGateway
-		if errors.Is(err, fasthttp.ErrTimeout) {
-			status = fasthttp.StatusGatewayTimeout
-		}
-		ctx.Response.Reset()
+		h.writeError(ctx, &upstreamError{err}, p.route)
 		if allowed {
 			setCORS(&ctx.Response.Header, origin)
 		}
-		ctx.SetStatusCode(status)
-		ctx.SetContentType("text/plain; charset=utf-8")
-		ctx.SetBodyString("upstream_error\n")
-		h.record(ctx, &p, status, upLatency, err, start)
+		h.record(ctx, &p, ctx.Response.StatusCode(), upLatency, err, start)
 		return d.Family
 	}
 	upStatus := ctx.Response.StatusCode()
@@ -503,16 +453,14 @@ func (h *Handler) enqueue(ctx *fasthttp.RequestCtx, l *lane, p *prepared, origin
 	o := p.out
 	p.queued = true
 	if err := l.accept(p.route, &o.req, o.path, o.req.URI().QueryString(), start); err != nil {
-		var he *hitError
-		if !errors.As(err, &he) {
-			he = errSpool
+		if asError(err) == nil {
+			err = errSpool
 		}
-		h.reject(ctx, he, p.route)
-		ctx.Response.Header.Set("Retry-After", "1")
+		h.writeError(ctx, err, p.route)
 		if allowed {
 			setCORS(&ctx.Response.Header, origin)
 		}
-		h.record(ctx, p, he.status, 0, nil, start)
+		h.record(ctx, p, ctx.Response.StatusCode(), 0, nil, start)
 		return
 	}
 	if allowed {
@@ -542,21 +490,6 @@ func (h *Handler) requestTime(ctx *fasthttp.RequestCtx) time.Time {
 		return h.clock()
 	}
 	return ctx.Time()
-}
-
-// reject answers a bad request locally: nothing is forwarded.
-func (h *Handler) reject(ctx *fasthttp.RequestCtx, e *hitError, route int) {
-	ctx.Response.Reset()
-	ctx.SetStatusCode(e.status)
-	ctx.SetContentType("text/plain; charset=utf-8")
-	ctx.SetBodyString(e.reason + "\n")
-	if e == errMethod && route >= 0 {
-		ctx.Response.Header.Set("Allow", consentmode.Routes[route].AllowHeader())
-	}
-	h.metrics.rejected(e.reason)
-	if ce := h.log.Check(zap.DebugLevel, "rejected"); ce != nil {
-		ce.Write(zap.String("reason", e.reason), zap.Int("status", e.status), zap.ByteString("method", ctx.Method()))
-	}
 }
 
 // health answers /healthz and /readyz (at the root and under path_prefix).
@@ -640,17 +573,4 @@ func (h *Handler) record(ctx *fasthttp.RequestCtx, p *prepared, status int, late
 		mode = "sync"
 	}
 	h.dlog.add(logEntry{at: start, hit: h.dlog.nextHit(), d: *d, cfg: p.cfg, status: status, latency: latency, errKind: errKind, delivery: mode})
-}
-
-// upstreamErrorKind labels an upstream failure for metrics and the log.
-func upstreamErrorKind(err error) string {
-	switch {
-	case isTimeout(err):
-		return "timeout"
-	case errors.Is(err, fasthttp.ErrNoFreeConns):
-		return "no_free_conns"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "refused"
-	}
-	return "other"
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -29,6 +30,9 @@ type Metrics struct {
 	upErrors    [][]*metrics.Counter           // [route][upstreamErrorKinds index]
 	responses   [][numClasses]*metrics.Counter // [family][status class]
 	rejectedBy  map[string]*metrics.Counter
+	conflicts   map[string]*metrics.Counter
+	acceptErrs  map[string]*metrics.Counter
+	budget      atomic.Pointer[budget] // the public server's, for the gauges
 	cache       map[string]*metrics.Counter
 	reloads     map[string]*metrics.Counter
 	logDropped  *metrics.Counter
@@ -62,15 +66,11 @@ func familyLabel(f consentmode.Family) string {
 	return f.String()
 }
 
-// rejectReasons label consentgate_rejected_total.
-var rejectReasons = []string{"unknown_path", "method_not_allowed", "uri_too_long", "invalid_body", "origin_not_allowed",
-	"route_disabled", "tag_not_allowed", "bad_path", "content_encoding", "body_too_large", "header_too_large", "bad_request", "timeout", "queue_full", "spool_error"}
-
 // NewMetrics creates every series in a fresh set.
 func NewMetrics(version string) *Metrics {
 	s := metrics.NewSet()
 	m := &Metrics{set: s, malformed: map[consentmode.Reason]*metrics.Counter{},
-		rejectedBy: map[string]*metrics.Counter{}, cache: map[string]*metrics.Counter{}, reloads: map[string]*metrics.Counter{}}
+		rejectedBy: map[string]*metrics.Counter{}, conflicts: map[string]*metrics.Counter{}, acceptErrs: map[string]*metrics.Counter{}, cache: map[string]*metrics.Counter{}, reloads: map[string]*metrics.Counter{}}
 	for _, r := range consentmode.Routes {
 		row := make([]*metrics.Counter, 5)
 		for _, a := range consentmode.Actions() {
@@ -125,10 +125,28 @@ func NewMetrics(version string) *Metrics {
 	for _, r := range rejectReasons {
 		m.rejectedBy[r] = s.NewCounter(fmt.Sprintf(`consentgate_rejected_total{reason=%q}`, r))
 	}
+	for _, hd := range []string{"geo", "content_encoding", "content_type", "sec_gpc"} {
+		m.conflicts[hd] = s.NewCounter(fmt.Sprintf(`consentgate_conflicting_headers_total{header=%q}`, hd))
+	}
+	for _, k := range []string{"emfile", "enfile", "enobufs", "enomem", "other"} {
+		m.acceptErrs[k] = s.NewCounter(fmt.Sprintf(`consentgate_accept_errors_total{kind=%q}`, k))
+	}
+	s.NewGauge(`consentgate_reading_requests`, func() float64 {
+		if b := m.budget.Load(); b != nil {
+			return float64(b.reading())
+		}
+		return 0
+	})
+	s.NewGauge(`consentgate_buffered_request_bytes`, func() float64 {
+		if b := m.budget.Load(); b != nil {
+			return float64(b.bytes.Load())
+		}
+		return 0
+	})
 	for _, r := range []string{"hit", "miss", "stale", "error", "coalesced"} {
 		m.cache[r] = s.NewCounter(fmt.Sprintf(`consentgate_script_cache_total{result=%q}`, r))
 	}
-	for _, r := range []string{"success", "failure"} {
+	for _, r := range []string{"success", "failure", "unchanged"} {
 		m.reloads[r] = s.NewCounter(fmt.Sprintf(`consentgate_config_reloads_total{result=%q}`, r))
 	}
 	m.logDropped = s.NewCounter(`consentgate_decision_log_dropped_total`)
@@ -222,10 +240,21 @@ func (m *Metrics) rejected(reason string) {
 	}
 }
 
+// conflicting counts a header sent twice with different values
+// ("geo", "content_encoding", "content_type", "sec_gpc").
+func (m *Metrics) conflicting(header string) {
+	if c := m.conflicts[header]; c != nil {
+		c.Inc()
+	}
+}
+
+// acceptError counts a failed accept ("emfile", "enfile", "enobufs", "enomem", "other").
+func (m *Metrics) acceptError(kind string) { m.acceptErrs[kind].Inc() }
+
 // CacheResult counts a script cache lookup ("hit", "miss", "stale", "error", "coalesced").
 func (m *Metrics) CacheResult(r string) { m.cache[r].Inc() }
 
-// Reload counts a configuration reload ("success" or "failure").
+// Reload counts a configuration reload ("success", "failure" or "unchanged").
 func (m *Metrics) Reload(result string) { m.reloads[result].Inc() }
 
 // SetEnforcing records whether consent is enforced (1) or in dry run (0).

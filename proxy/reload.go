@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -126,6 +127,11 @@ func (r *Reloader) Wait() { r.wg.Wait() }
 // which keys changed, and which of them take effect only after a restart.
 func (r *Reloader) Reload() error {
 	cfg, err := r.load()
+	if err == nil && cfg.AdminToken == "" && !config.Loopback(r.h.adminListen) {
+		// The file may say 127.0.0.1 now, but the listener stays bound where
+		// it started until a restart: its token cannot go.
+		err = fmt.Errorf("admin.token: the admin listener is bound to %q until a restart; a config without a token is refused", r.h.adminListen)
+	}
 	if err != nil {
 		r.m.Reload("failure")
 		fields := []zap.Field{zap.String("config", r.source())}
@@ -143,6 +149,11 @@ func (r *Reloader) Reload() error {
 		return err
 	}
 	old := r.h.Config()
+	if cfg.Same(old) {
+		r.m.Reload("unchanged")
+		r.log.Info("config reload: nothing changed", zap.String("config", r.path), zap.String("policy_version", cfg.PolicyVersion))
+		return nil
+	}
 	r.h.SetConfig(cfg)
 	r.m.SetEnforcing(cfg.Enforce)
 	r.m.Reload("success")

@@ -59,7 +59,7 @@ func TestReloadReportsChanges(t *testing.T) {
 	if err := r.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if n := logs.FilterMessage("config reloaded: nothing changed").Len(); n != 1 {
+	if n := logs.FilterMessage("config reload: nothing changed").Len(); n != 1 {
 		t.Errorf("unchanged reload logged %d 'nothing changed' entries", n)
 	}
 

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"compress/gzip"
-	"errors"
 	"strconv"
 	"sync"
 	"time"
@@ -25,7 +24,10 @@ import (
 //   - Only 200s are cached, fresh for the upstream's Cache-Control max-age
 //     clamped to [cache.min_ttl, cache.max_ttl], kept cache.stale_for longer.
 //   - One upstream fetch per key at a time: concurrent misses wait for it.
-//   - A stale copy is served when the refresh fails.
+//   - Stale-while-revalidate: an expired entry still within its stale
+//     window is served at once while one background refresh per key runs;
+//     a slow or hanging upstream never holds up a script request that has
+//     a cached copy.
 //   - Entries cost their bytes; the cache holds at most cache.max_bytes.
 //   - ristretto sets are asynchronous and may be dropped: callers never
 //     depend on a hit, a fetch hands its result to every waiter directly.
@@ -51,6 +53,8 @@ type scriptCache struct {
 	c        *ristretto.Cache[[]byte, *scriptEntry]
 	mu       sync.Mutex
 	inflight map[string]*scriptCall
+	// wg counts background refreshes; close waits for them.
+	wg sync.WaitGroup
 }
 
 type scriptCall struct {
@@ -58,11 +62,6 @@ type scriptCall struct {
 	entry *scriptEntry
 	err   error
 }
-
-// errScriptStatus is an upstream answer that is not cached (not 200).
-type errScriptStatus struct{ status int }
-
-func (e *errScriptStatus) Error() string { return "upstream status " + strconv.Itoa(e.status) }
 
 func newScriptCache(maxBytes int64) (*scriptCache, error) {
 	c, err := ristretto.NewCache(&ristretto.Config[[]byte, *scriptEntry]{
@@ -77,7 +76,34 @@ func newScriptCache(maxBytes int64) (*scriptCache, error) {
 	return &scriptCache{c: c, inflight: map[string]*scriptCall{}}, nil
 }
 
-func (s *scriptCache) close() { s.c.Close() }
+// close waits for background refreshes (each bounded by the upstream
+// timeout), then stops the cache.
+func (s *scriptCache) close() {
+	s.wg.Wait()
+	s.c.Close()
+}
+
+// refresh runs f in the background unless a fetch for key is already
+// running; callers that miss meanwhile wait for its result as for fetch.
+func (s *scriptCache) refresh(key string, f func() (*scriptEntry, error)) {
+	s.mu.Lock()
+	if _, ok := s.inflight[key]; ok {
+		s.mu.Unlock()
+		return
+	}
+	c := &scriptCall{done: make(chan struct{})}
+	s.inflight[key] = c
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		c.entry, c.err = f()
+		s.mu.Lock()
+		delete(s.inflight, key)
+		s.mu.Unlock()
+		close(c.done)
+	}()
+}
 
 // get returns the cached entry for key, fresh or stale, if ristretto has it.
 func (s *scriptCache) get(key []byte) *scriptEntry {
@@ -161,9 +187,10 @@ func scriptURI(dst []byte, up upstream, cfg *config.Config, path []byte, args *f
 	return dst
 }
 
-// serveScript answers a script request from the cache, fetching on a miss
-// and refreshing a stale entry; a stale entry is served when the refresh
-// fails.
+// serveScript answers a script request from the cache: a fresh entry as
+// it is, an expired one within its stale window at once while one
+// background refresh runs, and a miss by fetching (concurrent misses wait
+// for one fetch).
 func (h *Handler) serveScript(ctx *fasthttp.RequestCtx, rt *runtime, p *prepared, path []byte, reg consentmode.Region, start time.Time) {
 	cfg := rt.cfg
 	now := p.now
@@ -175,24 +202,26 @@ func (h *Handler) serveScript(ctx *fasthttp.RequestCtx, rt *runtime, p *prepared
 	kb.uri = key
 	e := h.scripts.get(key)
 	result := "hit"
-	if e == nil || now.After(e.freshUntil) {
-		stale := e
+	switch {
+	case e != nil && !now.After(e.freshUntil):
+	case e != nil && now.Before(e.fetched.Add(cfg.Cache.MaxTTL+cfg.Cache.StaleFor)):
+		result = "stale"
+		k, uri := string(key), string(scriptURI(nil, p.up, cfg, path, args))
+		up, route := p.up, p.route
+		h.scripts.refresh(k, func() (*scriptEntry, error) { return h.fetchScript(cfg, up, route, k, uri, reg) })
+	default:
 		fresh, err, coalesced := h.scripts.fetch(key, func() (*scriptEntry, error) {
-			return h.fetchScript(rt, p, string(key), path, args, reg)
+			return h.fetchScript(cfg, p.up, p.route, string(key), string(scriptURI(nil, p.up, cfg, path, args)), reg)
 		})
-		switch {
-		case err == nil:
-			e, result = fresh, "miss"
-			if coalesced {
-				result = "coalesced"
-			}
-		case stale != nil && now.Before(stale.fetched.Add(cfg.Cache.MaxTTL+cfg.Cache.StaleFor)):
-			e, result = stale, "stale"
-		default:
+		if err != nil {
 			h.metrics.CacheResult("error")
-			h.scriptError(ctx, err)
+			h.writeError(ctx, err, p.route)
 			h.record(ctx, p, ctx.Response.StatusCode(), time.Since(start), err, start)
 			return
+		}
+		e, result = fresh, "miss"
+		if coalesced {
+			result = "coalesced"
 		}
 	}
 	h.metrics.CacheResult(result)
@@ -200,32 +229,33 @@ func (h *Handler) serveScript(ctx *fasthttp.RequestCtx, rt *runtime, p *prepared
 	h.record(ctx, p, ctx.Response.StatusCode(), 0, nil, start)
 }
 
-// fetchScript gets one script from the upstream and caches a 200.
-func (h *Handler) fetchScript(rt *runtime, p *prepared, key string, path []byte, args *fasthttp.Args, reg consentmode.Region) (*scriptEntry, error) {
-	cfg := rt.cfg
+// fetchScript gets one script (uri, from up, for the route of index
+// route) from the upstream and caches a 200 under key. It keeps no request bytes: it may run after the
+// request that started it has been answered.
+func (h *Handler) fetchScript(cfg *config.Config, up upstream, route int, key, uri string, reg consentmode.Region) (*scriptEntry, error) {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURIBytes(scriptURI(nil, p.up, cfg, path, args))
+	req.SetRequestURI(uri)
 	req.Header.SetMethod(fasthttp.MethodGet)
 	req.Header.Set("Accept-Encoding", "identity")
 	if cfg.Upstream != nil && !reg.IsUnknown() {
 		req.Header.Set("X-Forwarded-CountryRegion", reg.String())
 	}
 	start := time.Now()
-	err := p.up.client.DoTimeout(req, resp, cfg.Timeouts.Upstream)
+	err := up.client.DoTimeout(req, resp, cfg.Timeouts.Upstream)
 	status := resp.StatusCode()
 	errKind := ""
 	if err != nil {
 		errKind = upstreamErrorKind(err)
 	}
-	h.metrics.upstream(p.route, time.Since(start), status, errKind)
+	h.metrics.upstream(route, time.Since(start), status, errKind)
 	if err != nil {
-		return nil, err
+		return nil, &upstreamError{err}
 	}
 	if status != fasthttp.StatusOK {
-		return nil, &errScriptStatus{status}
+		return nil, &statusError{status}
 	}
 	body := resp.Body()
 	if cfg.Upstream != nil {
@@ -306,21 +336,6 @@ func writeScript(ctx *fasthttp.RequestCtx, e *scriptEntry, cfg *config.Config, n
 		return
 	}
 	ctx.Response.SetBodyRaw(body) // immutable cached bytes
-}
-
-// scriptError answers a failed fetch with no stale copy to fall back on.
-func (h *Handler) scriptError(ctx *fasthttp.RequestCtx, err error) {
-	var se *errScriptStatus
-	switch {
-	case errors.As(err, &se) && se.status >= 400 && se.status < 500:
-		ctx.SetStatusCode(se.status)
-	case isTimeout(err):
-		ctx.SetStatusCode(fasthttp.StatusGatewayTimeout)
-	default:
-		ctx.SetStatusCode(fasthttp.StatusBadGateway)
-	}
-	ctx.SetContentType("text/plain; charset=utf-8")
-	ctx.SetBodyString("upstream_error\n")
 }
 
 // rewriteUpstreamRefs points absolute references to the tag-gateway

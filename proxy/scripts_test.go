@@ -101,6 +101,7 @@ func TestScriptStaleAndExpiry(t *testing.T) {
 	}
 	g.advance(16 * time.Minute) // past max-age=900
 	get()
+	g.h.scripts.wg.Wait() // the background refresh
 	if n := fetches.Load(); n != 2 {
 		t.Errorf("%d fetches after expiry, want 2", n)
 	}
@@ -110,8 +111,9 @@ func TestScriptStaleAndExpiry(t *testing.T) {
 	if resp := get(); resp.Status != 200 || !strings.HasPrefix(resp.Body, "/* gtag.js */") {
 		t.Errorf("upstream failing: %d, want the stale copy", resp.Status)
 	}
+	g.h.scripts.wg.Wait()
 	if fetches.Load() != 3 {
-		t.Errorf("no refresh attempt before serving stale")
+		t.Errorf("no refresh attempt while serving stale")
 	}
 	// With nothing cached, a failing upstream is a 502 and nothing is stored.
 	if resp := g.do(fromProxy, "GET", "/gtm.js?id=GTM-OTHER", nil, ""); resp.Status != fasthttp.StatusBadGateway {
@@ -155,5 +157,59 @@ func TestScriptTagAllowlist(t *testing.T) {
 	}
 	if n := fetches.Load(); n != 0 {
 		t.Errorf("refused script requests reached the upstream: %d", n)
+	}
+}
+
+// TestScriptStaleWhileRevalidate: with the upstream hanging, requests for
+// an expired script get the cached copy at once (not after the upstream
+// timeout) and exactly one background refresh runs; once it succeeds the
+// fresh copy is served.
+func TestScriptStaleWhileRevalidate(t *testing.T) {
+	g := newGateway(t, "timeouts: {upstream: 5s}")
+	var fetches atomic.Int32
+	release := make(chan struct{})
+	var hang atomic.Bool
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) {
+		n := fetches.Add(1)
+		if hang.Load() {
+			<-release
+		}
+		ctx.Response.Header.Set("Cache-Control", "max-age=900")
+		ctx.SetBodyString(fmt.Sprintf("/* gtag.js v%d */", n))
+	})
+	get := func() (*response, error) {
+		return g.tryRaw(fromProxy, "GET /gtm.js?id=GTM-P9TXQF82 HTTP/1.1\r\nHost: m\r\nCF-IPCountry: DE\r\nConnection: close\r\n\r\n")
+	}
+	if r, err := get(); err != nil || r.Body != "/* gtag.js v1 */" {
+		t.Fatalf("first fetch: %v %+v", err, r)
+	}
+	g.h.scripts.c.Wait()
+	g.advance(16 * time.Minute)
+	hang.Store(true)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := get()
+			if err != nil || r.Status != 200 || r.Body != "/* gtag.js v1 */" {
+				t.Errorf("expired script with a hanging upstream: %v %+v", err, r)
+			}
+		}()
+	}
+	wg.Wait()
+	// Generous for a loaded machine; the bug made each request wait the 5 s upstream timeout.
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("10 stale requests took %v with the upstream hanging", d)
+	}
+	close(release)
+	g.h.scripts.wg.Wait()
+	if n := fetches.Load(); n != 2 {
+		t.Errorf("%d upstream fetches, want the first and one refresh", n)
+	}
+	g.h.scripts.c.Wait()
+	if r, err := get(); err != nil || r.Body != "/* gtag.js v2 */" {
+		t.Errorf("after the refresh: %v %+v", err, r)
 	}
 }

@@ -21,6 +21,7 @@ type Server struct {
 	admin  *fasthttp.Server
 	abort  chan struct{}
 	once   sync.Once
+	budget *budget
 }
 
 // NewServer builds both servers with every limit and timeout set
@@ -28,17 +29,21 @@ type Server struct {
 // at start (buffer sizes, timeouts, concurrency) need a restart to change.
 func NewServer(h *Handler, log *zap.Logger) *Server {
 	cfg := h.Config()
-	s := &Server{h: h, log: log, abort: make(chan struct{})}
+	s := &Server{h: h, log: log, abort: make(chan struct{}), budget: newBudget(cfg.Limits)}
+	h.metrics.budget.Store(s.budget)
+	maxConns, _ := MaxConnections(cfg)
 	s.public = &fasthttp.Server{
-		Handler:                       h.ServeHTTP,
-		ErrorHandler:                  h.serverError,
-		Name:                          "consentgate",
-		ReadTimeout:                   cfg.Timeouts.Read,
-		WriteTimeout:                  cfg.Timeouts.Write,
-		IdleTimeout:                   cfg.Timeouts.Idle,
-		MaxRequestBodySize:            cfg.Limits.MaxBodyBytes,
-		ReadBufferSize:                cfg.Limits.MaxHeaderBytes,
-		Concurrency:                   cfg.Limits.MaxConnections,
+		Handler:            h.ServeHTTP,
+		ErrorHandler:       h.serverError,
+		Name:               "consentgate",
+		ReadTimeout:        cfg.Timeouts.Read,
+		WriteTimeout:       cfg.Timeouts.Write,
+		IdleTimeout:        cfg.Timeouts.Idle,
+		MaxRequestBodySize: cfg.Limits.MaxBodyBytes,
+		ReadBufferSize:     cfg.Limits.MaxHeaderBytes,
+		Concurrency:        maxConns + concurrencyMargin, // the listener refuses at maxConns
+
+		ConnState:                     s.budget.connState,
 		CloseOnShutdown:               true,
 		ReduceMemoryUsage:             cfg.Limits.ReduceMemory,
 		DisablePreParseMultipartForm:  true,
@@ -59,6 +64,11 @@ func NewServer(h *Handler, log *zap.Logger) *Server {
 	}
 	return s
 }
+
+// concurrencyMargin lets fasthttp's worker limit sit above the
+// listener's max_connections: a closed connection leaves the listener's
+// count a moment before its worker is free again.
+const concurrencyMargin = 1024
 
 // zapPrintf adapts zap to fasthttp's Logger.
 type zapPrintf struct{ l *zap.Logger }
@@ -83,8 +93,8 @@ func (s *Server) Run(ctx context.Context, public, admin net.Listener) error {
 		}
 	}
 	wg.Add(2)
-	go serve(s.public, public)
-	go serve(s.admin, admin)
+	go serve(s.public, s.Listener(public))
+	go serve(s.admin, newListener(admin, s.h, s.log, nil))
 	s.h.MarkReady(true)
 
 	var runErr error
@@ -134,19 +144,19 @@ func (s *Server) Run(ctx context.Context, public, admin net.Listener) error {
 	return errors.Join(runErr, err)
 }
 
+// Listener wraps the public listener: accept errors back off, the
+// per-IP cap applies, and connections count against the memory budget.
+func (s *Server) Listener(ln net.Listener) net.Listener {
+	return newListener(ln, s.h, s.log, s.budget)
+}
+
 // serverError answers requests fasthttp could not read: too large, too
-// slow or malformed. Nothing is forwarded.
+// slow, malformed or over the memory budget. Nothing is forwarded. The
+// answer is counted with the responses of no route.
 func (h *Handler) serverError(ctx *fasthttp.RequestCtx, err error) {
-	defer func() { h.metrics.response(consentmode.FamilyUnknown, ctx.Response.StatusCode()) }()
-	var small *fasthttp.ErrSmallBuffer
-	switch {
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		h.reject(ctx, &hitError{fasthttp.StatusRequestEntityTooLarge, "body_too_large"}, -1)
-	case errors.As(err, &small):
-		h.reject(ctx, &hitError{fasthttp.StatusRequestHeaderFieldsTooLarge, "header_too_large"}, -1)
-	case isTimeout(err):
-		h.reject(ctx, &hitError{fasthttp.StatusRequestTimeout, "timeout"}, -1)
-	default:
-		h.reject(ctx, &hitError{fasthttp.StatusBadRequest, "bad_request"}, -1)
+	if c, ok := ctx.Conn().(*conn); ok && c.cut.Load() {
+		err = errOverBudget
 	}
+	h.writeError(ctx, err, -1)
+	h.metrics.response(consentmode.FamilyUnknown, ctx.Response.StatusCode())
 }

@@ -87,6 +87,17 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	defer func() { _ = log.Sync() }()
 	logStart(log, cfg)
+	if _, err := proxy.RaiseFileLimit(); err != nil {
+		log.Warn("could not raise the open-file limit to its hard limit", zap.Error(err))
+	}
+	maxConns, nofile := proxy.MaxConnections(cfg)
+	log.Info("limits", zap.Uint64("open_files", nofile), zap.Int("max_connections", maxConns),
+		zap.Int("max_conns_per_ip", cfg.Limits.MaxConnsPerIP), zap.Int("max_reading_requests", cfg.Limits.MaxReadingRequests),
+		zap.Int("max_buffered_bytes", cfg.Limits.MaxBufferedBytes))
+	if nofile > 0 && uint64(maxConns) > nofile {
+		log.Warn("limits.max_connections is above the open-file limit: accepts will fail with EMFILE (they back off and retry); lower it or raise the limit",
+			zap.Int("max_connections", maxConns), zap.Uint64("open_files", nofile))
+	}
 
 	metrics.ExposeMetadata(true)
 	m := proxy.NewMetrics(version)
