@@ -141,11 +141,6 @@ func printExplanation(w io.Writer, e *proxy.Explanation) {
 		fmt.Fprintf(w, "forward  nothing (the browser gets HTTP %d)\n", e.Status)
 	} else {
 		fmt.Fprintf(w, "forward  %s %s\n", e.Forward.Method, e.Forward.URL)
-		if e.Delivery == "queue" {
-			fmt.Fprintln(w, "delivery queue: the browser gets 204 at once; the gateway delivers with retries")
-		} else {
-			fmt.Fprintln(w, "delivery sync: the browser gets the upstream's answer")
-		}
 		names := make([]string, 0, len(e.Forward.Headers))
 		for k := range e.Forward.Headers {
 			names = append(names, k)
@@ -156,6 +151,11 @@ func printExplanation(w io.Writer, e *proxy.Explanation) {
 		}
 		if e.Forward.Body != "" {
 			fmt.Fprintf(w, "body\n%s\n", e.Forward.Body)
+		}
+		if e.Delivery == "queue" {
+			fmt.Fprintln(w, "delivery queue: the browser gets 204 at once; the gateway delivers with retries")
+		} else {
+			fmt.Fprintln(w, "delivery sync: the browser gets the upstream's answer")
 		}
 	}
 	fmt.Fprintf(w, "policy   %s\n", e.PolicyVersion)
