@@ -8,7 +8,7 @@ FUZZTIME ?= 30s
 GOLANGCI_LINT_VERSION := v2.15.0
 GOBIN    ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all run build test test-unit test-race test-hostile bench fuzz lint tidy check-configs tcf-vectors bench-load test-browser docs
+.PHONY: all run build test test-unit test-race test-hostile test-faults bench fuzz lint tidy check-configs tcf-vectors bench-load test-browser docs
 
 all: lint test
 
@@ -35,6 +35,10 @@ test-race:
 ## throughout. Needs quiet CPUs, so it runs alone, not inside the parallel `make test`.
 test-hostile:
 	HOSTILE_SUITE=1 $(GO) test -count=1 -p 1 -v -run 'TestHostileClients|TestFileDescriptorExhaustion|TestMaxConnectionsFromFileLimit' ./cmd/consentgate
+
+## test-faults: the fault suite: the real binary in queue mode against a failing fake upstream (refused, hanging, SIGTERM, kill -9, spool full); under 5 minutes
+test-faults:
+	$(GO) test -tags faults -count=1 -v -run Fault ./cmd/consentgate -timeout 10m
 
 ## check-configs: consentgate check on every sample config (their secret comes from the environment, as in production)
 check-configs:
@@ -87,6 +91,7 @@ lint:
 	@test -x $(GOBIN)/golangci-lint && $(GOBIN)/golangci-lint version 2>/dev/null | grep -q $(GOLANGCI_LINT_VERSION:v%=%) || \
 		$(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	$(GOBIN)/golangci-lint run ./...
+	$(GOBIN)/golangci-lint run --build-tags faults ./cmd/consentgate
 
 tidy:
 	$(GO) mod tidy && git diff --exit-code go.mod go.sum

@@ -61,7 +61,14 @@ func TestQueueAllocs(t *testing.T) {
 		for range 4 * g.h.Config().Delivery.Workers {
 			serve()
 		}
-		if n := testing.AllocsPerRun(500, serve); n > maxProxyAllocs {
+		// AllocsPerRun counts every goroutine's allocations, also those of
+		// other tests' leftovers (timers, connection cleaners): noise only
+		// adds, so the least of three runs is the queued hit's own count.
+		n := testing.AllocsPerRun(500, serve)
+		for range 2 {
+			n = min(n, testing.AllocsPerRun(500, serve))
+		}
+		if n > maxProxyAllocs {
 			t.Errorf("%s: %v allocations per queued hit, pinned at %d", name, n, maxProxyAllocs)
 		}
 	}

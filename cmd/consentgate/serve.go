@@ -72,6 +72,15 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usageError(fs, stderr, "unexpected argument "+fs.Arg(0))
 	}
+	// Signals first: a SIGTERM or SIGHUP during start-up (spool replay
+	// included) must not take the default action and kill the process; it
+	// waits in the channel. SIGTERM or Ctrl-C starts a graceful stop, a
+	// second one cuts it short.
+	ctx, stopServing := context.WithCancel(context.Background())
+	defer stopServing()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sigs)
 	// One random key for the process when cookieless.secret is unset, so
 	// that reloads keep ephemeral ids stable.
 	fallback := make([]byte, 32)
@@ -128,12 +137,6 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	log.Info("listening", zap.String("public", pub.Addr().String()), zap.String("admin", adm.Addr().String()))
 
-	// SIGTERM or Ctrl-C starts a graceful stop; a second one cuts it short.
-	ctx, stopServing := context.WithCancel(context.Background())
-	defer stopServing()
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
-	defer signal.Stop(sigs)
 	reloader := proxy.NewReloader(h, m, log, *path, load)
 	reloader.OnApply(func(c *config.Config) { _ = level.UnmarshalText([]byte(c.Log.Level)) }) // validated by Load
 	rctx, rcancel := context.WithCancel(context.Background())
