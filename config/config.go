@@ -70,6 +70,8 @@ type Config struct {
 	fingerprint string
 	// Warnings are choices the operator should know about (logged at start).
 	Warnings []string
+	// Settings holds the effective value of every key, for Changes.
+	Settings map[string]string
 }
 
 // Limits bound requests and responses.
@@ -282,24 +284,24 @@ type consentFile struct {
 }
 
 type regionFile struct {
-	Default           string          `mapstructure:"default"`
-	AdStorage         string          `mapstructure:"ad_storage"`
-	AnalyticsStorage  string          `mapstructure:"analytics_storage"`
-	AdUserData        string          `mapstructure:"ad_user_data"`
-	AdPersonalization string          `mapstructure:"ad_personalization"`
-	Signals           map[string]bool `mapstructure:"signals"`
+	Default           string          `mapstructure:"default" doc:"granted or denied: the default of every consent type in the region (ISO 3166-1 such as DE, or -2 such as US-CA)."`
+	AdStorage         string          `mapstructure:"ad_storage" doc:"granted or denied: this type's default in the region, over default."`
+	AnalyticsStorage  string          `mapstructure:"analytics_storage" doc:"granted or denied: this type's default in the region, over default."`
+	AdUserData        string          `mapstructure:"ad_user_data" doc:"granted or denied: this type's default in the region, over default."`
+	AdPersonalization string          `mapstructure:"ad_personalization" doc:"granted or denied: this type's default in the region, over default."`
+	Signals           map[string]bool `mapstructure:"signals" doc:"The region's own choice of the keys of consent.signals, over the global ones."`
 }
 
 type cmpCookieFile struct {
-	Preset         string            `mapstructure:"preset"`
-	Name           string            `mapstructure:"name"`
-	Format         string            `mapstructure:"format"`
-	Keys           map[string]string `mapstructure:"keys"`
-	Granted        []string          `mapstructure:"granted"`
-	Denied         []string          `mapstructure:"denied"`
-	PairSeparators string            `mapstructure:"pair_separators"`
-	KVSeparators   string            `mapstructure:"kv_separators"`
-	Required       bool              `mapstructure:"required"`
+	Preset         string            `mapstructure:"preset" doc:"A built-in mapping: euconsent-v2 (IAB TCF), onetrust, cookiebot or cookieyes. Takes only required besides."`
+	Name           string            `mapstructure:"name" doc:"Your own mapping: the cookie's name."`
+	Format         string            `mapstructure:"format" doc:"kv, json or tcf."`
+	Keys           map[string]string `mapstructure:"keys" doc:"Consent type → the cookie's key for it, such as {analytics_storage: stats}."`
+	Granted        []string          `mapstructure:"granted" doc:"Values meaning granted."`
+	Denied         []string          `mapstructure:"denied" doc:"Values meaning denied."`
+	PairSeparators string            `mapstructure:"pair_separators" doc:"kv format: the characters between pairs, such as &."`
+	KVSeparators   string            `mapstructure:"kv_separators" doc:"kv format: the characters between key and value, such as =."`
+	Required       bool              `mapstructure:"required" doc:"A missing cookie denies the mapped types."`
 }
 
 // Option changes how Load works.
@@ -318,8 +320,10 @@ func WithFallbackSecret(secret []byte) Option {
 
 // Load reads the embedded defaults, merges the YAML file at path over them
 // (no file when path is empty), applies CONSENTGATE_* environment
-// overrides, rejects unknown keys, and validates. The error lists every
-// problem found.
+// overrides, and validates. The error, a *ProblemsError, lists every
+// problem found in one go: unknown keys (with the closest known key),
+// values of the wrong type and invalid values (with the allowed ones),
+// each with its source: the file and line, or the environment variable.
 func Load(path string, opts ...Option) (*Config, error) {
 	var o options
 	for _, opt := range opts {
@@ -330,37 +334,55 @@ func Load(path string, opts ...Option) (*Config, error) {
 	if err := v.ReadConfig(bytes.NewReader(defaultYAML)); err != nil {
 		return nil, fmt.Errorf("config: embedded default: %w", err)
 	}
+	var def file
+	if err := v.Unmarshal(&def); err != nil {
+		return nil, fmt.Errorf("config: embedded default: %w", err)
+	}
 	source := "embedded"
+	var raw []byte
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
+		if err := v.MergeConfig(bytes.NewReader(b)); err != nil {
+			return nil, &ProblemsError{Source: path, Problems: yamlProblems(path, b, err)}
+		}
 		if err := checkFile(path, b); err != nil {
 			return nil, err
 		}
-		if err := v.MergeConfig(bytes.NewReader(b)); err != nil {
-			return nil, fmt.Errorf("config: %s: %w", path, err)
-		}
-		source = path
+		source, raw = path, b
 	}
 	v.SetEnvPrefix(EnvPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
 
+	loc := newLocator(path, raw)
+	settings := v.AllSettings()
 	var problems []error
 	problems = append(problems, unknownEnv(v.AllKeys())...)
+	problems = append(problems, unknownKeys(settings)...)
 	var f file
-	if err := v.UnmarshalExact(&f); err != nil {
-		problems = append(problems, fmt.Errorf("%s: %w", source, err))
-		return nil, joinProblems(source, problems)
+	var failed []string
+	for _, p := range decodeProblems(v.Unmarshal(&f), settings) {
+		problems = append(problems, p)
+		failed = append(failed, p.Key)
 	}
+	restoreDefaults(&f, &def, failed)
 	c, more := build(&f, &o)
 	problems = append(problems, more...)
 	if len(problems) > 0 {
-		return nil, joinProblems(source, problems)
+		for _, e := range problems {
+			var p *Problem
+			if errors.As(e, &p) {
+				loc.locate(p)
+			}
+		}
+		sortProblems(problems)
+		return nil, &ProblemsError{Source: source, Problems: problems}
 	}
 	c.Source = source
+	c.Settings = flatten(settings)
 	return c, nil
 }
 
@@ -384,27 +406,54 @@ func checkFile(path string, b []byte) error {
 	return nil
 }
 
-// ProblemsError lists every problem of a configuration.
-type ProblemsError struct {
-	Source   string
-	Problems []error
-}
-
-func (e *ProblemsError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "config %s: %d problem(s)", e.Source, len(e.Problems))
-	for _, p := range e.Problems {
-		b.WriteString("\n  - ")
-		b.WriteString(p.Error())
+// flatten lists the effective value of every key, as compared by Changes.
+// The secret is kept as a hash: a change shows, the value does not.
+func flatten(settings map[string]any) map[string]string {
+	out := map[string]string{}
+	var walk func(v any, key string)
+	walk = func(v any, key string) {
+		if m, ok := v.(map[string]any); ok && len(m) > 0 {
+			for k, x := range m {
+				walk(x, joinKey(key, k))
+			}
+			return
+		}
+		s := fmt.Sprint(v)
+		if key == "cookieless.secret" && s != "" {
+			sum := sha256.Sum256([]byte(s))
+			s = hex.EncodeToString(sum[:8])
+		}
+		out[key] = s
 	}
-	return b.String()
+	walk(settings, "")
+	return out
 }
 
-// Unwrap returns the problems.
-func (e *ProblemsError) Unwrap() []error { return e.Problems }
-
-func joinProblems(source string, problems []error) error {
-	return &ProblemsError{Source: source, Problems: problems}
+// Changes lists the keys whose value differs between old and c, split into
+// those a reload applies at once and those that need a restart.
+func (c *Config) Changes(old *Config) (applied, restart []string) {
+	keys := map[string]bool{}
+	for k := range c.Settings {
+		keys[k] = true
+	}
+	for k := range old.Settings {
+		keys[k] = true
+	}
+	for k := range keys {
+		a, okA := old.Settings[k]
+		b, okB := c.Settings[k]
+		if a == b && okA == okB {
+			continue
+		}
+		if NeedsRestart(k) {
+			restart = append(restart, k)
+		} else {
+			applied = append(applied, k)
+		}
+	}
+	sort.Strings(applied)
+	sort.Strings(restart)
+	return applied, restart
 }
 
 // unknownEnv reports CONSENTGATE_* variables that name no key: a typo
@@ -413,50 +462,64 @@ func joinProblems(source string, problems []error) error {
 func unknownEnv(keys []string) []error {
 	known := make(map[string]bool, len(keys))
 	for _, k := range keys {
-		known[EnvPrefix+"_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_"))] = true
+		known[EnvName(k)] = true
 	}
-	var errs []error
+	var names []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(name, EnvPrefix+"_") && !known[name] && name != EnvPrefix+"_CONFIG" {
-			errs = append(errs, fmt.Errorf("environment variable %s names no config key", name))
+			names = append(names, name)
 		}
 	}
-	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	sort.Strings(names)
+	var errs []error
+	for _, name := range names {
+		hint := ""
+		best, bestD := "", 4
+		for k := range known {
+			if d := editDistance(name, k); d < bestD {
+				best, bestD = k, d
+			}
+		}
+		if best != "" {
+			hint = " (did you mean " + best + "?)"
+		}
+		errs = append(errs, &Problem{Source: "environment variable " + name, Msg: "names no config key" + hint, env: true})
+	}
 	return errs
 }
 
 // build validates f and turns it into a Config, collecting every problem.
 func build(f *file, o *options) (*Config, []error) {
 	var ps []error
-	bad := func(format string, args ...any) { ps = append(ps, fmt.Errorf(format, args...)) }
+	bad := func(key, format string, args ...any) { ps = append(ps, problem(key, format, args...)) }
 	c := &Config{Listen: f.Listen, AdminListen: f.AdminListen, AdminToken: f.Admin.Token, Enforce: f.Consent.Enforce}
 
 	checkAddr := func(key, addr string) {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
-			bad("%s: %q is not host:port", key, addr)
+			bad(key, "%q is not host:port", addr)
 		}
 	}
 	checkAddr("listen", f.Listen)
 	checkAddr("admin_listen", f.AdminListen)
 	if tok := f.Admin.Token; tok != "" && (len(tok) < 16 || strings.ContainsAny(tok, " \t\r\n")) {
-		bad("admin.token: use at least 16 bytes, no spaces")
+		bad("admin.token", "use at least 16 bytes, no spaces")
 	}
 	if !Loopback(f.AdminListen) && f.Admin.Token == "" {
-		bad("admin_listen: %q is reachable beyond this host and would expose /metrics, /debug/explain and /debug/pprof to anyone: set admin.token (a bearer token, or CONSENTGATE_ADMIN_TOKEN) or listen on 127.0.0.1", f.AdminListen)
+		bad("admin_listen", "%q is reachable beyond this host and would expose /metrics, /debug/explain and /debug/pprof to anyone: set admin.token (a bearer token, or CONSENTGATE_ADMIN_TOKEN) or listen on 127.0.0.1", f.AdminListen)
 	}
 
 	if f.Upstream != "" {
 		u, err := url.Parse(f.Upstream)
 		switch {
 		case err != nil:
-			bad("upstream: %v", err)
+			bad("upstream", "%v", err)
 		case u.Scheme != "http" && u.Scheme != "https":
-			bad("upstream: scheme must be http or https, not %q", u.Scheme)
+			bad("upstream", "scheme must be http or https, not %q", u.Scheme)
 		case u.Host == "":
-			bad("upstream: %q has no host", f.Upstream)
+			bad("upstream", "%q has no host", f.Upstream)
 		case u.Path != "" && u.Path != "/", u.RawQuery != "", u.User != nil:
-			bad("upstream: %q must be a bare base URL (put the path in path_prefix)", f.Upstream)
+			bad("upstream", "%q must be a bare base URL (put the path in path_prefix)", f.Upstream)
 		default:
 			u.Path = ""
 			c.Upstream = u
@@ -465,7 +528,7 @@ func build(f *file, o *options) (*Config, []error) {
 	if p := f.PathPrefix; p != "" {
 		p = strings.TrimRight(p, "/")
 		if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#;% ") {
-			bad("path_prefix: %q must start with / and hold no ?, #, ;, %% or spaces", f.PathPrefix)
+			bad("path_prefix", "%q must start with / and hold no ?, #, ;, %% or spaces", f.PathPrefix)
 		}
 		c.PathPrefix = p
 	}
@@ -481,14 +544,14 @@ func build(f *file, o *options) (*Config, []error) {
 	case "basic":
 		pol.Mode = consentmode.ModeBasic
 	default:
-		bad("consent.mode: %q is not advanced or basic", f.Consent.Mode)
+		bad("consent.mode", "%q is not advanced or basic", f.Consent.Mode)
 	}
 	if len(f.Tags) > 0 {
 		pol.Tags = make(map[string]bool, len(f.Tags))
-		for _, t := range f.Tags {
-			t = strings.ToUpper(strings.TrimSpace(t))
+		for i, raw := range f.Tags {
+			t := strings.ToUpper(strings.TrimSpace(raw))
 			if !validTag(t) {
-				bad("tags: %q is not a tag id (G-…, AW-…, DC-…, GTM-…, GT-…)", t)
+				bad(fmt.Sprintf("tags[%d]", i), "%q is not a tag id (G-…, AW-…, DC-…, GTM-…, GT-…)", raw)
 				continue
 			}
 			pol.Tags[t] = true
@@ -505,8 +568,8 @@ func build(f *file, o *options) (*Config, []error) {
 			_, _ = rand.Read(secret) // crypto/rand.Read never fails on Linux
 		}
 		c.Warnings = append(c.Warnings, "cookieless.secret is not set: a random key is used, so replicas will not agree on ephemeral client ids")
-	} else if len(secret) < 16 {
-		bad("cookieless.secret: use at least 16 bytes")
+	} else if msg := weakSecret(f.Cookieless.Secret); msg != "" {
+		bad("cookieless.secret", "%s: generate one with `openssl rand -hex 32` and give every replica the same", msg)
 	}
 	pol.SetSecret(secret)
 	switch f.Cookieless.ClientID {
@@ -514,32 +577,32 @@ func build(f *file, o *options) (*Config, []error) {
 	case "tag":
 		pol.ClientIDTag = true
 	default:
-		bad("cookieless.client_id: %q is not ephemeral or tag", f.Cookieless.ClientID)
+		bad("cookieless.client_id", "%q is not ephemeral or tag", f.Cookieless.ClientID)
 	}
 
 	if len(f.CORS.AllowedOrigins) > 0 {
 		c.CORSOrigins = make(map[string]bool)
-		for _, o := range f.CORS.AllowedOrigins {
+		for i, o := range f.CORS.AllowedOrigins {
 			u, err := url.Parse(o)
 			if o == "*" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" || strings.Contains(o, "*") {
-				bad("cors.allowed_origins: %q is not an origin like https://shop.example (no wildcards: requests carry credentials)", o)
+				bad(fmt.Sprintf("cors.allowed_origins[%d]", i), "%q is not an origin like https://shop.example (no wildcards: requests carry credentials)", o)
 				continue
 			}
 			c.CORSOrigins[strings.ToLower(o)] = true
 		}
 	}
-	for _, s := range f.TrustedProxies {
+	for i, s := range f.TrustedProxies {
 		pfx, err := parsePrefix(s)
 		if err != nil {
-			bad("trusted_proxies: %q is not an IP or CIDR", s)
+			bad(fmt.Sprintf("trusted_proxies[%d]", i), "%q is not an IP or CIDR", s)
 			continue
 		}
 		c.TrustedProxies = append(c.TrustedProxies, pfx)
 	}
-	for _, h := range f.Geo.Headers {
+	for i, h := range f.Geo.Headers {
 		h = strings.TrimSpace(h)
 		if h == "" || strings.ContainsAny(h, " :\t") {
-			bad("geo.headers: %q is not a header name", h)
+			bad(fmt.Sprintf("geo.headers[%d]", i), "%q is not a header name", h)
 			continue
 		}
 		c.GeoHeaders = append(c.GeoHeaders, h)
@@ -556,17 +619,17 @@ func build(f *file, o *options) (*Config, []error) {
 		{"limits.max_response_bytes", l.MaxResponseBytes}, {"limits.max_conns_per_upstream", l.MaxConnsPerUpstream},
 		{"limits.max_conns_per_ip", l.MaxConnsPerIP}, {"limits.max_reading_requests", l.MaxReadingRequests}, {"limits.max_buffered_bytes", l.MaxBufferedBytes}} {
 		if x.v <= 0 {
-			bad("%s: must be positive, not %d", x.key, x.v)
+			bad(x.key, "must be positive, not %d", x.v)
 		}
 	}
 	if l.MaxConnections < 0 {
-		bad("limits.max_connections: must be positive, or 0 for the default from the open-file limit, not %d", l.MaxConnections)
+		bad("limits.max_connections", "must be positive, or 0 for the default from the open-file limit, not %d", l.MaxConnections)
 	}
 	if l.MaxBufferedBytes > 0 && l.MaxBodyBytes > 0 && l.MaxBufferedBytes < l.MaxBodyBytes+l.MaxHeaderBytes {
-		bad("limits.max_buffered_bytes (%d) must hold at least one whole request (max_body_bytes + max_header_bytes = %d)", l.MaxBufferedBytes, l.MaxBodyBytes+l.MaxHeaderBytes)
+		bad("limits.max_buffered_bytes", "%d must hold at least one whole request (max_body_bytes + max_header_bytes = %d)", l.MaxBufferedBytes, l.MaxBodyBytes+l.MaxHeaderBytes)
 	}
 	if l.MaxURLBytes > 0 && l.MaxHeaderBytes > 0 && l.MaxURLBytes >= l.MaxHeaderBytes {
-		bad("limits.max_url_bytes (%d) must be below limits.max_header_bytes (%d): the request line is part of the header", l.MaxURLBytes, l.MaxHeaderBytes)
+		bad("limits.max_url_bytes", "%d must be below limits.max_header_bytes (%d): the request line is part of the header", l.MaxURLBytes, l.MaxHeaderBytes)
 	}
 	t := f.Timeouts
 	c.Timeouts = Timeouts{t.Read, t.Write, t.Idle, t.Upstream, t.UpstreamConnWait, t.UpstreamIdle, t.Drain, t.Shutdown}
@@ -576,28 +639,28 @@ func build(f *file, o *options) (*Config, []error) {
 	}{{"timeouts.read", t.Read}, {"timeouts.write", t.Write}, {"timeouts.idle", t.Idle}, {"timeouts.upstream", t.Upstream},
 		{"timeouts.upstream_conn_wait", t.UpstreamConnWait}, {"timeouts.upstream_idle", t.UpstreamIdle}, {"timeouts.shutdown", t.Shutdown}} {
 		if x.v <= 0 {
-			bad("%s: must be positive, not %s", x.key, x.v)
+			bad(x.key, "must be positive, not %s", x.v)
 		}
 	}
 	if t.Drain < 0 {
-		bad("timeouts.drain: must not be negative")
+		bad("timeouts.drain", "must not be negative")
 	}
 	if t.Shutdown > 0 && t.Shutdown <= t.Upstream+t.UpstreamConnWait {
-		bad("timeouts.shutdown (%s) must exceed timeouts.upstream + timeouts.upstream_conn_wait (%s): in-flight hits must be able to finish", t.Shutdown, t.Upstream+t.UpstreamConnWait)
+		bad("timeouts.shutdown", "%s must exceed timeouts.upstream + timeouts.upstream_conn_wait (%s): in-flight hits must be able to finish", t.Shutdown, t.Upstream+t.UpstreamConnWait)
 	}
 
 	c.Log = Log{Level: f.Log.Level, Format: f.Log.Format, DecisionOutput: f.Log.Decisions.Output, SampleForward: f.Log.Decisions.SampleForward}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
-		bad("log.level: %q is not debug, info, warn or error", c.Log.Level)
+		bad("log.level", "%q is not debug, info, warn or error", c.Log.Level)
 	}
 	if !slices.Contains([]string{"json", "console", "auto"}, c.Log.Format) {
-		bad("log.format: %q is not json, console or auto", c.Log.Format)
+		bad("log.format", "%q is not json, console or auto", c.Log.Format)
 	}
 	if c.Log.DecisionOutput == "" {
-		bad("log.decisions.output: empty (use stdout, stderr, off or a file path)")
+		bad("log.decisions.output", "empty (use stdout, stderr, off or a file path)")
 	}
 	if c.Log.SampleForward < 0 || c.Log.SampleForward > 1 {
-		bad("log.decisions.sample_forward: %v is not between 0 and 1", c.Log.SampleForward)
+		bad("log.decisions.sample_forward", "%v is not between 0 and 1", c.Log.SampleForward)
 	}
 	var kps []error
 	c.Log.Kafka, kps = buildKafka(&f.Log.Decisions.Kafka)
@@ -607,13 +670,16 @@ func build(f *file, o *options) (*Config, []error) {
 	k := f.Cache
 	c.Cache = Cache{k.MaxBytes, k.MinTTL, k.MaxTTL, k.StaleFor, k.BrowserMaxAge}
 	if k.MaxBytes <= 0 {
-		bad("cache.max_bytes: must be positive")
+		bad("cache.max_bytes", "must be positive")
 	}
 	if k.MinTTL <= 0 || k.MaxTTL < k.MinTTL {
-		bad("cache: need 0 < min_ttl <= max_ttl (have %s, %s)", k.MinTTL, k.MaxTTL)
+		bad("cache.min_ttl", "need 0 < cache.min_ttl <= cache.max_ttl (have %s, %s)", k.MinTTL, k.MaxTTL)
 	}
-	if k.StaleFor < 0 || k.BrowserMaxAge < 0 {
-		bad("cache.stale_for and cache.browser_max_age must not be negative")
+	if k.StaleFor < 0 {
+		bad("cache.stale_for", "must not be negative")
+	}
+	if k.BrowserMaxAge < 0 {
+		bad("cache.browser_max_age", "must not be negative")
 	}
 
 	ps = append(ps, buildDelivery(c, &f.Delivery)...)
@@ -622,6 +688,34 @@ func build(f *file, o *options) (*Config, []error) {
 	c.PolicyVersion = policyVersion(f)
 	c.fingerprint = fingerprint(f)
 	return c, ps
+}
+
+// minSecretBytes is the shortest cookieless.secret accepted.
+const minSecretBytes = 16
+
+// placeholders are words of sample secrets that were never replaced.
+var placeholders = []string{"replace", "change", "example", "placeholder", "your-", "your_", "todo", "fixme", "xxxx", "${", "<", ">"}
+
+// weakSecret says why s is not a usable key ("" when it is): too short,
+// too few different characters, or a placeholder left from a sample.
+func weakSecret(s string) string {
+	if len(s) < minSecretBytes {
+		return fmt.Sprintf("%d bytes is too short (use at least %d)", len(s), minSecretBytes)
+	}
+	lower := strings.ToLower(s)
+	for _, w := range placeholders {
+		if strings.Contains(lower, w) {
+			return fmt.Sprintf("looks like a placeholder (contains %q)", w)
+		}
+	}
+	distinct := map[rune]bool{}
+	for _, r := range s {
+		distinct[r] = true
+	}
+	if len(distinct) < 8 {
+		return fmt.Sprintf("only %d different characters: not random", len(distinct))
+	}
+	return ""
 }
 
 // Loopback reports whether addr ("host:port") listens on loopback only.
@@ -661,18 +755,18 @@ func buildDelivery(c *Config, f *deliveryFile) []error {
 		case "sync":
 			d.Modes[m.fam] = DeliverySync
 		default:
-			ps = append(ps, fmt.Errorf("%s: %q is not queue or sync", m.key, m.v))
+			ps = append(ps, problem(m.key, "%q is not queue or sync", m.v))
 		}
 	}
 	d.MaxAge, d.QueueSize, d.QueueBytes, d.Workers, d.Drain = f.MaxAge, f.QueueSize, f.QueueBytes, f.Workers, f.Drain
 	d.PipelineConns = f.Pipeline
 	if f.Pipeline < 0 || f.Pipeline > f.Workers {
-		ps = append(ps, fmt.Errorf("delivery.pipeline_conns: %d is not between 0 and delivery.workers (%d)", f.Pipeline, f.Workers))
+		ps = append(ps, problem("delivery.pipeline_conns", "%d is not between 0 and delivery.workers (%d)", f.Pipeline, f.Workers))
 	}
 	d.SpoolDir, d.SpoolMaxBytes, d.SpoolSegmentBytes, d.SpoolSync = f.Spool.Dir, f.Spool.MaxBytes, f.Spool.SegmentBytes, f.Spool.SyncInterval
 	positive := func(key string, v int64) {
 		if v <= 0 {
-			ps = append(ps, fmt.Errorf("%s: must be positive, not %d", key, v))
+			ps = append(ps, problem(key, "must be positive, not %d", v))
 		}
 	}
 	positive("delivery.queue_size", int64(f.QueueSize))
@@ -680,20 +774,20 @@ func buildDelivery(c *Config, f *deliveryFile) []error {
 	positive("delivery.workers", int64(f.Workers))
 	positive("delivery.max_age", int64(f.MaxAge))
 	if f.Drain < 0 {
-		ps = append(ps, fmt.Errorf("delivery.drain: must not be negative"))
+		ps = append(ps, problem("delivery.drain", "must not be negative"))
 	}
 	if f.Spool.Dir != "" {
 		positive("delivery.spool.max_bytes", f.Spool.MaxBytes)
 		positive("delivery.spool.segment_bytes", f.Spool.SegmentBytes)
 		if s := f.Spool.SyncInterval; s <= 0 || s > 10*time.Second {
-			ps = append(ps, fmt.Errorf("delivery.spool.sync_interval: %s is not in (0, 10s]", s))
+			ps = append(ps, problem("delivery.spool.sync_interval", "%s is not in (0, 10s]", s))
 		}
 		if f.Spool.SegmentBytes > 0 && f.Spool.MaxBytes > 0 && f.Spool.SegmentBytes > f.Spool.MaxBytes {
-			ps = append(ps, fmt.Errorf("delivery.spool.segment_bytes (%d) must not exceed delivery.spool.max_bytes (%d)", f.Spool.SegmentBytes, f.Spool.MaxBytes))
+			ps = append(ps, problem("delivery.spool.segment_bytes", "%d must not exceed delivery.spool.max_bytes (%d)", f.Spool.SegmentBytes, f.Spool.MaxBytes))
 		}
 	}
 	if d.Workers > c.Limits.MaxConnsPerUpstream && c.Limits.MaxConnsPerUpstream > 0 {
-		ps = append(ps, fmt.Errorf("delivery.workers (%d) must not exceed limits.max_conns_per_upstream (%d)", d.Workers, c.Limits.MaxConnsPerUpstream))
+		ps = append(ps, problem("delivery.workers", "%d must not exceed limits.max_conns_per_upstream (%d)", d.Workers, c.Limits.MaxConnsPerUpstream))
 	}
 	if f.Ads == "queue" || f.Floodlight == "queue" {
 		c.Warnings = append(c.Warnings, "delivery: ads or floodlight in queue mode: browsers get 204 instead of Google's image or redirect (conversion linker cookies set by redirects are lost)")
@@ -737,7 +831,7 @@ func consentValue(key, s string) (consentmode.Value, error) {
 	case "denied":
 		return consentmode.Denied, nil
 	}
-	return consentmode.Unset, fmt.Errorf("%s: %q is not granted or denied", key, s)
+	return consentmode.Unset, problem(key, "%q is not granted or denied", s)
 }
 
 // signalKeys are the keys of consent.signals and consent.regions.*.signals.
@@ -760,7 +854,7 @@ func applySignals(key string, r *consentmode.RegionRule, m map[string]bool) []er
 				}
 			}
 			if !found {
-				ps = append(ps, fmt.Errorf("%s: unknown signal %q (have %s)", key, k, strings.Join(signalKeys, ", ")))
+				ps = append(ps, problem(key+"."+k, "unknown signal %q (have %s)", k, strings.Join(signalKeys, ", ")))
 			}
 		}
 	}
@@ -792,10 +886,10 @@ func buildRegions(p *consentmode.Policy, cf *consentFile) []error {
 		denied = consentmode.DefaultDeniedRegions
 	}
 	p.Regions = make(map[consentmode.Region]consentmode.RegionRule, len(denied)+len(cf.Regions))
-	for _, code := range denied {
+	for i, code := range denied {
 		r, ok := consentmode.ParseRegion([]byte(code))
 		if !ok || !consentmode.KnownCountry(r) {
-			ps = append(ps, fmt.Errorf("consent.denied_regions: %q is not an ISO 3166 code", code))
+			ps = append(ps, problem(fmt.Sprintf("consent.denied_regions[%d]", i), "%q is not an ISO 3166 code", code))
 			continue
 		}
 		p.Regions[r] = withDefaults(base, consentmode.Denied)
@@ -817,7 +911,7 @@ func buildRegions(p *consentmode.Policy, cf *consentFile) []error {
 		key := "consent.regions." + code
 		reg, ok := consentmode.ParseRegion([]byte(code))
 		if !ok || !consentmode.KnownCountry(reg) {
-			ps = append(ps, fmt.Errorf("consent.regions: %q is not an ISO 3166-1 or -2 code such as DE or US-CA", code))
+			ps = append(ps, problem(key, "%q is not an ISO 3166-1 or -2 code such as DE or US-CA", code))
 			continue
 		}
 		rule, _ := p.RuleFor(reg)
@@ -858,11 +952,11 @@ func buildCMP(p *consentmode.Policy, list []cmpCookieFile) []error {
 					names = append(names, n)
 				}
 				sort.Strings(names)
-				ps = append(ps, fmt.Errorf("%s: unknown preset %q (have %s)", key, cf.Preset, strings.Join(names, ", ")))
+				ps = append(ps, problem(key+".preset", "unknown preset %q (have %s)", cf.Preset, strings.Join(names, ", ")))
 				continue
 			}
 			if cf.Name != "" || cf.Format != "" || len(cf.Keys) > 0 || len(cf.Granted) > 0 || len(cf.Denied) > 0 {
-				ps = append(ps, fmt.Errorf("%s: a preset takes only required:, not a mapping", key))
+				ps = append(ps, problem(key, "a preset takes only required:, not a mapping"))
 			}
 			c = pre
 			c.Required = cf.Required
@@ -870,38 +964,38 @@ func buildCMP(p *consentmode.Policy, list []cmpCookieFile) []error {
 			c = consentmode.CMPCookie{Name: cf.Name, Granted: cf.Granted, Denied: cf.Denied,
 				PairSeparators: cf.PairSeparators, KVSeparators: cf.KVSeparators, Required: cf.Required}
 			if cf.Name == "" || strings.ContainsAny(cf.Name, " ;=,\t") {
-				ps = append(ps, fmt.Errorf("%s: name %q is not a cookie name", key, cf.Name))
+				ps = append(ps, problem(key+".name", "%q is not a cookie name", cf.Name))
 			}
 			format, ok := consentmode.ParseCMPFormat(cf.Format)
 			if !ok {
-				ps = append(ps, fmt.Errorf("%s: format %q is not kv, json or tcf", key, cf.Format))
+				ps = append(ps, problem(key+".format", "%q is not kv, json or tcf", cf.Format))
 			}
 			c.Format = format
 			for tn, k := range cf.Keys {
 				t, ok := consentmode.TypeByName(tn)
 				if !ok {
-					ps = append(ps, fmt.Errorf("%s.keys: %q is not a consent type", key, tn))
+					ps = append(ps, problem(key+".keys."+tn, "%q is not a consent type (have ad_storage, analytics_storage, ad_user_data, ad_personalization)", tn))
 					continue
 				}
 				c.Keys[t] = k
 			}
 			if format != consentmode.CMPFormatTCF {
 				if len(cf.Keys) == 0 {
-					ps = append(ps, fmt.Errorf("%s: keys: map at least one consent type", key))
+					ps = append(ps, problem(key+".keys", "map at least one consent type"))
 				}
 				if len(cf.Granted) == 0 || len(cf.Denied) == 0 {
-					ps = append(ps, fmt.Errorf("%s: list the values meaning granted and denied", key))
+					ps = append(ps, problem(key, "list the values meaning granted and denied"))
 				}
 			}
 		}
 		if seen[c.Name] {
-			ps = append(ps, fmt.Errorf("%s: cookie %q is mapped twice", key, c.Name))
+			ps = append(ps, problem(key, "cookie %q is mapped twice", c.Name))
 		}
 		seen[c.Name] = true
 		p.CMPCookies = append(p.CMPCookies, c)
 	}
 	if len(p.CMPCookies) > 255 {
-		ps = append(ps, errors.New("consent.cmp_cookies: at most 255 mappings"))
+		ps = append(ps, problem("consent.cmp_cookies", "at most 255 mappings"))
 	}
 	return ps
 }
@@ -913,10 +1007,7 @@ func warnings(c *Config, f *file) []string {
 		w = append(w, "tags is empty: hits for any tag id are accepted")
 	}
 	if len(c.TrustedProxies) == 0 || len(c.GeoHeaders) == 0 {
-		w = append(w, "no trusted geo source (trusted_proxies or geo.headers empty): every hit has an unknown region and takes consent.unknown_region")
-	}
-	if f.Consent.UnknownRegion == "denied" {
-		w = append(w, "hits without a trusted geo header are treated as denied (consent.unknown_region: denied): make sure the load balancer in front sets one of geo.headers")
+		w = append(w, "no trusted geo source (trusted_proxies or geo.headers empty): every hit has an unknown region and takes consent.unknown_region ("+f.Consent.UnknownRegion+")")
 	}
 	if len(c.GeoHeaders) > 1 {
 		w = append(w, "several geo.headers are trusted: the first present decides and disagreeing ones make the region unknown; list only the header your edge sets, or make it strip the others")

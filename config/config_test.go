@@ -156,11 +156,11 @@ consent:
 }
 
 func TestPolicyVersionTracksConfigNotSecret(t *testing.T) {
-	a, err := Load(writeConfig(t, "cookieless: {secret: \"aaaaaaaaaaaaaaaaaaaa\"}\n"))
+	a, err := Load(writeConfig(t, "cookieless: {secret: \"k3J9x0PqZ7vB2mWn5tR8\"}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Load(writeConfig(t, "cookieless: {secret: \"bbbbbbbbbbbbbbbbbbbb\"}\n"))
+	b, err := Load(writeConfig(t, "cookieless: {secret: \"Qe4Lr9Ty2Ui7Op0As5Df\"}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

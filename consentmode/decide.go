@@ -77,6 +77,8 @@ type Decision struct {
 	// Claimed is what the hit itself claimed through gcs, gcd and npa
 	// (Unset where it claimed nothing), for the over-claim report.
 	Claimed [NumTypes]Value
+	// Said is what each of the hit's own inputs said, before merging.
+	Said    Said
 	Reasons ReasonSet
 	Removed FieldSet
 	// Region is the visitor's region; PolicyRegion the region key whose
@@ -119,6 +121,14 @@ func (d *Decision) SourceName(t Type, p *Policy) string {
 
 // claims holds the consent parameters of the hit, merged over every
 // occurrence (query and each batch line): a denial anywhere wins.
+// Said is what each consent input of a hit said about each type, Unset
+// where it said nothing. explain prints it beside the enforced state, so
+// that a hit claiming more than it may reads at a glance. TCF only ever
+// denies: its entries are Denied or Unset.
+type Said struct {
+	GCS, GCD, NPA, MP, TCF [NumTypes]Value
+}
+
 type claims struct {
 	gcd, gcs, npa, mp [NumTypes]Value
 	seenGCD, seenGCS  bool
@@ -445,6 +455,7 @@ func mergeClaims(d *Decision, c *claims) {
 		mergeValue(&claimed, c.mp[t])
 		d.Claimed[t] = claimed
 	}
+	d.Said.GCS, d.Said.GCD, d.Said.NPA, d.Said.MP = c.gcs, c.gcd, c.npa, c.mp
 	for t := range st.Value {
 		switch {
 		case c.gcd[t] == Granted:

@@ -62,6 +62,9 @@ func applySignals(d *Decision, h *hit, in *Input, p *Policy, rule *RegionRule, w
 		for t, on := range types {
 			if on {
 				st.deny(Type(t), src, 0)
+				if src == SourceTCF {
+					d.Said.TCF[t] = Denied
+				}
 			}
 		}
 	}

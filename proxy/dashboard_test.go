@@ -16,6 +16,9 @@ func TestDashboardUsesRealMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	var d struct {
+		Templating struct {
+			List []struct{ Name string }
+		}
 		Panels []struct {
 			Title   string
 			Targets []struct{ Expr string }
@@ -31,15 +34,35 @@ func TestDashboardUsesRealMetrics(t *testing.T) {
 	for _, g := range laneGauges { // created per upstream lane
 		known[g.name] = true
 	}
+	vars := map[string]bool{}
+	for _, v := range d.Templating.List {
+		vars[v.Name] = true
+	}
+	if !vars["job"] || !vars["instance"] {
+		t.Errorf("dashboard variables %v: want job and instance", vars)
+	}
+	used := map[string]bool{}
 	re := regexp.MustCompile(`consentgate_[a-z_]+`)
+	scoped := regexp.MustCompile(`consentgate_[a-z_]+\{job=~"\$job",instance=~"\$instance"`)
 	for _, p := range d.Panels {
 		for _, tg := range p.Targets {
+			if n, m := len(re.FindAllString(tg.Expr, -1)), len(scoped.FindAllString(tg.Expr, -1)); n != m {
+				t.Errorf("panel %q: %d of %d series not scoped to $job and $instance: %s", p.Title, n-m, n, tg.Expr)
+			}
+			for _, name := range re.FindAllString(tg.Expr, -1) {
+				used[strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_count")] = true
+			}
 			for _, name := range re.FindAllString(tg.Expr, -1) {
 				base := strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_count")
 				if !known[base] {
 					t.Errorf("panel %q uses %s, which the gateway does not export", p.Title, name)
 				}
 			}
+		}
+	}
+	for _, n := range []string{"consentgate_responses_total", "consentgate_upstream_errors_total", "consentgate_upstream_duration_seconds"} {
+		if !used[n] {
+			t.Errorf("no panel shows %s", n)
 		}
 	}
 }

@@ -502,15 +502,11 @@ func (l *lane) deliver(ctx context.Context, q *queued, req *fasthttp.Request, re
 		resp.Reset()
 		err := l.do.DoTimeout(req, resp, d.timeout)
 		status := resp.StatusCode()
-		fam := consentmode.FamilyGA4
-		if route < len(consentmode.Routes) {
-			fam = consentmode.Routes[route].Family
-		}
 		errKind := ""
 		if err != nil {
 			errKind = upstreamErrorKind(err)
 		}
-		d.metricsUpstream(fam, time.Since(start), status, errKind)
+		d.metricsUpstream(route, time.Since(start), status, errKind)
 		cause, retryAfter := classify(err, status, resp)
 		switch cause {
 		case "":
@@ -533,9 +529,10 @@ func (l *lane) deliver(ctx context.Context, q *queued, req *fasthttp.Request, re
 	}
 }
 
-// metricsUpstream counts one upstream attempt of a queued hit.
-func (d *Delivery) metricsUpstream(f consentmode.Family, latency time.Duration, status int, errKind string) {
-	d.pm.upstream(f, latency, status, errKind)
+// metricsUpstream counts one upstream attempt of a queued hit, by its
+// route (and so its family), failed or not.
+func (d *Delivery) metricsUpstream(route int, latency time.Duration, status int, errKind string) {
+	d.pm.upstream(route, latency, status, errKind)
 }
 
 // classify says whether an attempt succeeded (""), failed for good

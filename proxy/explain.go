@@ -25,13 +25,17 @@ type Explanation struct {
 	Consent      map[string]string `json:"consent"`
 	Sources      map[string]string `json:"sources"`
 	Claimed      map[string]string `json:"claimed"`
-	Action       string            `json:"action"`
-	Enforced     bool              `json:"enforced"`
-	Reasons      []string          `json:"reasons"`
-	Removed      []string          `json:"removed"`
-	Status       int               `json:"status,omitempty"` // what the browser gets when nothing is forwarded
-	Error        string            `json:"error,omitempty"`  // why the hit was rejected
-	Forward      *Forward          `json:"forward,omitempty"`
+	// Said is what each of the hit's consent inputs (gcs, gcd, npa, mp,
+	// tcf) said about each type, before merging; inputs that said nothing
+	// are left out.
+	Said     map[string]map[string]string `json:"said"`
+	Action   string                       `json:"action"`
+	Enforced bool                         `json:"enforced"`
+	Reasons  []string                     `json:"reasons"`
+	Removed  []string                     `json:"removed"`
+	Status   int                          `json:"status,omitempty"` // what the browser gets when nothing is forwarded
+	Error    string                       `json:"error,omitempty"`  // why the hit was rejected
+	Forward  *Forward                     `json:"forward,omitempty"`
 	// Delivery is how a forwarded hit leaves: "queue" (the browser gets
 	// 204 at once, the gateway delivers with retries) or "sync" (the
 	// browser waits for the upstream), as configured in delivery.*.
@@ -125,6 +129,7 @@ func explanation(cfg *config.Config, p *prepared) *Explanation {
 		Consent:       map[string]string{},
 		Sources:       map[string]string{},
 		Claimed:       map[string]string{},
+		Said:          map[string]map[string]string{},
 		Reasons:       d.Reasons.Strings(),
 		Removed:       d.Removed.Names(),
 		Enforced:      cfg.Enforce,
@@ -150,6 +155,17 @@ func explanation(cfg *config.Config, p *prepared) *Explanation {
 		e.Sources[name] = d.SourceName(consentmode.Type(t), cfg.Policy)
 		if v := d.Claimed[t]; v != consentmode.Unset {
 			e.Claimed[name] = v.String()
+		}
+		for _, in := range []struct {
+			name string
+			v    *[consentmode.NumTypes]consentmode.Value
+		}{{"gcs", &d.Said.GCS}, {"gcd", &d.Said.GCD}, {"npa", &d.Said.NPA}, {"mp", &d.Said.MP}, {"tcf", &d.Said.TCF}} {
+			if v := in.v[t]; v != consentmode.Unset {
+				if e.Said[name] == nil {
+					e.Said[name] = map[string]string{}
+				}
+				e.Said[name][in.name] = v.String()
+			}
 		}
 	}
 	return e

@@ -339,34 +339,41 @@ func cutPrefixPath(path []byte, prefix string) ([]byte, bool) {
 	return rest, true
 }
 
-// ServeHTTP is the public listener's handler.
+// ServeHTTP is the public listener's handler. Every answer but the
+// health checks' is counted by family and status class.
 func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
-	start := h.requestTime(ctx)
-	rt := h.rt.Load()
-	cfg := rt.cfg
-	path := ctx.Path()
-	if h.health(ctx, path) {
+	if h.health(ctx, ctx.Path()) {
 		return
 	}
 	if c, ok := ctx.Conn().(*conn); ok {
 		c.b.doneReading(c)
 	}
 	h.metrics.inFlight.Inc()
-	defer h.metrics.inFlight.Dec()
+	f := h.serve(ctx)
+	h.metrics.response(f, ctx.Response.StatusCode())
+	h.metrics.inFlight.Dec()
+}
+
+// serve handles one request and returns the family of its route
+// (FamilyUnknown when none matched).
+func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
+	start := h.requestTime(ctx)
+	rt := h.rt.Load()
+	cfg := rt.cfg
 
 	if len(ctx.Request.Header.RequestURI()) > cfg.Limits.MaxURLBytes {
 		h.writeError(ctx, errURITooLong, -1)
-		return
+		return consentmode.FamilyUnknown
 	}
 	origin := ctx.Request.Header.Peek("Origin")
 	allowed := len(origin) > 0 && originAllowed(cfg, origin, ctx.Host(), &h.sites)
 	if ctx.IsOptions() {
 		h.preflight(ctx, origin, allowed)
-		return
+		return consentmode.FamilyUnknown
 	}
 	if len(origin) > 0 && !allowed && len(cfg.CORSOrigins) > 0 && !sameOrigin(ctx, origin) {
 		h.writeError(ctx, errOriginNotAllowed, -1)
-		return
+		return consentmode.FamilyUnknown
 	}
 
 	peer := remoteAddr(ctx)
@@ -383,13 +390,16 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	if err := h.prepare(rt, &ctx.Request, peer, reg, client, &p); err != nil {
 		h.release(&p)
 		h.writeError(ctx, err, p.route)
-		return
+		if p.route >= 0 {
+			return consentmode.Routes[p.route].Family
+		}
+		return consentmode.FamilyUnknown
 	}
 	defer h.release(&p)
 	d := &p.decision
 	if d.Family == consentmode.FamilyScript {
 		h.serveScript(ctx, rt, &p, p.path, reg, start)
-		return
+		return d.Family
 	}
 	if p.out == nil { // blocked
 		if allowed {
@@ -397,11 +407,11 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 		}
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
 		h.record(ctx, &p, fasthttp.StatusNoContent, 0, nil, start)
-		return
+		return d.Family
 	}
 	if l := p.up.lane; l != nil {
 		h.enqueue(ctx, l, &p, origin, allowed, start)
-		return
+		return d.Family
 	}
 	upStart := time.Now()
 	err := p.up.client.DoTimeout(&p.out.req, &ctx.Response, cfg.Timeouts.Upstream)
@@ -412,7 +422,7 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 			setCORS(&ctx.Response.Header, origin)
 		}
 		h.record(ctx, &p, ctx.Response.StatusCode(), upLatency, err, start)
-		return
+		return d.Family
 	}
 	upStatus := ctx.Response.StatusCode()
 	cleanResponse(&ctx.Response, d)
@@ -434,6 +444,7 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	h.record(ctx, &p, upStatus, upLatency, nil, start)
+	return d.Family
 }
 
 // enqueue hands the rewritten hit to its lane and answers the browser
@@ -548,7 +559,7 @@ func (h *Handler) record(ctx *fasthttp.RequestCtx, p *prepared, status int, late
 		errKind = upstreamErrorKind(err)
 	}
 	if p.out != nil && !p.queued {
-		h.metrics.upstream(d.Family, latency, status, errKind)
+		h.metrics.upstream(p.route, latency, status, errKind)
 	}
 	if err != nil {
 		if ce := h.log.Check(zap.WarnLevel, "upstream error"); ce != nil {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"sort"
@@ -24,9 +25,10 @@ type Metrics struct {
 	downgrades  [consentmode.NumTypes][]*metrics.Counter
 	malformed   map[consentmode.Reason]*metrics.Counter
 	regionUnkwn *metrics.Counter
-	removed     []*metrics.Counter // [field]
-	upLatency   []*metrics.PrometheusHistogram
-	upErrors    map[string]*metrics.Counter
+	removed     []*metrics.Counter             // [field]
+	upLatency   []*metrics.PrometheusHistogram // [route]
+	upErrors    [][]*metrics.Counter           // [route][upstreamErrorKinds index]
+	responses   [][numClasses]*metrics.Counter // [family][status class]
 	rejectedBy  map[string]*metrics.Counter
 	conflicts   map[string]*metrics.Counter
 	acceptErrs  map[string]*metrics.Counter
@@ -42,10 +44,32 @@ type Metrics struct {
 // upstreamErrorKinds label consentgate_upstream_errors_total.
 var upstreamErrorKinds = []string{"timeout", "refused", "no_free_conns", "other", "5xx"}
 
+// errKindIndex is the index of kind in upstreamErrorKinds.
+func errKindIndex(kind string) int {
+	for i, k := range upstreamErrorKinds {
+		if k == kind {
+			return i
+		}
+	}
+	return len(upstreamErrorKinds) - 2 // "other"
+}
+
+// Status classes of consentgate_responses_total: 1xx to 5xx.
+const numClasses = 5
+
+// familyLabel names a family in labels; requests that matched no route
+// (unknown paths, malformed requests, preflights) count as "none".
+func familyLabel(f consentmode.Family) string {
+	if f == consentmode.FamilyUnknown {
+		return "none"
+	}
+	return f.String()
+}
+
 // NewMetrics creates every series in a fresh set.
 func NewMetrics(version string) *Metrics {
 	s := metrics.NewSet()
-	m := &Metrics{set: s, malformed: map[consentmode.Reason]*metrics.Counter{}, upErrors: map[string]*metrics.Counter{},
+	m := &Metrics{set: s, malformed: map[consentmode.Reason]*metrics.Counter{},
 		rejectedBy: map[string]*metrics.Counter{}, conflicts: map[string]*metrics.Counter{}, acceptErrs: map[string]*metrics.Counter{}, cache: map[string]*metrics.Counter{}, reloads: map[string]*metrics.Counter{}}
 	for _, r := range consentmode.Routes {
 		row := make([]*metrics.Counter, 5)
@@ -83,13 +107,20 @@ func NewMetrics(version string) *Metrics {
 	for _, name := range consentmode.FieldNames() {
 		m.removed = append(m.removed, s.NewCounter(fmt.Sprintf(`consentgate_removed_fields_total{field=%q}`, name)))
 	}
-	m.upLatency = make([]*metrics.PrometheusHistogram, len(consentmode.Families())+1)
-	for _, f := range consentmode.Families() {
-		m.upLatency[f] = s.NewPrometheusHistogramExt(fmt.Sprintf(`consentgate_upstream_duration_seconds{family=%q}`, f),
-			[]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10})
+	for _, r := range consentmode.Routes {
+		m.upLatency = append(m.upLatency, s.NewPrometheusHistogramExt(fmt.Sprintf(`consentgate_upstream_duration_seconds{family=%q,route=%q}`, r.Family, r.Name),
+			[]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}))
+		row := make([]*metrics.Counter, len(upstreamErrorKinds))
+		for i, k := range upstreamErrorKinds {
+			row[i] = s.NewCounter(fmt.Sprintf(`consentgate_upstream_errors_total{family=%q,route=%q,kind=%q}`, r.Family, r.Name, k))
+		}
+		m.upErrors = append(m.upErrors, row)
 	}
-	for _, k := range upstreamErrorKinds {
-		m.upErrors[k] = s.NewCounter(fmt.Sprintf(`consentgate_upstream_errors_total{kind=%q}`, k))
+	m.responses = make([][numClasses]*metrics.Counter, len(consentmode.Families())+1)
+	for _, f := range append([]consentmode.Family{consentmode.FamilyUnknown}, consentmode.Families()...) {
+		for c := range numClasses {
+			m.responses[f][c] = s.NewCounter(fmt.Sprintf(`consentgate_responses_total{family=%q,class="%dxx"}`, familyLabel(f), c+1))
+		}
 	}
 	for _, r := range rejectReasons {
 		m.rejectedBy[r] = s.NewCounter(fmt.Sprintf(`consentgate_rejected_total{reason=%q}`, r))
@@ -127,10 +158,28 @@ func NewMetrics(version string) *Metrics {
 }
 
 // WritePrometheus writes every metric in the Prometheus text format, with
-// the Go runtime and process metrics.
+// the Go runtime and process metrics. With metadata exposed
+// (metrics.ExposeMetadata, as serve does), every # HELP line carries the
+// text of Help.
 func (m *Metrics) WritePrometheus(w io.Writer) {
-	m.set.WritePrometheus(w)
-	metrics.WriteProcessMetrics(w)
+	var buf bytes.Buffer
+	m.set.WritePrometheus(&buf)
+	metrics.WriteProcessMetrics(&buf)
+	b := buf.Bytes()
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i+1], b[i+1:]
+		} else {
+			b = nil
+		}
+		name, ok := bytes.CutPrefix(bytes.TrimRight(line, "\n"), []byte("# HELP "))
+		if ok && bytes.IndexByte(name, ' ') < 0 {
+			fmt.Fprintf(w, "# HELP %s %s\n", name, Help(string(name)))
+			continue
+		}
+		_, _ = w.Write(line)
+	}
 }
 
 // observe counts one decided hit.
@@ -163,15 +212,25 @@ func (m *Metrics) observe(d *consentmode.Decision) {
 	}
 }
 
-// upstream counts one upstream exchange.
-func (m *Metrics) upstream(f consentmode.Family, latency time.Duration, status int, errKind string) {
-	if h := m.upLatency[f]; h != nil && errKind == "" {
-		h.Update(latency.Seconds())
+// upstream counts one upstream exchange of a route, failed or not.
+func (m *Metrics) upstream(route int, latency time.Duration, status int, errKind string) {
+	if route < 0 || route >= len(m.upLatency) {
+		return
 	}
-	if errKind != "" {
-		m.upErrors[errKind].Inc()
-	} else if status >= 500 {
-		m.upErrors["5xx"].Inc()
+	m.upLatency[route].Update(latency.Seconds())
+	switch {
+	case errKind != "":
+		m.upErrors[route][errKindIndex(errKind)].Inc()
+	case status >= 500:
+		m.upErrors[route][len(upstreamErrorKinds)-1].Inc()
+	}
+}
+
+// response counts one answer to a browser by family and status class.
+func (m *Metrics) response(f consentmode.Family, status int) {
+	c := status/100 - 1
+	if int(f) < len(m.responses) && c >= 0 && c < numClasses {
+		m.responses[f][c].Inc()
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,7 +28,12 @@ type Reloader struct {
 	load    func() (*config.Config, error)
 	trigger chan struct{}
 	wg      sync.WaitGroup
+	onApply func(*config.Config)
 }
+
+// OnApply registers f to run after each successful reload, with the new
+// configuration (serve applies log.level there). Call it before Start.
+func (r *Reloader) OnApply(f func(*config.Config)) { r.onApply = f }
 
 // debounce groups the several events editors and ConfigMap swaps produce per save.
 const debounce = 200 * time.Millisecond
@@ -117,7 +123,8 @@ func (r *Reloader) run(ctx context.Context, w *fsnotify.Watcher) {
 func (r *Reloader) Wait() { r.wg.Wait() }
 
 // Reload loads and validates a fresh configuration and swaps it in. It
-// returns the load error, already logged and counted.
+// returns the load error, already logged and counted. Every reload logs
+// which keys changed, and which of them take effect only after a restart.
 func (r *Reloader) Reload() error {
 	cfg, err := r.load()
 	if err == nil && cfg.AdminToken == "" && !config.Loopback(r.h.adminListen) {
@@ -127,16 +134,18 @@ func (r *Reloader) Reload() error {
 	}
 	if err != nil {
 		r.m.Reload("failure")
-		fields := []zap.Field{zap.String("config", r.path)}
+		fields := []zap.Field{zap.String("config", r.source())}
 		var pe *config.ProblemsError
 		if errors.As(err, &pe) {
-			for _, p := range pe.Problems {
-				fields = append(fields, zap.NamedError("problem", p))
+			problems := make([]string, len(pe.Problems))
+			for i, p := range pe.Problems {
+				problems[i] = p.Error()
 			}
-			r.log.Error("config reload rejected; the last good config keeps serving", append(fields, zap.Int("problems", len(pe.Problems)))...)
+			fields = append(fields, zap.Strings("problems", problems))
 		} else {
-			r.log.Error("config reload rejected; the last good config keeps serving", append(fields, zap.Error(err))...)
+			fields = append(fields, zap.String("error", err.Error()))
 		}
+		r.log.Error("config reload rejected; the last good config keeps serving", fields...)
 		return err
 	}
 	old := r.h.Config()
@@ -148,20 +157,38 @@ func (r *Reloader) Reload() error {
 	r.h.SetConfig(cfg)
 	r.m.SetEnforcing(cfg.Enforce)
 	r.m.Reload("success")
-	r.log.Info("config reloaded", zap.String("policy_version", cfg.PolicyVersion), zap.String("previous", old.PolicyVersion), zap.Bool("enforce", cfg.Enforce))
-	if cfg.Listen != old.Listen || cfg.AdminListen != old.AdminListen || cfg.Limits != old.Limits ||
-		cfg.Timeouts.Read != old.Timeouts.Read || cfg.Timeouts.Write != old.Timeouts.Write || cfg.Timeouts.Idle != old.Timeouts.Idle ||
-		cfg.Timeouts.UpstreamConnWait != old.Timeouts.UpstreamConnWait || cfg.Timeouts.UpstreamIdle != old.Timeouts.UpstreamIdle ||
-		cfg.Cache.MaxBytes != old.Cache.MaxBytes {
-		r.log.Warn("listen addresses, limits, server timeouts, upstream connection settings or the cache size changed: they take effect after a restart (timeouts.upstream applies at once)")
+	if r.onApply != nil {
+		r.onApply(cfg)
 	}
-	od, nd := old.Delivery, cfg.Delivery
-	od.Modes, nd.Modes = [16]config.DeliveryMode{}, [16]config.DeliveryMode{}
-	if od != nd {
-		r.log.Warn("delivery settings other than the per-family modes changed: they take effect after a restart (the queue and the spool are kept)")
+	applied, restart := cfg.Changes(old)
+	fields := []zap.Field{zap.String("policy_version", cfg.PolicyVersion), zap.String("previous", old.PolicyVersion), zap.Bool("enforce", cfg.Enforce),
+		zap.Strings("applied", nonNil(applied)), zap.Strings("restart_needed", nonNil(restart))}
+	switch {
+	case len(applied)+len(restart) == 0:
+		r.log.Info("config reloaded: nothing changed", fields...)
+	default:
+		r.log.Info("config reloaded", fields...)
+	}
+	if len(restart) > 0 {
+		r.log.Warn("restart to apply: "+strings.Join(restart, ", ")+" (the running process keeps the old values)", zap.Strings("restart_needed", restart))
 	}
 	for _, w := range cfg.Warnings {
 		r.log.Warn(w)
 	}
 	return nil
+}
+
+func (r *Reloader) source() string {
+	if r.path == "" {
+		return "embedded"
+	}
+	return r.path
+}
+
+// nonNil makes an empty list log as [] rather than null.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

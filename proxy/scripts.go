@@ -207,11 +207,11 @@ func (h *Handler) serveScript(ctx *fasthttp.RequestCtx, rt *runtime, p *prepared
 	case e != nil && now.Before(e.fetched.Add(cfg.Cache.MaxTTL+cfg.Cache.StaleFor)):
 		result = "stale"
 		k, uri := string(key), string(scriptURI(nil, p.up, cfg, path, args))
-		up := p.up
-		h.scripts.refresh(k, func() (*scriptEntry, error) { return h.fetchScript(cfg, up, k, uri, reg) })
+		up, route := p.up, p.route
+		h.scripts.refresh(k, func() (*scriptEntry, error) { return h.fetchScript(cfg, up, route, k, uri, reg) })
 	default:
 		fresh, err, coalesced := h.scripts.fetch(key, func() (*scriptEntry, error) {
-			return h.fetchScript(cfg, p.up, string(key), string(scriptURI(nil, p.up, cfg, path, args)), reg)
+			return h.fetchScript(cfg, p.up, p.route, string(key), string(scriptURI(nil, p.up, cfg, path, args)), reg)
 		})
 		if err != nil {
 			h.metrics.CacheResult("error")
@@ -229,10 +229,10 @@ func (h *Handler) serveScript(ctx *fasthttp.RequestCtx, rt *runtime, p *prepared
 	h.record(ctx, p, ctx.Response.StatusCode(), 0, nil, start)
 }
 
-// fetchScript gets one script (uri, from up) from the upstream and caches
-// a 200 under key. It keeps no request bytes: it may run after the
+// fetchScript gets one script (uri, from up, for the route of index
+// route) from the upstream and caches a 200 under key. It keeps no request bytes: it may run after the
 // request that started it has been answered.
-func (h *Handler) fetchScript(cfg *config.Config, up upstream, key, uri string, reg consentmode.Region) (*scriptEntry, error) {
+func (h *Handler) fetchScript(cfg *config.Config, up upstream, route int, key, uri string, reg consentmode.Region) (*scriptEntry, error) {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
@@ -250,7 +250,7 @@ func (h *Handler) fetchScript(cfg *config.Config, up upstream, key, uri string, 
 	if err != nil {
 		errKind = upstreamErrorKind(err)
 	}
-	h.metrics.upstream(consentmode.FamilyScript, time.Since(start), status, errKind)
+	h.metrics.upstream(route, time.Since(start), status, errKind)
 	if err != nil {
 		return nil, &upstreamError{err}
 	}

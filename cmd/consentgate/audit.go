@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -54,20 +53,15 @@ type loggedDecision struct {
 }
 
 func cmdAudit(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
+	fs := newFlagSet("audit")
 	path := configFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	regionFlag := fs.String("region", "", "visitor region `CC` for hits without a geo header")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: consentgate audit [--config FILE] [--json] [--region CC] FILE...\n\nFILE is a TSV of hits (METHOD, URL, BODY), a HAR 1.2 export or the gateway's decision log.")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, reorder(args, map[string]bool{"json": true}), stderr); err != nil {
+	if err := parseFlags(fs, reorder(args, map[string]bool{"json": true, "h": true, "help": true}), stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
-		fs.Usage()
-		return errUsage
+		return usageError(fs, stderr, "give at least one FILE")
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {
@@ -246,11 +240,17 @@ func readCapture(path string) (hits []auditHit, logged []loggedDecision, skipped
 			continue
 		}
 		cols := strings.Split(line, "\t")
-		if len(cols) == 3 { // METHOD, URL, BODY
+		switch len(cols) {
+		case 2: // METHOD, URL
+			cols = []string{"", cols[0], cols[1], ""}
+		case 3: // METHOD, URL, BODY
 			cols = append([]string{""}, cols...)
 		}
 		if len(cols) != 4 {
-			return nil, nil, 0, fmt.Errorf("%s:%d: want METHOD<TAB>URL<TAB>BODY (or SOURCE first), got %d columns", path, n, len(cols))
+			return nil, nil, 0, fmt.Errorf("%s:%d: want METHOD<TAB>URL, optionally with <TAB>BODY after and SOURCE<TAB> before; got %d columns", path, n, len(cols))
+		}
+		if strings.HasPrefix(cols[2], "/") && !strings.HasPrefix(cols[2], "//") {
+			return nil, nil, 0, fmt.Errorf("%s:%d: %q is a relative URL: audit needs the host to tell a tag hit from the site's own pages; write it absolute, such as https://metrics.shop.example%s (or start it with // or, for a GA4 hit, with the query ?v=2&...)", path, n, cols[2], cols[2])
 		}
 		method, rawURL, body := cols[1], repairURL(cols[2]), cols[3]
 		if body == "-" {

@@ -2,20 +2,25 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
 
 	"github.com/consentgate/consentgate/config"
 	"github.com/consentgate/consentgate/proxy"
 )
 
-var update = flag.Bool("update", false, "rewrite the generated parts of README.md and docs/rules.md")
+var update = flag.Bool("update", false, "rewrite the generated parts of docs/")
 
 // defaultRulesDoc is the rules document of the embedded default config,
 // free of any CONSENTGATE_* variables of the environment.
@@ -54,75 +59,142 @@ func ga4Section(d *rulesDoc) string {
 	return b.String()
 }
 
-func generatedReadme(t *testing.T, readme string, d *rulesDoc) string {
+// generated replaces each "<!-- BEGIN GENERATED name: ... -->" …
+// "<!-- END GENERATED name -->" section of doc with sections[name]. Every
+// section of the map must be there.
+func generated(t *testing.T, path, doc string, sections map[string]string) string {
 	t.Helper()
-	for name, body := range map[string]string{"routes": routesSection(d), "ga4": ga4Section(d), "metrics": metricsSection()} {
+	for name, body := range sections {
 		re := regexp.MustCompile(`(?s)(<!-- BEGIN GENERATED ` + name + `:[^\n]*-->\n).*?(<!-- END GENERATED ` + name + ` -->)`)
-		loc := re.FindStringSubmatchIndex(readme)
+		loc := re.FindStringSubmatchIndex(doc)
 		if loc == nil {
-			t.Fatalf("README.md has no generated section %q", name)
+			t.Fatalf("%s has no generated section %q", path, name)
 		}
-		readme = readme[:loc[3]] + body + readme[loc[4]:]
+		doc = doc[:loc[3]] + body + doc[loc[4]:]
 	}
-	return readme
+	return doc
 }
 
-// metricsHelp says what each metric family counts.
-var metricsHelp = map[string]string{
-	"consentgate_hits_total":                 "hits decided, by route, family and action",
-	"consentgate_decision_reasons_total":     "decisions by family and reason code",
-	"consentgate_consent_downgrades_total":   "consent types a hit claimed granted and the gateway enforced denied, by type and deciding source",
-	"consentgate_malformed_signals_total":    "malformed consent inputs, by input (gcs, gcd, npa, tcf, us_privacy, gpp, cmp_cookie, body)",
-	"consentgate_region_unknown_total":       "hits without a trusted region",
-	"consentgate_removed_fields_total":       "fields removed, by name (the closed field catalogue)",
-	"consentgate_upstream_duration_seconds":  "upstream latency histogram, by family",
-	"consentgate_upstream_errors_total":      "upstream failures by kind: timeout, refused, no_free_conns, other, 5xx",
-	"consentgate_rejected_total":             "requests answered locally with an error status (4xx, 503 over a limit), by reason",
-	"consentgate_conflicting_headers_total":  "headers sent twice with different values (geo, content_type, content_encoding, sec_gpc): the fail-closed answer applied",
-	"consentgate_accept_errors_total":        "failed accepts by kind (emfile, enfile, enobufs, enomem, other); the listener backs off and retries",
-	"consentgate_reading_requests":           "requests being read (header or body still arriving)",
-	"consentgate_buffered_request_bytes":     "request bytes held by requests in progress",
-	"consentgate_script_cache_total":         "script cache lookups: hit, miss, coalesced, stale, error",
-	"consentgate_config_reloads_total":       "config reloads by result",
-	"consentgate_decision_log_dropped_total": "decision-log lines dropped because the writer fell behind",
-	"consentgate_in_flight_requests":         "requests being handled",
-	"consentgate_enforcing":                  "1 when enforcing, 0 in dry run",
-	"consentgate_build_info":                 "build version",
-	"consentgate_delivery_accepted_total":    "queued hits accepted (answered 204), by family",
-	"consentgate_delivery_delivered_total":   "queued hits delivered upstream, by family",
-	"consentgate_delivery_retried_total":     "delivery attempts that failed and will be retried, by cause: refused, timeout, 5xx, 429, other",
-	"consentgate_delivery_dropped_total":     "queued hits given up, by cause: max_age, rejected_4xx, spool_corrupt, shutdown (no spool), malformed",
+// configSection is the configuration reference: every key of the config
+// struct, with its default and description from config/default.yaml.
+func configSection() string {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "| key | default | takes | on reload | meaning |\n|---|---|---|---|---|\n")
+	for _, k := range config.Keys() {
+		def := "–"
+		if k.Default != "" && k.Default != `""` {
+			def = "`" + cell(k.Default) + "`"
+		}
+		reload := "applied"
+		if k.Restart {
+			reload = "**restart**"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", k.Name, def, cell(k.Type), reload, cell(k.Doc))
+	}
+	return b.String()
 }
+
+// marketersSection is what leaves for a GA4 and an Ads hit per consent situation.
+func marketersSection(d *rulesDoc) string {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "| hit | consent | action | what Google does not get |\n|---|---|---|---|\n")
+	for _, o := range d.Outcomes {
+		if o.Route == "ga4_collect" || o.Route == "ads_conversion" {
+			fmt.Fprintf(&b, "| %s | %s | **%s** | %s |\n", o.Route, o.Situation, o.Action, cell(strings.Join(o.Removed, " ")))
+		}
+	}
+	return b.String()
+}
+
+// explainExample is the text explain prints for the auditors' example hit,
+// with a fixed secret and day so that the ephemeral ids stay the same.
+func explainExample(t *testing.T) string {
+	t.Helper()
+	t.Setenv("CONSENTGATE_COOKIELESS_SECRET", "docs-secret-k3J9x0PqZ7vB2mWn5tR8")
+	cfg, err := config.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := time.Date(2026, 6, 6, 12, 0, 0, 0, time.UTC)
+	h, err := proxy.NewHandler(cfg, zap.NewNop(), proxy.NewMetrics("docs"), nil, proxy.Options{Now: func() time.Time { return day }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	headers := headerFlags{}
+	for _, hd := range explainExampleHeaders {
+		if err := headers.Set(hd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req, in, err := proxy.BuildExplainRequest("", explainExampleURL, headers, "", "DE", "198.51.100.23")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fasthttp.ReleaseRequest(req)
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "```sh\nconsentgate explain --region DE --client-ip 198.51.100.23 \\\n")
+	for _, hd := range explainExampleHeaders {
+		fmt.Fprintf(&b, "  -H '%s' \\\n", hd)
+	}
+	fmt.Fprintf(&b, "  '%s'\n```\n\n```\n", explainExampleURL)
+	printExplanation(&b, h.Explain(in))
+	fmt.Fprintf(&b, "```\n")
+	return b.String()
+}
+
+// checkExample is what check prints for testdata/check/broken.yaml with
+// one bad environment variable.
+func checkExample(t *testing.T) string {
+	t.Helper()
+	t.Setenv("CONSENTGATE_CONSENT_UNKNOWN_REGION", "nope")
+	defer os.Unsetenv("CONSENTGATE_CONSENT_UNKNOWN_REGION")
+	var out, errOut bytes.Buffer
+	err := run([]string{"check", "--config", "../../testdata/check/broken.yaml"}, &out, &errOut)
+	if !errors.Is(err, errFailed) {
+		t.Fatalf("check broken.yaml: %v, want errFailed", err)
+	}
+	shown := strings.ReplaceAll(errOut.String(), "../../testdata/", "testdata/") // as run from the repository's root
+	return "```\n$ CONSENTGATE_CONSENT_UNKNOWN_REGION=nope consentgate check --config testdata/check/broken.yaml\n" + shown + "```\n"
+}
+
+var explainExampleHeaders = []string{"Cookie: _ga=GA1.1.1174285007.1749196701; session=abc", "Referer: https://shop.example/cart?coupon=X"}
+
+const explainExampleURL = "https://metrics.shop.example/g/collect?v=2&tid=G-ABC123&_p=1749196701069&gcs=G111&gcd=13p3p3p2p5l1&cid=1174285007.1749196701&sid=1749196701&sct=3&uid=u42&up.plan=gold&en=page_view&dl=https%3A%2F%2Fshop.example%2F%3F_gl%3D1*x*y"
 
 func metricsSection() string {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "| metric | meaning |\n|---|---|\n")
 	for _, n := range proxy.NewMetrics("docs").Names() {
-		fmt.Fprintf(&b, "| `%s` | %s |\n", n, metricsHelp[n])
+		fmt.Fprintf(&b, "| `%s` | %s |\n", n, proxy.Help(n))
 	}
 	fmt.Fprintf(&b, "\nPlus the Go runtime and process metrics (`go_*`, `process_*`).\n")
 	return b.String()
 }
 
-// TestDocs keeps README.md's generated tables and docs/rules.md equal to
-// what `consentgate rules` prints for the default config.
+// TestDocs keeps the generated parts of the documentation equal to what
+// the code says: the rule tables and docs/rules.md (`consentgate rules`
+// for the default config), the configuration reference (the config
+// struct and config/default.yaml), the metrics table (the metrics and
+// their help) and the explain example (the explain command).
 func TestDocs(t *testing.T) {
 	d := defaultRulesDoc(t)
-	for _, n := range proxy.NewMetrics("docs").Names() {
-		if metricsHelp[n] == "" {
-			t.Errorf("metric %s has no line in metricsHelp", n)
-		}
-	}
 	var rules bytes.Buffer
 	writeRulesMarkdown(&rules, d)
-
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
+	sections := map[string]map[string]string{
+		"../../docs/operators.md": {"config": configSection(), "metrics": metricsSection(), "check": checkExample(t)},
+		"../../docs/auditors.md":  {"routes": routesSection(d), "ga4": ga4Section(d), "explain": explainExample(t)},
+		"../../docs/marketers.md": {"outcomes": marketersSection(d)},
 	}
 	want := map[string]string{
-		"../../README.md":     generatedReadme(t, string(readme), d),
 		"../../docs/rules.md": "<!-- Generated by `consentgate rules` for the default config: go test ./cmd/consentgate -run TestDocs -update -->\n\n" + rules.String(),
+	}
+	for path, secs := range sections {
+		doc, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[path] = generated(t, path, string(doc), secs)
 	}
 	for path, content := range want {
 		if *update {
@@ -139,4 +211,48 @@ func TestDocs(t *testing.T) {
 			t.Errorf("%s is out of date (-want +got):\n%s\nrun: go test ./cmd/consentgate -run TestDocs -update", path, diff)
 		}
 	}
+}
+
+// TestReadmeLinksEveryDoc: the README's documentation list links every
+// file of docs/, and every relative link of the README and docs/ points
+// to a file that exists.
+func TestReadmeLinksEveryDoc(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := filepath.Glob("../../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range docs {
+		if !strings.Contains(string(readme), "](docs/"+filepath.Base(f)+")") {
+			t.Errorf("README.md does not link docs/%s", filepath.Base(f))
+		}
+	}
+	link := regexp.MustCompile(`\]\(([^)#:]+)(#[^)]*)?\)`)
+	for _, f := range append(docs, "../../README.md") {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range link.FindAllStringSubmatch(string(b), -1) {
+			target := filepath.Join(filepath.Dir(f), m[1])
+			if _, err := os.Stat(target); err != nil && !optionalDoc(m[1]) {
+				t.Errorf("%s links %s, which does not exist", f, m[1])
+			}
+		}
+	}
+}
+
+// optionalDoc names the files other work adds (the limits, consent,
+// deployment and delivery documents, the alert rules); the docs link them
+// ahead.
+func optionalDoc(link string) bool {
+	for _, n := range []string{"limits.md", "consent.md", "deploy.md", "delivery.md", "prometheus/alerts.yaml"} {
+		if strings.HasSuffix(link, n) {
+			return true
+		}
+	}
+	return false
 }

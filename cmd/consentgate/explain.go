@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -46,25 +45,20 @@ func newOfflineHandler(cfg *config.Config) (*proxy.Handler, error) {
 }
 
 func cmdExplain(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
+	fs := newFlagSet("explain")
 	path := configFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	method := fs.String("X", "", "request `method` (default GET, or POST with --body)")
+	method := fs.String("X", "", "request `METHOD` (default GET, or POST with --body)")
 	body := fs.String("body", "", "request body `TEXT`, or @FILE")
 	regionFlag := fs.String("region", "", "visitor region `CC` (ISO 3166-1/-2), instead of geo headers")
 	clientFlag := fs.String("client-ip", "", "visitor `IP` address")
 	headers := headerFlags{}
-	fs.Var(headers, "H", "request header `'Name: value'` (repeatable)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: consentgate explain [--config FILE] [--json] [-X METHOD] [-H 'Name: value']... [--body TEXT|@FILE] [--region CC] [--client-ip IP] URL")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, reorder(args, map[string]bool{"json": true}), stderr); err != nil {
+	fs.Var(headers, "H", "add the request header `'Name: value'` (repeatable)")
+	if err := parseFlags(fs, reorder(args, map[string]bool{"json": true, "h": true, "help": true}), stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
-		return errUsage
+		return usageError(fs, stderr, "give one URL")
 	}
 	b := *body
 	if strings.HasPrefix(b, "@") {
@@ -137,13 +131,9 @@ func printExplanation(w io.Writer, e *proxy.Explanation) {
 		fmt.Fprint(w, "  (dry run: the original hit is forwarded)")
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "consent")
+	fmt.Fprintf(w, "consent  %-19s %-8s %-22s %s\n", "type", "enforced", "decided by", "what the hit said")
 	for _, t := range []string{"ad_storage", "analytics_storage", "ad_user_data", "ad_personalization"} {
-		claimed := e.Claimed[t]
-		if claimed == "" {
-			claimed = "-"
-		}
-		fmt.Fprintf(w, "  %-19s %-8s from %-22s (hit claimed: %s)\n", t, e.Consent[t], e.Sources[t], claimed)
+		fmt.Fprintf(w, "         %-19s %-8s %-22s %s\n", t, e.Consent[t], e.Sources[t], saidText(e, t))
 	}
 	fmt.Fprintf(w, "reasons  %s\n", strings.Join(e.Reasons, ", "))
 	fmt.Fprintf(w, "removed  %s\n", strings.Join(e.Removed, ", "))
@@ -151,11 +141,6 @@ func printExplanation(w io.Writer, e *proxy.Explanation) {
 		fmt.Fprintf(w, "forward  nothing (the browser gets HTTP %d)\n", e.Status)
 	} else {
 		fmt.Fprintf(w, "forward  %s %s\n", e.Forward.Method, e.Forward.URL)
-		if e.Delivery == "queue" {
-			fmt.Fprintln(w, "delivery queue: the browser gets 204 at once; the gateway delivers with retries")
-		} else {
-			fmt.Fprintln(w, "delivery sync: the browser gets the upstream's answer")
-		}
 		names := make([]string, 0, len(e.Forward.Headers))
 		for k := range e.Forward.Headers {
 			names = append(names, k)
@@ -167,6 +152,35 @@ func printExplanation(w io.Writer, e *proxy.Explanation) {
 		if e.Forward.Body != "" {
 			fmt.Fprintf(w, "body\n%s\n", e.Forward.Body)
 		}
+		if e.Delivery == "queue" {
+			fmt.Fprintln(w, "delivery queue: the browser gets 204 at once; the gateway delivers with retries")
+		} else {
+			fmt.Fprintln(w, "delivery sync: the browser gets the upstream's answer")
+		}
 	}
 	fmt.Fprintf(w, "policy   %s\n", e.PolicyVersion)
+}
+
+// saidText lists what each input of the hit said about type t, and flags
+// an over-claim: an input said granted, the gateway enforced denied.
+func saidText(e *proxy.Explanation, t string) string {
+	var parts, granted []string
+	for _, in := range []string{"gcs", "gcd", "npa", "mp", "tcf"} {
+		v := e.Said[t][in]
+		if v == "" {
+			continue
+		}
+		parts = append(parts, in+" "+v)
+		if v == "granted" {
+			granted = append(granted, in)
+		}
+	}
+	if len(parts) == 0 {
+		return "nothing (region default)"
+	}
+	s := strings.Join(parts, ", ")
+	if len(granted) > 0 && e.Consent[t] == "denied" {
+		s += "  << OVER-CLAIM: " + strings.Join(granted, ", ") + " said granted"
+	}
+	return s
 }

@@ -6,7 +6,7 @@
 //	consentgate explain [--config FILE] [--json] [-X METHOD] [-H 'Name: value']... [--body TEXT|@FILE] [--region CC] [--client-ip IP] URL
 //	consentgate audit   [--config FILE] [--json] [--region CC] FILE...
 //	consentgate rules   [--config FILE] [--json]
-//	consentgate check   --config FILE
+//	consentgate check   [--config FILE]
 //	consentgate version
 package main
 
@@ -50,44 +50,36 @@ func main() {
 	}
 }
 
-const usage = `consentgate — a consent-enforcing gateway for Google tags
-
-Usage:
-  consentgate serve   [--config FILE]
-  consentgate explain [--config FILE] [--json] [-X METHOD] [-H 'Name: value']... [--body TEXT|@FILE] [--region CC] [--client-ip IP] URL
-  consentgate audit   [--config FILE] [--json] [--region CC] FILE...
-  consentgate rules   [--config FILE] [--json]
-  consentgate check   --config FILE
-  consentgate version
-
-The configuration file may also be given as CONSENTGATE_CONFIG. Without
-one, the embedded default configuration is used.
-`
-
 func run(args []string, stdout, stderr io.Writer) error {
+	err := dispatch(args, stdout, stderr)
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	return err
+}
+
+func dispatch(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		topUsage(stderr)
 		return errUsage
 	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "serve":
-		return cmdServe(rest, stderr)
-	case "explain":
-		return cmdExplain(rest, stdout, stderr)
-	case "audit":
-		return cmdAudit(rest, stdout, stderr)
-	case "rules":
-		return cmdRules(rest, stdout, stderr)
-	case "check":
-		return cmdCheck(rest, stdout, stderr)
-	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "consentgate", version)
-		return nil
+	name, rest := args[0], args[1:]
+	switch name {
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		if len(rest) > 0 {
+			return dispatch([]string{rest[0], "--help"}, stdout, stderr)
+		}
+		topUsage(stdout)
 		return nil
+	case "--version", "-v":
+		name = "version"
 	}
-	fmt.Fprintf(stderr, "consentgate: unknown command %q\n\n%s", cmd, usage)
+	for _, c := range commands() {
+		if c.name == name {
+			return c.run(rest, stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "consentgate: unknown command %q\n\n", name)
+	topUsage(stderr)
 	return errUsage
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
@@ -177,11 +176,14 @@ func regionRule(name string, r consentmode.RegionRule) regionRuleDoc {
 }
 
 func cmdRules(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("rules", flag.ContinueOnError)
+	fs := newFlagSet("rules")
 	path := configFlag(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args, stderr); err != nil {
+	asJSON := fs.Bool("json", false, "print JSON instead of Markdown")
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError(fs, stderr, "unexpected argument "+fs.Arg(0))
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -22,53 +23,64 @@ import (
 
 // configFlag registers --config, defaulting to $CONSENTGATE_CONFIG.
 func configFlag(fs *flag.FlagSet) *string {
-	return fs.String("config", os.Getenv("CONSENTGATE_CONFIG"), "YAML config `file` (default: the embedded config)")
+	return fs.String("config", os.Getenv("CONSENTGATE_CONFIG"), "read the YAML configuration from `FILE`")
 }
 
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
-	return nil
-}
-
-func newLogger(level, format string) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
+// newLogger builds the operational log: JSON (or console text on a
+// terminal) with RFC 3339 timestamps, durations as strings with their unit
+// ("5s"), and no stack traces: every error logged here is an expected one
+// (a rejected reload, an upstream failure), and its message says what to
+// do. The level can change at run time (a reload of log.level).
+func newLogger(level, format string, w zapcore.WriteSyncer, tty bool) (*zap.Logger, zap.AtomicLevel, error) {
+	lvl, err := zap.ParseAtomicLevel(level)
 	if err != nil {
-		return nil, err
+		return nil, lvl, err
 	}
 	if format == "auto" {
 		format = "json"
-		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		if tty {
 			format = "console"
 		}
 	}
-	var cfg zap.Config
+	ec := zap.NewProductionEncoderConfig()
+	ec.TimeKey = "ts"
+	ec.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	ec.EncodeDuration = zapcore.StringDurationEncoder
+	ec.StacktraceKey = ""
+	var enc zapcore.Encoder
 	if format == "console" {
-		cfg = zap.NewDevelopmentConfig()
-		cfg.DisableStacktrace = true
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
 	} else {
-		cfg = zap.NewProductionConfig()
+		enc = zapcore.NewJSONEncoder(ec)
 	}
-	cfg.Level = zap.NewAtomicLevelAt(lvl)
-	cfg.OutputPaths = []string{"stderr"}
-	return cfg.Build()
+	return zap.New(zapcore.NewCore(enc, w, lvl)), lvl, nil
 }
 
-func cmdServe(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+// stderrIsTerminal reports whether the log goes to a terminal.
+func stderrIsTerminal() bool {
+	fi, err := os.Stderr.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func cmdServe(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve")
 	path := configFlag(fs)
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return usageError(fs, stderr, "unexpected argument "+fs.Arg(0))
+	}
 	// Signals first: a SIGTERM or SIGHUP during start-up (spool replay
-	// included) must not take the default action and kill the process.
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	// included) must not take the default action and kill the process; it
+	// waits in the channel. SIGTERM or Ctrl-C starts a graceful stop, a
+	// second one cuts it short.
+	ctx, stopServing := context.WithCancel(context.Background())
+	defer stopServing()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sigs)
 	// One random key for the process when cookieless.secret is unset, so
 	// that reloads keep ephemeral ids stable.
 	fallback := make([]byte, 32)
@@ -78,7 +90,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg.Log.Level, cfg.Log.Format)
+	log, level, err := newLogger(cfg.Log.Level, cfg.Log.Format, zapcore.Lock(os.Stderr), stderrIsTerminal())
 	if err != nil {
 		return err
 	}
@@ -135,22 +147,38 @@ func cmdServe(args []string, stderr io.Writer) error {
 	log.Info("listening", zap.String("public", pub.Addr().String()), zap.String("admin", adm.Addr().String()))
 
 	reloader := proxy.NewReloader(h, m, log, *path, load)
-	rctx, rcancel := context.WithCancel(ctx)
+	reloader.OnApply(func(c *config.Config) { _ = level.UnmarshalText([]byte(c.Log.Level)) }) // validated by Load
+	rctx, rcancel := context.WithCancel(context.Background())
 	reloader.Start(rctx)
+	var sigWG sync.WaitGroup
+	sigWG.Add(1)
 	go func() {
+		defer sigWG.Done()
+		stopping := false
 		for {
 			select {
 			case <-rctx.Done():
 				return
-			case <-hup:
-				log.Info("SIGHUP: reloading config")
-				reloader.Trigger()
+			case sig := <-sigs:
+				switch {
+				case sig == syscall.SIGHUP:
+					log.Info("SIGHUP: reloading config")
+					reloader.Trigger()
+				case !stopping:
+					stopping = true
+					log.Info("stopping; send the signal again to stop at once", zap.String("signal", sig.String()))
+					stopServing()
+				default:
+					log.Info("stopping at once", zap.String("signal", sig.String()))
+					srv.Abort()
+				}
 			}
 		}
 	}()
 	err = srv.Run(ctx, pub, adm)
 	rcancel()
 	reloader.Wait()
+	sigWG.Wait()
 	log.Info("stopped")
 	return err
 }

@@ -49,7 +49,7 @@ func TestServeEndToEnd(t *testing.T) {
 	cfgPath := filepath.Join(dir, "config.yaml")
 	logPath := filepath.Join(dir, "decisions.log")
 	base := "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nupstream: http://" + ln.Addr().String() + "\npath_prefix: /metrics\n" +
-		"cookieless: {secret: serve-test-secret-0123}\ntimeouts: {drain: 200ms}\nlog: {format: json, decisions: {output: " + logPath + "}}\n" +
+		"cookieless: {secret: serve-test-secret-0123}\ntimeouts: {drain: 60s}\nlog: {format: json, decisions: {output: " + logPath + "}}\n" +
 		"delivery: {spool: {dir: " + filepath.Join(dir, "spool") + "}}\n"
 	if err := os.WriteFile(cfgPath, []byte(base), 0o600); err != nil {
 		t.Fatal(err)
@@ -94,6 +94,9 @@ func TestServeEndToEnd(t *testing.T) {
 		}
 	}
 	listening := waitLine("listening")
+	if ts, _ := listening["ts"].(string); !strings.HasPrefix(ts, "20") || !strings.Contains(ts, "T") {
+		t.Errorf("log ts %v is not an RFC 3339 time", listening["ts"])
+	}
 	public, admin := listening["public"].(string), listening["admin"].(string)
 
 	client := &fasthttp.Client{}
@@ -158,11 +161,18 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	mu.Unlock()
 
-	// SIGTERM: readiness off, drain, exit 0.
+	// SIGTERM: readiness off, drain; a second signal (Ctrl-C) cuts the
+	// 60 s drain short, and the exit status is still 0.
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitLine("draining")
+	if d := waitLine("draining"); d["drain"] != "1m0s" {
+		t.Errorf("draining line %v: want the drain as a duration with its unit", d)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	waitLine("drain cut short")
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// errHelp marks a --help that was answered (exit status 0).
+var errHelp = errors.New("help shown")
+
+// command is one subcommand as the usage texts show it.
+type command struct {
+	name     string
+	synopsis string // what follows the name in "Usage:"
+	summary  string // one line for the top-level usage
+	details  string // paragraphs for the command's own --help; may be ""
+	run      func(args []string, stdout, stderr io.Writer) error
+}
+
+// commands lists the subcommands in the order the top-level usage shows them.
+func commands() []command {
+	return []command{
+		{"serve", "[--config FILE]", "run the gateway", serveDetails, cmdServe},
+		{"explain", "[flags] URL", "decide one hit as serve would and show what would leave", explainDetails, cmdExplain},
+		{"audit", "[flags] FILE...", "check captured hits or a decision log against the invariants", auditDetails, cmdAudit},
+		{"rules", "[--config FILE] [--json]", "print the effective rule table", "", cmdRules},
+		{"check", "[--config FILE]", "validate a configuration and list every problem", checkDetails, cmdCheck},
+		{"version", "", "print the version", "", cmdVersion},
+	}
+}
+
+const configDetails = `The configuration is the file given with --config, else the file named by
+CONSENTGATE_CONFIG, else the embedded default. CONSENTGATE_<KEY> variables
+override single keys (CONSENTGATE_CONSENT_MODE=basic).`
+
+const serveDetails = `Serves tag hits and scripts on listen and /metrics, /readyz and /debug/ on
+admin_listen. SIGHUP or a change of the file reloads the configuration;
+SIGTERM or Ctrl-C drains (timeouts.drain), then stops. A second Ctrl-C
+stops at once.`
+
+const explainDetails = `URL is the hit as the browser sent it, absolute (https://host/g/collect?...).
+Prints the route, region, action, each consent type's enforced value with
+what the hit claimed and the source that decided it, the removed fields and
+the upstream request exactly as serve would send it. Nothing is sent.`
+
+const auditDetails = `FILE is a TSV of hits (METHOD<TAB>URL, with an optional BODY column and an
+optional SOURCE column first), a HAR 1.2 export of the browser's network
+tab, or the gateway's decision log. Each hit is decided as serve would and
+checked against the invariants; the exit status is 1 if any breaks.`
+
+const checkDetails = `Loads the configuration as serve would and prints every problem at once:
+unknown keys with the closest known key, invalid values with the allowed
+ones, each with its file line or environment variable. Exit status 1 if
+there is any; warnings do not fail.`
+
+// topUsage is the top-level usage.
+func topUsage(w io.Writer) {
+	fmt.Fprintf(w, "consentgate — a consent-enforcing gateway for Google tags\n\nUsage:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %s\n", strings.TrimSpace("consentgate "+c.name+" "+c.synopsis))
+	}
+	fmt.Fprintf(w, "\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\n%s\n\nRun 'consentgate COMMAND --help' for a command's flags.\n", configDetails)
+}
+
+// newFlagSet returns the flag set of the named command, with the shared
+// usage format: synopsis, summary, details, flags.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() { commandUsage(fs.Output(), name, fs) }
+	return fs
+}
+
+func commandUsage(w io.Writer, name string, fs *flag.FlagSet) {
+	var c command
+	for _, x := range commands() {
+		if x.name == name {
+			c = x
+		}
+	}
+	fmt.Fprintf(w, "Usage: %s\n\n%s.\n", strings.TrimSpace("consentgate "+c.name+" "+c.synopsis), capitalize(c.summary))
+	if c.details != "" {
+		fmt.Fprintf(w, "\n%s\n", c.details)
+	}
+	var rows [][2]string
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(f)
+		dash := "--"
+		if len(f.Name) == 1 {
+			dash = "-"
+		}
+		left := dash + f.Name
+		if arg != "" {
+			left += " " + arg
+		}
+		if f.DefValue != "" && f.DefValue != "false" && f.Name != "config" {
+			usage += " (default " + f.DefValue + ")"
+		}
+		rows = append(rows, [2]string{left, usage})
+	})
+	if len(rows) == 0 {
+		return
+	}
+	width := 0
+	for _, r := range rows {
+		width = max(width, len(r[0]))
+	}
+	fmt.Fprintf(w, "\nFlags:\n")
+	for _, r := range rows {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, r[0], r[1])
+	}
+	if fs.Lookup("config") != nil {
+		fmt.Fprintf(w, "\n%s\n", configDetails)
+	}
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// parseFlags parses args. --help prints the usage on stdout (errHelp,
+// exit 0); a mistake prints it on stderr (errUsage, exit 2).
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	usage := fs.Usage
+	fs.Usage = func() {} // printed below, on the right stream
+	fs.SetOutput(stderr) // for the flag package's own error line
+	err := fs.Parse(args)
+	fs.Usage = usage
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return errHelp
+	case err != nil:
+		fmt.Fprintln(stderr)
+		fs.Usage()
+		return errUsage
+	}
+	return nil
+}
+
+// usageError prints msg and the command's usage on stderr (exit 2).
+func usageError(fs *flag.FlagSet, stderr io.Writer, msg string) error {
+	fmt.Fprintf(stderr, "consentgate %s: %s\n\n", fs.Name(), msg)
+	fs.SetOutput(stderr)
+	fs.Usage()
+	return errUsage
+}
+
+func cmdVersion(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("version")
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "consentgate", version)
+	return nil
+}
