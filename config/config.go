@@ -407,7 +407,7 @@ func checkFile(path string, b []byte) error {
 }
 
 // flatten lists the effective value of every key, as compared by Changes.
-// The secret is kept as a hash: a change shows, the value does not.
+// Secrets are kept as hashes: a change shows, the value does not.
 func flatten(settings map[string]any) map[string]string {
 	out := map[string]string{}
 	var walk func(v any, key string)
@@ -419,7 +419,7 @@ func flatten(settings map[string]any) map[string]string {
 			return
 		}
 		s := fmt.Sprint(v)
-		if key == "cookieless.secret" && s != "" {
+		if (key == "cookieless.secret" || key == "log.decisions.kafka.sasl.password") && s != "" {
 			sum := sha256.Sum256([]byte(s))
 			s = hex.EncodeToString(sum[:8])
 		}
