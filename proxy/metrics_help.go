@@ -30,6 +30,10 @@ var help = map[string]string{
 	"consentgate_delivery_retried_total":     "Delivery attempts that failed and will be retried, by cause: refused, timeout, 5xx, 429, other.",
 	"consentgate_delivery_dropped_total":     "Queued hits given up, by cause: max_age, rejected_4xx, spool_corrupt, shutdown (no spool), malformed.",
 
+	"consentgate_decision_kafka_records_total":    "Decision-log records the Kafka brokers acknowledged (log.decisions.kafka; present when configured).",
+	"consentgate_decision_kafka_dropped_total":    "Decision-log records not streamed to Kafka, by cause: buffer_full (brokers slow or away), delivery_failed (not acknowledged in time, or left at shutdown).",
+	"consentgate_decision_kafka_buffered_records": "Decision-log records waiting for the Kafka brokers.",
+
 	"go_goroutines":                 "Goroutines that currently exist.",
 	"go_threads":                    "OS threads created by the Go runtime.",
 	"go_gc_duration_seconds":        "Duration of the stop-the-world phases of garbage collections in seconds.",

@@ -112,16 +112,18 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	m := proxy.NewMetrics(version)
 	m.SetEnforcing(cfg.Enforce)
 	var dlogOpts []proxy.DecisionLogOption
+	var kafka *proxy.KafkaSink
 	if cfg.Log.Kafka != nil {
-		ks, err := proxy.NewKafkaSink(cfg.Log.Kafka, m, log)
+		kafka, err = proxy.NewKafkaSink(cfg.Log.Kafka, m, log)
 		if err != nil {
 			return err
 		}
-		dlogOpts = append(dlogOpts, proxy.WithKafka(ks))
+		dlogOpts = append(dlogOpts, proxy.WithKafka(kafka))
 		log.Info("decision log: streaming to kafka", zap.Strings("brokers", cfg.Log.Kafka.Brokers), zap.String("topic", cfg.Log.Kafka.Topic))
 	}
 	dlog, err := proxy.NewDecisionLog(cfg.Log.DecisionOutput, m, dlogOpts...)
 	if err != nil {
+		_ = kafka.Close() // nil-safe; the decision log owns it otherwise
 		return err
 	}
 	defer func() { _ = dlog.Close() }()
