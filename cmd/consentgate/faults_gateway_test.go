@@ -231,23 +231,6 @@ func (g *gateway) logTail() string {
 	return strings.Join(g.tail, "\n")
 }
 
-// waitLog waits until the gateway logged msg n times, or d passes.
-func (g *gateway) waitLog(msg string, n int, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for {
-		g.mu.Lock()
-		got := g.msgs[msg]
-		g.mu.Unlock()
-		if got >= n {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitLogPrefix waits for a log message starting with prefix ("config
 // reload" covers a reload that changed something and one that did not;
 // a rejected reload does not count).
