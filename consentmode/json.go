@@ -135,7 +135,7 @@ func (s *jsonScanner) str() bool {
 					return false
 				}
 				for k := 2; k < 6; k++ {
-					if _, ok := unhex(s.b[s.i+k]); !ok {
+					if _, ok := HexDigit(s.b[s.i+k]); !ok {
 						return false
 					}
 				}
@@ -269,7 +269,7 @@ func jsonUnquote(dst, q []byte) []byte {
 			if i+4 < len(q) {
 				var r rune
 				for k := 1; k <= 4; k++ {
-					h, _ := unhex(q[i+k])
+					h, _ := HexDigit(q[i+k])
 					r = r<<4 | rune(h)
 				}
 				if r < 0x80 {

@@ -20,7 +20,9 @@ func splitPair(pair []byte) (key, value []byte) {
 	return key, value
 }
 
-func unhex(c byte) (byte, bool) {
+// HexDigit returns the value of the hexadecimal digit c, or false when c
+// is not one. The proxy's path checks use it too.
+func HexDigit(c byte) (byte, bool) {
 	switch {
 	case '0' <= c && c <= '9':
 		return c - '0', true
@@ -40,8 +42,8 @@ func appendUnescape(dst, b []byte) ([]byte, bool) {
 	for i := 0; i < len(b); i++ {
 		c := b[i]
 		if c == '%' && i+2 < len(b) {
-			hi, ok1 := unhex(b[i+1])
-			lo, ok2 := unhex(b[i+2])
+			hi, ok1 := HexDigit(b[i+1])
+			lo, ok2 := HexDigit(b[i+2])
 			if ok1 && ok2 {
 				dst = append(dst, hi<<4|lo)
 				i += 2

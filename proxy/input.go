@@ -5,6 +5,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/consentgate/consentgate/consentmode"
 )
 
 // Checks on what a hostile client controls before anything is decided:
@@ -76,21 +78,9 @@ func unhex(p []byte, i int) (byte, bool) {
 	if i+2 >= len(p) {
 		return 0, false
 	}
-	hi, ok1 := hexVal(p[i+1])
-	lo, ok2 := hexVal(p[i+2])
+	hi, ok1 := consentmode.HexDigit(p[i+1])
+	lo, ok2 := consentmode.HexDigit(p[i+2])
 	return hi<<4 | lo, ok1 && ok2
-}
-
-func hexVal(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }
 
 // validUTF8Escape reports whether the escaped byte b at p[i] starts or
