@@ -40,6 +40,10 @@ type Input struct {
 	// analytics_storage is denied or a UA hit asks with aip=1.
 	ClientIP netip.Addr
 	IPParam  bool
+	// Headers is what the caller's header hygiene (RequestHeaders) found,
+	// or nil for a bare hit. When set, Decide reports it and, when a
+	// Cookie header was sent but no cookie travels, header:Cookie.
+	Headers *HeaderFindings
 }
 
 // Work holds Decide's output buffers and scratch space. Reuse one per
@@ -227,6 +231,16 @@ func Decide(in *Input, p *Policy, w *Work) Decision {
 		d.Reasons.Add(ReasonTagClientID)
 	}
 	rewrite(&d, in, p, w, &h)
+	if hf := in.Headers; hf != nil {
+		d.Removed.Union(&hf.Removed)
+		if hf.EmailRedacted {
+			d.Removed.Add(fieldEmail)
+			d.Reasons.Add(ReasonEmailRedacted)
+		}
+		if len(in.Cookie) > 0 && len(w.Cookie) == 0 {
+			d.Removed.Add(fieldCookieHeader)
+		}
+	}
 	return d
 }
 

@@ -1,7 +1,6 @@
 package consentmode
 
 import (
-	"bufio"
 	"bytes"
 	"flag"
 	"fmt"
@@ -16,65 +15,28 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in ../testdata/decisions")
 
-// publicHit is one line of testdata/public-hits.tsv.
-type publicHit struct {
-	line   int
-	source string
-	method string
-	rawURL string
-	body   string
-}
-
-func loadPublicHits(t testing.TB) []publicHit {
+func loadPublicHits(t testing.TB) []CapturedHit {
 	t.Helper()
-	f, err := os.Open("../testdata/public-hits.tsv")
+	data, err := os.ReadFile("../testdata/public-hits.tsv")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	var hits []publicHit
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	n := 0
-	for sc.Scan() {
-		n++
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
-			continue
-		}
-		cols := strings.Split(line, "\t")
-		if len(cols) != 4 {
-			t.Fatalf("public-hits.tsv:%d: %d columns", n, len(cols))
-		}
-		body := cols[3]
-		if body == "-" {
-			body = ""
-		}
-		hits = append(hits, publicHit{line: n, source: cols[0], method: cols[1], rawURL: cols[2], body: strings.ReplaceAll(body, `\n`, "\n")})
+	hits, err := ParseCapture(data)
+	if err != nil {
+		t.Fatalf("public-hits.tsv: %v", err)
 	}
 	return hits
 }
 
 // inputFor turns a public hit into a Decide input: the URL is read as the
-// gateway would see it on its own host (scheme-relative and HTML-escaped
-// URLs repaired, a bare query taken as a GA4 hit).
-func inputFor(t testing.TB, h publicHit) (*Input, bool) {
-	raw := strings.ReplaceAll(h.rawURL, "&amp;", "&")
-	if strings.HasPrefix(raw, "//") {
-		raw = "https:" + raw
-	}
-	if strings.HasPrefix(raw, "?") {
-		raw = "https://sgtm.example/g/collect" + raw
-	}
+// gateway would see it on its own host (RepairURL).
+func inputFor(t testing.TB, h CapturedHit) (*Input, bool) {
+	raw := RepairURL(h.URL, "sgtm.example")
 	u, err := url.Parse(raw)
 	if err != nil {
-		t.Fatalf("line %d: %v", h.line, err)
+		t.Fatalf("line %d: %v", h.Line, err)
 	}
 	path := u.EscapedPath()
-	// Tag-gateway captures carry the measurement path: cut it.
-	for _, prefix := range []string{"/PHP_GTG_REPLACE_PATH", "/test/measurement"} {
-		path = strings.TrimPrefix(path, prefix)
-	}
 	query := u.RawQuery
 	if i := strings.IndexByte(path, ';'); i >= 0 && u.RawQuery == "" && strings.HasSuffix(raw, "?") {
 		query = ""
@@ -84,7 +46,7 @@ func inputFor(t testing.TB, h publicHit) (*Input, bool) {
 		return nil, false
 	}
 	r := &Routes[ri]
-	in := &Input{Route: ri, Family: r.Family, Kind: r.Kind, Query: []byte(query), Body: []byte(h.body), Day: 20000,
+	in := &Input{Route: ri, Family: r.Family, Kind: r.Kind, Query: []byte(query), Body: []byte(h.Body), Day: 20000,
 		PathTag: r.PathTag([]byte(path)),
 		Cookie:  []byte("_ga=GA1.1.1174285007.1749196701; _ga_ABC=GS1.1.1; _gcl_au=1.1.1235240376.1778240583; FPID=x; euconsent-v2=y; session=s3cr3t")}
 	_, in.Matrix = r.SplitPath([]byte(path))
@@ -164,7 +126,7 @@ func TestGoldenPublicHits(t *testing.T) {
 		{"DE+redaction", "DE", func() *Policy { p := goldenPolicy(); p.AdsDataRedaction = true; return p }},
 	}
 	for _, h := range loadPublicHits(t) {
-		fmt.Fprintf(&b, "## line %d: %s\n", h.line, h.source)
+		fmt.Fprintf(&b, "## line %d: %s\n", h.Line, h.Source)
 		in, ok := inputFor(t, h)
 		if !ok {
 			b.WriteString("no route: 404, nothing forwarded\n\n")

@@ -316,11 +316,7 @@ func (rw *rewriter) addIP(dst []byte) []byte {
 	} else {
 		dst = append(dst, "_uip="...)
 	}
-	ip := rw.in.ClientIP
-	if rw.d.TruncateIP() {
-		ip = TruncateIP(ip)
-	}
-	return appendEscapeIP(dst, ip)
+	return appendEscapeIP(dst, rw.d.SentIP(rw.in.ClientIP))
 }
 
 // appendEscapeIP appends ip in query form (IPv6 colons escaped).
@@ -341,6 +337,15 @@ func TruncateIP(ip netip.Addr) netip.Addr {
 		return netip.Addr{}
 	}
 	return pfx.Addr()
+}
+
+// SentIP returns the client IP as it may leave, as _uip or, in tag
+// gateway style, as X-Forwarded-For: truncated when TruncateIP says so.
+func (d *Decision) SentIP(client netip.Addr) netip.Addr {
+	if d.TruncateIP() {
+		return TruncateIP(client)
+	}
+	return client
 }
 
 // TruncateIP reports whether the client IP must be truncated before it

@@ -212,45 +212,15 @@ var CookieRules = []CookieRule{
 	{"FPGCL*", AdStorage},
 }
 
-// HeaderRule is one row of the header hygiene table the proxy applies.
-type HeaderRule struct {
-	Name string
-	What string
-}
-
-// HeaderRules documents request header hygiene. The proxy implements it;
-// Removed names the headers it took out as "header:<Name>".
-var HeaderRules = []HeaderRule{
-	{"User-Agent, Accept, Accept-Language, Accept-Encoding, Content-Type, Origin, Sec-GPC, DNT, Cache-Control, Pragma, Attribution-Reporting-*, Sec-CH-UA*, Sec-Fetch-*", "forwarded: the only request headers that travel (an allowlist)"},
-	{"any other request header", "never forwarded (header:other): proxy and CDN headers carrying the client IP or location cannot slip through"},
-	{"Authorization", "never forwarded"},
-	{"Proxy-Authorization", "never forwarded"},
-	{"X-Api-Key", "never forwarded"},
-	{"Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade and headers named in Connection", "hop-by-hop: never forwarded"},
-	{"X-Forwarded-*, Forwarded, X-Real-IP, True-Client-IP, CF-Connecting-IP", "client values dropped; the gateway sets its own X-Forwarded-For (tag gateway style) from the trusted client IP"},
-	{"geo headers (geo.headers)", "read only from trusted_proxies, then dropped; the region goes upstream as X-Forwarded-CountryRegion (tag gateway style)"},
-	{"Referer", "cut to its origin"},
-	{"Cookie", "only the cookies of CookieRules whose storage type is granted; none on a cookieless hit"},
-	{"Set-Cookie (response)", "never relayed for cookieless or blocked hits, nor for cookies whose storage is denied"},
-}
-
 // Field identifies a removable item: a parameter of the rule table, a
 // cookie of the cookie table, a header, or a pseudo field.
 type Field uint8
 
-// Pseudo fields that are not in the rule tables.
+// Pseudo fields that are in no rule table. The header fields come from
+// RequestHeaders.
 var pseudoFields = []string{
 	"email",        // an e-mail address redacted from a value
 	"cookie:other", // a cookie not in CookieRules
-	"header:Authorization",
-	"header:Proxy-Authorization",
-	"header:X-Api-Key",
-	"header:hop-by-hop",
-	"header:X-Forwarded-For",
-	"header:geo",
-	"header:Referer",
-	"header:Cookie",
-	"header:other", // any request header not on the forwarded allowlist
 }
 
 // FieldSet is a set of fields. It is a plain value: comparable, free to copy.
@@ -258,6 +228,13 @@ type FieldSet [4]uint64
 
 // Add adds f to s.
 func (s *FieldSet) Add(f Field) { s[f>>6] |= 1 << (f & 63) }
+
+// Union adds every field of o to s.
+func (s *FieldSet) Union(o *FieldSet) {
+	for i := range s {
+		s[i] |= o[i]
+	}
+}
 
 // Has reports whether f is in s.
 func (s *FieldSet) Has(f Field) bool { return s[f>>6]&(1<<(f&63)) != 0 }
@@ -326,8 +303,9 @@ var catalogue = buildCatalogue()
 
 // Fields of the pseudo entries, looked up once.
 var (
-	fieldEmail       = mustField("email")
-	fieldCookieOther = mustField("cookie:other")
+	fieldEmail        = mustField("email")
+	fieldCookieOther  = mustField("cookie:other")
+	fieldCookieHeader = mustField("header:Cookie")
 )
 
 func mustField(name string) Field { return catalogue.byName[name] }
@@ -358,6 +336,11 @@ func buildCatalogue() *ruleCatalogue {
 	}
 	for _, n := range pseudoFields {
 		add(n)
+	}
+	for _, h := range RequestHeaders {
+		if h.Field != "" {
+			add(h.Field)
+		}
 	}
 	// FieldSet holds 256 fields; TestCatalogueFits keeps the tables under that.
 	return c

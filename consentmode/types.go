@@ -22,6 +22,9 @@ func (t Type) String() string {
 	return "unknown"
 }
 
+// TypeNames returns the Consent Mode names of the four types, in gcd order.
+func TypeNames() []string { return append([]string(nil), typeNames[:]...) }
+
 // Value is the state of one consent type.
 type Value uint8
 

@@ -206,76 +206,9 @@ func (l *DecisionLog) add(e logEntry) {
 }
 
 func (l *DecisionLog) write(e *logEntry) {
-	d := &e.d
-	fields := [...]zap.Field{
-		zap.Time("ts", e.at),
-		zap.Uint64("hit", e.hit),
-		zap.String("route", consentmode.Routes[d.Route].Name),
-		zap.String("family", d.Family.String()),
-		zap.String("region", d.Region.String()),
-		zap.String("action", d.Action.String()),
-		zap.Bool("enforced", e.cfg.Enforce),
-		zap.Object("consent", stateFields{d: d, p: e.cfg.Policy}),
-		zap.Object("sources", sourceFields{d: d, p: e.cfg.Policy}),
-		zap.Object("claimed", claimedFields{d: d}),
-		zap.Array("reasons", reasonList(d.Reasons)),
-		zap.Array("removed", fieldList(d.Removed)),
-		zap.Int("status", e.status),
-		zap.String("delivery", e.delivery),
-		zap.Duration("upstream_ms", e.latency),
-		zap.String("error", e.errKind),
-		zap.String("policy_version", e.cfg.PolicyVersion),
-	}
-	l.log.Info("decision", fields[:]...)
-}
-
-type stateFields struct {
-	d *consentmode.Decision
-	p *consentmode.Policy
-}
-
-func (s stateFields) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	for t := range consentmode.NumTypes {
-		enc.AddString(consentmode.Type(t).String(), s.d.Consent.Value[t].String())
-	}
-	return nil
-}
-
-type sourceFields stateFields
-
-func (s sourceFields) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	for t := range consentmode.NumTypes {
-		enc.AddString(consentmode.Type(t).String(), s.d.SourceName(consentmode.Type(t), s.p))
-	}
-	return nil
-}
-
-type claimedFields struct{ d *consentmode.Decision }
-
-func (c claimedFields) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	for t := range consentmode.NumTypes {
-		if v := c.d.Claimed[t]; v != consentmode.Unset {
-			enc.AddString(consentmode.Type(t).String(), v.String())
-		}
-	}
-	return nil
-}
-
-type reasonList consentmode.ReasonSet
-
-func (r reasonList) MarshalLogArray(enc zapcore.ArrayEncoder) error {
-	for x := range consentmode.ReasonSet(r).All {
-		enc.AppendString(x.String())
-	}
-	return nil
-}
-
-type fieldList consentmode.FieldSet
-
-func (f fieldList) MarshalLogArray(enc zapcore.ArrayEncoder) error {
-	s := consentmode.FieldSet(f)
-	for x := range s.All {
-		enc.AppendString(x.String())
-	}
-	return nil
+	r := newRecord(&e.d, e.cfg, true)
+	r.Time, r.Hit = e.at, e.hit
+	r.Status, r.Delivery, r.Error = e.status, e.delivery, e.errKind
+	r.UpstreamMS = float64(e.latency) / float64(time.Millisecond)
+	l.log.Info("decision", zap.Inline(&r))
 }

@@ -13,35 +13,13 @@ import (
 	"github.com/consentgate/consentgate/consentmode"
 )
 
-// Explanation is the explain contract of product.md: the decision for one
-// hit and exactly what would be sent upstream. The CLI's explain, the
-// admin /debug/explain endpoint and audit all produce it with the same
-// code the proxy runs (prepare), so it cannot differ from serve.
+// Explanation is what explain reports for one hit: its decision record
+// and exactly what would be sent upstream. The CLI's explain and audit and
+// the admin /debug/explain endpoint all produce it with the code the proxy
+// runs (prepare), so it cannot differ from serve.
 type Explanation struct {
-	Route        string            `json:"route"`
-	Family       string            `json:"family"`
-	Region       string            `json:"region"`
-	PolicyRegion string            `json:"policy_region"`
-	Consent      map[string]string `json:"consent"`
-	Sources      map[string]string `json:"sources"`
-	Claimed      map[string]string `json:"claimed"`
-	// Said is what each of the hit's consent inputs (gcs, gcd, npa, mp,
-	// tcf) said about each type, before merging; inputs that said nothing
-	// are left out.
-	Said     map[string]map[string]string `json:"said"`
-	Action   string                       `json:"action"`
-	Enforced bool                         `json:"enforced"`
-	Reasons  []string                     `json:"reasons"`
-	Removed  []string                     `json:"removed"`
-	Status   int                          `json:"status,omitempty"` // what the browser gets when nothing is forwarded
-	Error    string                       `json:"error,omitempty"`  // why the hit was rejected
-	Forward  *Forward                     `json:"forward,omitempty"`
-	// Delivery is how a forwarded hit leaves: "queue" (the browser gets
-	// 204 at once, the gateway delivers with retries) or "sync" (the
-	// browser waits for the upstream), as configured in delivery.*.
-	Delivery      string `json:"delivery,omitempty"`
-	PolicyVersion string `json:"policy_version"`
-
+	Record
+	Forward *Forward `json:"forward,omitempty"`
 	// Decision is the decision itself, for audit's invariant checks.
 	Decision consentmode.Decision `json:"-"`
 }
@@ -54,62 +32,71 @@ type Forward struct {
 	Body    string            `json:"body"`
 }
 
-// ExplainInput describes a hit to explain.
-type ExplainInput struct {
-	Request *fasthttp.Request
-	// Peer is the address the request comes from (default 127.0.0.1, a
-	// trusted proxy, so X-Forwarded-For and geo headers in Request count).
-	Peer netip.Addr
-	// ClientIP, when valid, is used as the visitor's address.
-	ClientIP netip.Addr
-	// Region, when set, overrides the geo headers.
-	Region consentmode.Region
+// Hit describes a hit to explain in plain values; it is also the JSON
+// body of POST /debug/explain.
+type Hit struct {
+	// Method defaults to GET, or POST when there is a body.
+	Method string `json:"method"`
+	// URL must be absolute: its host becomes the Host header.
+	URL     string            `json:"url"`
+	Headers map[string]string `json:"headers"`
+	Body    string            `json:"body"`
+	// Region, an ISO 3166 code, overrides the geo headers.
+	Region string `json:"region"`
+	// ClientIP is the visitor's address. Without it the hit comes from a
+	// trusted proxy at 127.0.0.1, so X-Forwarded-For and geo headers count.
+	ClientIP string `json:"client_ip"`
 }
 
 // Explain decides one hit as serve would and reports the decision and
-// the upstream request it would send. It never sends anything.
-func (h *Handler) Explain(in ExplainInput) *Explanation {
-	rt := h.rt.Load()
-	cfg := rt.cfg
-	peer := in.Peer
-	if !peer.IsValid() {
-		peer = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+// the upstream request it would send. It never sends anything. The error
+// says what is wrong with a hit that cannot be described as a request.
+func (h *Handler) Explain(hit Hit) (*Explanation, error) {
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	reg, client, err := hit.request(req)
+	if err != nil {
+		return nil, err
 	}
-	req := in.Request
-	peerTrusted := trusted(cfg.TrustedProxies, peer)
-	client := in.ClientIP
+	rt := h.snap.Load()
+	cfg := rt.cfg
+	peer := netip.AddrFrom4([4]byte{127, 0, 0, 1})
 	if !client.IsValid() {
 		client = clientIP(&req.Header, peer, cfg.TrustedProxies)
 	}
-	reg := in.Region
 	if reg.IsUnknown() {
-		reg, _ = region(&req.Header, peerTrusted, cfg.GeoHeaders)
+		reg, _ = region(&req.Header, trusted(cfg.TrustedProxies, peer), cfg.GeoHeaders)
 	}
 	var p prepared
 	p.route = -1
 	p.now = h.now()
-	err := h.prepare(rt, req, peer, reg, client, &p)
+	err = h.prepare(rt, req, reg, client, &p)
 	defer h.release(&p)
-	e := explanation(cfg, &p)
+	e := &Explanation{Record: newRecord(&p.decision, cfg, p.route >= 0), Decision: p.decision}
+	e.addSaid(&p.decision)
 	if he := asError(err); he != nil {
 		e.Error, e.Status = he.Reason, he.Status
 		e.Action = consentmode.ActionBlock.String()
-		return e
+		return e, nil
 	}
-	if p.decision.Family == consentmode.FamilyScript {
-		e.Delivery = "sync"
+	switch {
+	case p.decision.Family == consentmode.FamilyScript:
+		e.Delivery = config.DeliverySync.String()
 		e.Forward = &Forward{Method: "GET", URL: string(scriptURI(nil, p.up, cfg, p.path, req.URI().QueryArgs())), Headers: map[string]string{"Host": p.up.host}}
-		return e
-	}
-	if p.out == nil {
+	case p.out == nil:
 		e.Status = fasthttp.StatusNoContent
-		return e
+	default:
+		e.Delivery = config.DeliverySync.String()
+		if r := &consentmode.Routes[p.route]; queueable(r) {
+			e.Delivery = cfg.Delivery.Mode(r.Family).String()
+		}
+		e.Forward = forwardOf(&p.out.req)
 	}
-	e.Delivery = config.DeliverySync.String()
-	if r := &consentmode.Routes[p.route]; queueable(r) {
-		e.Delivery = cfg.Delivery.Mode(r.Family).String()
-	}
-	out := &p.out.req
+	return e, nil
+}
+
+// forwardOf copies an upstream request into plain values.
+func forwardOf(out *fasthttp.Request) *Forward {
 	f := &Forward{Method: string(out.Header.Method()), URL: string(out.URI().FullURI()), Headers: map[string]string{"Host": string(out.URI().Host())}, Body: string(out.Body())}
 	for k, v := range out.Header.All() {
 		name := string(k)
@@ -119,66 +106,7 @@ func (h *Handler) Explain(in ExplainInput) *Explanation {
 			f.Headers[name] = string(v)
 		}
 	}
-	e.Forward = f
-	return e
-}
-
-func explanation(cfg *config.Config, p *prepared) *Explanation {
-	d := &p.decision
-	e := &Explanation{
-		Consent:       map[string]string{},
-		Sources:       map[string]string{},
-		Claimed:       map[string]string{},
-		Said:          map[string]map[string]string{},
-		Reasons:       d.Reasons.Strings(),
-		Removed:       d.Removed.Names(),
-		Enforced:      cfg.Enforce,
-		PolicyVersion: cfg.PolicyVersion,
-		Decision:      *d,
-	}
-	if p.route < 0 {
-		return e
-	}
-	e.Route = consentmode.Routes[d.Route].Name
-	e.Family = d.Family.String()
-	e.Region = d.Region.String()
-	e.PolicyRegion = "default"
-	if !d.PolicyRegion.IsUnknown() {
-		e.PolicyRegion = d.PolicyRegion.String()
-	} else if d.Region.IsUnknown() {
-		e.PolicyRegion = "unknown"
-	}
-	e.Action = d.Action.String()
-	for t := range consentmode.NumTypes {
-		name := consentmode.Type(t).String()
-		e.Consent[name] = d.Consent.Value[t].String()
-		e.Sources[name] = d.SourceName(consentmode.Type(t), cfg.Policy)
-		if v := d.Claimed[t]; v != consentmode.Unset {
-			e.Claimed[name] = v.String()
-		}
-		for _, in := range []struct {
-			name string
-			v    *[consentmode.NumTypes]consentmode.Value
-		}{{"gcs", &d.Said.GCS}, {"gcd", &d.Said.GCD}, {"npa", &d.Said.NPA}, {"mp", &d.Said.MP}, {"tcf", &d.Said.TCF}} {
-			if v := in.v[t]; v != consentmode.Unset {
-				if e.Said[name] == nil {
-					e.Said[name] = map[string]string{}
-				}
-				e.Said[name][in.name] = v.String()
-			}
-		}
-	}
-	return e
-}
-
-// explainRequest is the body of POST /debug/explain.
-type explainRequest struct {
-	Method   string            `json:"method"`
-	URL      string            `json:"url"`
-	Headers  map[string]string `json:"headers"`
-	Body     string            `json:"body"`
-	Region   string            `json:"region"`
-	ClientIP string            `json:"client_ip"`
+	return f
 }
 
 // serveExplain answers POST /debug/explain with the explain --json answer
@@ -189,67 +117,61 @@ func (h *Handler) serveExplain(ctx *fasthttp.RequestCtx) {
 		ctx.Error("POST a JSON hit: {\"method\":\"GET\",\"url\":\"https://host/g/collect?...\",\"headers\":{},\"body\":\"\",\"region\":\"DE\"}\n", fasthttp.StatusMethodNotAllowed)
 		return
 	}
-	var r explainRequest
-	if err := json.Unmarshal(ctx.PostBody(), &r); err != nil {
+	var hit Hit
+	if err := json.Unmarshal(ctx.PostBody(), &hit); err != nil {
 		ctx.Error("invalid JSON: "+err.Error()+"\n", fasthttp.StatusBadRequest)
 		return
 	}
-	req, in, err := BuildExplainRequest(r.Method, r.URL, r.Headers, r.Body, r.Region, r.ClientIP)
+	e, err := h.Explain(hit)
 	if err != nil {
 		ctx.Error(err.Error()+"\n", fasthttp.StatusBadRequest)
 		return
 	}
-	defer fasthttp.ReleaseRequest(req)
-	b, _ := json.MarshalIndent(h.Explain(in), "", "  ") // a map/string struct always marshals
+	b, _ := json.MarshalIndent(e, "", "  ") // a map/string struct always marshals
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(b, '\n'))
 }
 
-// BuildExplainRequest turns a described hit into the request explain
-// decides on. The URL must be absolute (its host becomes the Host header).
-// The caller releases the request with fasthttp.ReleaseRequest.
-func BuildExplainRequest(method, url string, headers map[string]string, body, region, client string) (*fasthttp.Request, ExplainInput, error) {
-	var in ExplainInput
+// request writes the hit into req and parses its region and client IP
+// (zero when not given).
+func (hit *Hit) request(req *fasthttp.Request) (reg consentmode.Region, client netip.Addr, err error) {
+	if !strings.HasPrefix(hit.URL, "http://") && !strings.HasPrefix(hit.URL, "https://") {
+		return reg, client, errors.New("explain: the URL must be absolute (https://host/path?query)")
+	}
+	if hit.Region != "" {
+		r, ok := consentmode.ParseRegion([]byte(hit.Region))
+		if !ok {
+			return reg, client, errors.New("explain: region " + hit.Region + " is not an ISO 3166 code")
+		}
+		reg = r
+	}
+	if hit.ClientIP != "" {
+		ip, perr := netip.ParseAddr(hit.ClientIP)
+		if perr != nil {
+			return reg, client, errors.New("explain: client IP " + hit.ClientIP + " is not an IP address")
+		}
+		client = ip
+	}
+	method := hit.Method
 	if method == "" {
 		method = fasthttp.MethodGet
-		if body != "" {
+		if hit.Body != "" {
 			method = fasthttp.MethodPost
 		}
 	}
-	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
-		return nil, in, errors.New("explain: the URL must be absolute (https://host/path?query)")
-	}
-	req := fasthttp.AcquireRequest()
 	req.Header.SetMethod(strings.ToUpper(method))
-	req.SetRequestURI(url)
+	req.SetRequestURI(hit.URL)
 	req.Header.SetHostBytes(req.URI().Host())
-	names := make([]string, 0, len(headers))
-	for k := range headers {
+	names := make([]string, 0, len(hit.Headers))
+	for k := range hit.Headers {
 		names = append(names, k)
 	}
 	sort.Strings(names)
 	for _, k := range names {
-		req.Header.Set(k, headers[k])
+		req.Header.Set(k, hit.Headers[k])
 	}
-	if body != "" {
-		req.SetBodyString(body)
+	if hit.Body != "" {
+		req.SetBodyString(hit.Body)
 	}
-	in.Request = req
-	if region != "" {
-		r, ok := consentmode.ParseRegion([]byte(region))
-		if !ok {
-			fasthttp.ReleaseRequest(req)
-			return nil, in, errors.New("explain: region " + region + " is not an ISO 3166 code")
-		}
-		in.Region = r
-	}
-	if client != "" {
-		ip, err := netip.ParseAddr(client)
-		if err != nil {
-			fasthttp.ReleaseRequest(req)
-			return nil, in, errors.New("explain: client IP " + client + " is not an IP address")
-		}
-		in.ClientIP = ip
-	}
-	return req, in, nil
+	return reg, client, nil
 }

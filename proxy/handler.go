@@ -32,11 +32,12 @@ type Options struct {
 // Handler serves the public listener. Its configuration is swapped whole
 // by SetConfig; each request loads it once and uses that copy throughout.
 type Handler struct {
-	log     *zap.Logger
-	now     func() time.Time
-	clock   func() time.Time // the injected clock, nil in production
+	log *zap.Logger
+	// clock is the injected clock (Options.Now); nil in production, where
+	// now reads the system clock and requestTime fasthttp's.
+	clock   func() time.Time
 	clients *clients
-	rt      atomic.Pointer[runtime]
+	snap    atomic.Pointer[snapshot]
 	ready   atomic.Bool
 	reqs    sync.Pool // *outbound
 	metrics *Metrics
@@ -53,8 +54,9 @@ type Handler struct {
 	sites siteCache
 }
 
-// runtime is one configuration with everything derived from it.
-type runtime struct {
+// snapshot is one configuration with everything derived from it,
+// swapped whole by SetConfig.
+type snapshot struct {
 	cfg *config.Config
 	// routes holds the upstream of each entry of consentmode.Routes.
 	routes []upstream
@@ -63,14 +65,10 @@ type runtime struct {
 // NewHandler returns a Handler serving cfg. It is not ready until
 // MarkReady. Close releases its script cache.
 func NewHandler(cfg *config.Config, log *zap.Logger, m *Metrics, dlog *DecisionLog, opts Options) (*Handler, error) {
-	clock := opts.Now
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
 	if opts.RouteScheme == "" {
 		opts.RouteScheme = "https"
 	}
-	h := &Handler{log: log, now: opts.Now, clock: clock, clients: newClients(opts.Dial), metrics: m, dlog: dlog, routeScheme: opts.RouteScheme,
+	h := &Handler{log: log, clock: opts.Now, clients: newClients(opts.Dial), metrics: m, dlog: dlog, routeScheme: opts.RouteScheme,
 		adminListen: cfg.AdminListen}
 	h.reqs.New = func() any { return new(outbound) }
 	sc, err := newScriptCache(cfg.Cache.MaxBytes)
@@ -94,7 +92,7 @@ func (h *Handler) Close() {
 // SetConfig swaps in a new configuration. Requests in flight finish with
 // the one they started with.
 func (h *Handler) SetConfig(cfg *config.Config) {
-	rt := &runtime{cfg: cfg, routes: make([]upstream, len(consentmode.Routes))}
+	rt := &snapshot{cfg: cfg, routes: make([]upstream, len(consentmode.Routes))}
 	for i, r := range consentmode.Routes {
 		if cfg.Upstream != nil {
 			rt.routes[i] = h.clients.get(cfg.Upstream.Scheme, cfg.Upstream.Host, cfg)
@@ -110,11 +108,11 @@ func (h *Handler) SetConfig(cfg *config.Config) {
 			rt.routes[i].lane = l
 		}
 	}
-	h.rt.Store(rt)
+	h.snap.Store(rt)
 }
 
 // Config returns the configuration in use.
-func (h *Handler) Config() *config.Config { return h.rt.Load().cfg }
+func (h *Handler) Config() *config.Config { return h.snap.Load().cfg }
 
 // MarkReady sets the readiness reported by /readyz.
 func (h *Handler) MarkReady(ready bool) { h.ready.Store(ready) }
@@ -128,6 +126,9 @@ type outbound struct {
 	path   []byte // scratch for a Floodlight path
 	dry    []byte // the Cookie header of a dry run
 	hdr    []byte // scratch: a forwarded header value with e-mails redacted
+	// headers is what copyHeaders left out, for Decide (kept here, not
+	// on the stack: Decide's Input would move it to the heap).
+	headers consentmode.HeaderFindings
 }
 
 // prepared is the outcome of preparing one hit.
@@ -145,56 +146,29 @@ type prepared struct {
 // prepare matches the route, decides, and (unless the hit is blocked)
 // builds the upstream request in p.out. It reads req and never changes it.
 // The caller releases p.out with h.release.
-func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, region consentmode.Region, client netip.Addr, p *prepared) error {
+func (h *Handler) prepare(rt *snapshot, req *fasthttp.Request, region consentmode.Region, client netip.Addr, p *prepared) error {
 	cfg := rt.cfg
 	p.cfg = cfg
-	path := req.URI().PathOriginal()
-	if !cleanPath(path) {
-		return errBadPath
-	}
-	if err := h.checkBody(req); err != nil {
+	path, err := h.matchRoute(cfg, req, p)
+	if err != nil {
 		return err
 	}
-	if cfg.PathPrefix != "" {
-		rest, ok := cutPrefixPath(path, cfg.PathPrefix)
-		if !ok {
-			return errNotFound
-		}
-		path = rest
-	}
-	ri, ok := consentmode.MatchRoute(path)
-	if !ok {
-		if bytes.IndexByte(path, ';') >= 0 {
-			return errBadPath
-		}
-		return errNotFound
-	}
-	route := &consentmode.Routes[ri]
-	if route.TagGatewayOnly && cfg.Upstream == nil {
-		return errNotFound
-	}
-	if !route.HasMatrix() && bytes.IndexByte(path, ';') >= 0 {
-		return errBadPath // ';' parameters only where the route has a matrix
-	}
+	route := &consentmode.Routes[p.route]
+	p.up = rt.routes[p.route]
 	routePath, matrix := route.SplitPath(path)
-	p.route = ri
-	p.path = path
-	if route.Family == consentmode.FamilyMP && !cfg.Policy.MPEnabled {
-		return errRouteOff
-	}
-	if !route.Allows(req.Header.Method()) {
-		return errMethod
-	}
-	p.up = rt.routes[ri]
 
 	// The Work's buffers back the upstream request (SetBodyRaw does not
 	// copy), so they travel with it and return to the pool together.
 	o := h.reqs.Get().(*outbound)
 	p.out = o
-	w := &o.work
+	out := &o.req
+	out.Reset()
+	out.Header.SetMethodBytes(req.Header.Method())
+	o.headers = consentmode.HeaderFindings{}
+	copyHeaders(&out.Header, &req.Header, cfg.GeoHeaders, &o.headers, &o.work, &o.hdr)
 	o.cookie = appendCookies(o.cookie[:0], &req.Header)
 	in := consentmode.Input{
-		Route:    ri,
+		Route:    p.route,
 		Family:   route.Family,
 		Kind:     route.Kind,
 		Path:     routePath,
@@ -208,8 +182,9 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 		Day:      p.now.Unix() / 86400,
 		ClientIP: client,
 		IPParam:  cfg.Upstream == nil && (route.Family == consentmode.FamilyGA4 || route.Family == consentmode.FamilyUA),
+		Headers:  &o.headers,
 	}
-	p.decision = consentmode.Decide(&in, cfg.Policy, w)
+	p.decision = consentmode.Decide(&in, cfg.Policy, &o.work)
 	d := &p.decision
 	if d.Reasons.Has(consentmode.ReasonInvalidBody) && d.Action == consentmode.ActionBlock {
 		return errInvalidBody
@@ -225,14 +200,64 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 		h.release(p) // nothing is forwarded
 		return nil
 	}
+	enforce := cfg.Enforce && d.Action != consentmode.ActionBlock
+	buildOutbound(cfg, route, p, &in, routePath, enforce)
+	return nil
+}
+
+// matchRoute checks the request's path and body and finds its route
+// (p.route, p.path). It returns the path without path_prefix.
+func (h *Handler) matchRoute(cfg *config.Config, req *fasthttp.Request, p *prepared) ([]byte, error) {
+	path := req.URI().PathOriginal()
+	if !cleanPath(path) {
+		return nil, errBadPath
+	}
+	if err := h.checkBody(req); err != nil {
+		return nil, err
+	}
+	if cfg.PathPrefix != "" {
+		rest, ok := cutPrefixPath(path, cfg.PathPrefix)
+		if !ok {
+			return nil, errNotFound
+		}
+		path = rest
+	}
+	ri, ok := consentmode.MatchRoute(path)
+	if !ok {
+		if bytes.IndexByte(path, ';') >= 0 {
+			return nil, errBadPath
+		}
+		return nil, errNotFound
+	}
+	route := &consentmode.Routes[ri]
+	if route.TagGatewayOnly && cfg.Upstream == nil {
+		return nil, errNotFound
+	}
+	if !route.HasMatrix() && bytes.IndexByte(path, ';') >= 0 {
+		return nil, errBadPath // ';' parameters only where the route has a matrix
+	}
+	p.route = ri
+	p.path = path
+	if route.Family == consentmode.FamilyMP && !cfg.Policy.MPEnabled {
+		return nil, errRouteOff
+	}
+	if !route.Allows(req.Header.Method()) {
+		return nil, errMethod
+	}
+	return path, nil
+}
+
+// buildOutbound completes the upstream request of p.out, whose headers
+// copyHeaders set: method, URI, Cookie, the tag gateway's client headers
+// and the body. With enforce false (a dry run) the hit goes as it came.
+func buildOutbound(cfg *config.Config, route *consentmode.Route, p *prepared, in *consentmode.Input, routePath []byte, enforce bool) {
+	o, d := p.out, &p.decision
+	w := &o.work
 	out := &o.req
-	out.Reset()
-	out.Header.SetMethodBytes(req.Header.Method())
 
 	// The URI, set part by part (no string to parse again): scheme and host
 	// of the upstream, the path prefix kept in tag-gateway style, the
 	// rewritten matrix and query.
-	enforce := cfg.Enforce && d.Action != consentmode.ActionBlock
 	upPath := o.path[:0]
 	if cfg.Upstream != nil {
 		upPath = append(upPath, cfg.PathPrefix...)
@@ -242,7 +267,7 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 		q = w.Query
 	}
 	if route.HasMatrix() {
-		m := matrix
+		m := in.Matrix
 		if enforce {
 			m = w.Matrix
 		}
@@ -265,7 +290,6 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 	uri.SetPathBytes(upPath)
 	uri.SetQueryStringBytes(q)
 
-	copyHeaders(&out.Header, &req.Header, cfg.GeoHeaders, d, w, &o.hdr)
 	cookie := w.Cookie
 	if !enforce {
 		// A dry run forwards the hit as it came, but a site's own cookies
@@ -275,19 +299,18 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 	}
 	if len(cookie) > 0 {
 		out.Header.SetBytesV("Cookie", cookie)
-	} else if len(in.Cookie) > 0 {
-		d.Removed.Add(fieldCookieHdr)
 	}
-	if cfg.Upstream != nil && client.IsValid() {
-		ip := client
-		if d.TruncateIP() && enforce {
-			ip = consentmode.TruncateIP(ip)
+	if cfg.Upstream != nil && in.ClientIP.IsValid() {
+		// Tag gateway style: the client IP and region as headers.
+		ip := in.ClientIP
+		if enforce {
+			ip = d.SentIP(ip)
 		}
 		var buf [64]byte
 		out.Header.SetBytesV("X-Forwarded-For", ip.AppendTo(buf[:0]))
-		if !region.IsUnknown() {
+		if !in.Region.IsUnknown() {
 			var rb [6]byte
-			out.Header.SetBytesV("X-Forwarded-CountryRegion", append(rb[:0], region.String()...))
+			out.Header.SetBytesV("X-Forwarded-CountryRegion", append(rb[:0], in.Region.String()...))
 		}
 	}
 	body := in.Body
@@ -297,7 +320,6 @@ func (h *Handler) prepare(rt *runtime, req *fasthttp.Request, peer netip.Addr, r
 	if len(body) > 0 {
 		out.SetBodyRaw(body)
 	}
-	return nil
 }
 
 // release returns the outbound request of p to the pool.
@@ -358,7 +380,7 @@ func (h *Handler) ServeHTTP(ctx *fasthttp.RequestCtx) {
 // (FamilyUnknown when none matched).
 func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
 	start := h.requestTime(ctx)
-	rt := h.rt.Load()
+	rt := h.snap.Load()
 	cfg := rt.cfg
 
 	if len(ctx.Request.Header.RequestURI()) > cfg.Limits.MaxURLBytes {
@@ -387,7 +409,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
 	var p prepared
 	p.route = -1
 	p.now = start
-	if err := h.prepare(rt, &ctx.Request, peer, reg, client, &p); err != nil {
+	if err := h.prepare(rt, &ctx.Request, reg, client, &p); err != nil {
 		h.release(&p)
 		h.writeError(ctx, err, p.route)
 		if p.route >= 0 {
@@ -490,6 +512,14 @@ func (h *Handler) requestTime(ctx *fasthttp.RequestCtx) time.Time {
 		return h.clock()
 	}
 	return ctx.Time()
+}
+
+// now reads the injected clock in tests, the system clock otherwise.
+func (h *Handler) now() time.Time {
+	if h.clock != nil {
+		return h.clock()
+	}
+	return time.Now()
 }
 
 // health answers /healthz and /readyz (at the root and under path_prefix).

@@ -3,99 +3,112 @@ package proxy
 import (
 	"bytes"
 	"iter"
+	"strings"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/consentgate/consentgate/consentmode"
 )
 
-// forwardHeaders are the request headers that travel upstream: what a
-// browser sends passively and Google needs to process a hit. Everything
-// else stays behind (an allowlist: new proxy or CDN headers carrying the
-// client IP or location cannot slip through). Cookie (rewritten by
-// consentmode) and Referer (cut to its origin) are handled apart. Keys are
-// canonical header names.
-var forwardHeaders = map[string]bool{
-	"User-Agent": true, "Accept": true, "Accept-Language": true, "Accept-Encoding": true,
-	"Content-Type": true, "Origin": true, "Sec-Gpc": true, "Dnt": true,
-	"Cache-Control": true, "Pragma": true,
-	"Attribution-Reporting-Eligible": true, "Attribution-Reporting-Support": true,
+// requestHeaders is consentmode.RequestHeaders indexed for the hot path.
+var requestHeaders = indexHeaders(consentmode.RequestHeaders)
+
+// headerIndex finds the row of consentmode.RequestHeaders for a header.
+type headerIndex struct {
+	exact    map[string]*headerRow // by fasthttp's canonical spelling
+	prefixes []*headerRow
+	geo      *headerRow
+	listed   *headerRow
+	other    *headerRow
 }
 
-// forwardPrefixes extend forwardHeaders: client hints and fetch metadata.
-var forwardPrefixes = []string{"Sec-Ch-Ua", "Sec-Fetch-"}
-
-// droppedAs names, for Removed, the headers that are dropped for a
-// reason worth telling; any other dropped header is "header:other".
-var droppedAs = map[string]consentmode.Field{
-	"Authorization":       mustField("header:Authorization"),
-	"Proxy-Authorization": mustField("header:Proxy-Authorization"),
-	"X-Api-Key":           mustField("header:X-Api-Key"),
-	"Keep-Alive":          mustField("header:hop-by-hop"),
-	"Proxy-Connection":    mustField("header:hop-by-hop"),
-	"Te":                  mustField("header:hop-by-hop"),
-	"Trailer":             mustField("header:hop-by-hop"),
-	"Upgrade":             mustField("header:hop-by-hop"),
-	"Forwarded":           mustField("header:X-Forwarded-For"),
-	"X-Real-Ip":           mustField("header:X-Forwarded-For"),
-	"True-Client-Ip":      mustField("header:X-Forwarded-For"),
-	"Cf-Connecting-Ip":    mustField("header:X-Forwarded-For"),
-	"X-Client-Ip":         mustField("header:X-Forwarded-For"),
-	"Fastly-Client-Ip":    mustField("header:X-Forwarded-For"),
+// headerRow is one row of the table with its field resolved.
+type headerRow struct {
+	prefix string // canonical, without the '*'; empty for exact rows
+	op     consentmode.HeaderOp
+	field  consentmode.Field
 }
 
-// silent are headers fasthttp sets itself or the proxy handles apart.
-var silent = map[string]bool{"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true, "Cookie": true}
-
-func mustField(name string) consentmode.Field {
-	f, _ := consentmode.LookupField(name)
-	return f
+func indexHeaders(rules []consentmode.HeaderRule) *headerIndex {
+	x := &headerIndex{exact: map[string]*headerRow{}}
+	for _, r := range rules {
+		row := &headerRow{op: r.Op}
+		if r.Field != "" {
+			f, ok := consentmode.LookupField(r.Field)
+			if !ok {
+				panic("proxy: header rule " + r.Name + " reports unknown field " + r.Field) // a static table: TestHeaderTable
+			}
+			row.field = f
+		}
+		switch name := r.Name; {
+		case name == consentmode.HeaderGeo:
+			x.geo = row
+		case name == consentmode.HeaderListed:
+			x.listed = row
+		case name == consentmode.HeaderOther:
+			x.other = row
+		case strings.HasSuffix(name, "*"):
+			row.prefix = canonicalHeader(strings.TrimSuffix(name, "*"))
+			x.prefixes = append(x.prefixes, row)
+		default:
+			x.exact[canonicalHeader(name)] = row
+		}
+	}
+	return x
 }
 
-var (
-	fieldReferer     = mustField("header:Referer")
-	fieldGeo         = mustField("header:geo")
-	fieldHopByHop    = mustField("header:hop-by-hop")
-	fieldXFF         = mustField("header:X-Forwarded-For")
-	fieldCookieHdr   = mustField("header:Cookie")
-	fieldHeaderOther = mustField("header:other")
-	fieldEmail       = mustField("email")
-)
+// canonicalHeader spells a header name as fasthttp hands it over: upper
+// case after each '-', lower case elsewhere ("Sec-Gpc", "X-Real-Ip").
+func canonicalHeader(name string) string {
+	b := []byte(strings.ToLower(name))
+	for i := range b {
+		if (i == 0 || b[i-1] == '-') && 'a' <= b[i] && b[i] <= 'z' {
+			b[i] -= 'a' - 'A'
+		}
+	}
+	return string(b)
+}
 
-// copyHeaders copies the request headers that may travel from src to dst,
-// and records what it left out in d. geo lists the configured geo
-// headers (consumed, never forwarded). E-mail addresses in a forwarded
-// value (a User-Agent, Accept-Language or client hint a script or
-// extension filled in) are redacted; w and buf are working space.
-func copyHeaders(dst, src *fasthttp.RequestHeader, geo []string, d *consentmode.Decision, w *consentmode.Work, buf *[]byte) {
-	removed := &d.Removed
+// lookup returns the row for header k (canonical spelling); geo lists
+// the configured geo headers.
+func (x *headerIndex) lookup(k []byte, geo []string) *headerRow {
+	if r, ok := x.exact[string(k)]; ok {
+		return r
+	}
+	if isGeo(k, geo) {
+		return x.geo
+	}
+	for _, r := range x.prefixes {
+		if len(k) >= len(r.prefix) && bytes.EqualFold(k[:len(r.prefix)], []byte(r.prefix)) {
+			return r
+		}
+	}
+	return x.other
+}
+
+// copyHeaders copies the request headers that may travel from src to dst
+// as consentmode.RequestHeaders says, and reports in hf what it left out.
+// geo lists the configured geo headers (consumed, never forwarded). w and
+// buf are working space.
+func copyHeaders(dst, src *fasthttp.RequestHeader, geo []string, hf *consentmode.HeaderFindings, w *consentmode.Work, buf *[]byte) {
 	conn := src.Peek("Connection")
 	for k, v := range src.All() {
-		name := string(k)
-		switch {
-		case silent[name]:
-		case name == "Referer":
-			copyReferer(dst, v, d, w, buf)
-		case forwardHeaders[name] || hasPrefix(k, forwardPrefixes):
+		switch r := requestHeaders.lookup(k, geo); r.op {
+		case consentmode.HeaderForward:
 			if len(conn) > 0 && listsToken(conn, k) {
-				removed.Add(fieldHopByHop)
+				hf.Removed.Add(requestHeaders.listed.field)
 				continue
 			}
 			var found bool
 			*buf, found = w.RedactEmails((*buf)[:0], v)
-			if found {
-				removed.Add(fieldEmail)
-				d.Reasons.Add(consentmode.ReasonEmailRedacted)
-			}
+			hf.EmailRedacted = hf.EmailRedacted || found
 			dst.AddBytesKV(k, *buf)
-		case droppedAs[name] != 0:
-			removed.Add(droppedAs[name])
-		case isGeo(k, geo):
-			removed.Add(fieldGeo)
-		case len(k) > 12 && bytes.EqualFold(k[:12], []byte("X-Forwarded-")):
-			removed.Add(fieldXFF)
-		default:
-			removed.Add(fieldHeaderOther)
+		case consentmode.HeaderOrigin:
+			copyReferer(dst, v, r.field, hf, w, buf)
+		case consentmode.HeaderDrop:
+			hf.Removed.Add(r.field)
+		case consentmode.HeaderCookies, consentmode.HeaderTransport:
+			// Decide rebuilds Cookie; the upstream client writes the rest.
 		}
 	}
 }
@@ -151,9 +164,9 @@ func listsToken(conn, k []byte) bool {
 
 // copyReferer sets Referer to the origin of v ("https://shop.example/"),
 // or drops it when v is not an absolute http(s) URL or its origin holds
-// an e-mail address.
-func copyReferer(dst *fasthttp.RequestHeader, v []byte, d *consentmode.Decision, w *consentmode.Work, buf *[]byte) {
-	removed := &d.Removed
+// userinfo or an e-mail address. field is header:Referer, reported
+// whenever the value does not travel whole.
+func copyReferer(dst *fasthttp.RequestHeader, v []byte, field consentmode.Field, hf *consentmode.HeaderFindings, w *consentmode.Work, buf *[]byte) {
 	rest, ok := bytes.CutPrefix(v, []byte("https://"))
 	scheme := len("https://")
 	if !ok {
@@ -161,7 +174,7 @@ func copyReferer(dst *fasthttp.RequestHeader, v []byte, d *consentmode.Decision,
 		scheme = len("http://")
 	}
 	if !ok {
-		removed.Add(fieldReferer)
+		hf.Removed.Add(field)
 		return
 	}
 	end := bytes.IndexAny(rest, "/?#")
@@ -169,31 +182,26 @@ func copyReferer(dst *fasthttp.RequestHeader, v []byte, d *consentmode.Decision,
 		end = len(rest)
 	}
 	if at := bytes.IndexByte(rest[:end], '@'); at >= 0 { // userinfo never travels
-		removed.Add(fieldReferer)
+		hf.Removed.Add(field)
 		return
 	}
 	origin := v[:scheme+end]
 	if len(v) > len(origin)+1 {
-		removed.Add(fieldReferer)
+		hf.Removed.Add(field)
 	}
 	if _, found := w.RedactEmails((*buf)[:0], origin); found {
-		removed.Add(fieldReferer)
-		removed.Add(fieldEmail)
-		d.Reasons.Add(consentmode.ReasonEmailRedacted)
+		hf.Removed.Add(field)
+		hf.EmailRedacted = true
 		return
 	}
+	// An origin this long is no browser's: dropped rather than truncated.
 	var ob [256]byte
 	if len(origin) >= len(ob) {
-		removed.Add(fieldReferer)
+		hf.Removed.Add(field)
 		return
 	}
 	dst.SetBytesKV([]byte("Referer"), append(append(ob[:0], origin...), '/'))
 }
-
-// responseHopByHop are response headers that never reach the browser.
-var responseHopByHop = []string{"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Te", "Trailer", "Upgrade",
-	"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Access-Control-Allow-Methods",
-	"Access-Control-Allow-Headers", "Access-Control-Expose-Headers", "Access-Control-Max-Age", "Alt-Svc"}
 
 // cleanResponse removes hop-by-hop headers (and those named in
 // Connection), upstream CORS headers and every Set-Cookie the decision
@@ -211,7 +219,7 @@ func cleanResponse(resp *fasthttp.Response, d *consentmode.Decision) {
 			}
 		}
 	}
-	for _, k := range responseHopByHop {
+	for _, k := range consentmode.ResponseHeaders {
 		h.Del(k)
 	}
 	if d.Action == consentmode.ActionCookieless || d.Action == consentmode.ActionBlock {

@@ -191,7 +191,7 @@ func scriptURI(dst []byte, up upstream, cfg *config.Config, path []byte, args *f
 // it is, an expired one within its stale window at once while one
 // background refresh runs, and a miss by fetching (concurrent misses wait
 // for one fetch).
-func (h *Handler) serveScript(ctx *fasthttp.RequestCtx, rt *runtime, p *prepared, path []byte, reg consentmode.Region, start time.Time) {
+func (h *Handler) serveScript(ctx *fasthttp.RequestCtx, rt *snapshot, p *prepared, path []byte, reg consentmode.Region, start time.Time) {
 	cfg := rt.cfg
 	now := p.now
 	args := ctx.QueryArgs()

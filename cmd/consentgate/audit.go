@@ -1,17 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"sort"
 	"strings"
-
-	"github.com/valyala/fasthttp"
 
 	"github.com/consentgate/consentgate/config"
 	"github.com/consentgate/consentgate/consentmode"
@@ -27,29 +25,23 @@ type auditHit struct {
 	Body    string
 }
 
-// auditResult is one line of the audit.
+// auditResult is one line of the audit: an explained hit or a
+// decision-log line read back.
 type auditResult struct {
 	Where       string             `json:"hit"`
 	Explanation *proxy.Explanation `json:"decision"`
-	Violations  []proxy.Violation  `json:"violations,omitempty"`
-	Logged      *loggedDecision    `json:"logged,omitempty"`
+	Violations  []violation        `json:"violations,omitempty"`
+	Logged      *proxy.Record      `json:"logged,omitempty"`
 }
 
-// loggedDecision is one line of the gateway's decision log.
-type loggedDecision struct {
-	Where    string            `json:"-"`
-	Route    string            `json:"route"`
-	Family   string            `json:"family"`
-	Region   string            `json:"region"`
-	Action   string            `json:"action"`
-	Enforced bool              `json:"enforced"`
-	Consent  map[string]string `json:"consent"`
-	Sources  map[string]string `json:"sources"`
-	Claimed  map[string]string `json:"claimed"`
-	Reasons  []string          `json:"reasons"`
-	Removed  []string          `json:"removed"`
-	Status   int               `json:"status"`
-	Delivery string            `json:"delivery,omitempty"`
+// record is the decision record of r, and whether the hit was rejected
+// (explained hits only: nothing was decided).
+func (r *auditResult) record() (rec *proxy.Record, rejected bool) {
+	if r.Logged != nil {
+		return r.Logged, false
+	}
+	e := r.Explanation
+	return &e.Record, e.Error != "" || e.Route == ""
 }
 
 func cmdAudit(args []string, stdout, stderr io.Writer) error {
@@ -89,8 +81,8 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 		for _, hit := range hits {
 			results = append(results, auditOne(h, cfg, hit, *regionFlag))
 		}
-		for i := range logged {
-			results = append(results, auditLogged(logged[i]))
+		for _, l := range logged {
+			results = append(results, auditLogged(l))
 		}
 	}
 	s := summarize(results, skipped)
@@ -125,22 +117,20 @@ func auditOne(h *proxy.Handler, cfg *config.Config, hit auditHit, region string)
 	if hasGeo {
 		region = ""
 	}
-	req, in, err := proxy.BuildExplainRequest(hit.Method, hit.URL, hit.Headers, hit.Body, region, "")
+	e, err := h.Explain(proxy.Hit{Method: hit.Method, URL: hit.URL, Headers: hit.Headers, Body: hit.Body, Region: region})
 	if err != nil {
-		return auditResult{Where: hit.Where, Explanation: &proxy.Explanation{Error: err.Error()}}
+		return auditResult{Where: hit.Where, Explanation: &proxy.Explanation{Record: proxy.Record{Error: err.Error()}}}
 	}
-	defer fasthttp.ReleaseRequest(req)
-	e := h.Explain(in)
-	return auditResult{Where: hit.Where, Explanation: e, Violations: proxy.CheckInvariants(e, hit.URL, hit.Body, cfg.Policy.AdsDataRedaction)}
+	return auditResult{Where: hit.Where, Explanation: e, Violations: checkInvariants(e, hit.URL, hit.Body, cfg.Policy.AdsDataRedaction)}
 }
 
 // auditLogged checks a decision-log line for consistency: the action must
 // follow from the logged consent, and a dry-run line whose decision was
 // not forward let data out that enforcement would have kept.
-func auditLogged(l loggedDecision) auditResult {
-	r := auditResult{Where: l.Where, Logged: &l}
+func auditLogged(l loggedRecord) auditResult {
+	r := auditResult{Where: l.where, Logged: &l.Record}
 	add := func(inv, detail string) {
-		r.Violations = append(r.Violations, proxy.Violation{Invariant: inv, Detail: detail})
+		r.Violations = append(r.Violations, violation{Invariant: inv, Detail: detail})
 	}
 	if !l.Enforced && l.Action != "forward" {
 		add("unenforced_decision", "dry run: a "+l.Action+" decision was forwarded unchanged")
@@ -155,111 +145,118 @@ func auditLogged(l loggedDecision) auditResult {
 	if storage != "" && l.Consent[storage] == "denied" && l.Action != "cookieless" && l.Action != "block" {
 		add("storage_denied_means_cookieless", storage+" denied but action "+l.Action)
 	}
-	if l.Action == "block" && l.Status != 0 && l.Status != fasthttp.StatusNoContent {
+	if l.Action == "block" && l.Status != 0 && l.Status != http.StatusNoContent {
 		add("blocked_forwards_nothing", fmt.Sprintf("blocked hit answered %d", l.Status))
 	}
 	return r
 }
 
+// loggedRecord is a decision-log line read back, and where it was.
+type loggedRecord struct {
+	proxy.Record
+	where string
+}
+
 // readCapture reads a TSV of hits, a HAR export or a decision log.
-func readCapture(path string) (hits []auditHit, logged []loggedDecision, skipped int, err error) {
+func readCapture(path string) (hits []auditHit, logged []loggedRecord, skipped int, err error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, 0, err
 	}
 	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) > 0 && trimmed[0] == '{' {
-		var har struct {
-			Log *struct {
-				Entries []struct {
-					Request struct {
-						Method  string `json:"method"`
-						URL     string `json:"url"`
-						Headers []struct{ Name, Value string }
-						Cookies []struct{ Name, Value string }
-						Post    *struct {
-							Text string `json:"text"`
-						} `json:"postData"`
-					} `json:"request"`
-				} `json:"entries"`
-			} `json:"log"`
-		}
-		if json.Unmarshal(data, &har) == nil && har.Log != nil {
-			for i, e := range har.Log.Entries {
-				r := e.Request
-				if !isTagRequest(r.URL) {
-					skipped++
-					continue
-				}
-				hit := auditHit{Where: fmt.Sprintf("%s#%d", path, i+1), Method: r.Method, URL: r.URL, Headers: map[string]string{}}
-				for _, hd := range r.Headers {
-					if strings.HasPrefix(hd.Name, ":") || strings.EqualFold(hd.Name, "cookie") || strings.EqualFold(hd.Name, "host") || strings.EqualFold(hd.Name, "content-length") {
-						continue
-					}
-					hit.Headers[hd.Name] = hd.Value
-				}
-				var cookies []string
-				for _, c := range r.Cookies {
-					cookies = append(cookies, c.Name+"="+c.Value)
-				}
-				if len(cookies) > 0 {
-					hit.Headers["Cookie"] = strings.Join(cookies, "; ")
-				}
-				if r.Post != nil {
-					hit.Body = r.Post.Text
-				}
-				hits = append(hits, hit)
-			}
-			return hits, nil, skipped, nil
-		}
-		// A decision log: one JSON object per line.
-		sc := bufio.NewScanner(bytes.NewReader(data))
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for n := 1; sc.Scan(); n++ {
-			line := bytes.TrimSpace(sc.Bytes())
-			if len(line) == 0 {
-				continue
-			}
-			var l loggedDecision
-			if err := json.Unmarshal(line, &l); err != nil || l.Route == "" || l.Action == "" {
-				return nil, nil, 0, fmt.Errorf("%s:%d: neither a HAR file nor a decision log line", path, n)
-			}
-			l.Where = fmt.Sprintf("%s:%d", path, n)
-			logged = append(logged, l)
-		}
-		if err := sc.Err(); err != nil {
-			return nil, nil, 0, fmt.Errorf("%s: %w", path, err)
-		}
-		return nil, logged, 0, nil
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		hits, skipped, err = readTSV(path, data)
+		return hits, nil, skipped, err
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
+	if hits, skipped, ok := readHAR(path, data); ok {
+		return hits, nil, skipped, nil
+	}
+	logged, err = readDecisionLog(path, data)
+	return nil, logged, 0, err
+}
+
+// readHAR reads the tag hits of a HAR export; ok is false when data is
+// not one.
+func readHAR(path string, data []byte) (hits []auditHit, skipped int, ok bool) {
+	var har struct {
+		Log *struct {
+			Entries []struct {
+				Request struct {
+					Method  string `json:"method"`
+					URL     string `json:"url"`
+					Headers []struct{ Name, Value string }
+					Cookies []struct{ Name, Value string }
+					Post    *struct {
+						Text string `json:"text"`
+					} `json:"postData"`
+				} `json:"request"`
+			} `json:"entries"`
+		} `json:"log"`
+	}
+	if json.Unmarshal(data, &har) != nil || har.Log == nil {
+		return nil, 0, false
+	}
+	for i, e := range har.Log.Entries {
+		r := e.Request
+		if !isTagRequest(r.URL) {
+			skipped++
 			continue
 		}
-		cols := strings.Split(line, "\t")
-		switch len(cols) {
-		case 2: // METHOD, URL
-			cols = []string{"", cols[0], cols[1], ""}
-		case 3: // METHOD, URL, BODY
-			cols = append([]string{""}, cols...)
+		hit := auditHit{Where: fmt.Sprintf("%s#%d", path, i+1), Method: r.Method, URL: r.URL, Headers: map[string]string{}}
+		for _, hd := range r.Headers {
+			if strings.HasPrefix(hd.Name, ":") || strings.EqualFold(hd.Name, "cookie") || strings.EqualFold(hd.Name, "host") || strings.EqualFold(hd.Name, "content-length") {
+				continue
+			}
+			hit.Headers[hd.Name] = hd.Value
 		}
-		if len(cols) != 4 {
-			return nil, nil, 0, fmt.Errorf("%s:%d: want METHOD<TAB>URL, optionally with <TAB>BODY after and SOURCE<TAB> before; got %d columns", path, n, len(cols))
+		var cookies []string
+		for _, c := range r.Cookies {
+			cookies = append(cookies, c.Name+"="+c.Value)
 		}
-		if strings.HasPrefix(cols[2], "/") && !strings.HasPrefix(cols[2], "//") {
-			return nil, nil, 0, fmt.Errorf("%s:%d: %q is a relative URL: audit needs the host to tell a tag hit from the site's own pages; write it absolute, such as https://metrics.shop.example%s (or start it with // or, for a GA4 hit, with the query ?v=2&...)", path, n, cols[2], cols[2])
+		if len(cookies) > 0 {
+			hit.Headers["Cookie"] = strings.Join(cookies, "; ")
 		}
-		method, rawURL, body := cols[1], repairURL(cols[2]), cols[3]
-		if body == "-" {
-			body = ""
+		if r.Post != nil {
+			hit.Body = r.Post.Text
 		}
-		body = strings.ReplaceAll(body, `\n`, "\n")
-		if method == "UNSTATED" || method == "" {
+		hits = append(hits, hit)
+	}
+	return hits, skipped, true
+}
+
+// readDecisionLog reads a decision log: one proxy.Record per line.
+func readDecisionLog(path string, data []byte) ([]loggedRecord, error) {
+	var logged []loggedRecord
+	for n, line := range bytes.Split(data, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		var l loggedRecord
+		if err := json.Unmarshal(line, &l.Record); err != nil || l.Route == "" || l.Action == "" {
+			return nil, fmt.Errorf("%s:%d: neither a HAR file nor a decision log line", path, n+1)
+		}
+		l.where = fmt.Sprintf("%s:%d", path, n+1)
+		logged = append(logged, l)
+	}
+	return logged, nil
+}
+
+// readTSV reads the tag hits of a TSV capture (consentmode.ParseCapture).
+func readTSV(path string, data []byte) (hits []auditHit, skipped int, err error) {
+	captured, err := consentmode.ParseCapture(data)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	for _, c := range captured {
+		if strings.HasPrefix(c.URL, "/") && !strings.HasPrefix(c.URL, "//") {
+			return nil, 0, fmt.Errorf("%s:%d: %q is a relative URL: audit needs the host to tell a tag hit from the site's own pages; write it absolute, such as https://metrics.shop.example%s (or start it with // or, for a GA4 hit, with the query ?v=2&...)", path, c.Line, c.URL, c.URL)
+		}
+		rawURL := consentmode.RepairURL(c.URL, "gateway.invalid")
+		method := c.Method
+		if method == "" {
 			method = "GET"
-			if body != "" {
+			if c.Body != "" {
 				method = "POST"
 			}
 		}
@@ -267,26 +264,9 @@ func readCapture(path string) (hits []auditHit, logged []loggedDecision, skipped
 			skipped++
 			continue
 		}
-		hits = append(hits, auditHit{Where: fmt.Sprintf("%s:%d", path, n), Method: method, URL: rawURL, Body: body})
+		hits = append(hits, auditHit{Where: fmt.Sprintf("%s:%d", path, c.Line), Method: method, URL: rawURL, Body: c.Body})
 	}
-	return hits, nil, skipped, sc.Err()
-}
-
-// repairURL makes captured URLs absolute: scheme-relative, HTML-escaped
-// and query-only ones (the latter taken as GA4 hits).
-func repairURL(s string) string {
-	s = strings.ReplaceAll(s, "&amp;", "&")
-	switch {
-	case strings.HasPrefix(s, "//"):
-		s = "https:" + s
-	case strings.HasPrefix(s, "?"):
-		s = "https://gateway.invalid/g/collect" + s
-	}
-	// Tag gateway captures carry their measurement path: audit the hit behind it.
-	for _, p := range []string{"/PHP_GTG_REPLACE_PATH", "/test/measurement"} {
-		s = strings.Replace(s, p+"/", "/", 1)
-	}
-	return s
+	return hits, skipped, nil
 }
 
 // isTagRequest reports whether a captured request goes to a route of the
@@ -337,12 +317,10 @@ type overClaim struct {
 	BySource       map[string]int `json:"by_source"`
 }
 
-var typeNames = []string{"ad_storage", "analytics_storage", "ad_user_data", "ad_personalization"}
-
 func summarize(results []auditResult, skipped int) *auditSummary {
 	s := &auditSummary{Skipped: skipped, Actions: map[string]map[string]int{}, Removed: map[string]int{}, Regions: map[string]int{},
 		Sources: map[string]map[string]int{}, OverClaim: map[string]*overClaim{}}
-	for _, t := range typeNames {
+	for _, t := range consentmode.TypeNames() {
 		s.Sources[t] = map[string]int{}
 		s.OverClaim[t] = &overClaim{BySource: map[string]int{}}
 	}
@@ -351,39 +329,30 @@ func summarize(results []auditResult, skipped int) *auditSummary {
 		if len(r.Violations) > 0 {
 			s.FailedHits++
 		}
-		family, action, region := "", "", ""
-		var consent, sources, claimed map[string]string
-		var removed []string
-		switch {
-		case r.Logged != nil:
-			l := r.Logged
-			family, action, region, consent, sources, claimed, removed = l.Family, l.Action, l.Region, l.Consent, l.Sources, l.Claimed, l.Removed
-		case r.Explanation.Error != "" || r.Explanation.Route == "":
+		rec, rejected := r.record()
+		if rejected {
 			s.Rejected++
 			continue
-		default:
-			e := r.Explanation
-			family, action, region, consent, sources, claimed, removed = e.Family, e.Action, e.Region, e.Consent, e.Sources, e.Claimed, e.Removed
 		}
 		s.Hits++
-		if s.Actions[family] == nil {
-			s.Actions[family] = map[string]int{}
+		if s.Actions[rec.Family] == nil {
+			s.Actions[rec.Family] = map[string]int{}
 		}
-		s.Actions[family][action]++
-		s.Regions[region]++
-		for _, f := range removed {
+		s.Actions[rec.Family][rec.Action]++
+		s.Regions[rec.Region]++
+		for _, f := range rec.Removed {
 			s.Removed[f]++
 		}
-		for _, t := range typeNames {
-			if src := sources[t]; src != "" {
+		for _, t := range consentmode.TypeNames() {
+			if src := rec.Sources[t]; src != "" {
 				s.Sources[t][src]++
 			}
-			if claimed[t] == "granted" {
+			if rec.Claimed[t] == "granted" {
 				oc := s.OverClaim[t]
 				oc.ClaimedGranted++
-				if consent[t] == "denied" {
+				if rec.Consent[t] == "denied" {
 					oc.EnforcedDenied++
-					oc.BySource[sources[t]]++
+					oc.BySource[rec.Sources[t]]++
 				}
 			}
 		}
@@ -426,7 +395,7 @@ func printAudit(w io.Writer, results []auditResult, s *auditSummary) {
 	}
 	fmt.Fprintf(w, "\n## Over-claiming: consent the hits claimed and the gateway did not enforce\n\n")
 	fmt.Fprintf(w, "| consent type | hits claiming granted | enforced denied | decided by |\n|---|---|---|---|\n")
-	for _, t := range typeNames {
+	for _, t := range consentmode.TypeNames() {
 		oc := s.OverClaim[t]
 		var by []string
 		for _, src := range sortedKeys(oc.BySource) {
@@ -453,7 +422,7 @@ func printAudit(w io.Writer, results []auditResult, s *auditSummary) {
 		fmt.Fprintf(w, "| %s | %d |\n", r, s.Regions[r])
 	}
 	fmt.Fprintf(w, "\n## What decided each consent type\n\n| consent type | sources |\n|---|---|\n")
-	for _, t := range typeNames {
+	for _, t := range consentmode.TypeNames() {
 		var by []string
 		for _, src := range sortedKeys(s.Sources[t]) {
 			by = append(by, fmt.Sprintf("%s %d", src, s.Sources[t][src]))
@@ -468,7 +437,7 @@ func printAudit(w io.Writer, results []auditResult, s *auditSummary) {
 	}
 }
 
-func status(vs []proxy.Violation) string {
+func status(vs []violation) string {
 	if len(vs) == 0 {
 		return "ok"
 	}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
 	"github.com/consentgate/consentgate/config"
@@ -127,18 +126,17 @@ func explainExample(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	req, in, err := proxy.BuildExplainRequest("", explainExampleURL, headers, "", "DE", "198.51.100.23")
+	e, err := h.Explain(proxy.Hit{URL: explainExampleURL, Headers: headers, Region: "DE", ClientIP: "198.51.100.23"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fasthttp.ReleaseRequest(req)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "```sh\nconsentgate explain --region DE --client-ip 198.51.100.23 \\\n")
 	for _, hd := range explainExampleHeaders {
 		fmt.Fprintf(&b, "  -H '%s' \\\n", hd)
 	}
 	fmt.Fprintf(&b, "  '%s'\n```\n\n```\n", explainExampleURL)
-	printExplanation(&b, h.Explain(in))
+	printExplanation(&b, e)
 	fmt.Fprintf(&b, "```\n")
 	return b.String()
 }

@@ -8,10 +8,10 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
 	"github.com/consentgate/consentgate/config"
+	"github.com/consentgate/consentgate/consentmode"
 	"github.com/consentgate/consentgate/proxy"
 )
 
@@ -72,17 +72,15 @@ func cmdExplain(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	req, in, err := proxy.BuildExplainRequest(*method, fs.Arg(0), headers, b, *regionFlag, *clientFlag)
-	if err != nil {
-		return err
-	}
-	defer fasthttp.ReleaseRequest(req)
 	h, err := newOfflineHandler(cfg)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	e := h.Explain(in)
+	e, err := h.Explain(proxy.Hit{Method: *method, URL: fs.Arg(0), Headers: headers, Body: b, Region: *regionFlag, ClientIP: *clientFlag})
+	if err != nil {
+		return err
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -132,7 +130,7 @@ func printExplanation(w io.Writer, e *proxy.Explanation) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "consent  %-19s %-8s %-22s %s\n", "type", "enforced", "decided by", "what the hit said")
-	for _, t := range []string{"ad_storage", "analytics_storage", "ad_user_data", "ad_personalization"} {
+	for _, t := range consentmode.TypeNames() {
 		fmt.Fprintf(w, "         %-19s %-8s %-22s %s\n", t, e.Consent[t], e.Sources[t], saidText(e, t))
 	}
 	fmt.Fprintf(w, "reasons  %s\n", strings.Join(e.Reasons, ", "))

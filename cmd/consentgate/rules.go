@@ -14,23 +14,24 @@ import (
 // rulesDoc is the effective rule table: everything `rules` prints, built
 // from the same policy data and decision code the proxy runs.
 type rulesDoc struct {
-	PolicyVersion    string                   `json:"policy_version"`
-	Mode             string                   `json:"mode"`
-	Enforce          bool                     `json:"enforce"`
-	AdsDataRedaction bool                     `json:"ads_data_redaction"`
-	UAForward        bool                     `json:"ua_forward"`
-	MPEnabled        bool                     `json:"mp_enabled"`
-	ClientID         string                   `json:"cookieless_client_id"`
-	CORS             string                   `json:"cors"`
-	Inputs           []consentmode.InputRule  `json:"inputs"`
-	Tags             []string                 `json:"tags"`
-	Outcomes         []outcomeDoc             `json:"outcomes"`
-	Params           []paramDoc               `json:"parameters"`
-	Cookies          []cookieDoc              `json:"cookies"`
-	Headers          []consentmode.HeaderRule `json:"headers"`
-	Routes           []routeDoc               `json:"routes"`
-	Regions          regionsDoc               `json:"regions"`
-	CMPCookies       []cmpDoc                 `json:"cmp_cookies"`
+	PolicyVersion    string                  `json:"policy_version"`
+	Mode             string                  `json:"mode"`
+	Enforce          bool                    `json:"enforce"`
+	AdsDataRedaction bool                    `json:"ads_data_redaction"`
+	UAForward        bool                    `json:"ua_forward"`
+	MPEnabled        bool                    `json:"mp_enabled"`
+	ClientID         string                  `json:"cookieless_client_id"`
+	CORS             string                  `json:"cors"`
+	Inputs           []consentmode.InputRule `json:"inputs"`
+	Tags             []string                `json:"tags"`
+	Outcomes         []outcomeDoc            `json:"outcomes"`
+	Params           []paramDoc              `json:"parameters"`
+	Cookies          []cookieDoc             `json:"cookies"`
+	Headers          []headerDoc             `json:"headers"`
+	ResponseHeaders  []string                `json:"response_headers_dropped"`
+	Routes           []routeDoc              `json:"routes"`
+	Regions          regionsDoc              `json:"regions"`
+	CMPCookies       []cmpDoc                `json:"cmp_cookies"`
 }
 
 type outcomeDoc struct {
@@ -49,6 +50,13 @@ type paramDoc struct {
 	When     string   `json:"when"`
 	Effect   string   `json:"effect"`
 	Why      string   `json:"why"`
+}
+
+type headerDoc struct {
+	Name     string `json:"name"`
+	Rule     string `json:"rule"`
+	Reported string `json:"reported_as,omitempty"`
+	Why      string `json:"why"`
 }
 
 type cookieDoc struct {
@@ -93,10 +101,13 @@ type cmpDoc struct {
 func buildRulesDoc(cfg *config.Config) *rulesDoc {
 	p := cfg.Policy
 	d := &rulesDoc{PolicyVersion: cfg.PolicyVersion, Mode: p.Mode.String(), Enforce: cfg.Enforce,
-		AdsDataRedaction: p.AdsDataRedaction, UAForward: p.UAForward, MPEnabled: p.MPEnabled, Headers: consentmode.HeaderRules,
+		AdsDataRedaction: p.AdsDataRedaction, UAForward: p.UAForward, MPEnabled: p.MPEnabled, ResponseHeaders: consentmode.ResponseHeaders,
 		ClientID: "ephemeral", CORS: cfg.CORSRule(), Inputs: consentmode.InputRules}
 	if p.ClientIDTag {
 		d.ClientID = "tag"
+	}
+	for _, h := range consentmode.RequestHeaders {
+		d.Headers = append(d.Headers, headerDoc{h.Name, h.Op.String(), h.Field, h.Why})
 	}
 	for t := range p.Tags {
 		d.Tags = append(d.Tags, t)
@@ -201,6 +212,26 @@ func cmdRules(args []string, stdout, stderr io.Writer) error {
 
 func cell(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
 
+// writeHeadersMarkdown writes the header table, one row per treatment.
+func writeHeadersMarkdown(w io.Writer, d *rulesDoc) {
+	fmt.Fprintf(w, "\n## Headers\n\nAn allowlist: only the forwarded headers travel. Exact names win over prefixes (`*`).\n\n| request header | rule | reported as | why |\n|---|---|---|---|\n")
+	var order []headerDoc
+	names := map[headerDoc][]string{}
+	for _, h := range d.Headers {
+		k := h
+		k.Name = ""
+		if _, ok := names[k]; !ok {
+			order = append(order, k)
+		}
+		names[k] = append(names[k], h.Name)
+	}
+	for _, k := range order {
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", cell(strings.Join(names[k], ", ")), k.Rule, k.Reported, cell(k.Why))
+	}
+	fmt.Fprintf(w, "\nResponse headers never relayed: %s, and the headers named in Connection. Set-Cookie is relayed only for the cookies of the cookie table whose owner is granted, never on a cookieless or blocked hit.\n",
+		strings.Join(d.ResponseHeaders, ", "))
+}
+
 func writeRulesMarkdown(w io.Writer, d *rulesDoc) {
 	fmt.Fprintf(w, "# consentgate effective rules\n\n")
 	fmt.Fprintf(w, "Policy version `%s`. Mode **%s**, enforce **%v**, ads_data_redaction **%v** (Ads and Floodlight only), ua.forward **%v**, mp.enabled **%v**, cookieless.client_id **%s**.\n",
@@ -228,10 +259,7 @@ func writeRulesMarkdown(w io.Writer, d *rulesDoc) {
 	for _, c := range d.Cookies {
 		fmt.Fprintf(w, "| `%s` | %s |\n", c.Name, c.Owner)
 	}
-	fmt.Fprintf(w, "\n## Headers\n\n| header | rule |\n|---|---|\n")
-	for _, h := range d.Headers {
-		fmt.Fprintf(w, "| %s | %s |\n", cell(h.Name), cell(h.What))
-	}
+	writeHeadersMarkdown(w, d)
 	fmt.Fprintf(w, "\n## Consent inputs\n\nMerged in this order. A denial from any input wins over every grant; the first input that denied a type is its reported source.\n\n| input | from | types | effect |\n|---|---|---|---|\n")
 	for _, in := range d.Inputs {
 		fmt.Fprintf(w, "| `%s` | %s | %s | %s |\n", in.Input, cell(in.From), cell(in.Types), cell(in.Effect))
@@ -271,8 +299,11 @@ func writeRulesMarkdown(w io.Writer, d *rulesDoc) {
 		case "unknown":
 			label = "unknown region"
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %v | %v |\n", label, r.Defaults["ad_storage"], r.Defaults["analytics_storage"],
-			r.Defaults["ad_user_data"], r.Defaults["ad_personalization"], strings.Join(r.Signals, ", "), r.TCFStrict, r.OptOutAUD)
+		fmt.Fprintf(w, "| %s |", label)
+		for _, t := range consentmode.TypeNames() {
+			fmt.Fprintf(w, " %s |", r.Defaults[t])
+		}
+		fmt.Fprintf(w, " %s | %v | %v |\n", strings.Join(r.Signals, ", "), r.TCFStrict, r.OptOutAUD)
 	}
 	fmt.Fprintf(w, "\n## CMP cookies (deny-only)\n\n")
 	if len(d.CMPCookies) == 0 {

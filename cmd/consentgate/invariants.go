@@ -1,28 +1,29 @@
-package proxy
+package main
 
 import (
 	"net/url"
 	"strings"
 
 	"github.com/consentgate/consentgate/consentmode"
+	"github.com/consentgate/consentgate/proxy"
 )
 
-// Violation is a broken audit invariant: what would leave although the
+// violation is a broken audit invariant: what would leave although the
 // enforced consent forbids it.
-type Violation struct {
+type violation struct {
 	Invariant string `json:"invariant"`
 	Detail    string `json:"detail"`
 }
 
-// CheckInvariants checks what an explanation would forward against the
+// checkInvariants checks what an explanation would forward against the
 // consent it enforces. It is deliberately written apart from the rule
 // tables: it restates the product's promises directly, so a wrong rule,
 // a wrong config (a dry run, say) or a bug in the rewrite shows up as a
 // violation. original is the hit as received (its identifiers must not
 // leave while denied); redaction is consent.ads_data_redaction.
-func CheckInvariants(e *Explanation, originalURL, originalBody string, redaction bool) []Violation {
-	var vs []Violation
-	add := func(inv, detail string) { vs = append(vs, Violation{inv, detail}) }
+func checkInvariants(e *proxy.Explanation, originalURL, originalBody string, redaction bool) []violation {
+	var vs []violation
+	add := func(inv, detail string) { vs = append(vs, violation{inv, detail}) }
 	d := &e.Decision
 	if e.Error != "" {
 		return nil // rejected: nothing leaves

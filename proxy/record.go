@@ -1,0 +1,165 @@
+package proxy
+
+import (
+	"time"
+
+	"go.uber.org/zap/zapcore"
+
+	"github.com/consentgate/consentgate/config"
+	"github.com/consentgate/consentgate/consentmode"
+)
+
+// Record is one decision as every output shows it: the decision log writes
+// one per line (MarshalLogObject), explain, /debug/explain and audit print
+// it (JSON), and audit reads decision-log lines back into it. newRecord is
+// the only place a consentmode.Decision becomes one.
+type Record struct {
+	// Time and Hit are set on decision-log lines: when the request was
+	// read and its sequence number.
+	Time time.Time `json:"ts,omitzero"`
+	Hit  uint64    `json:"hit,omitempty"`
+
+	Route  string `json:"route"`
+	Family string `json:"family"`
+	Region string `json:"region"`
+	// PolicyRegion is the region rule that applied: a listed region,
+	// "default" or "unknown" (explain only).
+	PolicyRegion string `json:"policy_region,omitempty"`
+	Action       string `json:"action"`
+	Enforced     bool   `json:"enforced"`
+	// Consent, Sources and Claimed are keyed by consent type: the enforced
+	// value, what decided it, and what the hit itself claimed (types it
+	// claimed nothing about are left out).
+	Consent map[string]string `json:"consent"`
+	Sources map[string]string `json:"sources"`
+	Claimed map[string]string `json:"claimed"`
+	// Said is what each of the hit's consent inputs (gcs, gcd, npa, mp,
+	// tcf) said about each type, before merging; inputs that said nothing
+	// are left out (explain only).
+	Said    map[string]map[string]string `json:"said,omitempty"`
+	Reasons []string                     `json:"reasons"`
+	Removed []string                     `json:"removed"`
+	// Status is what the browser got (explain: only when nothing is forwarded).
+	Status int `json:"status,omitempty"`
+	// Delivery is how a forwarded hit leaves: "queue" (the browser gets
+	// 204 at once, the gateway delivers with retries), "sync" (the browser
+	// waits for the upstream) or, in the log, "none".
+	Delivery string `json:"delivery,omitempty"`
+	// UpstreamMS is the upstream's answer time in milliseconds (log only).
+	UpstreamMS float64 `json:"upstream_ms,omitempty"`
+	// Error is why the hit failed: the kind of upstream error in the log,
+	// the reason it was rejected in explain (nothing is forwarded then).
+	Error         string `json:"error,omitempty"`
+	PolicyVersion string `json:"policy_version"`
+}
+
+// newRecord renders d, decided under cfg. Hits that matched no route
+// have only the configuration's fields.
+func newRecord(d *consentmode.Decision, cfg *config.Config, matched bool) Record {
+	r := Record{
+		Consent:       map[string]string{},
+		Sources:       map[string]string{},
+		Claimed:       map[string]string{},
+		Reasons:       d.Reasons.Strings(),
+		Removed:       d.Removed.Names(),
+		Enforced:      cfg.Enforce,
+		PolicyVersion: cfg.PolicyVersion,
+	}
+	if !matched {
+		return r
+	}
+	r.Route = consentmode.Routes[d.Route].Name
+	r.Family = d.Family.String()
+	r.Region = d.Region.String()
+	r.PolicyRegion = "default"
+	if !d.PolicyRegion.IsUnknown() {
+		r.PolicyRegion = d.PolicyRegion.String()
+	} else if d.Region.IsUnknown() {
+		r.PolicyRegion = "unknown"
+	}
+	r.Action = d.Action.String()
+	for t := range consentmode.NumTypes {
+		name := consentmode.Type(t).String()
+		r.Consent[name] = d.Consent.Value[t].String()
+		r.Sources[name] = d.SourceName(consentmode.Type(t), cfg.Policy)
+		if v := d.Claimed[t]; v != consentmode.Unset {
+			r.Claimed[name] = v.String()
+		}
+	}
+	return r
+}
+
+// addSaid fills Said from d: what each of the hit's consent inputs said.
+func (r *Record) addSaid(d *consentmode.Decision) {
+	for t := range consentmode.NumTypes {
+		name := consentmode.Type(t).String()
+		for _, in := range []struct {
+			name string
+			v    *[consentmode.NumTypes]consentmode.Value
+		}{{"gcs", &d.Said.GCS}, {"gcd", &d.Said.GCD}, {"npa", &d.Said.NPA}, {"mp", &d.Said.MP}, {"tcf", &d.Said.TCF}} {
+			if v := in.v[t]; v != consentmode.Unset {
+				if r.Said == nil {
+					r.Said = map[string]map[string]string{}
+				}
+				if r.Said[name] == nil {
+					r.Said[name] = map[string]string{}
+				}
+				r.Said[name][in.name] = v.String()
+			}
+		}
+	}
+}
+
+// MarshalLogObject writes r as a decision-log line: every field but the
+// explain-only ones (PolicyRegion, Said), the consent maps in type order.
+func (r *Record) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	enc.AddTime("ts", r.Time)
+	enc.AddUint64("hit", r.Hit)
+	enc.AddString("route", r.Route)
+	enc.AddString("family", r.Family)
+	enc.AddString("region", r.Region)
+	enc.AddString("action", r.Action)
+	enc.AddBool("enforced", r.Enforced)
+	for _, m := range []struct {
+		key string
+		m   map[string]string
+	}{{"consent", r.Consent}, {"sources", r.Sources}, {"claimed", r.Claimed}} {
+		if err := enc.AddObject(m.key, typeMap(m.m)); err != nil {
+			return err
+		}
+	}
+	if err := enc.AddArray("reasons", stringList(r.Reasons)); err != nil {
+		return err
+	}
+	if err := enc.AddArray("removed", stringList(r.Removed)); err != nil {
+		return err
+	}
+	enc.AddInt("status", r.Status)
+	enc.AddString("delivery", r.Delivery)
+	enc.AddFloat64("upstream_ms", r.UpstreamMS)
+	enc.AddString("error", r.Error)
+	enc.AddString("policy_version", r.PolicyVersion)
+	return nil
+}
+
+// typeMap writes a map keyed by consent type in type order.
+type typeMap map[string]string
+
+func (m typeMap) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	for t := range consentmode.NumTypes {
+		name := consentmode.Type(t).String()
+		if v, ok := m[name]; ok {
+			enc.AddString(name, v)
+		}
+	}
+	return nil
+}
+
+type stringList []string
+
+func (l stringList) MarshalLogArray(enc zapcore.ArrayEncoder) error {
+	for _, s := range l {
+		enc.AppendString(s)
+	}
+	return nil
+}
