@@ -435,6 +435,14 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
 		h.enqueue(ctx, l, &p, origin, allowed, start)
 		return d.Family
 	}
+	h.proxy(ctx, &p, origin, allowed, start)
+	return d.Family
+}
+
+// proxy sends the prepared hit upstream and relays the answer, cleaned as
+// the decision says.
+func (h *Handler) proxy(ctx *fasthttp.RequestCtx, p *prepared, origin []byte, allowed bool, start time.Time) {
+	cfg, d := p.cfg, &p.decision
 	upStart := time.Now()
 	err := p.up.client.DoTimeout(&p.out.req, &ctx.Response, cfg.Timeouts.Upstream)
 	upLatency := time.Since(upStart)
@@ -443,8 +451,8 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
 		if allowed {
 			setCORS(&ctx.Response.Header, origin)
 		}
-		h.record(ctx, &p, ctx.Response.StatusCode(), upLatency, err, start)
-		return d.Family
+		h.record(ctx, p, ctx.Response.StatusCode(), upLatency, err, start)
+		return
 	}
 	upStatus := ctx.Response.StatusCode()
 	cleanResponse(&ctx.Response, d)
@@ -465,8 +473,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
 			dropOffsiteLocation(&ctx.Response, ctx)
 		}
 	}
-	h.record(ctx, &p, upStatus, upLatency, nil, start)
-	return d.Family
+	h.record(ctx, p, upStatus, upLatency, nil, start)
 }
 
 // enqueue hands the rewritten hit to its lane and answers the browser

@@ -22,103 +22,143 @@ type violation struct {
 // violation. original is the hit as received (its identifiers must not
 // leave while denied); redaction is consent.ads_data_redaction.
 func checkInvariants(e *proxy.Explanation, originalURL, originalBody string, redaction bool) []violation {
-	var vs []violation
-	add := func(inv, detail string) { vs = append(vs, violation{inv, detail}) }
 	d := &e.Decision
 	if e.Error != "" {
 		return nil // rejected: nothing leaves
 	}
+	c := &invariantCheck{d: d, f: e.Forward}
 	if d.Action == consentmode.ActionBlock {
-		if e.Forward != nil {
-			add("blocked_forwards_nothing", "a blocked hit would be forwarded")
+		if c.f != nil {
+			c.add("blocked_forwards_nothing", "a blocked hit would be forwarded")
 		}
-		return vs
+		return c.vs
 	}
-	f := e.Forward
-	if f == nil {
-		return vs
+	if c.f == nil {
+		return nil
 	}
-	fwd := hitParams(f.URL, f.Body)
-	orig := hitParams(originalURL, originalBody)
-	cookies := cookieNames(f.Headers["Cookie"])
-	st := &d.Consent
-	web := d.Family == consentmode.FamilyGA4 || d.Family == consentmode.FamilyUA
-	ads := d.Family == consentmode.FamilyAds || d.Family == consentmode.FamilyFloodlight
+	c.fwd = hitParams(c.f.URL, c.f.Body)
+	c.cookies = cookieNames(c.f.Headers["Cookie"])
+	c.analytics(hitParams(originalURL, originalBody))
+	c.adStorage(redaction)
+	c.adUserData()
+	c.hygiene()
+	return c.vs
+}
 
-	if web && st.Denied(consentmode.AnalyticsStorage) {
+// invariantCheck is one explanation being checked.
+type invariantCheck struct {
+	d       *consentmode.Decision
+	f       *proxy.Forward
+	fwd     map[string][]string // the forwarded parameters
+	cookies []string            // the forwarded cookie names
+	vs      []violation
+}
+
+func (c *invariantCheck) add(inv, detail string) { c.vs = append(c.vs, violation{inv, detail}) }
+
+func (c *invariantCheck) web() bool {
+	return c.d.Family == consentmode.FamilyGA4 || c.d.Family == consentmode.FamilyUA
+}
+
+func (c *invariantCheck) ads() bool {
+	return c.d.Family == consentmode.FamilyAds || c.d.Family == consentmode.FamilyFloodlight
+}
+
+// analytics: under denied analytics_storage no original client or session
+// id, no user ids or properties, no analytics cookie; under any denied
+// storage no linker. orig are the parameters of the hit as received.
+func (c *invariantCheck) analytics(orig map[string][]string) {
+	st := &c.d.Consent
+	if c.web() && st.Denied(consentmode.AnalyticsStorage) {
 		for _, k := range []string{"cid", "sid"} {
 			for _, v := range orig[k] {
-				if contains(fwd[k], v) {
-					add("analytics_denied_no_original_ids", k+" "+"forwarded unchanged")
+				if contains(c.fwd[k], v) {
+					c.add("analytics_denied_no_original_ids", k+" "+"forwarded unchanged")
 				}
 			}
 		}
-		for k := range fwd {
+		for k := range c.fwd {
 			if k == "uid" || strings.HasPrefix(k, "up.") || strings.HasPrefix(k, "upn.") {
-				add("analytics_denied_no_user_ids", k+" forwarded")
+				c.add("analytics_denied_no_user_ids", k+" forwarded")
 			}
 		}
-		for _, c := range cookies {
-			if analyticsCookie(c) {
-				add("analytics_denied_no_analytics_cookies", "cookie "+c+" forwarded")
+		for _, ck := range c.cookies {
+			if analyticsCookie(ck) {
+				c.add("analytics_denied_no_analytics_cookies", "cookie "+ck+" forwarded")
 			}
 		}
 	}
 	if st.Denied(consentmode.AnalyticsStorage) || st.Denied(consentmode.AdStorage) {
-		if d.Family != consentmode.FamilyMP && linkerInURLs(fwd) {
-			add("storage_denied_no_linker", "_gl forwarded inside a URL")
+		if c.d.Family != consentmode.FamilyMP && linkerInURLs(c.fwd) {
+			c.add("storage_denied_no_linker", "_gl forwarded inside a URL")
 		}
 	}
-	if st.Denied(consentmode.AdStorage) {
-		if ads {
-			for _, k := range []string{"auid", "auiddc", "gclaw", "gclgb", "gac", "gacgb"} {
-				if len(fwd[k]) > 0 {
-					add("ad_storage_denied_no_ad_ids", k+" forwarded")
-				}
-			}
-		}
-		for _, c := range cookies {
-			if strings.HasPrefix(c, "_gcl_") || strings.HasPrefix(c, "FPGCL") || c == "FPAU" {
-				add("ad_storage_denied_no_ad_cookies", "cookie "+c+" forwarded")
-			}
-		}
-		if redaction && ads { // documented for Ads and Floodlight only: GA4 keeps click ids
-			for _, k := range []string{"gclid", "dclid", "gbraid", "wbraid", "gclsrc"} {
-				if len(fwd[k]) > 0 || clickIDInURLs(fwd, k) {
-					add("redaction_no_click_ids", k+" forwarded")
-				}
+}
+
+// adStorage: under denied ad_storage no ad ids or ad cookies, and with
+// redaction (Ads and Floodlight) no click ids.
+func (c *invariantCheck) adStorage(redaction bool) {
+	if !c.d.Consent.Denied(consentmode.AdStorage) {
+		return
+	}
+	if c.ads() {
+		for _, k := range []string{"auid", "auiddc", "gclaw", "gclgb", "gac", "gacgb"} {
+			if len(c.fwd[k]) > 0 {
+				c.add("ad_storage_denied_no_ad_ids", k+" forwarded")
 			}
 		}
 	}
-	if st.Denied(consentmode.AdUserData) {
-		for _, k := range []string{"em", "emd"} {
-			if (ads || d.Family == consentmode.FamilyGA4) && len(fwd[k]) > 0 {
-				add("ad_user_data_denied_no_user_data", k+" forwarded")
-			}
-		}
-		if d.Family == consentmode.FamilyMP && (strings.Contains(f.Body, `"user_data"`) || strings.Contains(f.Body, `"user_id"`)) {
-			add("ad_user_data_denied_no_user_data", "user_id or user_data forwarded")
+	for _, ck := range c.cookies {
+		if strings.HasPrefix(ck, "_gcl_") || strings.HasPrefix(ck, "FPGCL") || ck == "FPAU" {
+			c.add("ad_storage_denied_no_ad_cookies", "cookie "+ck+" forwarded")
 		}
 	}
+	if redaction && c.ads() { // documented for Ads and Floodlight only: GA4 keeps click ids
+		for _, k := range []string{"gclid", "dclid", "gbraid", "wbraid", "gclsrc"} {
+			if len(c.fwd[k]) > 0 || clickIDInURLs(c.fwd, k) {
+				c.add("redaction_no_click_ids", k+" forwarded")
+			}
+		}
+	}
+}
+
+// adUserData: under denied ad_user_data no user-provided data.
+func (c *invariantCheck) adUserData() {
+	if !c.d.Consent.Denied(consentmode.AdUserData) {
+		return
+	}
+	for _, k := range []string{"em", "emd"} {
+		if (c.ads() || c.d.Family == consentmode.FamilyGA4) && len(c.fwd[k]) > 0 {
+			c.add("ad_user_data_denied_no_user_data", k+" forwarded")
+		}
+	}
+	if c.d.Family == consentmode.FamilyMP && (strings.Contains(c.f.Body, `"user_data"`) || strings.Contains(c.f.Body, `"user_id"`)) {
+		c.add("ad_user_data_denied_no_user_data", "user_id or user_data forwarded")
+	}
+}
+
+// hygiene, whatever the consent: no e-mail address anywhere, a Referer
+// cut to its origin, no credentials.
+func (c *invariantCheck) hygiene() {
+	f := c.f
 	if holdsEmailDeep(f.URL) || holdsEmailDeep(f.Body) {
-		add("no_email", "an e-mail address would be forwarded")
+		c.add("no_email", "an e-mail address would be forwarded")
 	}
 	for name, v := range f.Headers {
 		if name != "Cookie" && holdsEmailDeep(v) {
-			add("no_email", "an e-mail address in header "+name)
+			c.add("no_email", "an e-mail address in header "+name)
 		}
 	}
 	if ref := f.Headers["Referer"]; ref != "" {
 		if u, err := url.Parse(ref); err != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			add("referer_origin_only", "Referer carries more than an origin")
+			c.add("referer_origin_only", "Referer carries more than an origin")
 		}
 	}
 	for _, h := range []string{"Authorization", "Proxy-Authorization", "X-Api-Key"} {
 		if _, ok := f.Headers[h]; ok {
-			add("no_credentials", h+" forwarded")
+			c.add("no_credentials", h+" forwarded")
 		}
 	}
-	return vs
 }
 
 // hitParams collects the parameters of a URL (query and Floodlight

@@ -232,38 +232,9 @@ func writeHeadersMarkdown(w io.Writer, d *rulesDoc) {
 		strings.Join(d.ResponseHeaders, ", "))
 }
 
-func writeRulesMarkdown(w io.Writer, d *rulesDoc) {
-	fmt.Fprintf(w, "# consentgate effective rules\n\n")
-	fmt.Fprintf(w, "Policy version `%s`. Mode **%s**, enforce **%v**, ads_data_redaction **%v** (Ads and Floodlight only), ua.forward **%v**, mp.enabled **%v**, cookieless.client_id **%s**.\n",
-		d.PolicyVersion, d.Mode, d.Enforce, d.AdsDataRedaction, d.UAForward, d.MPEnabled, d.ClientID)
-	fmt.Fprintf(w, "CORS: %s.\n", d.CORS)
-	if len(d.Tags) == 0 {
-		fmt.Fprintf(w, "Tag allowlist: none (any tag id).\n\n")
-	} else {
-		fmt.Fprintf(w, "Tag allowlist: %s (any other tag id: block).\n\n", strings.Join(d.Tags, ", "))
-	}
-
-	fmt.Fprintf(w, "## What happens to a hit\n\n")
-	fmt.Fprintf(w, "Each row runs the gateway's own decision on a representative hit of the route that carries every parameter of the rules below, Google cookies, and a page URL with `_gl`, `gclid` and an e-mail address. `removed` lists what would not leave.\n\n")
-	fmt.Fprintf(w, "| route | consent | action | removed | consent written back |\n|---|---|---|---|---|\n")
-	for _, o := range d.Outcomes {
-		fmt.Fprintf(w, "| %s | %s | **%s** | %s | %s |\n", o.Route, o.Situation, o.Action, cell(strings.Join(o.Removed, " ")), strings.Join(o.WrittenBack, " "))
-	}
-
-	fmt.Fprintf(w, "\n## Per-parameter rules\n\nFor each parameter the strongest applicable effect wins. E-mail addresses are redacted from every value, always.\n\n")
-	fmt.Fprintf(w, "| families | parameter | where | when | effect | why |\n|---|---|---|---|---|---|\n")
-	for _, p := range d.Params {
-		fmt.Fprintf(w, "| %s | `%s` | %s | %s | %s | %s |\n", strings.Join(p.Families, ", "), p.Name, p.Where, p.When, p.Effect, cell(p.Why))
-	}
-	fmt.Fprintf(w, "\n## Cookies\n\nOnly these travel upstream, only while their owner is granted, never on a cookieless hit, never to the Measurement Protocol or script routes.\n\n| cookie | owner |\n|---|---|\n")
-	for _, c := range d.Cookies {
-		fmt.Fprintf(w, "| `%s` | %s |\n", c.Name, c.Owner)
-	}
-	writeHeadersMarkdown(w, d)
-	fmt.Fprintf(w, "\n## Consent inputs\n\nMerged in this order. A denial from any input wins over every grant; the first input that denied a type is its reported source.\n\n| input | from | types | effect |\n|---|---|---|---|\n")
-	for _, in := range d.Inputs {
-		fmt.Fprintf(w, "| `%s` | %s | %s | %s |\n", in.Input, cell(in.From), cell(in.Types), cell(in.Effect))
-	}
+// writeRegionsMarkdown writes the region table, listed regions with the
+// same rules on one row.
+func writeRegionsMarkdown(w io.Writer, d *rulesDoc) {
 	fmt.Fprintf(w, "\n## Regions\n\nA consent type no input has set takes its region's default. The most specific region wins (`US-CA` over `US`).\n\n")
 	fmt.Fprintf(w, "| region | ad_storage | analytics_storage | ad_user_data | ad_personalization | signals honoured | tcf_strict | opt-out denies ad_user_data |\n|---|---|---|---|---|---|---|---|\n")
 	rows := append([]regionRuleDoc{d.Regions.Default, d.Regions.Unknown}, d.Regions.Listed...)
@@ -305,6 +276,41 @@ func writeRulesMarkdown(w io.Writer, d *rulesDoc) {
 		}
 		fmt.Fprintf(w, " %s | %v | %v |\n", strings.Join(r.Signals, ", "), r.TCFStrict, r.OptOutAUD)
 	}
+}
+
+func writeRulesMarkdown(w io.Writer, d *rulesDoc) {
+	fmt.Fprintf(w, "# consentgate effective rules\n\n")
+	fmt.Fprintf(w, "Policy version `%s`. Mode **%s**, enforce **%v**, ads_data_redaction **%v** (Ads and Floodlight only), ua.forward **%v**, mp.enabled **%v**, cookieless.client_id **%s**.\n",
+		d.PolicyVersion, d.Mode, d.Enforce, d.AdsDataRedaction, d.UAForward, d.MPEnabled, d.ClientID)
+	fmt.Fprintf(w, "CORS: %s.\n", d.CORS)
+	if len(d.Tags) == 0 {
+		fmt.Fprintf(w, "Tag allowlist: none (any tag id).\n\n")
+	} else {
+		fmt.Fprintf(w, "Tag allowlist: %s (any other tag id: block).\n\n", strings.Join(d.Tags, ", "))
+	}
+
+	fmt.Fprintf(w, "## What happens to a hit\n\n")
+	fmt.Fprintf(w, "Each row runs the gateway's own decision on a representative hit of the route that carries every parameter of the rules below, Google cookies, and a page URL with `_gl`, `gclid` and an e-mail address. `removed` lists what would not leave.\n\n")
+	fmt.Fprintf(w, "| route | consent | action | removed | consent written back |\n|---|---|---|---|---|\n")
+	for _, o := range d.Outcomes {
+		fmt.Fprintf(w, "| %s | %s | **%s** | %s | %s |\n", o.Route, o.Situation, o.Action, cell(strings.Join(o.Removed, " ")), strings.Join(o.WrittenBack, " "))
+	}
+
+	fmt.Fprintf(w, "\n## Per-parameter rules\n\nFor each parameter the strongest applicable effect wins. E-mail addresses are redacted from every value, always.\n\n")
+	fmt.Fprintf(w, "| families | parameter | where | when | effect | why |\n|---|---|---|---|---|---|\n")
+	for _, p := range d.Params {
+		fmt.Fprintf(w, "| %s | `%s` | %s | %s | %s | %s |\n", strings.Join(p.Families, ", "), p.Name, p.Where, p.When, p.Effect, cell(p.Why))
+	}
+	fmt.Fprintf(w, "\n## Cookies\n\nOnly these travel upstream, only while their owner is granted, never on a cookieless hit, never to the Measurement Protocol or script routes.\n\n| cookie | owner |\n|---|---|\n")
+	for _, c := range d.Cookies {
+		fmt.Fprintf(w, "| `%s` | %s |\n", c.Name, c.Owner)
+	}
+	writeHeadersMarkdown(w, d)
+	fmt.Fprintf(w, "\n## Consent inputs\n\nMerged in this order. A denial from any input wins over every grant; the first input that denied a type is its reported source.\n\n| input | from | types | effect |\n|---|---|---|---|\n")
+	for _, in := range d.Inputs {
+		fmt.Fprintf(w, "| `%s` | %s | %s | %s |\n", in.Input, cell(in.From), cell(in.Types), cell(in.Effect))
+	}
+	writeRegionsMarkdown(w, d)
 	fmt.Fprintf(w, "\n## CMP cookies (deny-only)\n\n")
 	if len(d.CMPCookies) == 0 {
 		fmt.Fprintf(w, "None configured.\n")
