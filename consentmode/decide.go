@@ -34,12 +34,12 @@ type Input struct {
 	Region Region
 	// Day is the current UTC day (Unix seconds / 86400), for the ephemeral ids.
 	Day int64
-	// ClientIP is the client's address as the gateway trusts it. With
-	// IPParam set (GA4 and UA in the subdomain style) the rewritten query
-	// carries it as _uip (GA4) or uip (UA), truncated when
-	// analytics_storage is denied or a UA hit asks with aip=1.
-	ClientIP netip.Addr
-	IPParam  bool
+	// ClientIP is the client's address as the gateway trusts it. It leaves
+	// as Decision.SentIP says: in the subdomain style as the _uip (GA4) or
+	// uip (UA) parameter of the rewritten query; in tag gateway style
+	// (TagGateway) the caller sends it as X-Forwarded-For.
+	ClientIP   netip.Addr
+	TagGateway bool
 	// Headers is what the caller's header hygiene (RequestHeaders) found,
 	// or nil for a bare hit. When set, Decide reports it and, when a
 	// Cookie header was sent but no cookie travels, header:Cookie.

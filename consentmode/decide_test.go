@@ -233,7 +233,6 @@ func TestServerContainerParams(t *testing.T) {
 func TestClientIPParam(t *testing.T) {
 	in := ga4("v=2&tid=G-1&_uip=6.6.6.6&gcs=G100")
 	in.Region = MustRegion("US")
-	in.IPParam = true
 	in.ClientIP = netip.MustParseAddr("203.0.113.77")
 	_, w := decide(in, testPolicy())
 	if got := params(w.Query)["_uip"]; len(got) != 1 || got[0] != "203.0.113.0" {

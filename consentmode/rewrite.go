@@ -26,7 +26,7 @@ func rewrite(d *Decision, in *Input, p *Policy, w *Work, h *hit) {
 	default:
 		w.Query = rw.list(w.Query, in.Query, '&')
 		w.Query = rw.addWriteBack(w.Query, '&')
-		if in.IPParam && in.ClientIP.IsValid() {
+		if !in.TagGateway && (in.Family == FamilyGA4 || in.Family == FamilyUA) && in.ClientIP.IsValid() {
 			w.Query = rw.addIP(w.Query)
 		}
 	}

@@ -168,21 +168,21 @@ func (h *Handler) prepare(rt *snapshot, req *fasthttp.Request, region consentmod
 	copyHeaders(&out.Header, &req.Header, cfg.GeoHeaders, &o.headers, &o.work, &o.hdr)
 	o.cookie = appendCookies(o.cookie[:0], &req.Header)
 	in := consentmode.Input{
-		Route:    p.route,
-		Family:   route.Family,
-		Kind:     route.Kind,
-		Path:     routePath,
-		PathTag:  route.PathTag(path),
-		Query:    req.URI().QueryString(),
-		Matrix:   matrix,
-		Body:     req.Body(),
-		Cookie:   o.cookie,
-		GPC:      h.gpc(&req.Header),
-		Region:   region,
-		Day:      p.now.Unix() / 86400,
-		ClientIP: client,
-		IPParam:  cfg.Upstream == nil && (route.Family == consentmode.FamilyGA4 || route.Family == consentmode.FamilyUA),
-		Headers:  &o.headers,
+		Route:      p.route,
+		Family:     route.Family,
+		Kind:       route.Kind,
+		Path:       routePath,
+		PathTag:    route.PathTag(path),
+		Query:      req.URI().QueryString(),
+		Matrix:     matrix,
+		Body:       req.Body(),
+		Cookie:     o.cookie,
+		GPC:        h.gpc(&req.Header),
+		Region:     region,
+		Day:        p.now.Unix() / 86400,
+		ClientIP:   client,
+		TagGateway: cfg.Upstream != nil,
+		Headers:    &o.headers,
 	}
 	p.decision = consentmode.Decide(&in, cfg.Policy, &o.work)
 	d := &p.decision
@@ -300,7 +300,7 @@ func buildOutbound(cfg *config.Config, route *consentmode.Route, p *prepared, in
 	if len(cookie) > 0 {
 		out.Header.SetBytesV("Cookie", cookie)
 	}
-	if cfg.Upstream != nil && in.ClientIP.IsValid() {
+	if in.TagGateway && in.ClientIP.IsValid() {
 		// Tag gateway style: the client IP and region as headers.
 		ip := in.ClientIP
 		if enforce {
