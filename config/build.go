@@ -422,7 +422,11 @@ func consentValue(key, s string) (consentmode.Value, error) {
 // signalKeys are the keys of consent.signals and consent.regions.*.signals.
 var signalKeys = []string{"cmp_cookie", "tcf", "gpc", "us_privacy", "gpp", "tcf_strict", "us_opt_out_denies_ad_user_data"}
 
-func applySignals(key string, r *consentmode.RegionRule, m map[string]bool) []error {
+// setSignalSwitches turns r's signals (and its tcf_strict and
+// us_opt_out_denies_ad_user_data options) on or off as the switches of m,
+// the map at key (consent.signals or consent.regions.<code>.signals), say.
+// It reports the keys that name no switch.
+func setSignalSwitches(key string, r *consentmode.RegionRule, m map[string]bool) []error {
 	var ps []error
 	for k, on := range m {
 		switch k {
@@ -452,7 +456,7 @@ func applySignals(key string, r *consentmode.RegionRule, m map[string]bool) []er
 func buildRegions(p *consentmode.Policy, cf *consentFile) []error {
 	var ps []error
 	base := consentmode.RegionRule{Signals: consentmode.AllSignals}
-	ps = append(ps, applySignals("consent.signals", &base, cf.Signals)...)
+	ps = append(ps, setSignalSwitches("consent.signals", &base, cf.Signals)...)
 
 	def, err := consentValue("consent.default", cf.Default)
 	if err != nil {
@@ -535,7 +539,7 @@ func buildRegion(p *consentmode.Policy, code string, rf regionFile) []error {
 		}
 		rule.Defaults[t] = v
 	}
-	ps = append(ps, applySignals(key+".signals", &rule, rf.Signals)...)
+	ps = append(ps, setSignalSwitches(key+".signals", &rule, rf.Signals)...)
 	p.Regions[reg] = rule
 	return ps
 }
