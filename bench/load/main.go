@@ -119,97 +119,134 @@ func run(rawURL, hitsFile string, rate int, duration time.Duration, conns int, t
 	if err != nil {
 		return fmt.Errorf("%s: %w", hitsFile, err)
 	}
-
 	inSplit := make([]bool, len(hits))
 	for i, h := range hits {
 		inSplit[i] = split != "" && strings.HasPrefix(pathOf(h), split)
 	}
 
 	interval := float64(time.Second) / float64(rate)
-	total := int64(float64(duration) / interval)
-	var next atomic.Int64
+	s := &schedule{start: time.Now().Add(50 * time.Millisecond), interval: interval, total: int64(float64(duration) / interval)}
 	var mu sync.Mutex
-	res := result{TargetRate: rate, Due: int(total)}
-	var lat, latSplit, latRest []time.Duration
+	var all tally
 	var wg sync.WaitGroup
-	start := time.Now().Add(50 * time.Millisecond)
 	for range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			c := &client{addr: u.Host, timeout: timeout}
 			defer c.close()
-			mine := make([]time.Duration, 0, total/int64(conns)+16)
-			var mineSplit, mineRest []time.Duration
-			var errs, non2xx, late int
-			var firstErr string
-			for {
-				i := next.Add(1) - 1
-				if i >= total {
-					break
-				}
-				due := start.Add(time.Duration(float64(i) * interval))
-				from := due
-				if d := time.Until(due); d > 0 {
-					time.Sleep(d)
-					from = time.Now() // idle until due: timer slack is ours, not the server's
-				} else if -d > time.Millisecond {
-					late++
-				}
-				h := int(i) % len(hits)
-				status, err := c.do(hits[h])
-				if err != nil {
-					errs++
-					if firstErr == "" {
-						firstErr = err.Error()
-					}
-					continue
-				}
-				d := time.Since(from)
-				mine = append(mine, d)
-				if split != "" {
-					if inSplit[h] {
-						mineSplit = append(mineSplit, d)
-					} else {
-						mineRest = append(mineRest, d)
-					}
-				}
-				if status < 200 || status > 299 {
-					non2xx++
-				}
-			}
+			t := send(c, s, hits, inSplit, split != "", int(s.total/int64(conns)+16))
 			mu.Lock()
-			lat = append(lat, mine...)
-			latSplit = append(latSplit, mineSplit...)
-			latRest = append(latRest, mineRest...)
-			res.Errors += errs
-			res.Non2xx += non2xx
-			res.Late += late
-			if res.FirstError == "" {
-				res.FirstError = firstErr
-			}
+			all.merge(t)
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	res := summarize(&all, rate, int(s.total), time.Since(s.start), split)
+	enc := json.NewEncoder(os.Stdout)
+	return enc.Encode(res)
+}
 
+// schedule is the fixed-rate plan: request i is due at start + i*interval,
+// for i below total. The connections take requests from it in turn.
+type schedule struct {
+	start    time.Time
+	interval float64 // nanoseconds between two due times
+	total    int64
+	next     atomic.Int64
+}
+
+// take returns the next request and its due time; ok is false when all
+// are taken.
+func (s *schedule) take() (i int64, due time.Time, ok bool) {
+	i = s.next.Add(1) - 1
+	if i >= s.total {
+		return i, time.Time{}, false
+	}
+	return i, s.start.Add(time.Duration(float64(i) * s.interval)), true
+}
+
+// tally is what one connection measured, or all of them merged.
+type tally struct {
+	lat, latSplit, latRest []time.Duration // of the answered requests
+	errs, non2xx, late     int
+	firstErr               string
+}
+
+// merge adds o to t.
+func (t *tally) merge(o *tally) {
+	t.lat = append(t.lat, o.lat...)
+	t.latSplit = append(t.latSplit, o.latSplit...)
+	t.latRest = append(t.latRest, o.latRest...)
+	t.errs += o.errs
+	t.non2xx += o.non2xx
+	t.late += o.late
+	if t.firstErr == "" {
+		t.firstErr = o.firstErr
+	}
+}
+
+// send takes requests from s and sends them over c, one at a time, until
+// none is left; split says whether to keep the latencies of the hits in
+// inSplit apart. size is the expected number of requests, to size the
+// latency list.
+func send(c *client, s *schedule, hits [][]byte, inSplit []bool, split bool, size int) *tally {
+	t := &tally{lat: make([]time.Duration, 0, size)}
+	for {
+		i, due, ok := s.take()
+		if !ok {
+			return t
+		}
+		from := due
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+			from = time.Now() // idle until due: timer slack is ours, not the server's
+		} else if -d > time.Millisecond {
+			t.late++
+		}
+		h := int(i) % len(hits)
+		status, err := c.do(hits[h])
+		if err != nil {
+			t.errs++
+			if t.firstErr == "" {
+				t.firstErr = err.Error()
+			}
+			continue
+		}
+		d := time.Since(from)
+		t.lat = append(t.lat, d)
+		if split {
+			if inSplit[h] {
+				t.latSplit = append(t.latSplit, d)
+			} else {
+				t.latRest = append(t.latRest, d)
+			}
+		}
+		if status < 200 || status > 299 {
+			t.non2xx++
+		}
+	}
+}
+
+// summarize turns the merged tally of a run into its result.
+func summarize(t *tally, rate, due int, elapsed time.Duration, split string) result {
+	res := result{TargetRate: rate, Due: due, Errors: t.errs, Non2xx: t.non2xx, Late: t.late, FirstError: t.firstErr}
+	lat := t.lat
 	slices.Sort(lat)
 	res.Requests = len(lat)
 	res.AchievedRate = float64(len(lat)) / elapsed.Seconds()
 	res.P50us, res.P90us, res.P99us, res.P999us = pctOf(lat, 50), pctOf(lat, 90), pctOf(lat, 99), pctOf(lat, 99.9)
 	if split != "" {
-		slices.Sort(latSplit)
-		slices.Sort(latRest)
+		slices.Sort(t.latSplit)
+		slices.Sort(t.latRest)
 		res.SplitPrefix = split
-		res.SplitRequests, res.SplitP50us, res.SplitP99us = len(latSplit), pctOf(latSplit, 50), pctOf(latSplit, 99)
-		res.RestRequests, res.RestP50us, res.RestP99us = len(latRest), pctOf(latRest, 50), pctOf(latRest, 99)
+		res.SplitRequests, res.SplitP50us, res.SplitP99us = len(t.latSplit), pctOf(t.latSplit, 50), pctOf(t.latSplit, 99)
+		res.RestRequests, res.RestP50us, res.RestP99us = len(t.latRest), pctOf(t.latRest, 50), pctOf(t.latRest, 99)
 	}
 	if len(lat) > 0 {
 		res.MaxUs = lat[len(lat)-1].Microseconds()
 	}
-	enc := json.NewEncoder(os.Stdout)
-	return enc.Encode(res)
+	return res
 }
 
 // client is one keep-alive connection, dialled on first use and again

@@ -63,6 +63,9 @@ func stderrIsTerminal() bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
+// cmdServe runs the gateway: it loads the config, opens the logs, starts
+// the handler and both listeners, then serves until a signal stops it,
+// reloading on SIGHUP.
 func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve")
 	path := configFlag(fs)
@@ -81,11 +84,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
 	defer signal.Stop(sigs)
-	// One random key for the process when cookieless.secret is unset, so
-	// that reloads keep ephemeral ids stable.
-	fallback := make([]byte, 32)
-	_, _ = rand.Read(fallback)
-	load := func() (*config.Config, error) { return config.Load(*path, config.WithFallbackSecret(fallback)) }
+
+	load := configLoader(*path)
 	cfg, err := load()
 	if err != nil {
 		return err
@@ -96,34 +96,13 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	defer func() { _ = log.Sync() }()
 	logStart(log, cfg)
-	if _, err := proxy.RaiseFileLimit(); err != nil {
-		log.Warn("could not raise the open-file limit to its hard limit", zap.Error(err))
-	}
-	maxConns, nofile := proxy.MaxConnections(cfg)
-	log.Info("limits", zap.Uint64("open_files", nofile), zap.Int("max_connections", maxConns),
-		zap.Int("max_conns_per_ip", cfg.Limits.MaxConnsPerIP), zap.Int("max_reading_requests", cfg.Limits.MaxReadingRequests),
-		zap.Int("max_buffered_bytes", cfg.Limits.MaxBufferedBytes))
-	if nofile > 0 && uint64(maxConns) > nofile {
-		log.Warn("limits.max_connections is above the open-file limit: accepts will fail with EMFILE (they back off and retry); lower it or raise the limit",
-			zap.Int("max_connections", maxConns), zap.Uint64("open_files", nofile))
-	}
+	logLimits(log, cfg)
 
 	metrics.ExposeMetadata(true)
 	m := proxy.NewMetrics(version)
 	m.SetEnforcing(cfg.Enforce)
-	var dlogOpts []proxy.DecisionLogOption
-	var kafka *proxy.KafkaSink
-	if cfg.Log.Kafka != nil {
-		kafka, err = proxy.NewKafkaSink(cfg.Log.Kafka, m, log)
-		if err != nil {
-			return err
-		}
-		dlogOpts = append(dlogOpts, proxy.WithKafka(kafka))
-		log.Info("decision log: streaming to kafka", zap.Strings("brokers", cfg.Log.Kafka.Brokers), zap.String("topic", cfg.Log.Kafka.Topic))
-	}
-	dlog, err := proxy.NewDecisionLog(cfg.Log.DecisionOutput, m, dlogOpts...)
+	dlog, err := openDecisionLog(cfg, m, log)
 	if err != nil {
-		_ = kafka.Close() // nil-safe; the decision log owns it otherwise
 		return err
 	}
 	defer func() { _ = dlog.Close() }()
@@ -136,30 +115,100 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	srv := proxy.NewServer(h, log)
-
-	pub, err := net.Listen("tcp", cfg.Listen)
+	pub, adm, err := listen(cfg, log)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		return err
 	}
-	adm, err := net.Listen("tcp", cfg.AdminListen)
-	if err != nil {
-		_ = pub.Close()
-		return fmt.Errorf("admin listen %s: %w", cfg.AdminListen, err)
-	}
-	log.Info("listening", zap.String("public", pub.Addr().String()), zap.String("admin", adm.Addr().String()))
 
 	reloader := proxy.NewReloader(h, m, log, *path, load)
 	reloader.OnApply(func(c *config.Config) { _ = level.UnmarshalText([]byte(c.Log.Level)) }) // validated by Load
 	rctx, rcancel := context.WithCancel(context.Background())
 	reloader.Start(rctx)
-	var sigWG sync.WaitGroup
-	sigWG.Add(1)
+	waitSignals := handleSignals(rctx, sigs, log, reloader, stopServing, srv)
+	err = srv.Run(ctx, pub, adm)
+	rcancel()
+	reloader.Wait()
+	waitSignals()
+	log.Info("stopped")
+	return err
+}
+
+// configLoader returns the function that loads the config at path, at
+// start and on every reload. When cookieless.secret is unset it uses one
+// random key for the whole process, so that reloads keep ephemeral ids
+// stable.
+func configLoader(path string) func() (*config.Config, error) {
+	fallback := make([]byte, 32)
+	_, _ = rand.Read(fallback)
+	return func() (*config.Config, error) { return config.Load(path, config.WithFallbackSecret(fallback)) }
+}
+
+// logLimits raises the open-file limit and logs the connection limits,
+// warning when max_connections cannot be reached.
+func logLimits(log *zap.Logger, cfg *config.Config) {
+	if _, err := proxy.RaiseFileLimit(); err != nil {
+		log.Warn("could not raise the open-file limit to its hard limit", zap.Error(err))
+	}
+	maxConns, nofile := proxy.MaxConnections(cfg)
+	log.Info("limits", zap.Uint64("open_files", nofile), zap.Int("max_connections", maxConns),
+		zap.Int("max_conns_per_ip", cfg.Limits.MaxConnsPerIP), zap.Int("max_reading_requests", cfg.Limits.MaxReadingRequests),
+		zap.Int("max_buffered_bytes", cfg.Limits.MaxBufferedBytes))
+	if nofile > 0 && uint64(maxConns) > nofile {
+		log.Warn("limits.max_connections is above the open-file limit: accepts will fail with EMFILE (they back off and retry); lower it or raise the limit",
+			zap.Int("max_connections", maxConns), zap.Uint64("open_files", nofile))
+	}
+}
+
+// openDecisionLog opens the decision log at log.decisions.output, with its
+// Kafka stream when one is configured. The caller closes it (the Kafka
+// client with it).
+func openDecisionLog(cfg *config.Config, m *proxy.Metrics, log *zap.Logger) (*proxy.DecisionLog, error) {
+	var opts []proxy.DecisionLogOption
+	var kafka *proxy.KafkaSink
+	if cfg.Log.Kafka != nil {
+		var err error
+		kafka, err = proxy.NewKafkaSink(cfg.Log.Kafka, m, log)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, proxy.WithKafka(kafka))
+		log.Info("decision log: streaming to kafka", zap.Strings("brokers", cfg.Log.Kafka.Brokers), zap.String("topic", cfg.Log.Kafka.Topic))
+	}
+	dlog, err := proxy.NewDecisionLog(cfg.Log.DecisionOutput, m, opts...)
+	if err != nil {
+		_ = kafka.Close() // nil-safe; the decision log owns it otherwise
+		return nil, err
+	}
+	return dlog, nil
+}
+
+// listen opens the public and the admin listener.
+func listen(cfg *config.Config, log *zap.Logger) (pub, adm net.Listener, err error) {
+	pub, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	adm, err = net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		_ = pub.Close()
+		return nil, nil, fmt.Errorf("admin listen %s: %w", cfg.AdminListen, err)
+	}
+	log.Info("listening", zap.String("public", pub.Addr().String()), zap.String("admin", adm.Addr().String()))
+	return pub, adm, nil
+}
+
+// handleSignals acts on sigs until ctx ends: SIGHUP reloads the config,
+// the first SIGTERM or Ctrl-C starts a graceful stop (stop), the next one
+// aborts srv at once. It returns a function that waits for it to end.
+func handleSignals(ctx context.Context, sigs <-chan os.Signal, log *zap.Logger, reloader *proxy.Reloader, stop func(), srv *proxy.Server) (wait func()) {
+	var wg sync.WaitGroup
+	wg.Add(1)
 	go func() {
-		defer sigWG.Done()
+		defer wg.Done()
 		stopping := false
 		for {
 			select {
-			case <-rctx.Done():
+			case <-ctx.Done():
 				return
 			case sig := <-sigs:
 				switch {
@@ -169,7 +218,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 				case !stopping:
 					stopping = true
 					log.Info("stopping; send the signal again to stop at once", zap.String("signal", sig.String()))
-					stopServing()
+					stop()
 				default:
 					log.Info("stopping at once", zap.String("signal", sig.String()))
 					srv.Abort()
@@ -177,12 +226,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}()
-	err = srv.Run(ctx, pub, adm)
-	rcancel()
-	reloader.Wait()
-	sigWG.Wait()
-	log.Info("stopped")
-	return err
+	return wg.Wait
 }
 
 // logStart says what the gateway trusts and warns about choices that make
