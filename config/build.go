@@ -580,7 +580,7 @@ func buildCMP(p *consentmode.Policy, list []cmpCookieFile) []error {
 			for tn, k := range cf.Keys {
 				t, ok := consentmode.TypeByName(tn)
 				if !ok {
-					ps = append(ps, problem(key+".keys."+tn, "%q is not a consent type (have ad_storage, analytics_storage, ad_user_data, ad_personalization)", tn))
+					ps = append(ps, problem(key+".keys."+tn, "%q is not a consent type (have %s)", tn, strings.Join(consentmode.TypeNames(), ", ")))
 					continue
 				}
 				c.Keys[t] = k

@@ -16,7 +16,7 @@ import (
 // an http(s) origin of the same registrable domain as host, the request's
 // Host (sameSite).
 func originAllowed(cfg *config.Config, origin, host []byte, sites *siteCache) bool {
-	if len(origin) > 256 {
+	if len(origin) > 256 { // no browser's origin is this long: not allowed
 		return false
 	}
 	var buf [256]byte

@@ -574,6 +574,9 @@ func rewriteLocation(resp *fasthttp.Response, cfg *config.Config) {
 		return
 	}
 	if rest, ok := bytes.CutPrefix(loc, []byte(cfg.Upstream.Scheme+"://"+cfg.Upstream.Host+cfg.PathPrefix)); ok && (len(rest) == 0 || rest[0] == '/' || rest[0] == '?') {
+		// A longer Location is left as Google sent it: the browser is
+		// sent to the upstream directly (dropOffsiteLocation still
+		// removes it from cookieless and stripped hits).
 		var buf [2048]byte
 		if len(cfg.PathPrefix)+len(rest) < len(buf) {
 			resp.Header.SetBytesV("Location", append(append(buf[:0], cfg.PathPrefix...), rest...))

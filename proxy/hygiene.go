@@ -210,7 +210,8 @@ func copyReferer(dst *fasthttp.RequestHeader, v []byte, field consentmode.Field,
 func cleanResponse(resp *fasthttp.Response, d *consentmode.Decision) {
 	h := &resp.Header
 	if conn := h.Peek("Connection"); len(conn) > 0 {
-		// Copy the names first: deleting headers moves the bytes conn points into.
+		// Copy the names first: deleting headers moves the bytes conn
+		// points into. A list longer than names spills to the heap.
 		var names [256]byte
 		list := append(names[:0], conn...)
 		for t := range connectionTokens(list) {
