@@ -493,7 +493,7 @@ var relevant = [numFamilies][NumTypes]bool{
 
 var deniedReason = [NumTypes]Reason{ReasonAdStorageDenied, ReasonAnalyticsStorageDenied, ReasonAdUserDataDenied, ReasonAdPersonalizationDenied}
 
-// decideAction applies the per-family rules of product.md.
+// decideAction applies the per-family rules of docs/spec.md §1.8.
 func decideAction(d *Decision, in *Input, p *Policy, h *hit, w *Work) Action {
 	st := &d.Consent
 	if holdsEmail(in.Path, &w.scratch2) || (in.Family == FamilyScript && holdsEmail(in.Query, &w.scratch2)) {

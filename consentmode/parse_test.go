@@ -38,8 +38,8 @@ func TestParseGCS(t *testing.T) {
 	}
 }
 
-// TestGCDLetterTable pins the letter table of consent-mode-spec.md §2.2
-// and the bit rule of §2.3 (decoding letters never seen in tables).
+// TestGCDLetterTable pins the letter table and the bit rule of
+// docs/spec.md §2.2 (decoding letters never seen in tables).
 func TestGCDLetterTable(t *testing.T) {
 	tests := []struct {
 		give byte
@@ -98,8 +98,8 @@ func TestParseGCD(t *testing.T) {
 	}
 }
 
-// TestGCDDenyLetter pins the write-back table of product.md: the update
-// half of a letter the gateway denies becomes denied.
+// TestGCDDenyLetter pins the gcd row of the write-back table (docs/spec.md
+// §3): the update half of a letter the gateway denies becomes denied.
 func TestGCDDenyLetter(t *testing.T) {
 	tests := []struct{ give, want byte }{
 		{'t', 'u'}, {'v', 'u'}, {'r', 'q'}, {'n', 'm'}, {'l', 'm'},
@@ -192,7 +192,7 @@ func TestHoldsEmail(t *testing.T) {
 	}
 }
 
-// TestPure keeps consentmode free of I/O libraries (style.md).
+// TestPure keeps consentmode free of I/O libraries (docs/contributing.md).
 func TestPure(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", ".").Output()
 	if err != nil {

@@ -79,8 +79,9 @@ const (
 	InURL              // a query parameter inside a URL-valued parameter (dl, dr, url, ~oref, ...)
 )
 
-// Rule is one row of the per-parameter rule table: the specification of
-// product.md kept as data. The proxy, explain, audit and `rules` all read it.
+// Rule is one row of the per-parameter rule table: the consent model of
+// docs/spec.md §1 kept as data (docs/rules.md prints it). The proxy,
+// explain, audit and `rules` all read it.
 type Rule struct {
 	Families FamilySet
 	// Name is an exact parameter name; a trailing '*' makes it a prefix

@@ -13,7 +13,7 @@ import (
 	"github.com/consentgate/consentgate/consentmode"
 )
 
-// Explanation is the explain contract of product.md: the decision for one
+// Explanation is the explain contract of docs/spec.md §4: the decision for one
 // hit and exactly what would be sent upstream. The CLI's explain, the
 // admin /debug/explain endpoint and audit all produce it with the same
 // code the proxy runs (prepare), so it cannot differ from serve.
