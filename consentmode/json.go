@@ -6,6 +6,10 @@ package consentmode
 // addresses in strings. It never allocates beyond the buffers it is given
 // and never recurses deeper than maxJSONDepth.
 
+// maxJSONDepth bounds nesting (and so the scanner's recursion). Real
+// Measurement Protocol bodies and CMP cookies nest a handful of levels. A
+// deeper document is invalid: an MP hit is blocked (invalid_body) and a
+// JSON CMP cookie denies the types it maps, so depth never lets data by.
 const maxJSONDepth = 32
 
 type jsonScanner struct {
@@ -294,7 +298,7 @@ func jsonLookup(b []byte, path string) []byte {
 		var seg string
 		seg, path = cutString(path, '.')
 		var found []byte
-		var kb [64]byte
+		var kb [64]byte // starting capacity only: a longer key is decoded in full
 		jsonMembers(cur, func(m jsonMember) bool {
 			if string(jsonUnquote(kb[:0], m.key)) == seg {
 				found = m.value

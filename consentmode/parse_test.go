@@ -1,6 +1,7 @@
 package consentmode
 
 import (
+	"bytes"
 	"errors"
 	"os/exec"
 	"strings"
@@ -272,6 +273,25 @@ func TestAdjacentEmails(t *testing.T) {
 	got, _ := appendRedactEmails(nil, []byte("0@0.AA@0.AA"))
 	if string(got) != "[redacted]@0.AA" && string(got) != "[redacted][redacted]" {
 		t.Errorf("appendRedactEmails = %q", got)
+	}
+}
+
+// TestLongQuotedLocalPart: a quoted local part whose opening quote lies
+// beyond maxQuotedLocal is still an address (fail closed), redacted from
+// the bound on.
+func TestLongQuotedLocalPart(t *testing.T) {
+	local := `"john doe` + strings.Repeat(" x", maxQuotedLocal) + `"`
+	v := []byte("a=" + local + "@example.com&b=1")
+	var scratch []byte
+	if !holdsEmail(v, &scratch) {
+		t.Fatalf("holdsEmail(%q) = false, want true", v)
+	}
+	got, found := appendRedactEmails(nil, v)
+	if !found || bytes.Contains(got, []byte("@example.com")) || !bytes.HasSuffix(got, []byte(redactedText+"&b=1")) {
+		t.Errorf("appendRedactEmails(%q) = %q, %v", v, got, found)
+	}
+	if short := []byte(`"john doe"@example.com`); !holdsEmail(short, &scratch) {
+		t.Errorf("holdsEmail(%q) = false, want true", short)
 	}
 }
 

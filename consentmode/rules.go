@@ -255,6 +255,8 @@ var pseudoFields = []string{
 }
 
 // FieldSet is a set of fields. It is a plain value: comparable, free to copy.
+// Its 256 bits cover every Field (a uint8); TestCatalogueFits fails if the
+// tables ever name more fields than that.
 type FieldSet [4]uint64
 
 // Add adds f to s.
