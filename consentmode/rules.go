@@ -333,7 +333,17 @@ var (
 	fieldCookieOther = mustField("cookie:other")
 )
 
-func mustField(name string) Field { return catalogue.byName[name] }
+// mustField returns the field named by one of the tables above. A name
+// that is not there is a programming error in a static table, not
+// something input can cause: it panics while the package initialises, so
+// every test and every start of the binary catch it at once.
+func mustField(name string) Field {
+	f, ok := catalogue.byName[name]
+	if !ok {
+		panic("consentmode: field " + name + " is not in the rule catalogue")
+	}
+	return f
+}
 
 func buildCatalogue() *ruleCatalogue {
 	c := &ruleCatalogue{byName: map[string]Field{}}
