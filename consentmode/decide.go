@@ -202,7 +202,7 @@ func Decide(in *Input, p *Policy, w *Work) Decision {
 
 	st := &d.Consent
 	mergeClaims(&d, &h.claims)
-	applySignals(&d, &h, in, p, &rule, w)
+	mergeOptionalSignals(&d, &h, in, p, &rule, w)
 	for t := range st.Value {
 		if st.Value[t] == Unset {
 			v := rule.Defaults[t]
