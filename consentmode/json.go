@@ -39,62 +39,9 @@ func (s *jsonScanner) value(depth int) bool {
 	}
 	switch c := s.b[s.i]; {
 	case c == '{':
-		s.i++
-		s.ws()
-		if s.i < len(s.b) && s.b[s.i] == '}' {
-			s.i++
-			return true
-		}
-		for {
-			s.ws()
-			if !s.str() {
-				return false
-			}
-			s.ws()
-			if s.i >= len(s.b) || s.b[s.i] != ':' {
-				return false
-			}
-			s.i++
-			if !s.value(depth + 1) {
-				return false
-			}
-			s.ws()
-			if s.i >= len(s.b) {
-				return false
-			}
-			if s.b[s.i] == '}' {
-				s.i++
-				return true
-			}
-			if s.b[s.i] != ',' {
-				return false
-			}
-			s.i++
-		}
+		return s.object(depth)
 	case c == '[':
-		s.i++
-		s.ws()
-		if s.i < len(s.b) && s.b[s.i] == ']' {
-			s.i++
-			return true
-		}
-		for {
-			if !s.value(depth + 1) {
-				return false
-			}
-			s.ws()
-			if s.i >= len(s.b) {
-				return false
-			}
-			if s.b[s.i] == ']' {
-				s.i++
-				return true
-			}
-			if s.b[s.i] != ',' {
-				return false
-			}
-			s.i++
-		}
+		return s.array(depth)
 	case c == '"':
 		return s.str()
 	case c == 't':
@@ -105,6 +52,71 @@ func (s *jsonScanner) value(depth int) bool {
 		return s.lit("null")
 	default:
 		return s.number()
+	}
+}
+
+// object skips an object whose '{' is at s.i, its members one level
+// deeper than depth, and reports whether it was valid.
+func (s *jsonScanner) object(depth int) bool {
+	s.i++
+	s.ws()
+	if s.i < len(s.b) && s.b[s.i] == '}' {
+		s.i++
+		return true
+	}
+	for {
+		s.ws()
+		if !s.str() {
+			return false
+		}
+		s.ws()
+		if s.i >= len(s.b) || s.b[s.i] != ':' {
+			return false
+		}
+		s.i++
+		if !s.value(depth + 1) {
+			return false
+		}
+		s.ws()
+		if s.i >= len(s.b) {
+			return false
+		}
+		if s.b[s.i] == '}' {
+			s.i++
+			return true
+		}
+		if s.b[s.i] != ',' {
+			return false
+		}
+		s.i++
+	}
+}
+
+// array skips an array whose '[' is at s.i, its elements one level
+// deeper than depth, and reports whether it was valid.
+func (s *jsonScanner) array(depth int) bool {
+	s.i++
+	s.ws()
+	if s.i < len(s.b) && s.b[s.i] == ']' {
+		s.i++
+		return true
+	}
+	for {
+		if !s.value(depth + 1) {
+			return false
+		}
+		s.ws()
+		if s.i >= len(s.b) {
+			return false
+		}
+		if s.b[s.i] == ']' {
+			s.i++
+			return true
+		}
+		if s.b[s.i] != ',' {
+			return false
+		}
+		s.i++
 	}
 }
 
