@@ -5,7 +5,7 @@ package consentmode
 import "testing"
 
 // TestDecideAllocs proves the decision path allocation-free once a Work
-// is warm (style.md: "zero allocations" is checked by a test).
+// is warm (docs/contributing.md: allocation pins).
 func TestDecideAllocs(t *testing.T) {
 	p := testPolicy()
 	for name, in := range benchInputs() {

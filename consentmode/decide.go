@@ -57,11 +57,16 @@ type Work struct {
 	// the Cookie header value to send (empty: send none).
 	Query, Matrix, Body, Cookie []byte
 
-	scratch  []byte // URL and value decoding
-	scratch2 []byte // e-mail detection
-	url      []byte // a URL value being rebuilt
-	key      []byte // a decoded parameter name of the hit
-	urlKey   []byte // a decoded parameter name inside a URL value
+	// Scratch space. No buffer here has a fixed size: each slice grows to
+	// the largest value it has held and is kept for the next Decide, which
+	// is why a warm Work allocates nothing. A long value is never skipped
+	// or cut short; the proxy's request limits (limits.*) bound how large
+	// these get.
+	scratch     []byte // a value or URL being percent-decoded
+	emailLayers []byte // the percent-decoded layers holdsEmail looks through
+	url         []byte // a URL value being rebuilt
+	key         []byte // a decoded parameter name of the hit
+	urlKey      []byte // a decoded parameter name inside a URL value
 }
 
 func (w *Work) reset() {
@@ -201,7 +206,7 @@ func Decide(in *Input, p *Policy, w *Work) Decision {
 
 	st := &d.Consent
 	mergeClaims(&d, &h.claims)
-	applySignals(&d, &h, in, p, &rule, w)
+	mergeOptionalSignals(&d, &h, in, p, &rule, w)
 	for t := range st.Value {
 		if st.Value[t] == Unset {
 			v := rule.Defaults[t]
@@ -428,7 +433,14 @@ func noteTag(h *hit, id []byte, prefix string, p *Policy) {
 	if len(p.Tags) == 0 {
 		return
 	}
+	// buf holds a prefix and any id TagAllowed can accept (32 bytes); a
+	// longer one cannot be on the allowlist, so it is not allowed (the hit
+	// is blocked) without being built on the heap.
 	var buf [40]byte
+	if len(prefix)+len(id) > len(buf) {
+		h.tagBad = true
+		return
+	}
 	full := append(append(buf[:0], prefix...), id...)
 	if !p.TagAllowed(full) {
 		h.tagBad = true
@@ -507,10 +519,10 @@ var relevant = [numFamilies][NumTypes]bool{
 
 var deniedReason = [NumTypes]Reason{ReasonAdStorageDenied, ReasonAnalyticsStorageDenied, ReasonAdUserDataDenied, ReasonAdPersonalizationDenied}
 
-// decideAction applies the per-family rules of product.md.
+// decideAction applies the per-family rules of docs/spec.md §1.8.
 func decideAction(d *Decision, in *Input, p *Policy, h *hit, w *Work) Action {
 	st := &d.Consent
-	if holdsEmail(in.Path, &w.scratch2) || (in.Family == FamilyScript && holdsEmail(in.Query, &w.scratch2)) {
+	if holdsEmail(in.Path, &w.emailLayers) || (in.Family == FamilyScript && holdsEmail(in.Query, &w.emailLayers)) {
 		d.Reasons.Add(ReasonEmailUnredactable)
 		return ActionBlock
 	}

@@ -80,6 +80,9 @@ type GPP struct {
 	// and US sections 7..GPPUSMaxID.
 	Decoded GPPSectionSet
 	// US[id] holds US section id (7..GPPUSMaxID) when Decoded.Has(id).
+	// Sections above GPPUSMaxID have no field layout here and are skipped
+	// like any unknown section, so an opt-out in a state section the IAB
+	// adds later is not seen until its layout is added to gppUSLayouts.
 	US [GPPUSMaxID + 1]GPPUSSection
 	// USPrivacy is section 6 (uspv1) when Decoded.Has(GPPUSPv1).
 	USPrivacy USPrivacy

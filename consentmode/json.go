@@ -6,6 +6,10 @@ package consentmode
 // addresses in strings. It never allocates beyond the buffers it is given
 // and never recurses deeper than maxJSONDepth.
 
+// maxJSONDepth bounds nesting (and so the scanner's recursion). Real
+// Measurement Protocol bodies and CMP cookies nest a handful of levels. A
+// deeper document is invalid: an MP hit is blocked (invalid_body) and a
+// JSON CMP cookie denies the types it maps, so depth never lets data by.
 const maxJSONDepth = 32
 
 type jsonScanner struct {
@@ -35,62 +39,9 @@ func (s *jsonScanner) value(depth int) bool {
 	}
 	switch c := s.b[s.i]; {
 	case c == '{':
-		s.i++
-		s.ws()
-		if s.i < len(s.b) && s.b[s.i] == '}' {
-			s.i++
-			return true
-		}
-		for {
-			s.ws()
-			if !s.str() {
-				return false
-			}
-			s.ws()
-			if s.i >= len(s.b) || s.b[s.i] != ':' {
-				return false
-			}
-			s.i++
-			if !s.value(depth + 1) {
-				return false
-			}
-			s.ws()
-			if s.i >= len(s.b) {
-				return false
-			}
-			if s.b[s.i] == '}' {
-				s.i++
-				return true
-			}
-			if s.b[s.i] != ',' {
-				return false
-			}
-			s.i++
-		}
+		return s.object(depth)
 	case c == '[':
-		s.i++
-		s.ws()
-		if s.i < len(s.b) && s.b[s.i] == ']' {
-			s.i++
-			return true
-		}
-		for {
-			if !s.value(depth + 1) {
-				return false
-			}
-			s.ws()
-			if s.i >= len(s.b) {
-				return false
-			}
-			if s.b[s.i] == ']' {
-				s.i++
-				return true
-			}
-			if s.b[s.i] != ',' {
-				return false
-			}
-			s.i++
-		}
+		return s.array(depth)
 	case c == '"':
 		return s.str()
 	case c == 't':
@@ -101,6 +52,71 @@ func (s *jsonScanner) value(depth int) bool {
 		return s.lit("null")
 	default:
 		return s.number()
+	}
+}
+
+// object skips an object whose '{' is at s.i, its members one level
+// deeper than depth, and reports whether it was valid.
+func (s *jsonScanner) object(depth int) bool {
+	s.i++
+	s.ws()
+	if s.i < len(s.b) && s.b[s.i] == '}' {
+		s.i++
+		return true
+	}
+	for {
+		s.ws()
+		if !s.str() {
+			return false
+		}
+		s.ws()
+		if s.i >= len(s.b) || s.b[s.i] != ':' {
+			return false
+		}
+		s.i++
+		if !s.value(depth + 1) {
+			return false
+		}
+		s.ws()
+		if s.i >= len(s.b) {
+			return false
+		}
+		if s.b[s.i] == '}' {
+			s.i++
+			return true
+		}
+		if s.b[s.i] != ',' {
+			return false
+		}
+		s.i++
+	}
+}
+
+// array skips an array whose '[' is at s.i, its elements one level
+// deeper than depth, and reports whether it was valid.
+func (s *jsonScanner) array(depth int) bool {
+	s.i++
+	s.ws()
+	if s.i < len(s.b) && s.b[s.i] == ']' {
+		s.i++
+		return true
+	}
+	for {
+		if !s.value(depth + 1) {
+			return false
+		}
+		s.ws()
+		if s.i >= len(s.b) {
+			return false
+		}
+		if s.b[s.i] == ']' {
+			s.i++
+			return true
+		}
+		if s.b[s.i] != ',' {
+			return false
+		}
+		s.i++
 	}
 }
 
@@ -294,7 +310,7 @@ func jsonLookup(b []byte, path string) []byte {
 		var seg string
 		seg, path = cutString(path, '.')
 		var found []byte
-		var kb [64]byte
+		var kb [64]byte // starting capacity only: a longer key is decoded in full
 		jsonMembers(cur, func(m jsonMember) bool {
 			if string(jsonUnquote(kb[:0], m.key)) == seg {
 				found = m.value

@@ -5,6 +5,11 @@ package consentmode
 // rewrite drops the top-level members the rule table removes, writes the
 // enforced state back into the consent object and redacts e-mail
 // addresses in every string.
+//
+// The [64]byte key buffers below let member names be decoded without
+// allocating. They are a starting capacity, not a limit: jsonUnquote
+// appends, so a longer name is decoded in full (on the heap) and matched
+// like any other.
 
 // scanMP validates the body and records its consent claims. It reports
 // false for anything but a valid JSON object.
@@ -157,7 +162,7 @@ func (rw *rewriter) jsonRedacted(dst, v []byte) []byte {
 		}
 		tok := v[i:s.i]
 		rw.w.scratch = jsonUnquote(rw.w.scratch[:0], tok)
-		if holdsEmail(rw.w.scratch, &rw.w.scratch2) || holdsEmail(tok, &rw.w.scratch2) {
+		if holdsEmail(rw.w.scratch, &rw.w.emailLayers) || holdsEmail(tok, &rw.w.emailLayers) {
 			rw.removed(fieldEmail, ReasonEmailRedacted)
 			dst = append(dst, `"`+redactedText+`"`...)
 		} else {

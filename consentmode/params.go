@@ -162,8 +162,11 @@ func isDomainChar(c byte) bool {
 
 func isAlpha(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
 
-// maxQuotedLocal bounds how far back a quoted local part ("john doe"@…)
-// is looked for (RFC 5321 limits a local part to 64 octets).
+// maxQuotedLocal bounds how far back the opening quote of a quoted local
+// part ("john doe"@…) is looked for: RFC 5321 limits a local part to 64
+// octets, so twice that covers every real address. When the quote is
+// further back, the local part is taken to start at the bound: the
+// address is still found (and redacted), it only loses its oldest bytes.
 const maxQuotedLocal = 128
 
 // localStart returns where the local part ending just before the '@' at i
@@ -171,7 +174,10 @@ const maxQuotedLocal = 128
 // ("john doe"@example.com) runs back to its opening quote.
 func localStart(b []byte, from, i int) int {
 	if i-1 > from && b[i-1] == '"' {
-		for k := i - 2; k >= from && i-k <= maxQuotedLocal; k-- {
+		for k := i - 2; k >= from; k-- {
+			if i-k > maxQuotedLocal {
+				return k + 1 // no opening quote within the bound: fail closed
+			}
 			if b[k] == '"' && (k == from || b[k-1] != '\\') {
 				if k+1 < i-1 {
 					return k
@@ -188,7 +194,9 @@ func localStart(b []byte, from, i int) int {
 }
 
 // ipLiteralEnd returns the end of an address literal starting at b[i] ==
-// '[' ("[192.0.2.1]", "[IPv6:2001:db8::1]"), or -1.
+// '[' ("[192.0.2.1]", "[IPv6:2001:db8::1]"), or -1. The longest real
+// literal ("[IPv6:" and 45 characters) is well under the 64 bytes looked
+// at; anything longer is not an address literal.
 func ipLiteralEnd(b []byte, i int) int {
 	digits := 0
 	for k := i + 1; k < len(b) && k-i < 64; k++ {
@@ -336,12 +344,12 @@ func holdsEmail(b []byte, scratch *[]byte) bool {
 // for bytes outside the parameter lists Decide rewrites, such as request
 // headers. v is not kept; the result is valid until the next call with w.
 func (w *Work) RedactEmails(dst, v []byte) ([]byte, bool) {
-	if !holdsEmail(v, &w.scratch2) {
+	if !holdsEmail(v, &w.emailLayers) {
 		return append(dst, v...), false
 	}
 	mark := len(dst)
 	dst, _ = appendRedactEmails(dst, v)
-	if holdsEmail(dst[mark:], &w.scratch2) {
+	if holdsEmail(dst[mark:], &w.emailLayers) {
 		dst = append(dst[:mark], redactedText...)
 	}
 	return dst, true

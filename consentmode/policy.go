@@ -177,6 +177,10 @@ func (p *Policy) TagAllowed(id []byte) bool {
 	if len(p.Tags) == 0 {
 		return true
 	}
+	// Real tag ids are far shorter than buf (G-XXXXXXXXXX is 12 bytes). A
+	// longer id is reported not allowed, which blocks the hit: failing
+	// closed costs nothing but a tag nobody uses (config accepts longer
+	// ids, but they could never match).
 	var buf [32]byte
 	if len(id) > len(buf) {
 		return false

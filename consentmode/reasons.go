@@ -95,6 +95,7 @@ func AllReasons() []Reason {
 }
 
 // ReasonSet is a set of reasons. It is a plain value: comparable, free to copy.
+// TestCatalogueFits keeps numReasons within its 64 bits.
 type ReasonSet uint64
 
 // Add adds r to s.

@@ -2,7 +2,9 @@ package consentmode
 
 // Region is an ISO 3166-1 alpha-2 country code, optionally with an ISO
 // 3166-2 subdivision ("DE", "US-CA", "GB-ENG"), upper case. The zero
-// Region means unknown.
+// Region means unknown. Six bytes hold the longest code ISO 3166-2 has
+// (CC-SSS); ParseRegion reads anything longer as unknown, which takes the
+// unknown-region rule (denied by default).
 type Region [6]byte
 
 // String returns the code, or "unknown" for the zero Region.

@@ -92,7 +92,7 @@ func (rw *rewriter) pair(dst, piece []byte) ([]byte, bool) {
 	}
 	k, v, hasEq := cutByte(piece, '=')
 	nk := normKey(&rw.w.key, k)
-	if mayHoldAt(k) && holdsEmail(k, &rw.w.scratch2) {
+	if mayHoldAt(k) && holdsEmail(k, &rw.w.emailLayers) {
 		rw.removed(fieldEmail, ReasonEmailRedacted)
 		return dst, false
 	}
@@ -210,7 +210,7 @@ func (rw *rewriter) writeBack(dst, k, nk, v []byte, hasEq bool) []byte {
 		return AppendGCS(dst, ad, an)
 	case "gcd":
 		rw.seenGCD = true
-		if holdsEmail(v, &rw.w.scratch2) {
+		if holdsEmail(v, &rw.w.emailLayers) {
 			// Garbage around the letters: send a clean gcd of the enforced state.
 			rw.removed(fieldEmail, ReasonEmailRedacted)
 			return appendGCDState(dst, st)
@@ -221,7 +221,7 @@ func (rw *rewriter) writeBack(dst, k, nk, v []byte, hasEq bool) []byte {
 		}
 		mark := len(dst)
 		dst = appendGCDDenied(dst, v, deny)
-		if holdsEmail(dst[mark:], &rw.w.scratch2) { // a rewritten letter completed an address
+		if holdsEmail(dst[mark:], &rw.w.emailLayers) { // a rewritten letter completed an address
 			rw.removed(fieldEmail, ReasonEmailRedacted)
 			return appendGCDState(dst[:mark], st)
 		}
@@ -321,6 +321,8 @@ func (rw *rewriter) addIP(dst []byte) []byte {
 
 // appendEscapeIP appends ip in query form (IPv6 colons escaped).
 func appendEscapeIP(dst []byte, ip netip.Addr) []byte {
+	// 64 bytes hold any IPv4 or IPv6 text (at most 45) with a short zone;
+	// a longer zone makes AppendTo grow the slice, nothing is cut.
 	var buf [64]byte
 	return appendEscape(dst, ip.AppendTo(buf[:0]))
 }
@@ -374,7 +376,7 @@ func (rw *rewriter) cookies(dst, src []byte) []byte {
 			rw.d.Removed.Add(fieldCookieOther)
 		case rw.d.Action == ActionCookieless || !rw.d.Consent.Granted(CookieRules[i].Owner) || noCookies[rw.in.Family]:
 			rw.d.Removed.Add(catalogue.cookieField[i])
-		case holdsEmail(piece, &rw.w.scratch2):
+		case holdsEmail(piece, &rw.w.emailLayers):
 			// A Google cookie never holds an address: one that does is
 			// not Google's value, and it does not travel.
 			rw.d.Removed.Add(catalogue.cookieField[i])
@@ -389,7 +391,7 @@ func (rw *rewriter) cookies(dst, src []byte) []byte {
 // scrubText appends a value with e-mail addresses redacted. Values
 // without an '@' at any escape depth are copied as they are.
 func (rw *rewriter) scrubText(dst, v []byte) []byte {
-	if !holdsEmail(v, &rw.w.scratch2) {
+	if !holdsEmail(v, &rw.w.emailLayers) {
 		return append(dst, v...)
 	}
 	rw.removed(fieldEmail, ReasonEmailRedacted)
@@ -399,7 +401,7 @@ func (rw *rewriter) scrubText(dst, v []byte) []byte {
 	var found bool
 	w.scratch, found = appendRedactEmails(w.scratch, w.scratch[:start])
 	red := w.scratch[start:]
-	if !found || holdsEmail(red, &w.scratch2) {
+	if !found || holdsEmail(red, &w.emailLayers) {
 		// Hidden under more than one layer of escaping: give up the value.
 		return appendEscape(dst, []byte(redactedText))
 	}
@@ -439,11 +441,11 @@ func (rw *rewriter) scrubURL(dst, v []byte) []byte {
 	}
 	out := w.url[:0]
 	changed := false
-	if holdsEmail(base, &w.scratch2) {
+	if holdsEmail(base, &w.emailLayers) {
 		var found bool
 		mark := len(out)
 		out, found = appendRedactEmails(out, base)
-		if !found || holdsEmail(out[mark:], &w.scratch2) {
+		if !found || holdsEmail(out[mark:], &w.emailLayers) {
 			out = append(out[:mark], redactedText...)
 		}
 		changed = true
@@ -470,7 +472,7 @@ func (rw *rewriter) scrubURL(dst, v []byte) []byte {
 			if c && len(out) == mark+1 {
 				out = out[:mark]
 			}
-		} else if holdsEmail(frag, &w.scratch2) {
+		} else if holdsEmail(frag, &w.emailLayers) {
 			out, c = append(out, redactedText...), true
 			rw.removed(fieldEmail, ReasonEmailRedacted)
 		} else {
@@ -509,7 +511,7 @@ func (rw *rewriter) urlParams(dst, list []byte) ([]byte, bool) {
 		case op == OpDrop:
 			rw.removed(field, clickReason(field))
 			changed = true
-		case holdsEmail(k, &rw.w.scratch2):
+		case holdsEmail(k, &rw.w.emailLayers):
 			rw.removed(fieldEmail, ReasonEmailRedacted)
 			changed = true
 		default:
@@ -517,7 +519,7 @@ func (rw *rewriter) urlParams(dst, list []byte) ([]byte, bool) {
 				dst = append(dst, '&')
 			}
 			first = false
-			if hasEq && holdsEmail(piece[len(k)+1:], &rw.w.scratch2) {
+			if hasEq && holdsEmail(piece[len(k)+1:], &rw.w.emailLayers) {
 				dst = append(append(dst, k...), "=redacted"...)
 				rw.removed(fieldEmail, ReasonEmailRedacted)
 				changed = true

@@ -79,8 +79,9 @@ const (
 	InURL              // a query parameter inside a URL-valued parameter (dl, dr, url, ~oref, ...)
 )
 
-// Rule is one row of the per-parameter rule table: the specification of
-// product.md kept as data. The proxy, explain, audit and `rules` all read it.
+// Rule is one row of the per-parameter rule table: the consent model of
+// docs/spec.md §1 kept as data (docs/rules.md prints it). The proxy,
+// explain, audit and `rules` all read it.
 type Rule struct {
 	Families FamilySet
 	// Name is an exact parameter name; a trailing '*' makes it a prefix
@@ -224,6 +225,8 @@ var pseudoFields = []string{
 }
 
 // FieldSet is a set of fields. It is a plain value: comparable, free to copy.
+// Its 256 bits cover every Field (a uint8); TestCatalogueFits fails if the
+// tables ever name more fields than that.
 type FieldSet [4]uint64
 
 // Add adds f to s.
@@ -308,7 +311,17 @@ var (
 	fieldCookieHeader = mustField("header:Cookie")
 )
 
-func mustField(name string) Field { return catalogue.byName[name] }
+// mustField returns the field named by one of the tables above. A name
+// that is not there is a programming error in a static table, not
+// something input can cause: it panics while the package initialises, so
+// every test and every start of the binary catch it at once.
+func mustField(name string) Field {
+	f, ok := catalogue.byName[name]
+	if !ok {
+		panic("consentmode: field " + name + " is not in the rule catalogue")
+	}
+	return f
+}
 
 func buildCatalogue() *ruleCatalogue {
 	c := &ruleCatalogue{byName: map[string]Field{}}

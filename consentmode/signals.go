@@ -39,94 +39,115 @@ func (s *signalRefs) note(k, v []byte) {
 	}
 }
 
-// applySignals adds the denials of the optional signals the region
-// honours: the CMP's cookie record, TCF, and the US opt-outs (GPC, US
-// Privacy, GPP). They only ever deny.
-func applySignals(d *Decision, h *hit, in *Input, p *Policy, rule *RegionRule, w *Work) {
-	st := &d.Consent
+// mergeOptionalSignals merges the optional signals the region honours
+// into the state (docs/spec.md §1.4, step 2), in this order: the CMP's
+// cookie record, TCF from the hit (the only one that may also grant), the
+// GPP string's TCF section, then the US opt-outs (GPC, US Privacy, GPP).
+// The order only decides which input is reported as the source of a
+// denial: a denial wins whatever comes after it.
+func mergeOptionalSignals(d *Decision, h *hit, in *Input, p *Policy, rule *RegionRule, w *Work) {
 	if rule.Signals.Has(SignalCMPCookie) {
-		for i := range p.CMPCookies {
-			c := &p.CMPCookies[i]
-			r := readCMPCookie(c, in.Cookie, rule.TCFStrict, &w.scratch)
-			if r.malformed {
-				d.Reasons.Add(ReasonMalformedCMPCookie)
-			}
-			for t, deny := range r.deny {
-				if deny {
-					st.deny(Type(t), SourceCMPCookie, uint8(i))
-				}
-			}
-		}
-	}
-	deny := func(types [NumTypes]bool, src Source) {
-		for t, on := range types {
-			if on {
-				st.deny(Type(t), src, 0)
-				if src == SourceTCF {
-					d.Said.TCF[t] = Denied
-				}
-			}
-		}
+		denyByCMPCookies(d, in.Cookie, p.CMPCookies, rule.TCFStrict, &w.scratch)
 	}
 	if rule.Signals.Has(SignalTCF) {
-		applyTCF(d, h, rule.TCFStrict, func(types [NumTypes]bool) { deny(types, SourceTCF) }, func(types [NumTypes]bool) {
-			for t, on := range types {
-				if on {
-					st.grant(Type(t), SourceTCF) // only types still unset; any later denial wins
-				}
-			}
-		})
+		applyTCF(d, h, rule.TCFStrict)
 	}
 
-	// US opt-outs: the first signal that opts out is reported.
+	// US opt-outs: every signal present is read (its reasons and, for
+	// GPP, its TCF section count), and the first that opts out is reported.
 	optOut := SourceNone
 	if rule.Signals.Has(SignalGPC) && in.GPC {
 		optOut = SourceGPC
 	}
-	if rule.Signals.Has(SignalUSPrivacy) && h.seenUSPrivacy {
-		u, err := ParseUSPrivacy(h.usPrivacy)
-		if err == nil && h.conflictUSPrivacy {
-			err = ErrMalformedUSPrivacy
-		}
-		if err != nil {
-			d.Reasons.Add(ReasonMalformedUSPrivacy)
-		}
-		if (err != nil || u.OptedOut()) && optOut == SourceNone {
-			optOut = SourceUSPrivacy
-		}
+	if rule.Signals.Has(SignalUSPrivacy) && h.seenUSPrivacy && usPrivacyOptsOut(d, h) && optOut == SourceNone {
+		optOut = SourceUSPrivacy
 	}
-	if rule.Signals.Has(SignalGPP) && h.seenGPP {
-		g, err := ParseGPP(h.gpp, h.gppSID)
-		if err == nil && h.conflictGPP {
-			err = ErrMalformedGPP
-		}
-		switch {
-		case err != nil:
-			d.Reasons.Add(ReasonMalformedGPP)
-			if optOut == SourceNone {
-				optOut = SourceGPP
-			}
-		default:
-			if (g.OptedOut || g.GPC) && optOut == SourceNone {
-				optOut = SourceGPP
-			}
-			if g.Applicable.Has(GPPTCFEUv2) && rule.Signals.Has(SignalTCF) {
-				if tc := g.TCFEU(h.gpp); tc != nil {
-					types, bad := tcfDenials(tc, rule.TCFStrict)
-					if bad {
-						d.Reasons.Add(ReasonMalformedTCF)
-					}
-					deny(types, SourceTCF)
-				}
-			}
-		}
+	if rule.Signals.Has(SignalGPP) && h.seenGPP && gppOptsOut(d, h, rule) && optOut == SourceNone {
+		optOut = SourceGPP
 	}
 	if optOut != SourceNone {
 		d.OptOut = true
 		d.Reasons.Add(ReasonUSOptOut)
-		st.deny(AdPersonalization, optOut, 0)
+		d.Consent.deny(AdPersonalization, optOut, 0)
 		if rule.OptOutDeniesAdUserData {
-			st.deny(AdUserData, optOut, 0)
+			d.Consent.deny(AdUserData, optOut, 0)
+		}
+	}
+}
+
+// denyByCMPCookies applies each CMP cookie mapping, deny-only: every
+// cookie of the mapping's name counts, and a value that means neither
+// granted nor denied denies its type. scratch is working space.
+func denyByCMPCookies(d *Decision, header []byte, cookies []CMPCookie, strict bool, scratch *[]byte) {
+	for i := range cookies {
+		r := readCMPCookie(&cookies[i], header, strict, scratch)
+		if r.malformed {
+			d.Reasons.Add(ReasonMalformedCMPCookie)
+		}
+		for t, deny := range r.deny {
+			if deny {
+				d.Consent.deny(Type(t), SourceCMPCookie, uint8(i))
+			}
+		}
+	}
+}
+
+// usPrivacyOptsOut reads us_privacy and reports whether it opts out: a
+// third character 'Y', or a malformed or contradictory value (fail closed).
+func usPrivacyOptsOut(d *Decision, h *hit) bool {
+	u, err := ParseUSPrivacy(h.usPrivacy)
+	if err == nil && h.conflictUSPrivacy {
+		err = ErrMalformedUSPrivacy
+	}
+	if err != nil {
+		d.Reasons.Add(ReasonMalformedUSPrivacy)
+		return true
+	}
+	return u.OptedOut()
+}
+
+// gppOptsOut reads gpp and gpp_sid and reports whether they opt out: an
+// applicable US section with an opt-out or its GPC flag set, or a
+// malformed or contradictory string (fail closed). An applicable TCF
+// section, where the region honours TCF, denies what Google's mapping
+// denies (deny-only).
+func gppOptsOut(d *Decision, h *hit, rule *RegionRule) bool {
+	g, err := ParseGPP(h.gpp, h.gppSID)
+	if err == nil && h.conflictGPP {
+		err = ErrMalformedGPP
+	}
+	if err != nil {
+		d.Reasons.Add(ReasonMalformedGPP)
+		return true
+	}
+	if g.Applicable.Has(GPPTCFEUv2) && rule.Signals.Has(SignalTCF) {
+		if tc := g.TCFEU(h.gpp); tc != nil {
+			types, bad := tcfDenials(tc, rule.TCFStrict)
+			if bad {
+				d.Reasons.Add(ReasonMalformedTCF)
+			}
+			denyTCF(d, types)
+		}
+	}
+	return g.OptedOut || g.GPC
+}
+
+// denyTCF records TCF's denials, in the state and in what TCF said.
+func denyTCF(d *Decision, types [NumTypes]bool) {
+	for t, on := range types {
+		if on {
+			d.Consent.deny(Type(t), SourceTCF, 0)
+			d.Said.TCF[t] = Denied
+		}
+	}
+}
+
+// grantTCF records TCF's grants: only types still unset take them, and
+// any later denial wins.
+func grantTCF(d *Decision, types [NumTypes]bool) {
+	for t, on := range types {
+		if on {
+			d.Consent.grant(Type(t), SourceTCF)
 		}
 	}
 }
@@ -142,11 +163,11 @@ func applySignals(d *Decision, h *hit, in *Input, p *Policy, rule *RegionRule, w
 // granted where the hit's own gcs and gcd left them unset (absent, or the
 // gcd letter 'l'). Grants come before the region default and never
 // override a denial: gcs, gcd, npa, the CMP cookie, the GPP TCF section
-// and the US opt-outs all still deny after this.
-func applyTCF(d *Decision, h *hit, strict bool, deny, grant func([NumTypes]bool)) {
+// and the US opt-outs all still deny after this (docs/spec.md §1.5).
+func applyTCF(d *Decision, h *hit, strict bool) {
 	if h.conflictGDPR || h.conflictGDPRConsent {
 		d.Reasons.Add(ReasonMalformedTCF)
-		deny(tcfDenyAll(strict))
+		denyTCF(d, tcfDenyAll(strict))
 		return
 	}
 	if h.seenGDPR && string(h.gdpr) == "0" {
@@ -160,26 +181,26 @@ func applyTCF(d *Decision, h *hit, strict bool, deny, grant func([NumTypes]bool)
 	case !h.seenGDPRConsent || len(h.gdprConsent) == 0:
 		if applies {
 			d.Reasons.Add(ReasonTCFUnavailable)
-			deny(tcfDenyAll(strict))
+			denyTCF(d, tcfDenyAll(strict))
 		}
 	case string(h.gdprConsent) == "tcunavailable" || string(h.gdprConsent) == "tcempty":
 		d.Reasons.Add(ReasonTCFUnavailable)
-		deny(tcfDenyAll(strict))
+		denyTCF(d, tcfDenyAll(strict))
 	default:
 		denied, granted, bad := tcfMapping(h.gdprConsent, strict)
 		if bad {
 			d.Reasons.Add(ReasonMalformedTCF)
 		}
-		deny(denied)
+		denyTCF(d, denied)
 		if applies && !bad {
-			grant(granted)
+			grantTCF(d, granted)
 		}
 	}
 }
 
 // InputRule documents one consent input: where it comes from, the types
 // it speaks for and how it merges. `consentgate rules` prints InputRules;
-// applySignals and mergeClaims implement them.
+// mergeOptionalSignals and mergeClaims implement them.
 type InputRule struct {
 	Input  string `json:"input"`
 	From   string `json:"from"`

@@ -44,7 +44,7 @@ func (t TCRestriction) String() string {
 }
 
 // tcCombine merges two restrictions that a string sets for the same vendor
-// and purpose. The spec allows one per vendor and purpose; when a string has
+// and purpose. The TCF spec allows one per vendor and purpose; when a string has
 // more, the lowest RestrictionType wins, as in the IAB's reference library
 // (@iabtechlabtcf/core PurposeRestrictionVector.getRestrictionType): "not
 // allowed" beats "require consent", which beats "require LI".
@@ -106,7 +106,7 @@ type TCFacts struct {
 	VendorLI bool
 	// Restriction[p-1] is the publisher restriction on purpose p (1..24)
 	// for Vendor; TCRestrictionNone (the zero value) when there is none.
-	// When a string (against the spec) sets several for one purpose, the
+	// When a string (against the TCF spec) sets several for one purpose, the
 	// lowest RestrictionType wins, as in the IAB's reference library.
 	// Restrictions on purposes 0 and above 24 are ignored here.
 	Restriction [24]TCRestriction
@@ -495,8 +495,8 @@ func (s *tcIDSet) appendTo(dst []int) []int {
 // decide. f must come from ParseTC(b, TCGoogleVendorID); for any other
 // vendor Google's own consent is unknown and the three ad types are denied.
 //
-// Rules (product.md "Consent model" item 4; ecosystem.md §6; Google's
-// "consent mode TCF integration" table):
+// Rules (docs/spec.md §1.5, §2.8; Google's "consent mode TCF integration"
+// table):
 //
 //   - Purpose 1 (store/access information on a device) without consent:
 //     ad_storage and ad_user_data denied.
@@ -515,7 +515,7 @@ func (s *tcIDSet) appendTo(dst []int) []int {
 //     and ad_personalization denied.
 //   - TCF 2.3 (the string has a DisclosedVendors segment, or its policy
 //     version is 5 or more): vendor 755 not listed as disclosed counts as
-//     without consent (product.md item 4 "(2.3) disclosed vendors applied").
+//     without consent (docs/spec.md §1.5).
 //   - Publisher restrictions for vendor 755 on a purpose, as read here:
 //     "not allowed" removes both consent and LI for that purpose (type 0 on
 //     purpose 1 acts as purpose 1 not consented); "require consent" means LI

@@ -18,7 +18,7 @@ import (
 const tcfVectorFile = "../testdata/iab/tcf-vectors.json"
 
 // tcfSpecExample is the example string of the IAB's "Consent string and
-// vendor list formats v2" (ecosystem.md §6).
+// vendor list formats v2" (docs/spec.md §2.8).
 const tcfSpecExample = "COvFyGBOvFyGBAbAAAENAPCAAOAAAAAAAAAAAEEUACCKAAA"
 
 // tcfVector is one entry of tcfVectorFile, as the library decoded it. Id
@@ -490,10 +490,10 @@ func TestParseTCMalformed(t *testing.T) {
 	}
 }
 
-// TestParseTCTruncated cuts the spec example short at every length: each
+// TestParseTCTruncated cuts the IAB spec example short at every length: each
 // prefix that lacks a field must be refused, never read as zeros.
 func TestParseTCTruncated(t *testing.T) {
-	// The spec example needs 275 bits: 46 characters.
+	// The IAB spec example needs 275 bits: 46 characters.
 	for n := range 46 {
 		if _, err := ParseTC([]byte(tcfSpecExample[:n]), 8); !errors.Is(err, ErrMalformedTC) {
 			t.Errorf("ParseTC(%q) error = %v, want ErrMalformedTC", tcfSpecExample[:n], err)

@@ -13,10 +13,11 @@ import (
 	"github.com/consentgate/consentgate/consentmode"
 )
 
-// Explanation is what explain reports for one hit: its decision record
-// and exactly what would be sent upstream. The CLI's explain and audit and
-// the admin /debug/explain endpoint all produce it with the code the proxy
-// runs (prepare), so it cannot differ from serve.
+// Explanation is what explain reports for one hit (the explain contract
+// of docs/spec.md §4): its decision record and exactly what would be sent
+// upstream. The CLI's explain and audit and the admin /debug/explain
+// endpoint all produce it with the code the proxy runs (prepare), so it
+// cannot differ from serve.
 type Explanation struct {
 	Record
 	Forward *Forward `json:"forward,omitempty"`

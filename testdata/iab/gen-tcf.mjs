@@ -342,7 +342,7 @@ function describe(name, tc) {
 const R = prng(SEED);
 const vectors = [
   // The example string from the IAB's "Consent string and vendor list
-  // formats v2" document (ecosystem.md §6).
+  // formats v2" document (docs/spec.md §2.8).
   describe('spec-example', 'COvFyGBOvFyGBAbAAAENAPCAAOAAAAAAAAAAAEEUACCKAAA'),
 ];
 for (let i = 0; i < COUNT; i++) {
