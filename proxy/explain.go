@@ -92,7 +92,7 @@ func (h *Handler) Explain(in ExplainInput) *Explanation {
 	defer h.release(&p)
 	e := explanation(cfg, &p)
 	if he := asError(err); he != nil {
-		e.Error, e.Status = he.Reason, he.Status
+		e.Error, e.Status = he.Reason.String(), he.Status
 		e.Action = consentmode.ActionBlock.String()
 		return e
 	}

@@ -167,8 +167,8 @@ func (l *listener) shed() bool {
 	l.resMu.Unlock()
 	c, err := l.Listener.Accept() // Close unblocks it
 	if err == nil {
-		l.h.metrics.rejected("no_descriptors")
-		refuse(c, "no_descriptors") // closes c: its descriptor is free for the reserve again
+		l.h.metrics.rejected(rejectNoDescriptors)
+		refuse(c, rejectNoDescriptors) // closes c: its descriptor is free for the reserve again
 	}
 	l.takeReserve()
 	return err == nil
@@ -215,14 +215,14 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		l.takeReserve()
 		if l.open.Load() >= l.maxConns {
-			l.h.metrics.rejected("max_connections")
-			refuse(c, "max_connections")
+			l.h.metrics.rejected(rejectMaxConnections)
+			refuse(c, rejectMaxConnections)
 			continue
 		}
 		key, capped := l.ipKey(c)
 		if capped && !l.admit(key) {
-			l.h.metrics.rejected("per_ip_limit")
-			refuse(c, "per_ip_limit")
+			l.h.metrics.rejected(rejectPerIPLimit)
+			refuse(c, rejectPerIPLimit)
 			continue
 		}
 		l.open.Add(1)
@@ -311,7 +311,8 @@ func (l *listener) release(key netip.Prefix) {
 
 // refuse answers c with 503 (reason as the body, Retry-After: 1) and
 // closes it, never blocking the accept loop for long. Nothing is read.
-func refuse(c net.Conn, reason string) {
+func refuse(c net.Conn, r rejectReason) {
+	reason := r.String()
 	_ = c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
 	_, _ = io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\n"+
 		"Connection: close\r\nContent-Length: "+strconv.Itoa(len(reason)+1)+"\r\n\r\n"+reason+"\n")

@@ -150,7 +150,7 @@ func TestMaxConnectionsRefused(t *testing.T) {
 	for _, c := range held {
 		_ = c.Close()
 	}
-	if g.m.rejectedBy["max_connections"].Get() == 0 {
+	if g.m.rejectedBy[rejectMaxConnections].Get() == 0 {
 		t.Error("refusal not counted")
 	}
 }
@@ -180,8 +180,8 @@ func TestAcceptShedsOnEMFILE(t *testing.T) {
 	if l.reserve != nil {
 		t.Error("Close kept the reserve descriptor")
 	}
-	if g.m.rejectedBy["no_descriptors"].Get() != 1 || g.m.acceptErrs["emfile"].Get() != 1 {
-		t.Errorf("not counted: rejected %d, emfile %d", g.m.rejectedBy["no_descriptors"].Get(), g.m.acceptErrs["emfile"].Get())
+	if g.m.rejectedBy[rejectNoDescriptors].Get() != 1 || g.m.acceptErrs["emfile"].Get() != 1 {
+		t.Errorf("not counted: rejected %d, emfile %d", g.m.rejectedBy[rejectNoDescriptors].Get(), g.m.acceptErrs["emfile"].Get())
 	}
 }
 

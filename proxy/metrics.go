@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -27,9 +28,9 @@ type Metrics struct {
 	regionUnkwn *metrics.Counter
 	removed     []*metrics.Counter             // [field]
 	upLatency   []*metrics.PrometheusHistogram // [route]
-	upErrors    [][]*metrics.Counter           // [route][upstreamErrorKinds index]
+	upErrors    []counterVec[upstreamErrKind]  // [route]
 	responses   [][numClasses]*metrics.Counter // [family][status class]
-	rejectedBy  map[string]*metrics.Counter
+	rejectedBy  counterVec[rejectReason]
 	conflicts   map[string]*metrics.Counter
 	acceptErrs  map[string]*metrics.Counter
 	budget      atomic.Pointer[budget] // the public server's, for the gauges
@@ -41,18 +42,30 @@ type Metrics struct {
 	delivery    *deliveryMetrics
 }
 
-// upstreamErrorKinds label consentgate_upstream_errors_total.
-var upstreamErrorKinds = []string{"timeout", "refused", "no_free_conns", "other", "5xx"}
-
-// errKindIndex is the index of kind in upstreamErrorKinds.
-func errKindIndex(kind string) int {
-	for i, k := range upstreamErrorKinds {
-		if k == kind {
-			return i
-		}
-	}
-	return len(upstreamErrorKinds) - 2 // "other"
+// catalogue is a closed set of label values: a small integer type whose
+// values run from 0 to a count constant and whose String is the label.
+type catalogue interface {
+	~uint8
+	String() string
 }
+
+// counterVec is one counter per value of a catalogue K, indexed by K and
+// all created up front: every value of K has its series.
+type counterVec[K catalogue] []*metrics.Counter
+
+// newCounterVec creates the series prefix+`"label"}` for every value of K
+// below n; prefix is the name and the labels before K's, e.g.
+// `consentgate_rejected_total{reason=`.
+func newCounterVec[K catalogue](s *metrics.Set, prefix string, n K) counterVec[K] {
+	v := make(counterVec[K], n)
+	for k := range n {
+		v[k] = s.NewCounter(prefix + strconv.Quote(k.String()) + "}")
+	}
+	return v
+}
+
+// inc counts one k.
+func (v counterVec[K]) inc(k K) { v[k].Inc() }
 
 // Status classes of consentgate_responses_total: 1xx to 5xx.
 const numClasses = 5
@@ -70,7 +83,7 @@ func familyLabel(f consentmode.Family) string {
 func NewMetrics(version string) *Metrics {
 	s := metrics.NewSet()
 	m := &Metrics{set: s, malformed: map[consentmode.Reason]*metrics.Counter{},
-		rejectedBy: map[string]*metrics.Counter{}, conflicts: map[string]*metrics.Counter{}, acceptErrs: map[string]*metrics.Counter{}, cache: map[string]*metrics.Counter{}, reloads: map[string]*metrics.Counter{}}
+		conflicts: map[string]*metrics.Counter{}, acceptErrs: map[string]*metrics.Counter{}, cache: map[string]*metrics.Counter{}, reloads: map[string]*metrics.Counter{}}
 	for _, r := range consentmode.Routes {
 		row := make([]*metrics.Counter, 5)
 		for _, a := range consentmode.Actions() {
@@ -110,11 +123,7 @@ func NewMetrics(version string) *Metrics {
 	for _, r := range consentmode.Routes {
 		m.upLatency = append(m.upLatency, s.NewPrometheusHistogramExt(fmt.Sprintf(`consentgate_upstream_duration_seconds{family=%q,route=%q}`, r.Family, r.Name),
 			[]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}))
-		row := make([]*metrics.Counter, len(upstreamErrorKinds))
-		for i, k := range upstreamErrorKinds {
-			row[i] = s.NewCounter(fmt.Sprintf(`consentgate_upstream_errors_total{family=%q,route=%q,kind=%q}`, r.Family, r.Name, k))
-		}
-		m.upErrors = append(m.upErrors, row)
+		m.upErrors = append(m.upErrors, newCounterVec(s, fmt.Sprintf(`consentgate_upstream_errors_total{family=%q,route=%q,kind=`, r.Family, r.Name), numUpstreamErrKinds))
 	}
 	m.responses = make([][numClasses]*metrics.Counter, len(consentmode.Families())+1)
 	for _, f := range append([]consentmode.Family{consentmode.FamilyUnknown}, consentmode.Families()...) {
@@ -122,9 +131,7 @@ func NewMetrics(version string) *Metrics {
 			m.responses[f][c] = s.NewCounter(fmt.Sprintf(`consentgate_responses_total{family=%q,class="%dxx"}`, familyLabel(f), c+1))
 		}
 	}
-	for _, r := range rejectReasons {
-		m.rejectedBy[r] = s.NewCounter(fmt.Sprintf(`consentgate_rejected_total{reason=%q}`, r))
-	}
+	m.rejectedBy = newCounterVec(s, `consentgate_rejected_total{reason=`, numRejectReasons)
 	for _, hd := range []string{"geo", "content_encoding", "content_type", "sec_gpc"} {
 		m.conflicts[hd] = s.NewCounter(fmt.Sprintf(`consentgate_conflicting_headers_total{header=%q}`, hd))
 	}
@@ -220,9 +227,9 @@ func (m *Metrics) upstream(route int, latency time.Duration, status int, errKind
 	m.upLatency[route].Update(latency.Seconds())
 	switch {
 	case errKind != "":
-		m.upErrors[route][errKindIndex(errKind)].Inc()
+		m.upErrors[route].inc(upstreamErrKindOf(errKind))
 	case status >= 500:
-		m.upErrors[route][len(upstreamErrorKinds)-1].Inc()
+		m.upErrors[route].inc(upErr5xx)
 	}
 }
 
@@ -234,9 +241,11 @@ func (m *Metrics) response(f consentmode.Family, status int) {
 	}
 }
 
-func (m *Metrics) rejected(reason string) {
-	if c := m.rejectedBy[reason]; c != nil {
-		c.Inc()
+// rejected counts a request or connection answered locally with an error
+// status; upstreamFailed is not counted (record counts upstream errors).
+func (m *Metrics) rejected(r rejectReason) {
+	if r.counted() {
+		m.rejectedBy.inc(r)
 	}
 }
 
