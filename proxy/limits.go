@@ -195,7 +195,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			}
 			l.h.metrics.acceptError(kind)
 			l.logAcceptError(kind, err)
-			if kind == "emfile" && l.shed() {
+			if kind == acceptEMFILE && l.shed() {
 				delay = 0
 				continue
 			}
@@ -230,31 +230,32 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 }
 
-// acceptErrorKind labels an accept error and says whether to retry.
-func acceptErrorKind(err error) (kind string, retry bool) {
+// acceptErrorKind labels an accept error and says whether to retry; kind
+// means nothing when retry is false.
+func acceptErrorKind(err error) (kind acceptErrKind, retry bool) {
 	switch {
 	case errors.Is(err, net.ErrClosed), errors.Is(err, io.EOF):
-		return "", false
+		return acceptOther, false
 	case errors.Is(err, syscall.EMFILE):
-		return "emfile", true
+		return acceptEMFILE, true
 	case errors.Is(err, syscall.ENFILE):
-		return "enfile", true
+		return acceptENFILE, true
 	case errors.Is(err, syscall.ENOBUFS):
-		return "enobufs", true
+		return acceptENOBUFS, true
 	case errors.Is(err, syscall.ENOMEM):
-		return "enomem", true
+		return acceptENOMEM, true
 	case errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPROTO),
 		errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EINTR):
-		return "other", true
+		return acceptOther, true
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return "other", true
+		return acceptOther, true
 	}
-	return "", false
+	return acceptOther, false
 }
 
-func (l *listener) logAcceptError(kind string, err error) {
+func (l *listener) logAcceptError(kind acceptErrKind, err error) {
 	l.mu.Lock()
 	now := time.Now()
 	if now.Sub(l.lastLog) < acceptLogEvery {
@@ -266,7 +267,7 @@ func (l *listener) logAcceptError(kind string, err error) {
 	l.lastLog, l.suppressed = now, 0
 	l.mu.Unlock()
 	l.log.Warn("accept failed; backing off and retrying (raise the open-file limit or lower limits.max_connections)",
-		zap.String("kind", kind), zap.Error(err), zap.Int("since_last_log", n))
+		zap.String("kind", kind.String()), zap.Error(err), zap.Int("since_last_log", n))
 }
 
 // ipKey returns the per-IP key of c (the address, IPv6 by /64) and

@@ -114,7 +114,7 @@ func TestReload(t *testing.T) {
 	// An invalid change is rejected; the last good config keeps serving.
 	good := g.h.Config()
 	writeFile(t, path, base+"consent: {mode: basic, bogus: 1}\n")
-	waitFor(t, func() bool { return g.m.reloads["failure"].Get() >= 1 })
+	waitFor(t, func() bool { return g.m.reloads[reloadFailure].Get() >= 1 })
 	if g.h.Config() != good {
 		t.Errorf("invalid config was applied")
 	}
