@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
@@ -44,8 +43,11 @@ func TestMetricsHelp(t *testing.T) {
 // 5xx shows in the responses by status class.
 func TestUpstreamFailureMetrics(t *testing.T) {
 	g := newGateway(t, "timeouts: {upstream: 200ms}")
-	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { time.Sleep(500 * time.Millisecond) })
-	if resp := g.do(fromVisitor, "GET", "/g/collect?v=2&tid=G-1&gcs=G100", nil, ""); resp.Status != fasthttp.StatusGatewayTimeout {
+	release := make(chan struct{})
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { <-release }) // answers only after the timeout
+	resp := g.do(fromVisitor, "GET", "/g/collect?v=2&tid=G-1&gcs=G100", nil, "")
+	close(release)
+	if resp.Status != fasthttp.StatusGatewayTimeout {
 		t.Fatalf("slow upstream: %d, want 504", resp.Status)
 	}
 	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(fasthttp.StatusServiceUnavailable) })

@@ -72,6 +72,9 @@ type scriptCache struct {
 	inflight map[string]*scriptCall
 	// wg counts background refreshes; close waits for them.
 	wg sync.WaitGroup
+	// joined, when set (by tests, before any request), runs each time a
+	// caller starts waiting for another caller's fetch.
+	joined func()
 }
 
 type scriptCall struct {
@@ -137,6 +140,9 @@ func (s *scriptCache) fetch(key []byte, f func() (*scriptEntry, error)) (e *scri
 	s.mu.Lock()
 	if c, ok := s.inflight[string(key)]; ok {
 		s.mu.Unlock()
+		if s.joined != nil {
+			s.joined()
+		}
 		<-c.done
 		return c.entry, c.err, true
 	}
