@@ -171,10 +171,11 @@ func NewMetrics(version string) *Metrics {
 
 // newHitCounters creates consentgate_hits_total, [route][action].
 func newHitCounters(s *metrics.Set) [][]*metrics.Counter {
+	actions := consentmode.Actions()
 	hits := make([][]*metrics.Counter, len(consentmode.Routes))
 	for i, r := range consentmode.Routes {
-		hits[i] = make([]*metrics.Counter, 5)
-		for _, a := range consentmode.Actions() {
+		hits[i] = make([]*metrics.Counter, len(actions)+1) // ActionUnknown's is nil
+		for _, a := range actions {
 			hits[i][a] = s.NewCounter(fmt.Sprintf(`consentgate_hits_total{route=%q,family=%q,action=%q}`, r.Name, r.Family, a))
 		}
 	}
@@ -196,14 +197,13 @@ func newReasonCounters(s *metrics.Set) [][]*metrics.Counter {
 }
 
 // newDowngradeCounters creates consentgate_consent_downgrades_total,
-// [type][source] (nil for the sources that never decide a downgrade).
+// [type][source]: every source that can decide, that is all but
+// SourceNone (first) and SourceNotApplicable (last), whose entries are nil.
 func newDowngradeCounters(s *metrics.Set) [consentmode.NumTypes][]*metrics.Counter {
-	sources := []consentmode.Source{consentmode.SourceGCD, consentmode.SourceGCS, consentmode.SourceNPA, consentmode.SourceCMPCookie,
-		consentmode.SourceTCF, consentmode.SourceGPC, consentmode.SourceUSPrivacy, consentmode.SourceGPP, consentmode.SourceMP, consentmode.SourceRegionDefault}
 	var downgrades [consentmode.NumTypes][]*metrics.Counter
 	for t := range consentmode.NumTypes {
 		downgrades[t] = make([]*metrics.Counter, consentmode.SourceNotApplicable+1)
-		for _, src := range sources {
+		for src := consentmode.SourceNone + 1; src < consentmode.SourceNotApplicable; src++ {
 			downgrades[t][src] = s.NewCounter(fmt.Sprintf(`consentgate_consent_downgrades_total{type=%q,source=%q}`, consentmode.Type(t), src))
 		}
 	}
