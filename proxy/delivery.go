@@ -56,8 +56,8 @@ type Delivery struct {
 
 // Errors of accept, answered 503 with Retry-After.
 var (
-	errQueueFull = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: "queue_full", RetryAfter: time.Second}
-	errSpool     = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: "spool_error", RetryAfter: time.Second}
+	errQueueFull = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectQueueFull, RetryAfter: time.Second}
+	errSpool     = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectSpool, RetryAfter: time.Second}
 )
 
 // dropCauses label consentgate_delivery_dropped_total.
@@ -541,10 +541,10 @@ func (d *Delivery) metricsUpstream(route int, latency time.Duration, status int,
 func classify(err error, status int, resp *fasthttp.Response) (cause string, retryAfter time.Duration) {
 	switch {
 	case err != nil:
-		switch upstreamErrorKind(err) {
-		case "refused":
+		switch classifyUpstream(err) {
+		case upErrRefused:
 			return "refused", 0
-		case "timeout":
+		case upErrTimeout:
 			return "timeout", 0
 		}
 		return "other", 0

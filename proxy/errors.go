@@ -12,48 +12,112 @@ import (
 	"github.com/consentgate/consentgate/consentmode"
 )
 
+// rejectReason says why a request or connection was answered locally with
+// an error status. It is a closed catalogue: its String is the body the
+// client gets and the label of consentgate_rejected_total, whose series
+// are created from this catalogue, so a new reason cannot go uncounted.
+type rejectReason uint8
+
+// Reasons counted by consentgate_rejected_total, then upstreamFailed.
+const (
+	rejectUnknownPath rejectReason = iota
+	rejectMethod
+	rejectURITooLong
+	rejectInvalidBody
+	rejectOriginNotAllowed
+	rejectRouteOff
+	rejectTagNotAllowed
+	rejectBadPath
+	rejectEncoding
+	rejectContentType
+	rejectBodyTooLarge
+	rejectHeaderTooLarge
+	rejectBadRequest
+	rejectTimeout
+	rejectOverBudget
+	rejectPerIPLimit     // the listener: too many connections from one address
+	rejectMaxConnections // the listener: limits.max_connections reached
+	rejectNoDescriptors  // the listener: out of file descriptors
+	rejectUnauthorized
+	rejectQueueFull // the delivery queue is full
+	rejectSpool     // the delivery spool failed
+
+	// numRejectReasons counts the reasons above: the series of
+	// consentgate_rejected_total.
+	numRejectReasons
+
+	// upstreamFailed answers an upstream failure (502, 504, or a script's
+	// 4xx). It is counted by consentgate_upstream_errors_total, not as
+	// rejected.
+	upstreamFailed = numRejectReasons
+)
+
+var rejectReasonNames = [numRejectReasons + 1]string{
+	rejectUnknownPath:      "unknown_path",
+	rejectMethod:           "method_not_allowed",
+	rejectURITooLong:       "uri_too_long",
+	rejectInvalidBody:      "invalid_body",
+	rejectOriginNotAllowed: "origin_not_allowed",
+	rejectRouteOff:         "route_disabled",
+	rejectTagNotAllowed:    "tag_not_allowed",
+	rejectBadPath:          "bad_path",
+	rejectEncoding:         "content_encoding",
+	rejectContentType:      "content_type",
+	rejectBodyTooLarge:     "body_too_large",
+	rejectHeaderTooLarge:   "header_too_large",
+	rejectBadRequest:       "bad_request",
+	rejectTimeout:          "timeout",
+	rejectOverBudget:       "over_budget",
+	rejectPerIPLimit:       "per_ip_limit",
+	rejectMaxConnections:   "max_connections",
+	rejectNoDescriptors:    "no_descriptors",
+	rejectUnauthorized:     "unauthorized",
+	rejectQueueFull:        "queue_full",
+	rejectSpool:            "spool_error",
+	upstreamFailed:         "upstream_error",
+}
+
+// String returns the reason's label, e.g. "unknown_path".
+func (r rejectReason) String() string { return rejectReasonNames[r] }
+
+// counted reports whether r is a consentgate_rejected_total reason (all
+// but upstreamFailed).
+func (r rejectReason) counted() bool { return r < numRejectReasons }
+
 // Error is a request answered locally with an error status: nothing from
-// it is forwarded. Reason is the short text the client gets and the label
-// of consentgate_rejected_total; it comes from a closed list (rejectReasons),
-// never from request data.
+// it is forwarded. Reason is the short text the client gets and, except
+// for upstreamFailed, the label of consentgate_rejected_total.
 type Error struct {
 	Status int
-	Reason string
+	Reason rejectReason
 	// RetryAfter, when positive, is sent as Retry-After (whole seconds,
 	// at least 1): the client may try again later (503 over a budget).
 	RetryAfter time.Duration
 }
 
-func (e *Error) Error() string { return "proxy: " + e.Reason }
+func (e *Error) Error() string { return "proxy: " + e.Reason.String() }
 
-// Errors answered locally.
+// Errors answered locally (the delivery queue's are in delivery.go).
 var (
-	errNotFound         = &Error{Status: fasthttp.StatusNotFound, Reason: "unknown_path"}
-	errMethod           = &Error{Status: fasthttp.StatusMethodNotAllowed, Reason: "method_not_allowed"}
-	errURITooLong       = &Error{Status: fasthttp.StatusRequestURITooLong, Reason: "uri_too_long"}
-	errInvalidBody      = &Error{Status: fasthttp.StatusBadRequest, Reason: "invalid_body"}
-	errOriginNotAllowed = &Error{Status: fasthttp.StatusForbidden, Reason: "origin_not_allowed"}
-	errRouteOff         = &Error{Status: fasthttp.StatusNotFound, Reason: "route_disabled"}
-	errTagNotAllowed    = &Error{Status: fasthttp.StatusForbidden, Reason: "tag_not_allowed"}
-	errBadPath          = &Error{Status: fasthttp.StatusBadRequest, Reason: "bad_path"}
-	errEncoding         = &Error{Status: fasthttp.StatusUnsupportedMediaType, Reason: "content_encoding"}
-	errContentType      = &Error{Status: fasthttp.StatusUnsupportedMediaType, Reason: "content_type"}
-	errBodyTooLarge     = &Error{Status: fasthttp.StatusRequestEntityTooLarge, Reason: "body_too_large"}
-	errHeaderTooLarge   = &Error{Status: fasthttp.StatusRequestHeaderFieldsTooLarge, Reason: "header_too_large"}
-	errReadTimeout      = &Error{Status: fasthttp.StatusRequestTimeout, Reason: "timeout"}
-	errBadRequest       = &Error{Status: fasthttp.StatusBadRequest, Reason: "bad_request"}
-	errOverBudget       = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: "over_budget", RetryAfter: time.Second}
-	errUnauthorized     = &Error{Status: fasthttp.StatusUnauthorized, Reason: "unauthorized"}
-	errUpstream         = &Error{Status: fasthttp.StatusBadGateway, Reason: "upstream_error"}
-	errUpstreamTimeout  = &Error{Status: fasthttp.StatusGatewayTimeout, Reason: "upstream_error"}
+	errNotFound         = &Error{Status: fasthttp.StatusNotFound, Reason: rejectUnknownPath}
+	errMethod           = &Error{Status: fasthttp.StatusMethodNotAllowed, Reason: rejectMethod}
+	errURITooLong       = &Error{Status: fasthttp.StatusRequestURITooLong, Reason: rejectURITooLong}
+	errInvalidBody      = &Error{Status: fasthttp.StatusBadRequest, Reason: rejectInvalidBody}
+	errOriginNotAllowed = &Error{Status: fasthttp.StatusForbidden, Reason: rejectOriginNotAllowed}
+	errRouteOff         = &Error{Status: fasthttp.StatusNotFound, Reason: rejectRouteOff}
+	errTagNotAllowed    = &Error{Status: fasthttp.StatusForbidden, Reason: rejectTagNotAllowed}
+	errBadPath          = &Error{Status: fasthttp.StatusBadRequest, Reason: rejectBadPath}
+	errEncoding         = &Error{Status: fasthttp.StatusUnsupportedMediaType, Reason: rejectEncoding}
+	errContentType      = &Error{Status: fasthttp.StatusUnsupportedMediaType, Reason: rejectContentType}
+	errBodyTooLarge     = &Error{Status: fasthttp.StatusRequestEntityTooLarge, Reason: rejectBodyTooLarge}
+	errHeaderTooLarge   = &Error{Status: fasthttp.StatusRequestHeaderFieldsTooLarge, Reason: rejectHeaderTooLarge}
+	errReadTimeout      = &Error{Status: fasthttp.StatusRequestTimeout, Reason: rejectTimeout}
+	errBadRequest       = &Error{Status: fasthttp.StatusBadRequest, Reason: rejectBadRequest}
+	errOverBudget       = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectOverBudget, RetryAfter: time.Second}
+	errUnauthorized     = &Error{Status: fasthttp.StatusUnauthorized, Reason: rejectUnauthorized}
+	errUpstream         = &Error{Status: fasthttp.StatusBadGateway, Reason: upstreamFailed}
+	errUpstreamTimeout  = &Error{Status: fasthttp.StatusGatewayTimeout, Reason: upstreamFailed}
 )
-
-// rejectReasons label consentgate_rejected_total: every Reason above
-// except the upstream ones, which count as upstream errors, plus the
-// refusals of the listener and the delivery queue.
-var rejectReasons = []string{"unknown_path", "method_not_allowed", "uri_too_long", "invalid_body", "origin_not_allowed",
-	"route_disabled", "tag_not_allowed", "bad_path", "content_encoding", "content_type", "body_too_large", "header_too_large",
-	"bad_request", "timeout", "over_budget", "per_ip_limit", "max_connections", "no_descriptors", "unauthorized", "queue_full", "spool_error"}
 
 // statusError is an upstream answer passed on as an error (a script fetch
 // that did not return 200).
@@ -79,7 +143,7 @@ func asError(err error) *Error {
 		return errHeaderTooLarge
 	case errors.As(err, &se):
 		if se.status >= 400 && se.status < 500 {
-			return &Error{Status: se.status, Reason: "upstream_error"}
+			return &Error{Status: se.status, Reason: upstreamFailed}
 		}
 		return errUpstream
 	case errors.As(err, &ue):
@@ -108,10 +172,11 @@ func (h *Handler) writeError(ctx *fasthttp.RequestCtx, err error, route int) {
 			e = errReadTimeout
 		}
 	}
+	reason := e.Reason.String()
 	ctx.Response.Reset()
 	ctx.SetStatusCode(e.Status)
 	ctx.SetContentType("text/plain; charset=utf-8")
-	ctx.SetBodyString(e.Reason + "\n")
+	ctx.SetBodyString(reason + "\n")
 	if e.RetryAfter > 0 {
 		var buf [20]byte
 		ctx.Response.Header.SetBytesV("Retry-After", strconv.AppendInt(buf[:0], int64(max(e.RetryAfter/time.Second, 1)), 10))
@@ -119,24 +184,63 @@ func (h *Handler) writeError(ctx *fasthttp.RequestCtx, err error, route int) {
 	if e == errMethod && route >= 0 {
 		ctx.Response.Header.Set("Allow", consentmode.Routes[route].AllowHeader())
 	}
-	if e.Reason == "upstream_error" {
+	if !e.Reason.counted() {
 		return
 	}
 	h.metrics.rejected(e.Reason)
 	if ce := h.log.Check(zap.DebugLevel, "rejected"); ce != nil {
-		ce.Write(zap.String("reason", e.Reason), zap.Int("status", e.Status), zap.ByteString("method", ctx.Method()))
+		ce.Write(zap.String("reason", reason), zap.Int("status", e.Status), zap.ByteString("method", ctx.Method()))
 	}
 }
 
-// upstreamErrorKind labels an upstream failure for metrics and the log.
-func upstreamErrorKind(err error) string {
+// upstreamErrKind labels an upstream failure: the kind label of
+// consentgate_upstream_errors_total, the decision log's error field and
+// the upstream-error log line.
+type upstreamErrKind uint8
+
+const (
+	upErrTimeout upstreamErrKind = iota
+	upErrRefused
+	upErrNoFreeConns
+	upErrOther // no answer, for any other reason
+	upErr5xx   // a server error answer (metrics only: not an error of the exchange)
+	numUpstreamErrKinds
+)
+
+var upstreamErrKindNames = [numUpstreamErrKinds]string{
+	upErrTimeout:     "timeout",
+	upErrRefused:     "refused",
+	upErrNoFreeConns: "no_free_conns",
+	upErrOther:       "other",
+	upErr5xx:         "5xx",
+}
+
+// String returns the kind's label, e.g. "timeout".
+func (k upstreamErrKind) String() string { return upstreamErrKindNames[k] }
+
+// classifyUpstream says which kind of failure err is.
+func classifyUpstream(err error) upstreamErrKind {
 	switch {
 	case isTimeout(err):
-		return "timeout"
+		return upErrTimeout
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
-		return "no_free_conns"
+		return upErrNoFreeConns
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return "refused"
+		return upErrRefused
 	}
-	return "other"
+	return upErrOther
+}
+
+// upstreamErrorKind labels an upstream failure for metrics and the log.
+func upstreamErrorKind(err error) string { return classifyUpstream(err).String() }
+
+// upstreamErrKindOf is the kind labelled name (as upstreamErrorKind
+// returned it); upErrOther for a name not in the catalogue.
+func upstreamErrKindOf(name string) upstreamErrKind {
+	for k, n := range upstreamErrKindNames {
+		if n == name {
+			return upstreamErrKind(k)
+		}
+	}
+	return upErrOther
 }

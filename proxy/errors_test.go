@@ -1,10 +1,15 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
+	"sort"
+	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
@@ -27,19 +32,20 @@ func TestWriteError(t *testing.T) {
 		wantStatus int
 		wantBody   string
 		retryAfter string
-		counted    string
+		counted    rejectReason // upstreamFailed: no rejected_total series counts it
 	}{
-		{"local", errBadPath, 400, "bad_path\n", "", "bad_path"},
-		{"wrapped local", fmt.Errorf("x: %w", errEncoding), 415, "content_encoding\n", "", "content_encoding"},
-		{"over budget", errOverBudget, 503, "over_budget\n", "1", "over_budget"},
-		{"body too large", fasthttp.ErrBodyTooLarge, 413, "body_too_large\n", "", "body_too_large"},
-		{"header too large", &fasthttp.ErrSmallBuffer{}, 431, "header_too_large\n", "", "header_too_large"},
-		{"read timeout", timeoutErr{}, 408, "timeout\n", "", "timeout"},
-		{"malformed", errors.New("cannot parse"), 400, "bad_request\n", "", "bad_request"},
-		{"upstream timeout", &upstreamError{fasthttp.ErrTimeout}, 504, "upstream_error\n", "", ""},
-		{"upstream refused", &upstreamError{errors.New("refused")}, 502, "upstream_error\n", "", ""},
-		{"script 404", &statusError{404}, 404, "upstream_error\n", "", ""},
-		{"script 500", &statusError{500}, 502, "upstream_error\n", "", ""},
+		{"local", errBadPath, 400, "bad_path\n", "", rejectBadPath},
+		{"wrapped local", fmt.Errorf("x: %w", errEncoding), 415, "content_encoding\n", "", rejectEncoding},
+		{"over budget", errOverBudget, 503, "over_budget\n", "1", rejectOverBudget},
+		{"queue full", errQueueFull, 503, "queue_full\n", "1", rejectQueueFull},
+		{"body too large", fasthttp.ErrBodyTooLarge, 413, "body_too_large\n", "", rejectBodyTooLarge},
+		{"header too large", &fasthttp.ErrSmallBuffer{}, 431, "header_too_large\n", "", rejectHeaderTooLarge},
+		{"read timeout", timeoutErr{}, 408, "timeout\n", "", rejectTimeout},
+		{"malformed", errors.New("cannot parse"), 400, "bad_request\n", "", rejectBadRequest},
+		{"upstream timeout", &upstreamError{fasthttp.ErrTimeout}, 504, "upstream_error\n", "", upstreamFailed},
+		{"upstream refused", &upstreamError{errors.New("refused")}, 502, "upstream_error\n", "", upstreamFailed},
+		{"script 404", &statusError{404}, 404, "upstream_error\n", "", upstreamFailed},
+		{"script 500", &statusError{500}, 502, "upstream_error\n", "", upstreamFailed},
 	}
 	for _, tt := range tests {
 		m := NewMetrics("t")
@@ -55,7 +61,7 @@ func TestWriteError(t *testing.T) {
 		if got := string(ctx.Response.Header.Peek("Retry-After")); got != tt.retryAfter {
 			t.Errorf("%s: Retry-After %q, want %q", tt.name, got, tt.retryAfter)
 		}
-		for _, r := range rejectReasons {
+		for r := range numRejectReasons {
 			want := uint64(0)
 			if r == tt.counted {
 				want = 1
@@ -67,13 +73,38 @@ func TestWriteError(t *testing.T) {
 	}
 }
 
-// TestErrorReasonsAreCounted: every local Error has a counter.
-func TestErrorReasonsAreCounted(t *testing.T) {
+// TestRejectReasonsAreCounted: each reason metrics.rejected can be given
+// counts in its own series, labelled with its name; upstreamFailed counts
+// in none.
+func TestRejectReasonsAreCounted(t *testing.T) {
 	m := NewMetrics("t")
-	for _, e := range []*Error{errNotFound, errMethod, errURITooLong, errInvalidBody, errOriginNotAllowed, errRouteOff, errTagNotAllowed,
-		errBadPath, errEncoding, errContentType, errBodyTooLarge, errHeaderTooLarge, errReadTimeout, errBadRequest, errOverBudget, errUnauthorized} {
-		if m.rejectedBy[e.Reason] == nil {
-			t.Errorf("%s has no consentgate_rejected_total series", e.Reason)
+	for r := range numRejectReasons {
+		m.rejected(r)
+		m.rejected(upstreamFailed)
+		for other := range numRejectReasons {
+			want := uint64(0)
+			if other <= r {
+				want = 1
+			}
+			if got := m.rejectedBy[other].Get(); got != want {
+				t.Fatalf("after rejected(%s): %s counted %d, want %d", r, other, got, want)
+			}
 		}
+	}
+	var buf bytes.Buffer
+	m.set.WritePrometheus(&buf)
+	var got []string
+	for line := range strings.Lines(buf.String()) {
+		if strings.HasPrefix(line, "consentgate_rejected_total{") {
+			got = append(got, strings.TrimSpace(line))
+		}
+	}
+	var want []string
+	for r := range numRejectReasons {
+		want = append(want, fmt.Sprintf(`consentgate_rejected_total{reason=%q} 1`, r))
+	}
+	sort.Strings(want)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("consentgate_rejected_total series (-want +got):\n%s", diff)
 	}
 }

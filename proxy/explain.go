@@ -76,7 +76,7 @@ func (h *Handler) Explain(hit Hit) (*Explanation, error) {
 	e := &Explanation{Record: newRecord(&p.decision, cfg, p.route >= 0), Decision: p.decision}
 	e.addSaid(&p.decision)
 	if he := asError(err); he != nil {
-		e.Error, e.Status = he.Reason, he.Status
+		e.Error, e.Status = he.Reason.String(), he.Status
 		e.Action = consentmode.ActionBlock.String()
 		return e, nil
 	}

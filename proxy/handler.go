@@ -403,7 +403,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
 	client := clientIP(&ctx.Request.Header, peer, cfg.TrustedProxies)
 	reg, conflict := region(&ctx.Request.Header, peerTrusted, cfg.GeoHeaders)
 	if conflict {
-		h.metrics.conflicting("geo")
+		h.metrics.conflicting(conflictGeo)
 	}
 
 	var p prepared

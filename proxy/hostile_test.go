@@ -278,8 +278,8 @@ func TestReloadOfEmptyFileKeepsServing(t *testing.T) {
 	if err := r.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if g.h.Config() != cfg || g.m.reloads["unchanged"].Get() != 1 {
-		t.Errorf("unchanged reload: config swapped %v, unchanged count %d", g.h.Config() != cfg, g.m.reloads["unchanged"].Get())
+	if g.h.Config() != cfg || g.m.reloads[reloadUnchanged].Get() != 1 {
+		t.Errorf("unchanged reload: config swapped %v, unchanged count %d", g.h.Config() != cfg, g.m.reloads[reloadUnchanged].Get())
 	}
 }
 

@@ -125,7 +125,7 @@ func (h *Handler) checkBody(req *fasthttp.Request) error {
 		for tok := range connectionTokens(v) {
 			if !bytes.EqualFold(tok, []byte("identity")) {
 				if len(encodings) > 1 {
-					h.metrics.conflicting("content_encoding")
+					h.metrics.conflicting(conflictContentEncoding)
 				}
 				return errEncoding
 			}
@@ -140,7 +140,7 @@ func (h *Handler) checkBody(req *fasthttp.Request) error {
 	}
 	// fasthttp keeps only the last Content-Type; the raw header has all.
 	if conflictingRaw(req.Header.RawHeaders(), []byte(fasthttp.HeaderContentType)) {
-		h.metrics.conflicting("content_type")
+		h.metrics.conflicting(conflictContentType)
 		return errContentType
 	}
 	return nil
@@ -204,7 +204,7 @@ func (h *Handler) gpc(hdr *fasthttp.RequestHeader) bool {
 		}
 	}
 	if on && len(values) > 1 {
-		h.metrics.conflicting("sec_gpc")
+		h.metrics.conflicting(conflictSecGPC)
 	}
 	return on
 }

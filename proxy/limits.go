@@ -167,8 +167,8 @@ func (l *listener) shed() bool {
 	l.resMu.Unlock()
 	c, err := l.Listener.Accept() // Close unblocks it
 	if err == nil {
-		l.h.metrics.rejected("no_descriptors")
-		refuse(c, "no_descriptors") // closes c: its descriptor is free for the reserve again
+		l.h.metrics.rejected(rejectNoDescriptors)
+		refuse(c, rejectNoDescriptors) // closes c: its descriptor is free for the reserve again
 	}
 	l.takeReserve()
 	return err == nil
@@ -195,7 +195,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			}
 			l.h.metrics.acceptError(kind)
 			l.logAcceptError(kind, err)
-			if kind == "emfile" && l.shed() {
+			if kind == acceptEMFILE && l.shed() {
 				delay = 0
 				continue
 			}
@@ -215,14 +215,14 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		l.takeReserve()
 		if l.open.Load() >= l.maxConns {
-			l.h.metrics.rejected("max_connections")
-			refuse(c, "max_connections")
+			l.h.metrics.rejected(rejectMaxConnections)
+			refuse(c, rejectMaxConnections)
 			continue
 		}
 		key, capped := l.ipKey(c)
 		if capped && !l.admit(key) {
-			l.h.metrics.rejected("per_ip_limit")
-			refuse(c, "per_ip_limit")
+			l.h.metrics.rejected(rejectPerIPLimit)
+			refuse(c, rejectPerIPLimit)
 			continue
 		}
 		l.open.Add(1)
@@ -230,31 +230,32 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 }
 
-// acceptErrorKind labels an accept error and says whether to retry.
-func acceptErrorKind(err error) (kind string, retry bool) {
+// acceptErrorKind labels an accept error and says whether to retry; kind
+// means nothing when retry is false.
+func acceptErrorKind(err error) (kind acceptErrKind, retry bool) {
 	switch {
 	case errors.Is(err, net.ErrClosed), errors.Is(err, io.EOF):
-		return "", false
+		return acceptOther, false
 	case errors.Is(err, syscall.EMFILE):
-		return "emfile", true
+		return acceptEMFILE, true
 	case errors.Is(err, syscall.ENFILE):
-		return "enfile", true
+		return acceptENFILE, true
 	case errors.Is(err, syscall.ENOBUFS):
-		return "enobufs", true
+		return acceptENOBUFS, true
 	case errors.Is(err, syscall.ENOMEM):
-		return "enomem", true
+		return acceptENOMEM, true
 	case errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPROTO),
 		errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EINTR):
-		return "other", true
+		return acceptOther, true
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return "other", true
+		return acceptOther, true
 	}
-	return "", false
+	return acceptOther, false
 }
 
-func (l *listener) logAcceptError(kind string, err error) {
+func (l *listener) logAcceptError(kind acceptErrKind, err error) {
 	l.mu.Lock()
 	now := time.Now()
 	if now.Sub(l.lastLog) < acceptLogEvery {
@@ -266,7 +267,7 @@ func (l *listener) logAcceptError(kind string, err error) {
 	l.lastLog, l.suppressed = now, 0
 	l.mu.Unlock()
 	l.log.Warn("accept failed; backing off and retrying (raise the open-file limit or lower limits.max_connections)",
-		zap.String("kind", kind), zap.Error(err), zap.Int("since_last_log", n))
+		zap.String("kind", kind.String()), zap.Error(err), zap.Int("since_last_log", n))
 }
 
 // ipKey returns the per-IP key of c (the address, IPv6 by /64) and
@@ -311,7 +312,8 @@ func (l *listener) release(key netip.Prefix) {
 
 // refuse answers c with 503 (reason as the body, Retry-After: 1) and
 // closes it, never blocking the accept loop for long. Nothing is read.
-func refuse(c net.Conn, reason string) {
+func refuse(c net.Conn, r rejectReason) {
+	reason := r.String()
 	_ = c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
 	_, _ = io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\n"+
 		"Connection: close\r\nContent-Length: "+strconv.Itoa(len(reason)+1)+"\r\n\r\n"+reason+"\n")

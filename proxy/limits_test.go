@@ -66,7 +66,7 @@ func TestAcceptBacksOff(t *testing.T) {
 	if err != nil || c != server {
 		t.Fatalf("Accept = %v, %v; want the connection after the errors", c, err)
 	}
-	for kind, want := range map[string]uint64{"emfile": 2, "enfile": 1, "enobufs": 1, "enomem": 1, "other": 1} {
+	for kind, want := range map[acceptErrKind]uint64{acceptEMFILE: 2, acceptENFILE: 1, acceptENOBUFS: 1, acceptENOMEM: 1, acceptOther: 1} {
 		if got := g.m.acceptErrs[kind].Get(); got != want {
 			t.Errorf("accept_errors_total{kind=%q} = %d, want %d", kind, got, want)
 		}
@@ -91,17 +91,17 @@ func TestAcceptBacksOff(t *testing.T) {
 func TestAcceptErrorKind(t *testing.T) {
 	for _, tt := range []struct {
 		give  error
-		kind  string
+		kind  acceptErrKind // acceptOther when not retried
 		retry bool
 	}{
-		{acceptErr(syscall.EMFILE), "emfile", true},
-		{acceptErr(syscall.ENFILE), "enfile", true},
-		{acceptErr(syscall.ENOBUFS), "enobufs", true},
-		{acceptErr(syscall.ENOMEM), "enomem", true},
-		{acceptErr(syscall.ECONNABORTED), "other", true},
-		{net.ErrClosed, "", false},
-		{acceptErr(syscall.EBADF), "", false},
-		{acceptErr(syscall.EINVAL), "", false},
+		{acceptErr(syscall.EMFILE), acceptEMFILE, true},
+		{acceptErr(syscall.ENFILE), acceptENFILE, true},
+		{acceptErr(syscall.ENOBUFS), acceptENOBUFS, true},
+		{acceptErr(syscall.ENOMEM), acceptENOMEM, true},
+		{acceptErr(syscall.ECONNABORTED), acceptOther, true},
+		{net.ErrClosed, acceptOther, false},
+		{acceptErr(syscall.EBADF), acceptOther, false},
+		{acceptErr(syscall.EINVAL), acceptOther, false},
 	} {
 		kind, retry := acceptErrorKind(tt.give)
 		if kind != tt.kind || retry != tt.retry {
@@ -150,7 +150,7 @@ func TestMaxConnectionsRefused(t *testing.T) {
 	for _, c := range held {
 		_ = c.Close()
 	}
-	if g.m.rejectedBy["max_connections"].Get() == 0 {
+	if g.m.rejectedBy[rejectMaxConnections].Get() == 0 {
 		t.Error("refusal not counted")
 	}
 }
@@ -180,8 +180,8 @@ func TestAcceptShedsOnEMFILE(t *testing.T) {
 	if l.reserve != nil {
 		t.Error("Close kept the reserve descriptor")
 	}
-	if g.m.rejectedBy["no_descriptors"].Get() != 1 || g.m.acceptErrs["emfile"].Get() != 1 {
-		t.Errorf("not counted: rejected %d, emfile %d", g.m.rejectedBy["no_descriptors"].Get(), g.m.acceptErrs["emfile"].Get())
+	if g.m.rejectedBy[rejectNoDescriptors].Get() != 1 || g.m.acceptErrs[acceptEMFILE].Get() != 1 {
+		t.Errorf("not counted: rejected %d, emfile %d", g.m.rejectedBy[rejectNoDescriptors].Get(), g.m.acceptErrs[acceptEMFILE].Get())
 	}
 }
 

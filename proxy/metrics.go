@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -14,44 +15,116 @@ import (
 )
 
 // Metrics are the gateway's Prometheus metrics. Every labelled series is
-// created up front from the closed catalogues of consentmode (routes,
-// actions, reasons, fields, types, sources), so no label ever comes from
+// created up front from closed catalogues: those of consentmode (routes,
+// actions, reasons, fields, types, sources) and the proxy's own label
+// types below (rejectReason, upstreamErrKind, conflictHeader,
+// acceptErrKind, cacheResult, reloadResult), so no label ever comes from
 // request data and the hot path only increments pre-resolved counters.
 type Metrics struct {
 	set *metrics.Set
 
-	hits        [][]*metrics.Counter // [route][action]
-	reasons     [][]*metrics.Counter // [family][reason]
-	downgrades  [consentmode.NumTypes][]*metrics.Counter
-	malformed   map[consentmode.Reason]*metrics.Counter
-	regionUnkwn *metrics.Counter
-	removed     []*metrics.Counter             // [field]
-	upLatency   []*metrics.PrometheusHistogram // [route]
-	upErrors    [][]*metrics.Counter           // [route][upstreamErrorKinds index]
-	responses   [][numClasses]*metrics.Counter // [family][status class]
-	rejectedBy  map[string]*metrics.Counter
-	conflicts   map[string]*metrics.Counter
-	acceptErrs  map[string]*metrics.Counter
-	budget      atomic.Pointer[budget] // the public server's, for the gauges
-	cache       map[string]*metrics.Counter
-	reloads     map[string]*metrics.Counter
-	logDropped  *metrics.Counter
-	inFlight    *metrics.Gauge
-	enforcing   *metrics.Gauge
-	delivery    *deliveryMetrics
+	hits          [][]*metrics.Counter // [route][action]
+	reasons       [][]*metrics.Counter // [family][reason]
+	downgrades    [consentmode.NumTypes][]*metrics.Counter
+	malformed     []*metrics.Counter // [reason]: nil but for the malformed inputs
+	regionUnknown *metrics.Counter
+	removed       []*metrics.Counter             // [field]
+	upLatency     []*metrics.PrometheusHistogram // [route]
+	upErrors      []counterVec[upstreamErrKind]  // [route]
+	responses     [][numClasses]*metrics.Counter // [family][status class]
+	rejectedBy    counterVec[rejectReason]
+	conflicts     counterVec[conflictHeader]
+	acceptErrs    counterVec[acceptErrKind]
+	budget        atomic.Pointer[budget] // the public server's, for the gauges
+	cache         counterVec[cacheResult]
+	reloads       counterVec[reloadResult]
+	logDropped    *metrics.Counter
+	inFlight      *metrics.Gauge
+	enforcing     *metrics.Gauge
+	delivery      *deliveryMetrics
 }
 
-// upstreamErrorKinds label consentgate_upstream_errors_total.
-var upstreamErrorKinds = []string{"timeout", "refused", "no_free_conns", "other", "5xx"}
+// catalogue is a closed set of label values: a small integer type whose
+// values run from 0 to a count constant and whose String is the label.
+type catalogue interface {
+	~uint8
+	String() string
+}
 
-// errKindIndex is the index of kind in upstreamErrorKinds.
-func errKindIndex(kind string) int {
-	for i, k := range upstreamErrorKinds {
-		if k == kind {
-			return i
-		}
+// counterVec is one counter per value of a catalogue K, indexed by K and
+// all created up front: every value of K has its series.
+type counterVec[K catalogue] []*metrics.Counter
+
+// newCounterVec creates the series prefix+`"label"}` for every value of K
+// below n; prefix is the name and the labels before K's, e.g.
+// `consentgate_rejected_total{reason=`.
+func newCounterVec[K catalogue](s *metrics.Set, prefix string, n K) counterVec[K] {
+	v := make(counterVec[K], n)
+	for k := range n {
+		v[k] = s.NewCounter(prefix + strconv.Quote(k.String()) + "}")
 	}
-	return len(upstreamErrorKinds) - 2 // "other"
+	return v
+}
+
+// inc counts one k.
+func (v counterVec[K]) inc(k K) { v[k].Inc() }
+
+// conflictHeader labels consentgate_conflicting_headers_total: an input
+// sent twice with different values, answered fail-closed.
+type conflictHeader uint8
+
+const (
+	conflictGeo conflictHeader = iota
+	conflictContentEncoding
+	conflictContentType
+	conflictSecGPC
+	numConflictHeaders
+)
+
+var conflictHeaderNames = [numConflictHeaders]string{"geo", "content_encoding", "content_type", "sec_gpc"}
+
+func (c conflictHeader) String() string { return conflictHeaderNames[c] }
+
+// acceptErrKind labels consentgate_accept_errors_total: a failed accept
+// the listener backs off from and retries.
+type acceptErrKind uint8
+
+const (
+	acceptEMFILE acceptErrKind = iota
+	acceptENFILE
+	acceptENOBUFS
+	acceptENOMEM
+	acceptOther
+	numAcceptErrKinds
+)
+
+var acceptErrKindNames = [numAcceptErrKinds]string{"emfile", "enfile", "enobufs", "enomem", "other"}
+
+func (k acceptErrKind) String() string { return acceptErrKindNames[k] }
+
+// reloadResult labels consentgate_config_reloads_total.
+type reloadResult uint8
+
+const (
+	reloadSuccess   reloadResult = iota // a changed config applied
+	reloadFailure                       // rejected: the last good config keeps serving
+	reloadUnchanged                     // the same config again: nothing swapped
+	numReloadResults
+)
+
+var reloadResultNames = [numReloadResults]string{"success", "failure", "unchanged"}
+
+func (r reloadResult) String() string { return reloadResultNames[r] }
+
+// malformedInputs label consentgate_malformed_signals_total: the decision
+// reason that says an input was malformed, and the input's label.
+var malformedInputs = [...]struct {
+	r    consentmode.Reason
+	name string
+}{
+	{consentmode.ReasonMalformedGCS, "gcs"}, {consentmode.ReasonMalformedGCD, "gcd"}, {consentmode.ReasonMalformedNPA, "npa"},
+	{consentmode.ReasonMalformedTCF, "tcf"}, {consentmode.ReasonMalformedUSPrivacy, "us_privacy"}, {consentmode.ReasonMalformedGPP, "gpp"},
+	{consentmode.ReasonMalformedCMPCookie, "cmp_cookie"}, {consentmode.ReasonInvalidBody, "body"},
 }
 
 // Status classes of consentgate_responses_total: 1xx to 5xx.
@@ -69,68 +142,120 @@ func familyLabel(f consentmode.Family) string {
 // NewMetrics creates every series in a fresh set.
 func NewMetrics(version string) *Metrics {
 	s := metrics.NewSet()
-	m := &Metrics{set: s, malformed: map[consentmode.Reason]*metrics.Counter{},
-		rejectedBy: map[string]*metrics.Counter{}, conflicts: map[string]*metrics.Counter{}, acceptErrs: map[string]*metrics.Counter{}, cache: map[string]*metrics.Counter{}, reloads: map[string]*metrics.Counter{}}
-	for _, r := range consentmode.Routes {
-		row := make([]*metrics.Counter, 5)
-		for _, a := range consentmode.Actions() {
-			row[a] = s.NewCounter(fmt.Sprintf(`consentgate_hits_total{route=%q,family=%q,action=%q}`, r.Name, r.Family, a))
+	m := &Metrics{set: s}
+	// Decisions.
+	m.hits = newHitCounters(s)
+	m.reasons = newReasonCounters(s)
+	m.downgrades = newDowngradeCounters(s)
+	m.malformed = newMalformedCounters(s)
+	m.regionUnknown = s.NewCounter(`consentgate_region_unknown_total`)
+	m.removed = newRemovedCounters(s)
+	// Upstream exchanges and answers to browsers.
+	m.upLatency, m.upErrors = newUpstreamMetrics(s)
+	m.responses = newResponseCounters(s)
+	m.rejectedBy = newCounterVec(s, `consentgate_rejected_total{reason=`, numRejectReasons)
+	m.conflicts = newCounterVec(s, `consentgate_conflicting_headers_total{header=`, numConflictHeaders)
+	// The listener and the request budget.
+	m.acceptErrs = newCounterVec(s, `consentgate_accept_errors_total{kind=`, numAcceptErrKinds)
+	m.newBudgetGauges(s)
+	m.inFlight = s.NewGauge(`consentgate_in_flight_requests`, nil)
+	// Operations: script cache, reloads, decision log, build.
+	m.cache = newCounterVec(s, `consentgate_script_cache_total{result=`, numCacheResults)
+	m.reloads = newCounterVec(s, `consentgate_config_reloads_total{result=`, numReloadResults)
+	m.logDropped = s.NewCounter(`consentgate_decision_log_dropped_total`)
+	m.enforcing = s.NewGauge(`consentgate_enforcing`, nil)
+	s.NewGauge(fmt.Sprintf(`consentgate_build_info{version=%q}`, version), nil).Set(1)
+	m.delivery = newDeliveryMetrics(s)
+	return m
+}
+
+// newHitCounters creates consentgate_hits_total, [route][action].
+func newHitCounters(s *metrics.Set) [][]*metrics.Counter {
+	actions := consentmode.Actions()
+	hits := make([][]*metrics.Counter, len(consentmode.Routes))
+	for i, r := range consentmode.Routes {
+		hits[i] = make([]*metrics.Counter, len(actions)+1) // ActionUnknown's is nil
+		for _, a := range actions {
+			hits[i][a] = s.NewCounter(fmt.Sprintf(`consentgate_hits_total{route=%q,family=%q,action=%q}`, r.Name, r.Family, a))
 		}
-		m.hits = append(m.hits, row)
 	}
-	m.reasons = make([][]*metrics.Counter, len(consentmode.Families())+1)
+	return hits
+}
+
+// newReasonCounters creates consentgate_decision_reasons_total,
+// [family][reason] (nil for FamilyUnknown).
+func newReasonCounters(s *metrics.Set) [][]*metrics.Counter {
+	reasons := make([][]*metrics.Counter, len(consentmode.Families())+1)
+	all := consentmode.AllReasons()
 	for _, f := range consentmode.Families() {
-		for _, r := range consentmode.AllReasons() {
-			for len(m.reasons[f]) <= int(r) {
-				m.reasons[f] = append(m.reasons[f], nil)
-			}
-			m.reasons[f][r] = s.NewCounter(fmt.Sprintf(`consentgate_decision_reasons_total{family=%q,reason=%q}`, f, r))
+		reasons[f] = make([]*metrics.Counter, len(all))
+		for _, r := range all {
+			reasons[f][r] = s.NewCounter(fmt.Sprintf(`consentgate_decision_reasons_total{family=%q,reason=%q}`, f, r))
 		}
 	}
-	sources := []consentmode.Source{consentmode.SourceGCD, consentmode.SourceGCS, consentmode.SourceNPA, consentmode.SourceCMPCookie,
-		consentmode.SourceTCF, consentmode.SourceGPC, consentmode.SourceUSPrivacy, consentmode.SourceGPP, consentmode.SourceMP, consentmode.SourceRegionDefault}
+	return reasons
+}
+
+// newDowngradeCounters creates consentgate_consent_downgrades_total,
+// [type][source]: every source that can decide, that is all but
+// SourceNone (first) and SourceNotApplicable (last), whose entries are nil.
+func newDowngradeCounters(s *metrics.Set) [consentmode.NumTypes][]*metrics.Counter {
+	var downgrades [consentmode.NumTypes][]*metrics.Counter
 	for t := range consentmode.NumTypes {
-		m.downgrades[t] = make([]*metrics.Counter, consentmode.SourceNotApplicable+1)
-		for _, src := range sources {
-			m.downgrades[t][src] = s.NewCounter(fmt.Sprintf(`consentgate_consent_downgrades_total{type=%q,source=%q}`, consentmode.Type(t), src))
+		downgrades[t] = make([]*metrics.Counter, consentmode.SourceNotApplicable+1)
+		for src := consentmode.SourceNone + 1; src < consentmode.SourceNotApplicable; src++ {
+			downgrades[t][src] = s.NewCounter(fmt.Sprintf(`consentgate_consent_downgrades_total{type=%q,source=%q}`, consentmode.Type(t), src))
 		}
 	}
-	for _, in := range []struct {
-		r    consentmode.Reason
-		name string
-	}{{consentmode.ReasonMalformedGCS, "gcs"}, {consentmode.ReasonMalformedGCD, "gcd"}, {consentmode.ReasonMalformedNPA, "npa"},
-		{consentmode.ReasonMalformedTCF, "tcf"}, {consentmode.ReasonMalformedUSPrivacy, "us_privacy"}, {consentmode.ReasonMalformedGPP, "gpp"},
-		{consentmode.ReasonMalformedCMPCookie, "cmp_cookie"}, {consentmode.ReasonInvalidBody, "body"}} {
-		m.malformed[in.r] = s.NewCounter(fmt.Sprintf(`consentgate_malformed_signals_total{input=%q}`, in.name))
+	return downgrades
+}
+
+// newMalformedCounters creates consentgate_malformed_signals_total,
+// indexed by the reason of malformedInputs.
+func newMalformedCounters(s *metrics.Set) []*metrics.Counter {
+	malformed := make([]*metrics.Counter, len(consentmode.AllReasons()))
+	for _, in := range malformedInputs {
+		malformed[in.r] = s.NewCounter(fmt.Sprintf(`consentgate_malformed_signals_total{input=%q}`, in.name))
 	}
-	m.regionUnkwn = s.NewCounter(`consentgate_region_unknown_total`)
+	return malformed
+}
+
+// newRemovedCounters creates consentgate_removed_fields_total, [field].
+func newRemovedCounters(s *metrics.Set) []*metrics.Counter {
+	var removed []*metrics.Counter
 	for _, name := range consentmode.FieldNames() {
-		m.removed = append(m.removed, s.NewCounter(fmt.Sprintf(`consentgate_removed_fields_total{field=%q}`, name)))
+		removed = append(removed, s.NewCounter(fmt.Sprintf(`consentgate_removed_fields_total{field=%q}`, name)))
 	}
-	for _, r := range consentmode.Routes {
-		m.upLatency = append(m.upLatency, s.NewPrometheusHistogramExt(fmt.Sprintf(`consentgate_upstream_duration_seconds{family=%q,route=%q}`, r.Family, r.Name),
-			[]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}))
-		row := make([]*metrics.Counter, len(upstreamErrorKinds))
-		for i, k := range upstreamErrorKinds {
-			row[i] = s.NewCounter(fmt.Sprintf(`consentgate_upstream_errors_total{family=%q,route=%q,kind=%q}`, r.Family, r.Name, k))
-		}
-		m.upErrors = append(m.upErrors, row)
+	return removed
+}
+
+// newUpstreamMetrics creates consentgate_upstream_duration_seconds and
+// consentgate_upstream_errors_total, per route.
+func newUpstreamMetrics(s *metrics.Set) ([]*metrics.PrometheusHistogram, []counterVec[upstreamErrKind]) {
+	latency := make([]*metrics.PrometheusHistogram, len(consentmode.Routes))
+	errs := make([]counterVec[upstreamErrKind], len(consentmode.Routes))
+	for i, r := range consentmode.Routes {
+		latency[i] = s.NewPrometheusHistogramExt(fmt.Sprintf(`consentgate_upstream_duration_seconds{family=%q,route=%q}`, r.Family, r.Name),
+			[]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10})
+		errs[i] = newCounterVec(s, fmt.Sprintf(`consentgate_upstream_errors_total{family=%q,route=%q,kind=`, r.Family, r.Name), numUpstreamErrKinds)
 	}
-	m.responses = make([][numClasses]*metrics.Counter, len(consentmode.Families())+1)
+	return latency, errs
+}
+
+// newResponseCounters creates consentgate_responses_total, [family][class].
+func newResponseCounters(s *metrics.Set) [][numClasses]*metrics.Counter {
+	responses := make([][numClasses]*metrics.Counter, len(consentmode.Families())+1)
 	for _, f := range append([]consentmode.Family{consentmode.FamilyUnknown}, consentmode.Families()...) {
 		for c := range numClasses {
-			m.responses[f][c] = s.NewCounter(fmt.Sprintf(`consentgate_responses_total{family=%q,class="%dxx"}`, familyLabel(f), c+1))
+			responses[f][c] = s.NewCounter(fmt.Sprintf(`consentgate_responses_total{family=%q,class="%dxx"}`, familyLabel(f), c+1))
 		}
 	}
-	for _, r := range rejectReasons {
-		m.rejectedBy[r] = s.NewCounter(fmt.Sprintf(`consentgate_rejected_total{reason=%q}`, r))
-	}
-	for _, hd := range []string{"geo", "content_encoding", "content_type", "sec_gpc"} {
-		m.conflicts[hd] = s.NewCounter(fmt.Sprintf(`consentgate_conflicting_headers_total{header=%q}`, hd))
-	}
-	for _, k := range []string{"emfile", "enfile", "enobufs", "enomem", "other"} {
-		m.acceptErrs[k] = s.NewCounter(fmt.Sprintf(`consentgate_accept_errors_total{kind=%q}`, k))
-	}
+	return responses
+}
+
+// newBudgetGauges creates the gauges of the public server's request
+// budget (zero until the server sets m.budget).
+func (m *Metrics) newBudgetGauges(s *metrics.Set) {
 	s.NewGauge(`consentgate_reading_requests`, func() float64 {
 		if b := m.budget.Load(); b != nil {
 			return float64(b.reading())
@@ -143,18 +268,6 @@ func NewMetrics(version string) *Metrics {
 		}
 		return 0
 	})
-	for _, r := range []string{"hit", "miss", "stale", "error", "coalesced"} {
-		m.cache[r] = s.NewCounter(fmt.Sprintf(`consentgate_script_cache_total{result=%q}`, r))
-	}
-	for _, r := range []string{"success", "failure", "unchanged"} {
-		m.reloads[r] = s.NewCounter(fmt.Sprintf(`consentgate_config_reloads_total{result=%q}`, r))
-	}
-	m.logDropped = s.NewCounter(`consentgate_decision_log_dropped_total`)
-	m.inFlight = s.NewGauge(`consentgate_in_flight_requests`, nil)
-	m.enforcing = s.NewGauge(`consentgate_enforcing`, nil)
-	s.NewGauge(fmt.Sprintf(`consentgate_build_info{version=%q}`, version), nil).Set(1)
-	m.delivery = newDeliveryMetrics(s)
-	return m
 }
 
 // WritePrometheus writes every metric in the Prometheus text format, with
@@ -190,13 +303,13 @@ func (m *Metrics) observe(d *consentmode.Decision) {
 	if rs := m.reasons[d.Family]; rs != nil {
 		for r := range d.Reasons.All {
 			rs[r].Inc()
-			if c := m.malformed[r]; c != nil {
-				c.Inc()
+			if int(r) < len(m.malformed) && m.malformed[r] != nil {
+				m.malformed[r].Inc()
 			}
 		}
 	}
 	if d.Reasons.Has(consentmode.ReasonRegionUnknown) {
-		m.regionUnkwn.Inc()
+		m.regionUnknown.Inc()
 	}
 	for t := range consentmode.NumTypes {
 		if d.Downgraded(consentmode.Type(t)) {
@@ -220,9 +333,9 @@ func (m *Metrics) upstream(route int, latency time.Duration, status int, errKind
 	m.upLatency[route].Update(latency.Seconds())
 	switch {
 	case errKind != "":
-		m.upErrors[route][errKindIndex(errKind)].Inc()
+		m.upErrors[route].inc(upstreamErrKindOf(errKind))
 	case status >= 500:
-		m.upErrors[route][len(upstreamErrorKinds)-1].Inc()
+		m.upErrors[route].inc(upErr5xx)
 	}
 }
 
@@ -234,28 +347,25 @@ func (m *Metrics) response(f consentmode.Family, status int) {
 	}
 }
 
-func (m *Metrics) rejected(reason string) {
-	if c := m.rejectedBy[reason]; c != nil {
-		c.Inc()
+// rejected counts a request or connection answered locally with an error
+// status; upstreamFailed is not counted (record counts upstream errors).
+func (m *Metrics) rejected(r rejectReason) {
+	if r.counted() {
+		m.rejectedBy.inc(r)
 	}
 }
 
-// conflicting counts a header sent twice with different values
-// ("geo", "content_encoding", "content_type", "sec_gpc").
-func (m *Metrics) conflicting(header string) {
-	if c := m.conflicts[header]; c != nil {
-		c.Inc()
-	}
-}
+// conflicting counts a header sent twice with different values.
+func (m *Metrics) conflicting(h conflictHeader) { m.conflicts.inc(h) }
 
-// acceptError counts a failed accept ("emfile", "enfile", "enobufs", "enomem", "other").
-func (m *Metrics) acceptError(kind string) { m.acceptErrs[kind].Inc() }
+// acceptError counts a failed accept.
+func (m *Metrics) acceptError(k acceptErrKind) { m.acceptErrs.inc(k) }
 
-// CacheResult counts a script cache lookup ("hit", "miss", "stale", "error", "coalesced").
-func (m *Metrics) CacheResult(r string) { m.cache[r].Inc() }
+// scriptCache counts a script cache lookup.
+func (m *Metrics) scriptCache(r cacheResult) { m.cache.inc(r) }
 
-// Reload counts a configuration reload ("success", "failure" or "unchanged").
-func (m *Metrics) Reload(result string) { m.reloads[result].Inc() }
+// reload counts a configuration reload.
+func (m *Metrics) reload(r reloadResult) { m.reloads.inc(r) }
 
 // SetEnforcing records whether consent is enforced (1) or in dry run (0).
 func (m *Metrics) SetEnforcing(on bool) {

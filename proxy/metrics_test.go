@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
@@ -44,8 +43,11 @@ func TestMetricsHelp(t *testing.T) {
 // 5xx shows in the responses by status class.
 func TestUpstreamFailureMetrics(t *testing.T) {
 	g := newGateway(t, "timeouts: {upstream: 200ms}")
-	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { time.Sleep(500 * time.Millisecond) })
-	if resp := g.do(fromVisitor, "GET", "/g/collect?v=2&tid=G-1&gcs=G100", nil, ""); resp.Status != fasthttp.StatusGatewayTimeout {
+	release := make(chan struct{})
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { <-release }) // answers only after the timeout
+	resp := g.do(fromVisitor, "GET", "/g/collect?v=2&tid=G-1&gcs=G100", nil, "")
+	close(release)
+	if resp.Status != fasthttp.StatusGatewayTimeout {
 		t.Fatalf("slow upstream: %d, want 504", resp.Status)
 	}
 	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(fasthttp.StatusServiceUnavailable) })
@@ -60,6 +62,65 @@ func TestUpstreamFailureMetrics(t *testing.T) {
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// labels lists the label values of a catalogue with n values.
+func labels[K catalogue](n K) []string {
+	var out []string
+	for k := range n {
+		out = append(out, k.String())
+	}
+	return out
+}
+
+// TestCatalogueLabelsInHelp: the help text of each family labelled by a
+// closed catalogue names every value of it, so a new value cannot go
+// undocumented on /metrics and in docs/operators.md.
+func TestCatalogueLabelsInHelp(t *testing.T) {
+	var malformed []string
+	for _, in := range malformedInputs {
+		malformed = append(malformed, in.name)
+	}
+	tests := []struct {
+		metric string
+		labels []string
+	}{
+		{"consentgate_upstream_errors_total", labels(numUpstreamErrKinds)},
+		{"consentgate_conflicting_headers_total", labels(numConflictHeaders)},
+		{"consentgate_accept_errors_total", labels(numAcceptErrKinds)},
+		{"consentgate_script_cache_total", labels(numCacheResults)},
+		{"consentgate_config_reloads_total", labels(numReloadResults)},
+		{"consentgate_malformed_signals_total", malformed},
+	}
+	for _, tt := range tests {
+		text := help[tt.metric]
+		for _, l := range tt.labels {
+			if !strings.Contains(text, l) {
+				t.Errorf("help of %s does not name %q: %s", tt.metric, l, text)
+			}
+		}
+	}
+}
+
+// TestCatalogueNames: every value of each label catalogue has a name of
+// its own (a value added without one would make an empty label).
+func TestCatalogueNames(t *testing.T) {
+	for name, ls := range map[string][]string{
+		"rejectReason":    labels(numRejectReasons + 1),
+		"upstreamErrKind": labels(numUpstreamErrKinds),
+		"conflictHeader":  labels(numConflictHeaders),
+		"acceptErrKind":   labels(numAcceptErrKinds),
+		"cacheResult":     labels(numCacheResults),
+		"reloadResult":    labels(numReloadResults),
+	} {
+		seen := map[string]bool{}
+		for i, l := range ls {
+			if l == "" || seen[l] {
+				t.Errorf("%s %d: label %q is empty or repeated", name, i, l)
+			}
+			seen[l] = true
 		}
 	}
 }

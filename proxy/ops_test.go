@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/consentgate/consentgate/config"
 	"github.com/consentgate/consentgate/consentmode"
@@ -88,6 +92,40 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
+// reloadLog is a logger for a Reloader whose entries a test can wait for.
+type reloadLog struct {
+	t       *testing.T
+	entries chan zapcore.Entry
+}
+
+func newReloadLog(t *testing.T) (*reloadLog, *zap.Logger) {
+	l := &reloadLog{t: t, entries: make(chan zapcore.Entry, 64)}
+	core, _ := observer.New(zapcore.DebugLevel)
+	return l, zap.New(core, zap.Hooks(func(e zapcore.Entry) error {
+		l.entries <- e
+		return nil
+	}))
+}
+
+// wait returns the next entry with message msg, skipping others.
+func (l *reloadLog) wait(msg string) zapcore.Entry {
+	l.t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case e := <-l.entries:
+			if e.Message == msg {
+				return e
+			}
+		case <-timeout:
+			l.t.Fatalf("no %q log entry", msg)
+		}
+	}
+}
+
+// TestReload: the file watch applies a valid change and rejects an
+// invalid one (the last good config keeps serving); Trigger (SIGHUP)
+// reloads without a file change.
 func TestReload(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.yaml")
@@ -99,14 +137,18 @@ func TestReload(t *testing.T) {
 	}
 	g := newGateway(t, "")
 	g.h.SetConfig(cfg)
-	r := NewReloader(g.h, g.m, zap.NewNop(), path, func() (*config.Config, error) { return config.Load(path) })
+	logs, log := newReloadLog(t)
+	r := NewReloader(g.h, g.m, log, path, func() (*config.Config, error) { return config.Load(path) })
 	ctx, cancel := contextWithCancel()
 	defer func() { cancel(); r.Wait() }()
 	r.Start(ctx)
 
 	// A valid change on disk is picked up by the file watch.
 	writeFile(t, path, base+"consent: {mode: basic}\n")
-	waitFor(t, func() bool { return g.h.Config().Policy.Mode == consentmode.ModeBasic })
+	logs.wait("config reloaded")
+	if mode := g.h.Config().Policy.Mode; mode != consentmode.ModeBasic {
+		t.Fatalf("mode %v after the reload, want basic", mode)
+	}
 	if resp := g.do(fromProxy, "GET", deniedHit, map[string]string{"CF-IPCountry": "DE"}, ""); resp.Status != 204 || len(g.up.requests()) != 0 {
 		t.Errorf("basic mode after reload: %d, upstream got %d", resp.Status, len(g.up.requests()))
 	}
@@ -114,9 +156,9 @@ func TestReload(t *testing.T) {
 	// An invalid change is rejected; the last good config keeps serving.
 	good := g.h.Config()
 	writeFile(t, path, base+"consent: {mode: basic, bogus: 1}\n")
-	waitFor(t, func() bool { return g.m.reloads["failure"].Get() >= 1 })
-	if g.h.Config() != good {
-		t.Errorf("invalid config was applied")
+	logs.wait("config reload rejected; the last good config keeps serving")
+	if g.h.Config() != good || g.m.reloads[reloadFailure].Get() != 1 {
+		t.Errorf("invalid config: applied %v, failures counted %d", g.h.Config() != good, g.m.reloads[reloadFailure].Get())
 	}
 	if err := r.Reload(); err == nil {
 		t.Errorf("Reload of an invalid file succeeded")
@@ -125,56 +167,147 @@ func TestReload(t *testing.T) {
 		t.Errorf("traffic after a rejected reload: %d", resp.Status)
 	}
 
-	// Trigger (SIGHUP) reloads too.
-	writeFile(t, path, base)
+	// Trigger (SIGHUP) reloads: the environment changes, the file does not.
+	writeFile(t, path, base+"consent: {mode: basic}\n")
+	logs.wait("config reload: nothing changed")
+	t.Setenv("CONSENTGATE_CONSENT_MODE", "advanced")
 	r.Trigger()
-	waitFor(t, func() bool { return g.h.Config().Policy.Mode == consentmode.ModeAdvanced })
+	logs.wait("config reloaded")
+	if mode := g.h.Config().Policy.Mode; mode != consentmode.ModeAdvanced {
+		t.Errorf("mode %v after Trigger, want advanced", mode)
+	}
 }
 
-// TestReloadUnderTraffic swaps configs while requests flow; run with
-// -race. Every request sees one whole config: a hit is either blocked
-// (basic) or forwarded cookieless (advanced), never anything else.
+// TestReloadUnderTraffic: hits in flight while a reload swaps the config
+// are all answered, and each is decided by exactly one whole config, the
+// one current when it arrived. The two configs differ in two things a
+// cookieless hit carries upstream (the cookieless secret, which sets
+// cid and sid, and the trusted proxies, which set _uip), so a hit that
+// mixed them would match neither config's forward. The fake upstream
+// holds every hit until all phases have run: the hits of each phase are
+// in flight across the reloads that follow it. Run with -race.
 func TestReloadUnderTraffic(t *testing.T) {
 	g := newGateway(t, "")
-	advanced := loadConfig(t, "")
-	basic := loadConfig(t, "consent: {mode: basic}")
-	stop := make(chan struct{})
+	cfgA := loadConfig(t, "")
+	t.Setenv("CONSENTGATE_COOKIELESS_SECRET", "reloaded-secret-9876543210")
+	cfgB := loadConfig(t, `trusted_proxies: ["192.0.2.0/24"]`)
+	hit := "GET " + deniedHit + " HTTP/1.1\r\nHost: m\r\nX-Forwarded-For: 198.51.100.23\r\nConnection: close\r\n\r\n"
+
+	// What each config forwards for the hit, alone.
+	forwardOf := func(cfg *config.Config) recorded {
+		t.Helper()
+		g.h.SetConfig(cfg)
+		before := len(g.up.requests())
+		if resp := g.raw(fromProxy, hit); resp.Status != fasthttp.StatusNoContent {
+			t.Fatalf("hit: %d", resp.Status)
+		}
+		got := g.up.requests()
+		if len(got) != before+1 {
+			t.Fatalf("upstream got %d requests for one hit", len(got)-before)
+		}
+		return got[before]
+	}
+	wantA, wantB := forwardOf(cfgA), forwardOf(cfgB)
+	qa, qb := query(t, wantA.URI), query(t, wantB.URI)
+	if qa.Get("cid") == qb.Get("cid") || qa.Get("_uip") != "198.51.100.0" || qb.Get("_uip") != "10.1.2.0" || cfgA.PolicyVersion == cfgB.PolicyVersion {
+		t.Fatalf("the configs do not tell their forwards apart:\nA %s\nB %s", wantA.URI, wantB.URI)
+	}
+	if again := forwardOf(cfgA); !cmp.Equal(again, wantA) {
+		t.Fatalf("one config forwards the same hit differently (-first +second):\n%s", cmp.Diff(wantA, again))
+	}
+	seen := len(g.up.requests())
+
+	arrived, release := make(chan struct{}), make(chan struct{})
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) {
+		arrived <- struct{}{} // recorded already
+		<-release
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+	})
+	next := cfgA
+	r := NewReloader(g.h, g.m, zap.NewNop(), "", func() (*config.Config, error) { return next, nil })
+	g.h.SetConfig(cfgA)
+
+	// Phases A, B, A: each sends its hits, waits until the upstream holds
+	// them all, then reloads into the next config.
+	const perPhase = 6
+	phases := []*config.Config{cfgA, cfgB, cfgA}
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
+	errs := make(chan error, perPhase*len(phases))
+	for i, cfg := range phases {
+		if g.h.Config() != cfg {
+			t.Fatalf("phase %d runs with the wrong config", i)
+		}
+		for range perPhase {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := g.tryRaw(fromProxy, hit)
+				if err == nil && resp.Status != fasthttp.StatusNoContent {
+					err = fmt.Errorf("status %d", resp.Status)
+				}
+				if err != nil {
+					errs <- err
+				}
+			}()
+		}
+		for n := range perPhase {
 			select {
-			case <-stop:
-				return
-			default:
-			}
-			if i%2 == 0 {
-				g.h.SetConfig(basic)
-			} else {
-				g.h.SetConfig(advanced)
+			case <-arrived:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("phase %d: %d of %d hits reached the upstream", i, n, perPhase)
 			}
 		}
-	}()
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range 25 {
-				resp, err := g.tryRaw(fromProxy, "GET "+deniedHit+" HTTP/1.1\r\nHost: m\r\nCF-IPCountry: DE\r\nConnection: close\r\n\r\n")
-				if err != nil || resp.Status != 204 {
-					t.Errorf("request during reloads: %v %v", err, resp)
-					return
-				}
+		if i+1 < len(phases) {
+			next = phases[i+1]
+			if err := r.Reload(); err != nil {
+				t.Fatal(err)
 			}
-		}()
+		}
 	}
-	time.Sleep(50 * time.Millisecond)
-	close(stop)
+	close(release)
 	wg.Wait()
-	for _, r := range g.up.requests() {
-		if strings.Contains(r.URI, "uid=") || strings.Contains(r.URI, "cid=1174285007.1749196701") {
-			t.Errorf("a request saw half a config: %s", r.URI)
+	close(errs)
+	for err := range errs {
+		t.Errorf("hit in flight across a reload: %v", err)
+	}
+	if n := g.m.reloads[reloadSuccess].Get(); n != 2 {
+		t.Errorf("%d successful reloads, want 2", n)
+	}
+
+	// Each hit was logged, after the last reload, with the policy version
+	// of the config that decided it: the three forwardOf hits (A, B, A)
+	// and the phases'.
+	if err := g.dlog.Close(); err != nil { // drains the log
+		t.Fatal(err)
+	}
+	versions := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(g.logs.String()), "\n") {
+		var entry struct {
+			PolicyVersion string `json:"policy_version"`
+		}
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Fatalf("decision log line %q: %v", line, err)
+		}
+		versions[entry.PolicyVersion]++
+	}
+	want := map[string]int{cfgA.PolicyVersion: 2 + 2*perPhase, cfgB.PolicyVersion: 1 + perPhase}
+	if diff := cmp.Diff(want, versions); diff != "" {
+		t.Errorf("decision log lines by policy_version (-want +got):\n%s", diff)
+	}
+
+	// The upstream recorded the hits in the order they arrived, phase by
+	// phase: each is its phase's config's forward, whole.
+	got := g.up.requests()[seen:]
+	if len(got) != perPhase*len(phases) {
+		t.Fatalf("upstream got %d hits, want %d", len(got), perPhase*len(phases))
+	}
+	for i, r := range got {
+		want, name := wantA, "A"
+		if phases[i/perPhase] == cfgB {
+			want, name = wantB, "B"
+		}
+		if diff := cmp.Diff(want, r); diff != "" {
+			t.Errorf("hit %d of phase %d is not config %s's forward (-want +got):\n%s", i%perPhase, i/perPhase, name, diff)
 		}
 	}
 }

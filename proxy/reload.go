@@ -133,7 +133,7 @@ func (r *Reloader) Reload() error {
 		err = fmt.Errorf("admin.token: the admin listener is bound to %q until a restart; a config without a token is refused", r.h.adminListen)
 	}
 	if err != nil {
-		r.m.Reload("failure")
+		r.m.reload(reloadFailure)
 		fields := []zap.Field{zap.String("config", r.source())}
 		var pe *config.ProblemsError
 		if errors.As(err, &pe) {
@@ -150,13 +150,13 @@ func (r *Reloader) Reload() error {
 	}
 	old := r.h.Config()
 	if cfg.Same(old) {
-		r.m.Reload("unchanged")
+		r.m.reload(reloadUnchanged)
 		r.log.Info("config reload: nothing changed", zap.String("config", r.path), zap.String("policy_version", cfg.PolicyVersion))
 		return nil
 	}
 	r.h.SetConfig(cfg)
 	r.m.SetEnforcing(cfg.Enforce)
-	r.m.Reload("success")
+	r.m.reload(reloadSuccess)
 	if r.onApply != nil {
 		r.onApply(cfg)
 	}

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"encoding/json"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -8,10 +10,51 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/consentgate/consentgate/config"
 )
+
+// jsonLog is a JSON logger writing to a buffer, as serve's log.format json
+// does, whose lines a test decodes.
+type jsonLog struct {
+	t   *testing.T
+	buf syncBuffer
+}
+
+func newJSONLog(t *testing.T) (*jsonLog, *zap.Logger) {
+	l := &jsonLog{t: t}
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	return l, zap.New(zapcore.NewCore(enc, &l.buf, zapcore.DebugLevel))
+}
+
+// lines decodes every line written so far.
+func (l *jsonLog) lines() []map[string]any {
+	l.t.Helper()
+	var out []map[string]any
+	for line := range strings.Lines(l.buf.String()) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			l.t.Fatalf("log line %q: %v", line, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// only returns the one line with message msg.
+func (l *jsonLog) only(msg string) map[string]any {
+	l.t.Helper()
+	var found []map[string]any
+	for _, m := range l.lines() {
+		if m["msg"] == msg {
+			found = append(found, m)
+		}
+	}
+	if len(found) != 1 {
+		l.t.Fatalf("%d lines %q, want 1; log:\n%s", len(found), msg, l.buf.String())
+	}
+	return found[0]
+}
 
 // TestReloadReportsChanges: a reload names every changed key and warns
 // about those only a restart applies (log.decisions.output); a rejected
@@ -27,8 +70,8 @@ func TestReloadReportsChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.h.SetConfig(cfg)
-	core, logs := observer.New(zapcore.DebugLevel)
-	r := NewReloader(g.h, g.m, zap.New(core), path, func() (*config.Config, error) { return config.Load(path) })
+	logs, log := newJSONLog(t)
+	r := NewReloader(g.h, g.m, log, path, func() (*config.Config, error) { return config.Load(path) })
 	var applied *config.Config
 	r.OnApply(func(c *config.Config) { applied = c })
 
@@ -39,41 +82,70 @@ func TestReloadReportsChanges(t *testing.T) {
 	if applied == nil || applied.Log.Level != "debug" {
 		t.Errorf("OnApply got %+v, want the new config", applied)
 	}
-	entries := logs.FilterMessage("config reloaded").All()
-	if len(entries) != 1 {
-		t.Fatalf("want one 'config reloaded' entry, got %v", logs.All())
+	reloaded := logs.only("config reloaded")
+	want := map[string]any{
+		"level":          "info",
+		"msg":            "config reloaded",
+		"policy_version": applied.PolicyVersion,
+		"previous":       cfg.PolicyVersion,
+		"enforce":        true,
+		"applied":        []any{"consent.mode", "log.level"},
+		"restart_needed": []any{"log.decisions.output"},
 	}
-	fields := entries[0].ContextMap()
-	if diff := cmp.Diff([]any{"consent.mode", "log.level"}, fields["applied"]); diff != "" {
-		t.Errorf("applied (-want +got):\n%s", diff)
+	delete(reloaded, "ts")
+	if diff := cmp.Diff(want, reloaded); diff != "" {
+		t.Errorf("'config reloaded' line (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]any{"log.decisions.output"}, fields["restart_needed"]); diff != "" {
-		t.Errorf("restart_needed (-want +got):\n%s", diff)
-	}
-	warn := logs.FilterLevelExact(zapcore.WarnLevel).FilterMessageSnippet("restart to apply").All()
-	if len(warn) != 1 || !strings.Contains(warn[0].Message, "log.decisions.output") {
-		t.Errorf("want one warning naming log.decisions.output, got %v", warn)
+	warn := logs.only("restart to apply: log.decisions.output (the running process keeps the old values)")
+	if warn["level"] != "warn" || !cmp.Equal(warn["restart_needed"], []any{"log.decisions.output"}) {
+		t.Errorf("restart warning %v: want level warn, restart_needed [log.decisions.output]", warn)
 	}
 
 	// Nothing changed: said so.
 	if err := r.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if n := logs.FilterMessage("config reload: nothing changed").Len(); n != 1 {
-		t.Errorf("unchanged reload logged %d 'nothing changed' entries", n)
+	if unchanged := logs.only("config reload: nothing changed"); unchanged["level"] != "info" || unchanged["policy_version"] != applied.PolicyVersion {
+		t.Errorf("unchanged reload logged %v", unchanged)
 	}
 
-	// Rejected: one error entry listing every problem.
+	// Rejected: one error entry listing every problem, as Load reports them.
 	writeFile(t, path, base+"consent: {mode: strict}\nlog: {level: loud}\n")
 	if err := r.Reload(); err == nil {
 		t.Fatal("Reload of an invalid file succeeded")
 	}
-	rejected := logs.FilterLevelExact(zapcore.ErrorLevel).All()
-	if len(rejected) != 1 {
-		t.Fatalf("want one error entry, got %d", len(rejected))
+	_, loadErr := config.Load(path)
+	var pe *config.ProblemsError
+	if !errors.As(loadErr, &pe) || len(pe.Problems) != 2 || problemKey(pe.Problems[0]) != "consent.mode" || problemKey(pe.Problems[1]) != "log.level" {
+		t.Fatalf("Load: %v, want problems of consent.mode and log.level", loadErr)
 	}
-	problems, _ := rejected[0].ContextMap()["problems"].([]any)
-	if len(problems) != 2 || !strings.Contains(problems[0].(string), "consent.mode") || !strings.Contains(problems[1].(string), "log.level") {
-		t.Errorf("problems %v", problems)
+	var errorLines []map[string]any
+	for _, m := range logs.lines() {
+		if m["level"] == "error" {
+			errorLines = append(errorLines, m)
+		}
 	}
+	if len(errorLines) != 1 {
+		t.Fatalf("want one error line, got %d:\n%s", len(errorLines), logs.buf.String())
+	}
+	rejected := errorLines[0]
+	delete(rejected, "ts")
+	wantRejected := map[string]any{
+		"level":    "error",
+		"msg":      "config reload rejected; the last good config keeps serving",
+		"config":   path,
+		"problems": []any{pe.Problems[0].Error(), pe.Problems[1].Error()},
+	}
+	if diff := cmp.Diff(wantRejected, rejected); diff != "" {
+		t.Errorf("rejected reload line (-want +got):\n%s", diff)
+	}
+}
+
+// problemKey is the key of a config problem ("" if err is not one).
+func problemKey(err error) string {
+	var p *config.Problem
+	if errors.As(err, &p) {
+		return p.Key
+	}
+	return ""
 }

@@ -32,6 +32,23 @@ import (
 //   - ristretto sets are asynchronous and may be dropped: callers never
 //     depend on a hit, a fetch hands its result to every waiter directly.
 
+// cacheResult labels consentgate_script_cache_total: how a script request
+// was served.
+type cacheResult uint8
+
+const (
+	cacheHit       cacheResult = iota // a fresh cached copy
+	cacheMiss                         // fetched from the upstream
+	cacheStale                        // an expired copy, while one refresh runs
+	cacheError                        // not cached and the fetch failed
+	cacheCoalesced                    // waited for another request's fetch
+	numCacheResults
+)
+
+var cacheResultNames = [numCacheResults]string{"hit", "miss", "stale", "error", "coalesced"}
+
+func (r cacheResult) String() string { return cacheResultNames[r] }
+
 // scriptParams are the query parameters that select a script; in this order
 // they form the cache key and the upstream query.
 var scriptParams = []string{"id", "l", "cx", "gtm", "gtm_auth", "gtm_preview", "gtm_cookies_win", "gtm_debug"}
@@ -55,6 +72,9 @@ type scriptCache struct {
 	inflight map[string]*scriptCall
 	// wg counts background refreshes; close waits for them.
 	wg sync.WaitGroup
+	// joined, when set (by tests, before any request), runs each time a
+	// caller starts waiting for another caller's fetch.
+	joined func()
 }
 
 type scriptCall struct {
@@ -120,6 +140,9 @@ func (s *scriptCache) fetch(key []byte, f func() (*scriptEntry, error)) (e *scri
 	s.mu.Lock()
 	if c, ok := s.inflight[string(key)]; ok {
 		s.mu.Unlock()
+		if s.joined != nil {
+			s.joined()
+		}
 		<-c.done
 		return c.entry, c.err, true
 	}
@@ -201,11 +224,11 @@ func (h *Handler) serveScript(ctx *fasthttp.RequestCtx, rt *snapshot, p *prepare
 	key = scriptKey(key, path, args, reg)
 	kb.uri = key
 	e := h.scripts.get(key)
-	result := "hit"
+	result := cacheHit
 	switch {
 	case e != nil && !now.After(e.freshUntil):
 	case e != nil && now.Before(e.fetched.Add(cfg.Cache.MaxTTL+cfg.Cache.StaleFor)):
-		result = "stale"
+		result = cacheStale
 		k, uri := string(key), string(scriptURI(nil, p.up, cfg, path, args))
 		up, route := p.up, p.route
 		h.scripts.refresh(k, func() (*scriptEntry, error) { return h.fetchScript(cfg, up, route, k, uri, reg) })
@@ -214,17 +237,17 @@ func (h *Handler) serveScript(ctx *fasthttp.RequestCtx, rt *snapshot, p *prepare
 			return h.fetchScript(cfg, p.up, p.route, string(key), string(scriptURI(nil, p.up, cfg, path, args)), reg)
 		})
 		if err != nil {
-			h.metrics.CacheResult("error")
+			h.metrics.scriptCache(cacheError)
 			h.writeError(ctx, err, p.route)
 			h.record(ctx, p, ctx.Response.StatusCode(), time.Since(start), err, start)
 			return
 		}
-		e, result = fresh, "miss"
+		e, result = fresh, cacheMiss
 		if coalesced {
-			result = "coalesced"
+			result = cacheCoalesced
 		}
 	}
-	h.metrics.CacheResult(result)
+	h.metrics.scriptCache(result)
 	writeScript(ctx, e, cfg, now)
 	h.record(ctx, p, ctx.Response.StatusCode(), 0, nil, start)
 }

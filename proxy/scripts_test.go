@@ -13,10 +13,9 @@ import (
 
 const gtagBody = `/* gtag.js */ (function(){var u="https://g-abc123.fps.goog/metrics/g/collect";})();`
 
-func scriptUpstream(g *gateway, fetches *atomic.Int32, delay time.Duration, status *atomic.Int32) {
+func scriptUpstream(g *gateway, fetches *atomic.Int32, status *atomic.Int32) {
 	g.up.setRespond(func(ctx *fasthttp.RequestCtx) {
 		fetches.Add(1)
-		time.Sleep(delay)
 		if s := status.Load(); s != 0 && s != 200 {
 			ctx.SetStatusCode(int(s))
 			return
@@ -30,7 +29,7 @@ func scriptUpstream(g *gateway, fetches *atomic.Int32, delay time.Duration, stat
 func TestScriptCacheHitAndHeaders(t *testing.T) {
 	g := newGateway(t, "")
 	var fetches, status atomic.Int32
-	scriptUpstream(g, &fetches, 0, &status)
+	scriptUpstream(g, &fetches, &status)
 	first := g.do(fromProxy, "GET", "/gtag/js?id=G-ABC123&cb=1", map[string]string{"CF-IPCountry": "DE", "Cookie": "_ga=1"}, "")
 	second := g.do(fromProxy, "GET", "/gtag/js?id=G-ABC123&cb=2", map[string]string{"CF-IPCountry": "DE", "Accept-Encoding": "gzip"}, "")
 	if first.Status != 200 || !strings.HasPrefix(first.Body, "/* gtag.js */") || second.Status != 200 {
@@ -56,26 +55,62 @@ func TestScriptCacheHitAndHeaders(t *testing.T) {
 }
 
 // TestScriptColdStampede: 100 concurrent requests for an uncached script
-// cause exactly one upstream fetch.
+// cause exactly one upstream fetch. The upstream holds that fetch until
+// the 99 other requests are waiting for it, then answers.
 func TestScriptColdStampede(t *testing.T) {
+	const n = 100
 	g := newGateway(t, "")
-	var fetches, status atomic.Int32
-	scriptUpstream(g, &fetches, 500*time.Millisecond, &status)
+	fetching, release := make(chan struct{}, n), make(chan struct{})
+	var fetches atomic.Int32
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) {
+		fetches.Add(1)
+		fetching <- struct{}{}
+		<-release
+		ctx.SetContentType("application/javascript; charset=UTF-8")
+		ctx.Response.Header.Set("Cache-Control", "max-age=900")
+		ctx.SetBodyString(gtagBody)
+	})
+	joined := make(chan struct{}, n)
+	g.h.scripts.joined = func() { joined <- struct{}{} }
+	released := false
+	defer func() {
+		if !released {
+			close(release) // a failed test must not leave the upstream holding connections
+		}
+	}()
+
 	var wg sync.WaitGroup
-	errs := make(chan error, 100)
-	for i := range 100 {
+	errs := make(chan error, n)
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			resp, err := g.tryRaw(fromProxy, fmt.Sprintf("GET /gtag/js?id=G-ABC123&r=%d HTTP/1.1\r\nHost: m.example\r\nCF-IPCountry: DE\r\nConnection: close\r\n\r\n", i))
-			if err == nil && (resp.Status != 200 || !strings.HasPrefix(resp.Body, "/* gtag.js */")) {
-				err = fmt.Errorf("status %d", resp.Status)
+			if err == nil && (resp.Status != 200 || resp.Body != gtagBody) {
+				err = fmt.Errorf("status %d body %q", resp.Status, resp.Body)
 			}
 			if err != nil {
 				errs <- err
 			}
 		}()
 	}
+	timeout := time.After(10 * time.Second)
+	fetched, waiting := 0, 0
+	for fetched != 1 || waiting != n-1 {
+		select {
+		case <-fetching:
+			fetched++
+			if fetched > 1 {
+				t.Fatalf("a second upstream fetch started while %d requests waited for the first", waiting)
+			}
+		case <-joined:
+			waiting++
+		case <-timeout:
+			t.Fatalf("%d upstream fetches and %d waiting requests, want 1 and %d", fetched, waiting, n-1)
+		}
+	}
+	close(release)
+	released = true
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -84,12 +119,18 @@ func TestScriptColdStampede(t *testing.T) {
 	if n := fetches.Load(); n != 1 {
 		t.Errorf("%d upstream fetches for 100 concurrent cold requests, want 1", n)
 	}
+	if got := g.m.cache[cacheMiss].Get(); got != 1 {
+		t.Errorf("script cache misses %d, want 1", got)
+	}
+	if got := g.m.cache[cacheCoalesced].Get(); got != n-1 {
+		t.Errorf("coalesced requests %d, want %d", got, n-1)
+	}
 }
 
 func TestScriptStaleAndExpiry(t *testing.T) {
 	g := newGateway(t, "")
 	var fetches, status atomic.Int32
-	scriptUpstream(g, &fetches, 0, &status)
+	scriptUpstream(g, &fetches, &status)
 	get := func() *response {
 		return g.do(fromProxy, "GET", "/gtm.js?id=GTM-P9TXQF82", map[string]string{"CF-IPCountry": "DE"}, "")
 	}
@@ -125,7 +166,7 @@ func TestScriptPerRegionKeys(t *testing.T) {
 	g := newGateway(t, `upstream: "http://g-abc123.fps.goog"
 path_prefix: /metrics`)
 	var fetches, status atomic.Int32
-	scriptUpstream(g, &fetches, 0, &status)
+	scriptUpstream(g, &fetches, &status)
 	de := g.do(fromProxy, "GET", "/metrics/gtag/js?id=G-ABC123", map[string]string{"X-Forwarded-CountryRegion": "DE"}, "")
 	g.h.scripts.c.Wait()
 	g.do(fromProxy, "GET", "/metrics/gtag/js?id=G-ABC123", map[string]string{"X-Forwarded-CountryRegion": "US"}, "")
@@ -146,7 +187,7 @@ path_prefix: /metrics`)
 func TestScriptTagAllowlist(t *testing.T) {
 	g := newGateway(t, `tags: ["G-ABC123"]`)
 	var fetches, status atomic.Int32
-	scriptUpstream(g, &fetches, 0, &status)
+	scriptUpstream(g, &fetches, &status)
 	for _, uri := range []string{"/gtag/js?id=G-OTHER", "/gtag/js", "/gtm.js?id=GTM-X"} {
 		if resp := g.do(fromProxy, "GET", uri, nil, ""); resp.Status != fasthttp.StatusForbidden {
 			t.Errorf("%s: %d, want 403", uri, resp.Status)
@@ -162,10 +203,10 @@ func TestScriptTagAllowlist(t *testing.T) {
 
 // TestScriptStaleWhileRevalidate: with the upstream hanging, requests for
 // an expired script get the cached copy at once (not after the upstream
-// timeout) and exactly one background refresh runs; once it succeeds the
-// fresh copy is served.
+// answers or times out) and exactly one background refresh runs; once it
+// succeeds the fresh copy is served.
 func TestScriptStaleWhileRevalidate(t *testing.T) {
-	g := newGateway(t, "timeouts: {upstream: 5s}")
+	g := newGateway(t, "timeouts: {upstream: 15s}")
 	var fetches atomic.Int32
 	release := make(chan struct{})
 	var hang atomic.Bool
@@ -186,7 +227,12 @@ func TestScriptStaleWhileRevalidate(t *testing.T) {
 	g.h.scripts.c.Wait()
 	g.advance(16 * time.Minute)
 	hang.Store(true)
-	start := time.Now()
+	released := false
+	defer func() {
+		if !released {
+			close(release) // a failed test must not leave the upstream hanging
+		}
+	}()
 	var wg sync.WaitGroup
 	for range 10 {
 		wg.Add(1)
@@ -198,12 +244,17 @@ func TestScriptStaleWhileRevalidate(t *testing.T) {
 			}
 		}()
 	}
-	wg.Wait()
-	// Generous for a loaded machine; the bug made each request wait the 5 s upstream timeout.
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("10 stale requests took %v with the upstream hanging", d)
+	// The upstream hangs until release: the requests are answered only
+	// if none waits for it.
+	answered := make(chan struct{})
+	go func() { wg.Wait(); close(answered) }()
+	select {
+	case <-answered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("stale requests wait for the hanging upstream")
 	}
 	close(release)
+	released = true
 	g.h.scripts.wg.Wait()
 	if n := fetches.Load(); n != 2 {
 		t.Errorf("%d upstream fetches, want the first and one refresh", n)
