@@ -60,32 +60,56 @@ var (
 	errSpool     = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectSpool, RetryAfter: time.Second}
 )
 
-// dropCauses label consentgate_delivery_dropped_total.
-var dropCauses = []string{"max_age", "rejected_4xx", "spool_corrupt", "shutdown", "malformed"}
+// dropCause labels consentgate_delivery_dropped_total: why a queued hit
+// was given up.
+type dropCause uint8
 
-// retryCauses label consentgate_delivery_retried_total.
-var retryCauses = []string{"refused", "timeout", "5xx", "429", "other"}
+const (
+	dropMaxAge       dropCause = iota // older than delivery.max_age
+	dropRejected4xx                   // the upstream refused it for good
+	dropSpoolCorrupt                  // unreadable in the spool
+	dropShutdown                      // still queued when the drain ended
+	dropMalformed                     // a spooled record that is not a hit
+	numDropCauses
+)
+
+var dropCauseNames = [numDropCauses]string{"max_age", "rejected_4xx", "spool_corrupt", "shutdown", "malformed"}
+
+func (c dropCause) String() string { return dropCauseNames[c] }
+
+// retryCause labels consentgate_delivery_retried_total: why an attempt
+// will be repeated.
+type retryCause uint8
+
+const (
+	retryRefused retryCause = iota
+	retryTimeout
+	retry5xx
+	retry429
+	retryOther
+	numRetryCauses
+)
+
+var retryCauseNames = [numRetryCauses]string{"refused", "timeout", "5xx", "429", "other"}
+
+func (c retryCause) String() string { return retryCauseNames[c] }
 
 type deliveryMetrics struct {
 	set       *metrics.Set
 	accepted  []*metrics.Counter // [family]
 	delivered []*metrics.Counter // [family]
-	retried   map[string]*metrics.Counter
-	dropped   map[string]*metrics.Counter
+	retried   counterVec[retryCause]
+	dropped   counterVec[dropCause]
 }
 
 func newDeliveryMetrics(s *metrics.Set) *deliveryMetrics {
 	dm := &deliveryMetrics{set: s, accepted: make([]*metrics.Counter, len(consentmode.Families())+1),
-		delivered: make([]*metrics.Counter, len(consentmode.Families())+1), retried: map[string]*metrics.Counter{}, dropped: map[string]*metrics.Counter{}}
+		delivered: make([]*metrics.Counter, len(consentmode.Families())+1),
+		retried:   newCounterVec(s, `consentgate_delivery_retried_total{cause=`, numRetryCauses),
+		dropped:   newCounterVec(s, `consentgate_delivery_dropped_total{cause=`, numDropCauses)}
 	for _, f := range consentmode.Families() {
 		dm.accepted[f] = s.NewCounter(fmt.Sprintf(`consentgate_delivery_accepted_total{family=%q}`, f))
 		dm.delivered[f] = s.NewCounter(fmt.Sprintf(`consentgate_delivery_delivered_total{family=%q}`, f))
-	}
-	for _, c := range retryCauses {
-		dm.retried[c] = s.NewCounter(fmt.Sprintf(`consentgate_delivery_retried_total{cause=%q}`, c))
-	}
-	for _, c := range dropCauses {
-		dm.dropped[c] = s.NewCounter(fmt.Sprintf(`consentgate_delivery_dropped_total{cause=%q}`, c))
 	}
 	return dm
 }
@@ -185,7 +209,7 @@ func (d *Delivery) lane(up upstream) (*lane, error) {
 		l.sp = sp
 		st := sp.Stats()
 		if st.Corrupt > 0 {
-			d.m.dropped["spool_corrupt"].Add(st.Corrupt)
+			d.m.dropped[dropSpoolCorrupt].Add(st.Corrupt)
 			d.log.Warn("spool: damaged segment tails skipped", zap.String("upstream", key), zap.Int("segments", st.Corrupt), zap.Int64("bytes", st.CorruptBytes))
 		}
 		if st.Records > 0 {
@@ -239,7 +263,7 @@ func (d *Delivery) shutdown(drain time.Duration) {
 			// Nothing else holds these hits.
 			for n := len(l.ch); n > 0; n-- {
 				q := <-l.ch
-				d.m.dropped["shutdown"].Inc()
+				d.m.dropped[dropShutdown].Inc()
 				putQueued(q)
 			}
 			continue
@@ -414,7 +438,7 @@ func (l *lane) replay() {
 			}
 			if err != nil {
 				// A damaged record in a live segment: skip the rest of it.
-				l.d.m.dropped["spool_corrupt"].Inc()
+				l.d.m.dropped[dropSpoolCorrupt].Inc()
 				l.d.log.Error("spool: read", zap.String("upstream", l.key), zap.Error(err))
 				r.Close()
 				r.Seek(l.sp.Next())
@@ -469,7 +493,7 @@ func (l *lane) work(i int) {
 			if done && q.seq != 0 {
 				l.sp.Ack(q.seq)
 			} else if !done && l.sp == nil {
-				l.d.m.dropped["shutdown"].Inc()
+				l.d.m.dropped[dropShutdown].Inc()
 			}
 			l.inflight.Add(-1)
 			putQueued(q)
@@ -482,13 +506,13 @@ func (l *lane) work(i int) {
 func (l *lane) deliver(ctx context.Context, q *queued, req *fasthttp.Request, resp *fasthttp.Response) bool {
 	route, err := decodePayload(req, q.payload, l.up.scheme, l.up.host)
 	if err != nil {
-		l.d.m.dropped["malformed"].Inc()
+		l.d.m.dropped[dropMalformed].Inc()
 		return true
 	}
 	d := l.d
 	for attempt := 0; ; attempt++ {
 		if d.now().Sub(time.Unix(0, q.at)) > d.cfg.MaxAge {
-			d.m.dropped["max_age"].Inc()
+			d.m.dropped[dropMaxAge].Inc()
 			return true
 		}
 		if wait := l.circuit.wait(time.Now()); wait > 0 {
@@ -507,15 +531,15 @@ func (l *lane) deliver(ctx context.Context, q *queued, req *fasthttp.Request, re
 			errKind = upstreamErrorKind(err)
 		}
 		d.metricsUpstream(route, time.Since(start), status, errKind)
-		cause, retryAfter := classify(err, status, resp)
-		switch cause {
-		case "":
+		ok, rejected, cause, retryAfter := classify(err, status, resp)
+		switch {
+		case ok:
 			l.circuit.success()
 			d.m.family(d.m.delivered, route).Inc()
 			return true
-		case "rejected_4xx":
+		case rejected:
 			l.circuit.success() // the upstream is alive; the hit is bad
-			d.m.dropped[cause].Inc()
+			d.m.dropped[dropRejected4xx].Inc()
 			if ce := d.log.Check(zap.WarnLevel, "upstream refused a queued hit"); ce != nil {
 				ce.Write(zap.String("upstream", l.key), zap.Int("status", status))
 			}
@@ -535,27 +559,27 @@ func (d *Delivery) metricsUpstream(route int, latency time.Duration, status int,
 	d.pm.upstream(route, latency, status, errKind)
 }
 
-// classify says whether an attempt succeeded (""), failed for good
-// ("rejected_4xx") or should be retried (the retry cause), and how long
-// the upstream asked to wait.
-func classify(err error, status int, resp *fasthttp.Response) (cause string, retryAfter time.Duration) {
+// classify says whether an attempt succeeded (ok), failed for good
+// (rejected: a 4xx) or should be retried (for cause), and how long the
+// upstream asked to wait.
+func classify(err error, status int, resp *fasthttp.Response) (ok, rejected bool, cause retryCause, retryAfter time.Duration) {
 	switch {
 	case err != nil:
 		switch classifyUpstream(err) {
 		case upErrRefused:
-			return "refused", 0
+			return false, false, retryRefused, 0
 		case upErrTimeout:
-			return "timeout", 0
+			return false, false, retryTimeout, 0
 		}
-		return "other", 0
+		return false, false, retryOther, 0
 	case status == fasthttp.StatusTooManyRequests:
-		return "429", parseRetryAfter(resp.Header.Peek("Retry-After"))
+		return false, false, retry429, parseRetryAfter(resp.Header.Peek("Retry-After"))
 	case status >= 500:
-		return "5xx", parseRetryAfter(resp.Header.Peek("Retry-After"))
+		return false, false, retry5xx, parseRetryAfter(resp.Header.Peek("Retry-After"))
 	case status >= 400:
-		return "rejected_4xx", 0
+		return false, true, 0, 0
 	}
-	return "", 0
+	return true, false, 0, 0
 }
 
 // maxRetryAfter caps what an upstream may ask us to wait.

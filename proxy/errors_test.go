@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -106,5 +107,19 @@ func TestRejectReasonsAreCounted(t *testing.T) {
 	sort.Strings(want)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("consentgate_rejected_total series (-want +got):\n%s", diff)
+	}
+}
+
+// TestRejectReasonsDocumented: the status table of docs/limits.md names
+// every reject reason, so a new one cannot go undocumented.
+func TestRejectReasonsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/limits.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := range numRejectReasons + 1 {
+		if !bytes.Contains(doc, []byte("`"+r.String()+"`")) {
+			t.Errorf("docs/limits.md does not name the reject reason %s", r)
+		}
 	}
 }

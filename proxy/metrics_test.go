@@ -114,6 +114,8 @@ func TestCatalogueNames(t *testing.T) {
 		"acceptErrKind":   labels(numAcceptErrKinds),
 		"cacheResult":     labels(numCacheResults),
 		"reloadResult":    labels(numReloadResults),
+		"dropCause":       labels(numDropCauses),
+		"retryCause":      labels(numRetryCauses),
 	} {
 		seen := map[string]bool{}
 		for i, l := range ls {
