@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"encoding/json"
+	"fmt"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap/zapcore"
@@ -30,9 +33,9 @@ type Record struct {
 	// Consent, Sources and Claimed are keyed by consent type: the enforced
 	// value, what decided it, and what the hit itself claimed (types it
 	// claimed nothing about are left out).
-	Consent map[string]string `json:"consent"`
-	Sources map[string]string `json:"sources"`
-	Claimed map[string]string `json:"claimed"`
+	Consent TypeValues `json:"consent"`
+	Sources TypeValues `json:"sources"`
+	Claimed TypeValues `json:"claimed"`
 	// Said is what each of the hit's consent inputs (gcs, gcd, npa, mp,
 	// tcf) said about each type, before merging; inputs that said nothing
 	// are left out (explain only).
@@ -57,9 +60,6 @@ type Record struct {
 // have only the configuration's fields.
 func newRecord(d *consentmode.Decision, cfg *config.Config, matched bool) Record {
 	r := Record{
-		Consent:       map[string]string{},
-		Sources:       map[string]string{},
-		Claimed:       map[string]string{},
 		Reasons:       d.Reasons.Strings(),
 		Removed:       d.Removed.Names(),
 		Enforced:      cfg.Enforce,
@@ -79,11 +79,10 @@ func newRecord(d *consentmode.Decision, cfg *config.Config, matched bool) Record
 	}
 	r.Action = d.Action.String()
 	for t := range consentmode.NumTypes {
-		name := consentmode.Type(t).String()
-		r.Consent[name] = d.Consent.Value[t].String()
-		r.Sources[name] = d.SourceName(consentmode.Type(t), cfg.Policy)
+		r.Consent[t] = d.Consent.Value[t].String()
+		r.Sources[t] = d.SourceName(consentmode.Type(t), cfg.Policy)
 		if v := d.Claimed[t]; v != consentmode.Unset {
-			r.Claimed[name] = v.String()
+			r.Claimed[t] = v.String()
 		}
 	}
 	return r
@@ -120,13 +119,14 @@ func (r *Record) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddString("region", r.Region)
 	enc.AddString("action", r.Action)
 	enc.AddBool("enforced", r.Enforced)
-	for _, m := range []struct {
-		key string
-		m   map[string]string
-	}{{"consent", r.Consent}, {"sources", r.Sources}, {"claimed", r.Claimed}} {
-		if err := enc.AddObject(m.key, typeMap(m.m)); err != nil {
-			return err
-		}
+	if err := enc.AddObject("consent", &r.Consent); err != nil {
+		return err
+	}
+	if err := enc.AddObject("sources", &r.Sources); err != nil {
+		return err
+	}
+	if err := enc.AddObject("claimed", &r.Claimed); err != nil {
+		return err
 	}
 	if err := enc.AddArray("reasons", stringList(r.Reasons)); err != nil {
 		return err
@@ -142,15 +142,50 @@ func (r *Record) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	return nil
 }
 
-// typeMap writes a map keyed by consent type in type order.
-type typeMap map[string]string
+// TypeValues holds one value per consent type, indexed by
+// consentmode.Type. It reads and writes as an object keyed by type name in
+// type order ({"ad_storage":"denied",...}), empty values left out.
+type TypeValues [consentmode.NumTypes]string
 
-func (m typeMap) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	for t := range consentmode.NumTypes {
-		name := consentmode.Type(t).String()
-		if v, ok := m[name]; ok {
-			enc.AddString(name, v)
+// MarshalLogObject writes v for the decision log.
+func (v *TypeValues) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	for t, s := range v {
+		if s != "" {
+			enc.AddString(consentmode.Type(t).String(), s)
 		}
+	}
+	return nil
+}
+
+// MarshalJSON writes v as an object in type order.
+func (v TypeValues) MarshalJSON() ([]byte, error) {
+	b := []byte{'{'}
+	for t, s := range v {
+		if s == "" {
+			continue
+		}
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendQuote(append(strconv.AppendQuote(b, consentmode.Type(t).String()), ':'), s)
+	}
+	return append(b, '}'), nil
+}
+
+// UnmarshalJSON reads an object keyed by type name; an unknown type name
+// is an error.
+func (v *TypeValues) UnmarshalJSON(b []byte) error {
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	*v = TypeValues{}
+	for name, s := range m {
+		t, ok := consentmode.TypeByName(name)
+		if !ok {
+			return fmt.Errorf("proxy: %q is not a consent type", name)
+		}
+		v[t] = s
 	}
 	return nil
 }

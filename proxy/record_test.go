@@ -52,7 +52,7 @@ func TestDecisionLogLineIsRecord(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("log line differs from the record (-want +got):\n%s\n%s", diff, buf.String())
 	}
-	if len(got.Removed) == 0 || got.Consent["analytics_storage"] != "denied" {
+	if len(got.Removed) == 0 || got.Consent[consentmode.AnalyticsStorage] != "denied" {
 		t.Errorf("record of a denied hit: %+v", got)
 	}
 }

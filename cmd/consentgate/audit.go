@@ -135,15 +135,15 @@ func auditLogged(l loggedRecord) auditResult {
 	if !l.Enforced && l.Action != "forward" {
 		add("unenforced_decision", "dry run: a "+l.Action+" decision was forwarded unchanged")
 	}
-	storage := ""
+	var storage consentmode.Type = consentmode.NumTypes // none
 	switch l.Family {
 	case "ga4", "ua":
-		storage = "analytics_storage"
+		storage = consentmode.AnalyticsStorage
 	case "ads", "floodlight":
-		storage = "ad_storage"
+		storage = consentmode.AdStorage
 	}
-	if storage != "" && l.Consent[storage] == "denied" && l.Action != "cookieless" && l.Action != "block" {
-		add("storage_denied_means_cookieless", storage+" denied but action "+l.Action)
+	if storage != consentmode.NumTypes && l.Consent[storage] == "denied" && l.Action != "cookieless" && l.Action != "block" {
+		add("storage_denied_means_cookieless", storage.String()+" denied but action "+l.Action)
 	}
 	if l.Action == "block" && l.Status != 0 && l.Status != http.StatusNoContent {
 		add("blocked_forwards_nothing", fmt.Sprintf("blocked hit answered %d", l.Status))
@@ -343,12 +343,12 @@ func summarize(results []auditResult, skipped int) *auditSummary {
 		for _, f := range rec.Removed {
 			s.Removed[f]++
 		}
-		for _, t := range consentmode.TypeNames() {
+		for t, name := range consentmode.TypeNames() {
 			if src := rec.Sources[t]; src != "" {
-				s.Sources[t][src]++
+				s.Sources[name][src]++
 			}
 			if rec.Claimed[t] == "granted" {
-				oc := s.OverClaim[t]
+				oc := s.OverClaim[name]
 				oc.ClaimedGranted++
 				if rec.Consent[t] == "denied" {
 					oc.EnforcedDenied++

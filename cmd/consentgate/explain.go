@@ -130,8 +130,8 @@ func printExplanation(w io.Writer, e *proxy.Explanation) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "consent  %-19s %-8s %-22s %s\n", "type", "enforced", "decided by", "what the hit said")
-	for _, t := range consentmode.TypeNames() {
-		fmt.Fprintf(w, "         %-19s %-8s %-22s %s\n", t, e.Consent[t], e.Sources[t], saidText(e, t))
+	for t := range consentmode.NumTypes {
+		fmt.Fprintf(w, "         %-19s %-8s %-22s %s\n", consentmode.Type(t), e.Consent[t], e.Sources[t], saidText(e, consentmode.Type(t)))
 	}
 	fmt.Fprintf(w, "reasons  %s\n", strings.Join(e.Reasons, ", "))
 	fmt.Fprintf(w, "removed  %s\n", strings.Join(e.Removed, ", "))
@@ -161,10 +161,10 @@ func printExplanation(w io.Writer, e *proxy.Explanation) {
 
 // saidText lists what each input of the hit said about type t, and flags
 // an over-claim: an input said granted, the gateway enforced denied.
-func saidText(e *proxy.Explanation, t string) string {
+func saidText(e *proxy.Explanation, t consentmode.Type) string {
 	var parts, granted []string
 	for _, in := range []string{"gcs", "gcd", "npa", "mp", "tcf"} {
-		v := e.Said[t][in]
+		v := e.Said[t.String()][in]
 		if v == "" {
 			continue
 		}
