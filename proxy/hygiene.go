@@ -36,7 +36,7 @@ func indexHeaders(rules []consentmode.HeaderRule) *headerIndex {
 		if r.Field != "" {
 			f, ok := consentmode.LookupField(r.Field)
 			if !ok {
-				panic("proxy: header rule " + r.Name + " reports unknown field " + r.Field) // a static table: TestHeaderTable
+				panic("proxy: header rule " + r.Name + " reports unknown field " + r.Field) // a static table: fails every test
 			}
 			row.field = f
 		}
@@ -53,6 +53,9 @@ func indexHeaders(rules []consentmode.HeaderRule) *headerIndex {
 		default:
 			x.exact[canonicalHeader(name)] = row
 		}
+	}
+	if x.geo == nil || x.listed == nil || x.other == nil {
+		panic("proxy: the header table lacks the geo, listed or other row") // a static table
 	}
 	return x
 }
@@ -111,15 +114,6 @@ func copyHeaders(dst, src *fasthttp.RequestHeader, geo []string, hf *consentmode
 			// Decide rebuilds Cookie; the upstream client writes the rest.
 		}
 	}
-}
-
-func hasPrefix(k []byte, prefixes []string) bool {
-	for _, p := range prefixes {
-		if len(k) >= len(p) && bytes.EqualFold(k[:len(p)], []byte(p)) {
-			return true
-		}
-	}
-	return false
 }
 
 func isGeo(k []byte, geo []string) bool {
