@@ -128,8 +128,6 @@ func (d *Decision) SourceName(t Type, p *Policy) string {
 	return src.String()
 }
 
-// claims holds the consent parameters of the hit, merged over every
-// occurrence (query and each batch line): a denial anywhere wins.
 // Said is what each consent input of a hit said about each type, Unset
 // where it said nothing. explain prints it beside the enforced state, so
 // that a hit claiming more than it may reads at a glance. TCF only ever
@@ -138,6 +136,16 @@ type Said struct {
 	GCS, GCD, NPA, MP, TCF [NumTypes]Value
 }
 
+// SaidInputs names the inputs of Said, in its field order.
+var SaidInputs = [...]string{"gcs", "gcd", "npa", "mp", "tcf"}
+
+// Input returns what the input SaidInputs[i] said.
+func (s *Said) Input(i int) *[NumTypes]Value {
+	return [...]*[NumTypes]Value{&s.GCS, &s.GCD, &s.NPA, &s.MP, &s.TCF}[i]
+}
+
+// claims holds the consent parameters of the hit, merged over every
+// occurrence (query and each batch line): a denial anywhere wins.
 type claims struct {
 	gcd, gcs, npa, mp [NumTypes]Value
 	seenGCD, seenGCS  bool
@@ -236,17 +244,25 @@ func Decide(in *Input, p *Policy, w *Work) Decision {
 		d.Reasons.Add(ReasonTagClientID)
 	}
 	rewrite(&d, in, p, w, &h)
-	if hf := in.Headers; hf != nil {
-		d.Removed.Union(&hf.Removed)
-		if hf.EmailRedacted {
-			d.Removed.Add(fieldEmail)
-			d.Reasons.Add(ReasonEmailRedacted)
-		}
-		if len(in.Cookie) > 0 && len(w.Cookie) == 0 {
-			d.Removed.Add(fieldCookieHeader)
-		}
+	if in.Headers != nil {
+		reportHeaders(&d, in, w)
 	}
 	return d
+}
+
+// reportHeaders adds what header hygiene took out of the request headers
+// to d, and header:Cookie when a Cookie header was sent but no cookie of
+// it travels.
+func reportHeaders(d *Decision, in *Input, w *Work) {
+	hf := in.Headers
+	d.Removed.Union(&hf.Removed)
+	if hf.EmailRedacted {
+		d.Removed.Add(fieldEmail)
+		d.Reasons.Add(ReasonEmailRedacted)
+	}
+	if len(in.Cookie) > 0 && len(w.Cookie) == 0 {
+		d.Removed.Add(fieldCookieHeader)
+	}
 }
 
 // scanHit reads the consent parameters and the few other values Decide

@@ -526,11 +526,7 @@ func (l *lane) deliver(ctx context.Context, q *queued, req *fasthttp.Request, re
 		resp.Reset()
 		err := l.do.DoTimeout(req, resp, d.timeout)
 		status := resp.StatusCode()
-		errKind := ""
-		if err != nil {
-			errKind = upstreamErrorKind(err)
-		}
-		d.metricsUpstream(route, time.Since(start), status, errKind)
+		d.pm.upstream(route, time.Since(start), status, err)
 		ok, rejected, cause, retryAfter := classify(err, status, resp)
 		switch {
 		case ok:
@@ -551,12 +547,6 @@ func (l *lane) deliver(ctx context.Context, q *queued, req *fasthttp.Request, re
 			return false
 		}
 	}
-}
-
-// metricsUpstream counts one upstream attempt of a queued hit, by its
-// route (and so its family), failed or not.
-func (d *Delivery) metricsUpstream(route int, latency time.Duration, status int, errKind string) {
-	d.pm.upstream(route, latency, status, errKind)
 }
 
 // classify says whether an attempt succeeded (ok), failed for good

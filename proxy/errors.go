@@ -230,17 +230,3 @@ func classifyUpstream(err error) upstreamErrKind {
 	}
 	return upErrOther
 }
-
-// upstreamErrorKind labels an upstream failure for metrics and the log.
-func upstreamErrorKind(err error) string { return classifyUpstream(err).String() }
-
-// upstreamErrKindOf is the kind labelled name (as upstreamErrorKind
-// returned it); upErrOther for a name not in the catalogue.
-func upstreamErrKindOf(name string) upstreamErrKind {
-	for k, n := range upstreamErrKindNames {
-		if n == name {
-			return upstreamErrKind(k)
-		}
-	}
-	return upErrOther
-}

@@ -420,7 +420,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
 	defer h.release(&p)
 	d := &p.decision
 	if d.Family == consentmode.FamilyScript {
-		h.serveScript(ctx, rt, &p, p.path, reg, start)
+		h.serveScript(ctx, &p, reg, start)
 		return d.Family
 	}
 	if p.out == nil { // blocked
@@ -596,10 +596,10 @@ func (h *Handler) record(ctx *fasthttp.RequestCtx, p *prepared, status int, late
 	h.metrics.observe(d)
 	errKind := ""
 	if err != nil {
-		errKind = upstreamErrorKind(err)
+		errKind = classifyUpstream(err).String()
 	}
 	if p.out != nil && !p.queued {
-		h.metrics.upstream(p.route, latency, status, errKind)
+		h.metrics.upstream(p.route, latency, status, err)
 	}
 	if err != nil {
 		if ce := h.log.Check(zap.WarnLevel, "upstream error"); ce != nil {

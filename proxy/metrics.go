@@ -325,15 +325,15 @@ func (m *Metrics) observe(d *consentmode.Decision) {
 	}
 }
 
-// upstream counts one upstream exchange of a route, failed or not.
-func (m *Metrics) upstream(route int, latency time.Duration, status int, errKind string) {
+// upstream counts one upstream exchange of a route, failed (err) or not.
+func (m *Metrics) upstream(route int, latency time.Duration, status int, err error) {
 	if route < 0 || route >= len(m.upLatency) {
 		return
 	}
 	m.upLatency[route].Update(latency.Seconds())
 	switch {
-	case errKind != "":
-		m.upErrors[route].inc(upstreamErrKindOf(errKind))
+	case err != nil:
+		m.upErrors[route].inc(classifyUpstream(err))
 	case status >= 500:
 		m.upErrors[route].inc(upErr5xx)
 	}

@@ -92,18 +92,15 @@ func newRecord(d *consentmode.Decision, cfg *config.Config, matched bool) Record
 func (r *Record) addSaid(d *consentmode.Decision) {
 	for t := range consentmode.NumTypes {
 		name := consentmode.Type(t).String()
-		for _, in := range []struct {
-			name string
-			v    *[consentmode.NumTypes]consentmode.Value
-		}{{"gcs", &d.Said.GCS}, {"gcd", &d.Said.GCD}, {"npa", &d.Said.NPA}, {"mp", &d.Said.MP}, {"tcf", &d.Said.TCF}} {
-			if v := in.v[t]; v != consentmode.Unset {
+		for i, input := range consentmode.SaidInputs {
+			if v := d.Said.Input(i)[t]; v != consentmode.Unset {
 				if r.Said == nil {
 					r.Said = map[string]map[string]string{}
 				}
 				if r.Said[name] == nil {
 					r.Said[name] = map[string]string{}
 				}
-				r.Said[name][in.name] = v.String()
+				r.Said[name][input] = v.String()
 			}
 		}
 	}

@@ -214,8 +214,8 @@ func scriptURI(dst []byte, up upstream, cfg *config.Config, path []byte, args *f
 // it is, an expired one within its stale window at once while one
 // background refresh runs, and a miss by fetching (concurrent misses wait
 // for one fetch).
-func (h *Handler) serveScript(ctx *fasthttp.RequestCtx, rt *snapshot, p *prepared, path []byte, reg consentmode.Region, start time.Time) {
-	cfg := rt.cfg
+func (h *Handler) serveScript(ctx *fasthttp.RequestCtx, p *prepared, reg consentmode.Region, start time.Time) {
+	cfg, path := p.cfg, p.path
 	now := p.now
 	args := ctx.QueryArgs()
 	kb := h.reqs.Get().(*outbound) // its uri buffer holds the key
@@ -269,11 +269,7 @@ func (h *Handler) fetchScript(cfg *config.Config, up upstream, route int, key, u
 	start := time.Now()
 	err := up.client.DoTimeout(req, resp, cfg.Timeouts.Upstream)
 	status := resp.StatusCode()
-	errKind := ""
-	if err != nil {
-		errKind = upstreamErrorKind(err)
-	}
-	h.metrics.upstream(route, time.Since(start), status, errKind)
+	h.metrics.upstream(route, time.Since(start), status, err)
 	if err != nil {
 		return nil, &upstreamError{err}
 	}

@@ -163,7 +163,7 @@ func printExplanation(w io.Writer, e *proxy.Explanation) {
 // an over-claim: an input said granted, the gateway enforced denied.
 func saidText(e *proxy.Explanation, t consentmode.Type) string {
 	var parts, granted []string
-	for _, in := range []string{"gcs", "gcd", "npa", "mp", "tcf"} {
+	for _, in := range consentmode.SaidInputs {
 		v := e.Said[t.String()][in]
 		if v == "" {
 			continue

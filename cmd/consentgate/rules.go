@@ -236,7 +236,7 @@ func writeHeadersMarkdown(w io.Writer, d *rulesDoc) {
 // same rules on one row.
 func writeRegionsMarkdown(w io.Writer, d *rulesDoc) {
 	fmt.Fprintf(w, "\n## Regions\n\nA consent type no input has set takes its region's default. The most specific region wins (`US-CA` over `US`).\n\n")
-	fmt.Fprintf(w, "| region | ad_storage | analytics_storage | ad_user_data | ad_personalization | signals honoured | tcf_strict | opt-out denies ad_user_data |\n|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| region | %s | signals honoured | tcf_strict | opt-out denies ad_user_data |\n|---|---|---|---|---|---|---|---|\n", strings.Join(consentmode.TypeNames(), " | "))
 	rows := append([]regionRuleDoc{d.Regions.Default, d.Regions.Unknown}, d.Regions.Listed...)
 	// Collapse listed regions with identical rules to keep the table short.
 	type key struct {
