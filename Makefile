@@ -56,24 +56,7 @@ bench:
 
 ## fuzz: each fuzz target for FUZZTIME (default 30s)
 fuzz:
-	$(GO) test -run='^$$' -fuzz='^FuzzParseGCS$$' -fuzztime=$(FUZZTIME) ./consentmode
-	$(GO) test -run='^$$' -fuzz='^FuzzParseGCD$$' -fuzztime=$(FUZZTIME) ./consentmode
-	$(GO) test -run='^$$' -fuzz='^FuzzParseRegion$$' -fuzztime=$(FUZZTIME) ./consentmode
-	$(GO) test -run='^$$' -fuzz='^FuzzJSON$$' -fuzztime=$(FUZZTIME) ./consentmode
-	$(GO) test -run='^$$' -fuzz='^FuzzDecide$$' -fuzztime=$(FUZZTIME) ./consentmode
-	$(GO) test -run='^$$' -fuzz='^FuzzParseTC$$' -fuzztime=$(FUZZTIME) ./consentmode
-	$(GO) test -run='^$$' -fuzz='^FuzzParseGPP$$' -fuzztime=$(FUZZTIME) ./consentmode
-	$(GO) test -run='^$$' -fuzz='^FuzzParseUSPrivacy$$' -fuzztime=$(FUZZTIME) ./consentmode
-	$(GO) test -run='^$$' -fuzz='^FuzzCMPCookie$$' -fuzztime=$(FUZZTIME) ./consentmode
-	$(GO) test -run='^$$' -fuzz='^FuzzFloodlightMatrix$$' -fuzztime=$(FUZZTIME) ./consentmode
-	$(GO) test -run='^$$' -fuzz='^FuzzMayHoldAt$$' -fuzztime=$(FUZZTIME) ./consentmode
-	$(GO) test -run='^$$' -fuzz='^FuzzProblems$$' -fuzztime=$(FUZZTIME) ./config
-	$(GO) test -run='^$$' -fuzz='^FuzzCleanPath$$' -fuzztime=$(FUZZTIME) ./proxy
-	$(GO) test -run='^$$' -fuzz='^FuzzConflictingRaw$$' -fuzztime=$(FUZZTIME) ./proxy
-	$(GO) test -run='^$$' -fuzz='^FuzzDecodeFrame$$' -fuzztime=$(FUZZTIME) ./proxy/spool
-	$(GO) test -run='^$$' -fuzz='^FuzzDecodePayload$$' -fuzztime=$(FUZZTIME) ./proxy
-	$(GO) test -run='^$$' -fuzz='^FuzzNormKey$$' -fuzztime=$(FUZZTIME) ./consentmode
-	$(GO) test -run='^$$' -fuzz='^FuzzRedactEmails$$' -fuzztime=$(FUZZTIME) ./consentmode
+	GO=$(GO) FUZZTIME=$(FUZZTIME) .ci/fuzz
 
 ## test-browser: Debian's Chromium (installed if missing) with a real consent banner and GA4 clients through the binary (testdata/browser)
 test-browser:
