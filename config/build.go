@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -64,7 +65,11 @@ func (b *builder) listeners() {
 	f := b.f
 	checkAddr := func(key, addr string) {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
-			b.bad(key, "%q is not host:port", addr)
+			hint := ""
+			if _, err := strconv.ParseUint(addr, 10, 16); err == nil {
+				hint = fmt.Sprintf(" (did you mean \":%s\", every interface, or \"127.0.0.1:%s\", this host only?)", addr, addr)
+			}
+			b.bad(key, "%q is not host:port%s", addr, hint)
 		}
 	}
 	checkAddr("listen", f.Listen)
