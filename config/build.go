@@ -39,7 +39,8 @@ func build(f *file, o *options) (*Config, []error) {
 
 	c := b.c
 	c.Warnings = append(c.Warnings, warnings(c, f)...)
-	c.PolicyVersion = policyVersion(f)
+	c.Settings = flatten(f)
+	c.PolicyVersion = policyVersion(c.Settings)
 	c.fingerprint = fingerprint(f)
 	return c, b.ps
 }

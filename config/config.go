@@ -468,15 +468,23 @@ func (c *Config) CORSRule() string {
 	return "origins of the same registrable domain as the request's Host (public suffix list), with credentials; list cors.allowed_origins to replace this default"
 }
 
-// policyVersion hashes the effective settings (the secret left out) and
-// the rule tables, so that a changed rule or config shows in the logs.
-func policyVersion(f *file) string {
-	g := *f
-	g.Cookieless.Secret = ""
-	g.Log.Decisions.Kafka.SASL.Password = ""
-	g.Admin.Token = ""
+// policyVersion hashes the effective value of every policy key (see
+// policyKeys; secrets left out) and the rule tables: the same version
+// means the same decisions and the same forwarded bytes, whatever the
+// listeners, timeouts, logs or delivery say, and whether a value came
+// from the file or the environment.
+func policyVersion(settings map[string]string) string {
+	keys := make([]string, 0, len(settings))
+	for k := range settings {
+		if PolicyKey(k) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
 	h := sha256.New()
-	fmt.Fprintf(h, "%+v\n", g)
+	for _, k := range keys {
+		fmt.Fprintf(h, "%s=%s\n", k, settings[k])
+	}
 	for _, r := range consentmode.ParamRules {
 		fmt.Fprintf(h, "%+v\n", r)
 	}

@@ -45,7 +45,6 @@ func Load(path string, opts ...Option) (*Config, error) {
 		return nil, in.report(problems)
 	}
 	c.Source = in.source
-	c.Settings = flatten(f)
 	c.Sources = make(map[string]string, len(c.Settings))
 	for k := range c.Settings {
 		c.Sources[k] = in.loc.origin(k)
