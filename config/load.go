@@ -42,7 +42,11 @@ func Load(path string, opts ...Option) (*Config, error) {
 	c, more := build(f, &o)
 	problems = append(problems, more...)
 	if len(problems) > 0 {
-		return nil, in.report(problems)
+		pe := in.report(problems)
+		if f.Log.Format == "json" || f.Log.Format == "console" || f.Log.Format == "auto" {
+			pe.LogFormat = f.Log.Format
+		}
+		return nil, pe
 	}
 	c.Source = in.source
 	c.Sources = make(map[string]string, len(c.Settings))

@@ -53,6 +53,10 @@ func problem(key, format string, args ...any) *Problem {
 type ProblemsError struct {
 	Source   string
 	Problems []error
+	// LogFormat is the log.format the configuration asks for, when that
+	// key itself is valid ("" otherwise), so that the command can log
+	// this error in the format the operator chose.
+	LogFormat string
 }
 
 func (e *ProblemsError) Error() string {
