@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -121,6 +123,43 @@ func TestFileAndEnvironmentTypeAlike(t *testing.T) {
 			}
 			if fromFile.PolicyVersion != fromEnv.PolicyVersion {
 				t.Errorf("the same setting from the file and the environment gives policy versions %s and %s", fromFile.PolicyVersion, fromEnv.PolicyVersion)
+			}
+		})
+	}
+}
+
+// TestSpoolDirIsAbsolute: a relative delivery.spool.dir is resolved at
+// load, below systemd's $STATE_DIRECTORY when set, else below the working
+// directory, so the spool does not move with the directory the binary is
+// started from and the start log can name it; an absolute one and an
+// empty one (no spool) stay as they are.
+func TestSpoolDirIsAbsolute(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, state, give, want string
+	}{
+		{"default, working directory", "", "", filepath.Join(wd, "consentgate-spool")},
+		{"default, systemd state directory", "/var/lib/consentgate:/var/lib/other", "", "/var/lib/consentgate/consentgate-spool"},
+		{"relative", "/var/lib/consentgate", "delivery: {spool: {dir: q/../spool}}", "/var/lib/consentgate/spool"},
+		{"absolute", "/var/lib/consentgate", "delivery: {spool: {dir: /srv/spool/}}", "/srv/spool"},
+		{"off", "/var/lib/consentgate", `delivery: {spool: {dir: ""}, ga4: sync, mp: sync, ua: sync}`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("STATE_DIRECTORY", tt.state)
+			path := ""
+			if tt.give != "" {
+				path = writeConfig(t, tt.give+"\n")
+			}
+			c, err := Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Delivery.SpoolDir != tt.want || c.Settings["delivery.spool.dir"] != tt.want {
+				t.Errorf("spool dir %q (setting %q), want %q", c.Delivery.SpoolDir, c.Settings["delivery.spool.dir"], tt.want)
 			}
 		})
 	}

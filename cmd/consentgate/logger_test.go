@@ -126,6 +126,9 @@ func TestServeFatalErrorsAreLogLines(t *testing.T) {
 			t.Fatalf("serve = %v, want errFailed (exit status 1)", err)
 		}
 		lines := decodeLines(t, stderr.String())
+		if lines[0]["msg"] != "consentgate starting" || lines[0]["spool"] != filepath.Join(dir, "spool") {
+			t.Errorf("first line %v: want the start line naming the spool directory", lines[0])
+		}
 		want := map[string]any{"level": "error", "msg": "cannot serve",
 			"error": fmt.Sprintf("listen %s: listen tcp %s: bind: address already in use", ln.Addr(), ln.Addr())}
 		if diff := cmp.Diff(want, lines[len(lines)-1]); diff != "" {

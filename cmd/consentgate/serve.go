@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/signal"
@@ -178,6 +179,9 @@ func serve(path string, stderr io.Writer) (*zap.Logger, error) {
 	}
 	defer h.Close()
 	if err := h.StartDelivery(); err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			err = fmt.Errorf("%w: the spool directory %s is not writable by this user; give it one that is (delivery.spool.dir, CONSENTGATE_DELIVERY_SPOOL_DIR)", err, cfg.Delivery.SpoolDir)
+		}
 		return log, err
 	}
 	srv := proxy.NewServer(h, log)
@@ -298,6 +302,14 @@ func handleSignals(ctx context.Context, sigs <-chan os.Signal, log *zap.Logger, 
 	return wg.Wait
 }
 
+// spoolText says where queued hits are kept.
+func spoolText(cfg *config.Config) string {
+	if cfg.Delivery.SpoolDir == "" {
+		return "off: queued hits are kept in memory only"
+	}
+	return cfg.Delivery.SpoolDir
+}
+
 // logStart says what the gateway trusts and warns about choices that make
 // most traffic cookieless.
 func logStart(log *zap.Logger, cfg *config.Config) {
@@ -319,6 +331,7 @@ func logStart(log *zap.Logger, cfg *config.Config) {
 		zap.String("geo_headers", strings.Join(cfg.GeoHeaders, ",")),
 		zap.String("cors", cfg.CORSRule()),
 		zap.String("policy_version", cfg.PolicyVersion),
+		zap.String("spool", spoolText(cfg)),
 	)
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
