@@ -102,10 +102,33 @@ func (l *locator) locate(p *Problem) {
 }
 
 // origin says where the effective value of key came from: "environment
-// variable NAME", "file:line" or "default".
+// variable NAME", "file:line" or "default". Unlike a problem's source it
+// does not climb to a section the file mentions: with consent: {mode:
+// basic} in the file, consent.enforce is still a default. It climbs only
+// to a list element or a map entry, which the file sets as a whole.
 func (l *locator) origin(key string) string {
-	src, _ := l.find(key)
-	return src
+	if name, ok := l.env[key]; ok {
+		return "environment variable " + name
+	}
+	for k := strings.ToLower(key); k != ""; k = parentKey(k) {
+		if k != strings.ToLower(key) && !wholeEntry(k) {
+			break
+		}
+		if line, ok := l.lines[k]; ok {
+			return fmt.Sprintf("%s:%d", l.path, line)
+		}
+	}
+	return "default"
+}
+
+// wholeEntry reports whether key is a list element or a map entry
+// ("consent.cmp_cookies[0]", "consent.regions.de").
+func wholeEntry(key string) bool {
+	if strings.HasSuffix(key, "]") {
+		return true
+	}
+	t, ok := typeAt(parentKey(key))
+	return ok && t.Kind() == reflect.Map
 }
 
 func (l *locator) find(key string) (string, int) {
