@@ -25,7 +25,11 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		return errFailed
 	}
 	fmt.Fprintf(stdout, "%s: OK (policy version %s)\n", cfg.Source, cfg.PolicyVersion)
-	fmt.Fprintf(stdout, "cors: %s\n", cfg.CORSRule())
+	if cfg.Upstream == nil || len(cfg.CORSOrigins) > 0 {
+		// In tag-gateway style the tags call the gateway on the site's
+		// own host: same-origin, no CORS to choose.
+		fmt.Fprintf(stdout, "cors: %s\n", cfg.CORSRule())
+	}
 	for _, w := range cfg.Warnings {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}

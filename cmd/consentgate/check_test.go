@@ -123,3 +123,36 @@ func TestConfigCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckCORSAdvice: check explains the CORS rule where browsers send
+// cross-origin hits (subdomain style), and says nothing of it for a
+// tag-gateway config, whose hits are same-origin.
+func TestCheckCORSAdvice(t *testing.T) {
+	t.Setenv("CONSENTGATE_COOKIELESS_SECRET", "9f1c2e7a4b8d0365f1e2a9c47b3d8e60")
+	for _, tt := range []struct {
+		file string
+		cors bool
+	}{{"../../testdata/config/subdomain.yaml", true}, {"../../testdata/config/tag-gateway.yaml", false}} {
+		out, errOut, err := runCLI(t, "check", "--config", tt.file)
+		if err != nil {
+			t.Fatalf("check %s: %v\n%s", tt.file, err, errOut)
+		}
+		if got := strings.Contains(out, "cors"); got != tt.cors {
+			t.Errorf("check %s mentions CORS: %v, want %v\n%s", tt.file, got, tt.cors, out)
+		}
+	}
+}
+
+// TestListenSuggestsAnAddress: a bare port in listen is refused with the
+// address it probably meant.
+func TestListenSuggestsAnAddress(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte("listen: 8080\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, err := runCLI(t, "check", "--config", path)
+	want := "config " + path + ": 1 problem\n  - " + path + `:1: listen: "8080" is not host:port (did you mean ":8080", every interface, or "127.0.0.1:8080", this host only?)` + "\n"
+	if err == nil || errOut != want {
+		t.Errorf("check: %v\n%s\nwant:\n%s", err, errOut, want)
+	}
+}
