@@ -377,7 +377,8 @@ func flatten(f *file) map[string]string {
 
 // secretKeys are the keys whose values are never shown or hashed into
 // the policy version.
-var secretKeys = map[string]bool{"cookieless.secret": true, "admin.token": true, "log.decisions.kafka.sasl.password": true}
+// log.decisions.signing_key is listed ahead of the key itself.
+var secretKeys = map[string]bool{"cookieless.secret": true, "admin.token": true, "log.decisions.kafka.sasl.password": true, "log.decisions.signing_key": true}
 
 // scalarText writes a leaf value as YAML would: durations with their unit.
 func scalarText(v reflect.Value) string {
