@@ -6,8 +6,11 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,7 +41,8 @@ func build(f *file, o *options) (*Config, []error) {
 
 	c := b.c
 	c.Warnings = append(c.Warnings, warnings(c, f)...)
-	c.PolicyVersion = policyVersion(f)
+	c.Settings = flatten(f)
+	c.PolicyVersion = policyVersion(c.Settings)
 	c.fingerprint = fingerprint(f)
 	return c, b.ps
 }
@@ -64,7 +68,11 @@ func (b *builder) listeners() {
 	f := b.f
 	checkAddr := func(key, addr string) {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
-			b.bad(key, "%q is not host:port", addr)
+			hint := ""
+			if _, err := strconv.ParseUint(addr, 10, 16); err == nil {
+				hint = fmt.Sprintf(" (did you mean \":%s\", every interface, or \"127.0.0.1:%s\", this host only?)", addr, addr)
+			}
+			b.bad(key, "%q is not host:port%s", addr, hint)
 		}
 	}
 	checkAddr("listen", f.Listen)
@@ -348,6 +356,11 @@ func buildDelivery(c *Config, f *deliveryFile) []error {
 	if f.Pipeline < 0 || f.Pipeline > f.Workers {
 		ps = append(ps, problem("delivery.pipeline_conns", "%d is not between 0 and delivery.workers (%d)", f.Pipeline, f.Workers))
 	}
+	if dir, err := spoolPath(f.Spool.Dir); err != nil {
+		ps = append(ps, problem("delivery.spool.dir", "%q: %v", f.Spool.Dir, err))
+	} else {
+		f.Spool.Dir = dir // Settings and `consentgate config` show where it really is
+	}
 	d.SpoolDir, d.SpoolMaxBytes, d.SpoolSegmentBytes, d.SpoolSync = f.Spool.Dir, f.Spool.MaxBytes, f.Spool.SegmentBytes, f.Spool.SyncInterval
 	positive := func(key string, v int64) {
 		if v <= 0 {
@@ -381,6 +394,30 @@ func buildDelivery(c *Config, f *deliveryFile) []error {
 		c.Warnings = append(c.Warnings, "delivery.spool.dir is empty: queued hits live in memory only and are lost if the process dies")
 	}
 	return ps
+}
+
+// spoolPath makes the spool directory absolute. A relative one is taken
+// below the service's state directory when the platform gives one
+// ($STATE_DIRECTORY, set by systemd's StateDirectory=), else below the
+// working directory at start: started from another directory, the gateway
+// would otherwise make a fresh spool and never replay the old one, and the
+// start log could not say where the hits are kept.
+func spoolPath(dir string) (string, error) {
+	switch {
+	case dir == "":
+		return "", nil // no spool
+	case filepath.IsAbs(dir):
+		return filepath.Clean(dir), nil
+	}
+	base, _, _ := strings.Cut(os.Getenv("STATE_DIRECTORY"), ":")
+	if !filepath.IsAbs(base) {
+		wd, err := os.Getwd()
+		if err != nil {
+			return "", fmt.Errorf("relative, and the working directory is unknown: %w", err)
+		}
+		base = wd
+	}
+	return filepath.Join(base, dir), nil
 }
 
 func validTag(t string) bool {

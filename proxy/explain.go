@@ -20,7 +20,14 @@ import (
 // cannot differ from serve.
 type Explanation struct {
 	Record
-	Forward *Forward `json:"forward,omitempty"`
+	// ClientIP is the visitor's address the decision and the forward used
+	// (the upstream gets it truncated), and ClientIPFrom where it came
+	// from: "given" (Hit.ClientIP, --client-ip), "x-forwarded-for" (the
+	// header, believed from explain's stand-in peer 127.0.0.1 when that is
+	// a trusted proxy) or "peer" (none given: the stand-in itself).
+	ClientIP     string   `json:"client_ip"`
+	ClientIPFrom string   `json:"client_ip_from"`
+	Forward      *Forward `json:"forward,omitempty"`
 	// Decision is the decision itself, for audit's invariant checks.
 	Decision consentmode.Decision `json:"-"`
 }
@@ -62,8 +69,13 @@ func (h *Handler) Explain(hit Hit) (*Explanation, error) {
 	rt := h.snap.Load()
 	cfg := rt.cfg
 	peer := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	from := "given"
 	if !client.IsValid() {
 		client = clientIP(&req.Header, peer, cfg.TrustedProxies)
+		from = "x-forwarded-for"
+		if client == peer {
+			from = "peer"
+		}
 	}
 	if reg.IsUnknown() {
 		reg, _ = region(&req.Header, trusted(cfg.TrustedProxies, peer), cfg.GeoHeaders)
@@ -73,7 +85,7 @@ func (h *Handler) Explain(hit Hit) (*Explanation, error) {
 	p.now = h.now()
 	err = h.prepare(rt, req, reg, client, &p)
 	defer h.release(&p)
-	e := &Explanation{Record: newRecord(&p.decision, cfg, p.route >= 0), Decision: p.decision}
+	e := &Explanation{Record: newRecord(&p.decision, cfg, p.route >= 0), Decision: p.decision, ClientIP: client.String(), ClientIPFrom: from}
 	e.addSaid(&p.decision)
 	if he := asError(err); he != nil {
 		e.Error, e.Status = he.Reason.String(), he.Status

@@ -295,13 +295,15 @@ func (m *Metrics) newBudgetGauges(s *metrics.Set) {
 }
 
 // WritePrometheus writes every metric in the Prometheus text format, with
-// the Go runtime and process metrics. With metadata exposed
+// the Go runtime and process metrics and the open and allowed file
+// descriptors. With metadata exposed
 // (metrics.ExposeMetadata, as serve does), every # HELP line carries the
 // text of Help.
 func (m *Metrics) WritePrometheus(w io.Writer) {
 	var buf bytes.Buffer
 	m.set.WritePrometheus(&buf)
 	metrics.WriteProcessMetrics(&buf)
+	metrics.WriteFDMetrics(&buf) // process_open_fds and process_max_fds: connections, the spool and files share them
 	b := buf.Bytes()
 	for len(b) > 0 {
 		line := b

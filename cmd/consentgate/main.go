@@ -7,6 +7,7 @@
 //	consentgate audit   [--config FILE] [--json] [--region CC] FILE...
 //	consentgate rules   [--config FILE] [--json]
 //	consentgate check   [--config FILE]
+//	consentgate config  [--config FILE]
 //	consentgate version
 package main
 
@@ -71,7 +72,7 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 		}
 		topUsage(stdout)
 		return nil
-	case "--version", "-v":
+	case "--version", "-version", "-v":
 		name = "version"
 	}
 	for _, c := range commands() {

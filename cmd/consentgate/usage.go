@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"runtime"
+	"runtime/debug"
 	"strings"
 )
 
@@ -28,7 +30,8 @@ func commands() []command {
 		{"audit", "[flags] FILE...", "check captured hits or a decision log against the invariants", auditDetails, cmdAudit},
 		{"rules", "[--config FILE] [--json]", "print the effective rule table", "", cmdRules},
 		{"check", "[--config FILE]", "validate a configuration and list every problem", checkDetails, cmdCheck},
-		{"version", "", "print the version", "", cmdVersion},
+		{"config", "[--config FILE]", "print the effective configuration and where each value comes from", configCmdDetails, cmdConfig},
+		{"version", "", "print the version, Go version, build date and dependencies", "", cmdVersion},
 	}
 }
 
@@ -55,6 +58,11 @@ const checkDetails = `Loads the configuration as serve would and prints every pr
 unknown keys with the closest known key, invalid values with the allowed
 ones, each with its file line or environment variable. Exit status 1 if
 there is any; warnings do not fail.`
+
+const configCmdDetails = `Loads the configuration as serve would and prints every key with its
+effective value and where that value comes from: default, the file and
+line, or the environment variable. Secrets are shown as hashes. Exit
+status 1, with the problems, if the configuration does not load.`
 
 // topUsage is the top-level usage.
 func topUsage(w io.Writer) {
@@ -161,6 +169,51 @@ func cmdVersion(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, "consentgate", version)
+	bi, _ := debug.ReadBuildInfo()
+	writeVersion(stdout, bi)
 	return nil
+}
+
+// buildDate is set at build time with -ldflags "-X main.buildDate=..."
+// (make build and make release do); "" when the builder did not.
+var buildDate string
+
+// writeVersion prints the version, then what the binary was built from:
+// the Go toolchain and platform, the build date, the commit, and every
+// dependency module with its version (from the build info Go stamps into
+// every binary). The first line alone is the version, for scripts.
+func writeVersion(w io.Writer, bi *debug.BuildInfo) {
+	fmt.Fprintln(w, "consentgate", version)
+	fmt.Fprintf(w, "go:       %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if buildDate != "" {
+		fmt.Fprintf(w, "built:    %s\n", buildDate)
+	}
+	if bi == nil {
+		return
+	}
+	vcs := map[string]string{}
+	for _, s := range bi.Settings {
+		vcs[s.Key] = s.Value
+	}
+	if rev := vcs["vcs.revision"]; rev != "" {
+		commit := rev
+		if t := vcs["vcs.time"]; t != "" {
+			commit += " of " + t
+		}
+		if vcs["vcs.modified"] == "true" {
+			commit += " (with uncommitted changes)"
+		}
+		fmt.Fprintf(w, "commit:   %s\n", commit)
+	}
+	if len(bi.Deps) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "dependencies:")
+	for _, d := range bi.Deps {
+		v := d.Version
+		if d.Replace != nil {
+			v += " => " + d.Replace.Path + " " + d.Replace.Version
+		}
+		fmt.Fprintf(w, "  %s %s\n", d.Path, v)
+	}
 }
