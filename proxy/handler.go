@@ -16,6 +16,7 @@ import (
 
 	"github.com/consentgate/consentgate/config"
 	"github.com/consentgate/consentgate/consentmode"
+	"github.com/consentgate/consentgate/declog"
 )
 
 // Options are the Handler's collaborators; zero values are production defaults.
@@ -41,7 +42,7 @@ type Handler struct {
 	ready   atomic.Bool
 	reqs    sync.Pool // *outbound
 	metrics *Metrics
-	dlog    *DecisionLog
+	dlog    *declog.Log
 	scripts *scriptCache
 	// delivery is nil until StartDelivery: every hit is then proxied.
 	delivery *Delivery
@@ -64,7 +65,7 @@ type snapshot struct {
 
 // NewHandler returns a Handler serving cfg. It is not ready until
 // MarkReady. Close releases its script cache.
-func NewHandler(cfg *config.Config, log *zap.Logger, m *Metrics, dlog *DecisionLog, opts Options) (*Handler, error) {
+func NewHandler(cfg *config.Config, log *zap.Logger, m *Metrics, dlog *declog.Log, opts Options) (*Handler, error) {
 	if opts.RouteScheme == "" {
 		opts.RouteScheme = "https"
 	}
@@ -612,5 +613,5 @@ func (h *Handler) record(ctx *fasthttp.RequestCtx, p *prepared, status int, late
 	} else if p.out != nil || d.Family == consentmode.FamilyScript {
 		mode = "sync"
 	}
-	h.dlog.add(logEntry{at: start, hit: h.dlog.nextHit(), d: *d, cfg: p.cfg, status: status, latency: latency, errKind: errKind, delivery: mode})
+	h.dlog.Add(declog.Entry{At: start, Hit: h.dlog.NextHit(), Decision: *d, Config: p.cfg, Status: status, Latency: latency, ErrKind: errKind, Delivery: mode})
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/consentgate/consentgate/config"
 	"github.com/consentgate/consentgate/consentmode"
+	"github.com/consentgate/consentgate/declog"
 	"github.com/consentgate/consentgate/proxy"
 )
 
@@ -31,12 +32,12 @@ type auditResult struct {
 	Where       string             `json:"hit"`
 	Explanation *proxy.Explanation `json:"decision"`
 	Violations  []violation        `json:"violations,omitempty"`
-	Logged      *proxy.Record      `json:"logged,omitempty"`
+	Logged      *declog.Record     `json:"logged,omitempty"`
 }
 
 // record is the decision record of r, and whether the hit was rejected
 // (explained hits only: nothing was decided).
-func (r *auditResult) record() (rec *proxy.Record, rejected bool) {
+func (r *auditResult) record() (rec *declog.Record, rejected bool) {
 	if r.Logged != nil {
 		return r.Logged, false
 	}
@@ -64,12 +65,14 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("--region %q is not an ISO 3166 code", *regionFlag)
 		}
 	}
-	h, err := newOfflineHandler(cfg)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-
+	// The handler (the proxy's decision path) is built for the first
+	// captured hit only: a decision log is audited with declog alone.
+	var h *proxy.Handler
+	defer func() {
+		if h != nil {
+			h.Close()
+		}
+	}()
 	var results []auditResult
 	skipped := 0
 	for _, file := range fs.Args() {
@@ -78,6 +81,11 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		skipped += skip
+		if len(hits) > 0 && h == nil {
+			if h, err = newOfflineHandler(cfg); err != nil {
+				return err
+			}
+		}
 		for _, hit := range hits {
 			results = append(results, auditOne(h, cfg, hit, *regionFlag))
 		}
@@ -119,7 +127,7 @@ func auditOne(h *proxy.Handler, cfg *config.Config, hit auditHit, region string)
 	}
 	e, err := h.Explain(proxy.Hit{Method: hit.Method, URL: hit.URL, Headers: hit.Headers, Body: hit.Body, Region: region})
 	if err != nil {
-		return auditResult{Where: hit.Where, Explanation: &proxy.Explanation{Record: proxy.Record{Error: err.Error()}}}
+		return auditResult{Where: hit.Where, Explanation: &proxy.Explanation{Record: declog.Record{Error: err.Error()}}}
 	}
 	return auditResult{Where: hit.Where, Explanation: e, Violations: checkInvariants(e, hit.URL, hit.Body, cfg.Policy.AdsDataRedaction)}
 }
@@ -153,7 +161,7 @@ func auditLogged(l loggedRecord) auditResult {
 
 // loggedRecord is a decision-log line read back, and where it was.
 type loggedRecord struct {
-	proxy.Record
+	declog.Record
 	where string
 }
 
@@ -224,7 +232,7 @@ func readHAR(path string, data []byte) (hits []auditHit, skipped int, ok bool) {
 	return hits, skipped, true
 }
 
-// readDecisionLog reads a decision log: one proxy.Record per line.
+// readDecisionLog reads a decision log: one declog.Record per line.
 func readDecisionLog(path string, data []byte) ([]loggedRecord, error) {
 	var logged []loggedRecord
 	for n, line := range bytes.Split(data, []byte("\n")) {
@@ -232,12 +240,11 @@ func readDecisionLog(path string, data []byte) ([]loggedRecord, error) {
 		if len(line) == 0 {
 			continue
 		}
-		var l loggedRecord
-		if err := json.Unmarshal(line, &l.Record); err != nil || l.Route == "" || l.Action == "" {
+		r, err := declog.ParseRecord(line)
+		if err != nil {
 			return nil, fmt.Errorf("%s:%d: neither a HAR file nor a decision log line", path, n+1)
 		}
-		l.where = fmt.Sprintf("%s:%d", path, n+1)
-		logged = append(logged, l)
+		logged = append(logged, loggedRecord{Record: r, where: fmt.Sprintf("%s:%d", path, n+1)})
 	}
 	return logged, nil
 }

@@ -1,4 +1,4 @@
-package proxy
+package declog
 
 import (
 	"encoding/json"
@@ -14,7 +14,7 @@ import (
 
 // Record is one decision as every output shows it: the decision log writes
 // one per line (MarshalLogObject), explain, /debug/explain and audit print
-// it (JSON), and audit reads decision-log lines back into it. newRecord is
+// it (JSON), and audit reads decision-log lines back into it. NewRecord is
 // the only place a consentmode.Decision becomes one.
 type Record struct {
 	// Time and Hit are set on decision-log lines: when the request was
@@ -56,9 +56,9 @@ type Record struct {
 	PolicyVersion string `json:"policy_version"`
 }
 
-// newRecord renders d, decided under cfg. Hits that matched no route
+// NewRecord renders d, decided under cfg. Hits that matched no route
 // have only the configuration's fields.
-func newRecord(d *consentmode.Decision, cfg *config.Config, matched bool) Record {
+func NewRecord(d *consentmode.Decision, cfg *config.Config, matched bool) Record {
 	r := Record{
 		Reasons:       d.Reasons.Strings(),
 		Removed:       d.Removed.Names(),
@@ -88,8 +88,8 @@ func newRecord(d *consentmode.Decision, cfg *config.Config, matched bool) Record
 	return r
 }
 
-// addSaid fills Said from d: what each of the hit's consent inputs said.
-func (r *Record) addSaid(d *consentmode.Decision) {
+// AddSaid fills Said from d: what each of the hit's consent inputs said.
+func (r *Record) AddSaid(d *consentmode.Decision) {
 	for t := range consentmode.NumTypes {
 		name := consentmode.Type(t).String()
 		for i, input := range consentmode.SaidInputs {
@@ -180,7 +180,7 @@ func (v *TypeValues) UnmarshalJSON(b []byte) error {
 	for name, s := range m {
 		t, ok := consentmode.TypeByName(name)
 		if !ok {
-			return fmt.Errorf("proxy: %q is not a consent type", name)
+			return fmt.Errorf("declog: %q is not a consent type", name)
 		}
 		v[t] = s
 	}
