@@ -2,7 +2,6 @@ package declog
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -25,13 +24,15 @@ import (
 // A nil *Log logs nothing: every method is safe to call on it.
 type Log struct {
 	ch      chan Entry
-	log     *zap.Logger
-	buf     *zapcore.BufferedWriteSyncer
+	enc     zapcore.Encoder
+	buf     *zapcore.BufferedWriteSyncer // nil: no file log
 	closeFn func() error
 	dropped *metrics.Counter // nil: not counted
 	kafka   *KafkaSink       // nil: no Kafka stream
+	chain   *Chain           // nil: no hash chain
 	seq     atomic.Uint64
 	sampled atomic.Uint64
+	lost    atomic.Uint64 // entries dropped (a full channel), for checkpoints
 	wg      sync.WaitGroup
 	// mu guards closed against Add: a request that outlived the shutdown
 	// timeout must not send on the closed channel.
@@ -71,6 +72,10 @@ func WithKafka(k *KafkaSink) Option {
 // and starts the writer goroutine; Close stops it. Drops are counted in
 // set (nil: not counted). Open returns a nil *Log, which logs nothing,
 // for output "off" without a Kafka stream.
+//
+// With WithChain and a file output, the chain continues from the file's
+// last complete line, or, for a new or emptied file (after a rotation),
+// from the state file output+".chain" the log keeps next to it.
 func Open(output string, set *metrics.Set, opts ...Option) (*Log, error) {
 	var o Log
 	for _, opt := range opts {
@@ -88,48 +93,49 @@ func Open(output string, set *metrics.Set, opts ...Option) (*Log, error) {
 	case "stderr":
 		ws = zapcore.Lock(os.Stderr)
 	default:
+		if o.chain != nil {
+			if err := o.chain.resume(output); err != nil {
+				return nil, fmt.Errorf("decision log: %w", err)
+			}
+		}
 		f, err := os.OpenFile(output, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 		if err != nil {
 			return nil, fmt.Errorf("decision log: %w", err)
 		}
 		ws, closeFn = f, f.Close
 	}
-	return New(ws, closeFn, set, opts...), nil
+	return start(&o, ws, closeFn, set), nil
 }
 
 // New starts a decision log writing to ws (nil: no file log, only the
 // Kafka stream of an option) and calls closeFn (nil: nothing) when it is
 // closed. Drops are counted in set (nil: not counted).
 func New(ws zapcore.WriteSyncer, closeFn func() error, set *metrics.Set, opts ...Option) *Log {
-	l := &Log{ch: make(chan Entry, 8192), closeFn: closeFn}
+	var o Log
 	for _, opt := range opts {
-		opt(l)
+		opt(&o)
 	}
+	return start(&o, ws, closeFn, set)
+}
+
+// start completes l, its options applied, and starts its writer.
+func start(l *Log, ws zapcore.WriteSyncer, closeFn func() error, set *metrics.Set) *Log {
+	l.ch, l.closeFn = make(chan Entry, 8192), closeFn
 	if l.closeFn == nil {
 		l.closeFn = func() error { return nil }
 	}
 	if set != nil {
 		l.dropped = set.GetOrCreateCounter(`consentgate_decision_log_dropped_total`)
 	}
-	fileLog := ws != nil
-	if !fileLog {
-		ws = zapcore.AddSync(io.Discard)
+	if ws != nil {
+		l.buf = &zapcore.BufferedWriteSyncer{WS: ws, Size: 256 << 10, FlushInterval: time.Second}
 	}
-	l.buf = &zapcore.BufferedWriteSyncer{WS: ws, Size: 256 << 10, FlushInterval: time.Second}
 	// No time or message keys of zap's own: each line carries the hit's
-	// time as "ts" and nothing else but decision fields.
-	enc := zapcore.NewJSONEncoder(zapcore.EncoderConfig{
+	// time as "ts" and nothing else but decision fields. The file and the
+	// Kafka stream get the same bytes.
+	l.enc = zapcore.NewJSONEncoder(zapcore.EncoderConfig{
 		EncodeTime: zapcore.RFC3339NanoTimeEncoder, EncodeDuration: zapcore.MillisDurationEncoder, LineEnding: zapcore.DefaultLineEnding,
 	})
-	var cores []zapcore.Core
-	if fileLog {
-		cores = append(cores, zapcore.NewCore(enc, l.buf, zapcore.InfoLevel))
-	}
-	if l.kafka != nil {
-		// The same encoder settings, so the stream carries the file's records byte for byte.
-		cores = append(cores, zapcore.NewCore(enc.Clone(), l.kafka, zapcore.InfoLevel))
-	}
-	l.log = zap.New(zapcore.NewTee(cores...))
 	l.wg.Add(1)
 	go l.run()
 	return l
@@ -137,8 +143,32 @@ func New(ws zapcore.WriteSyncer, closeFn func() error, set *metrics.Set, opts ..
 
 func (l *Log) run() {
 	defer l.wg.Done()
-	for e := range l.ch {
-		l.write(&e)
+	if l.chain == nil {
+		for e := range l.ch {
+			l.write(&e)
+		}
+		return
+	}
+	l.header()
+	var tick <-chan time.Time
+	if l.chain.Key != nil {
+		t := time.NewTicker(l.chain.Checkpoint)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case e, ok := <-l.ch:
+			if !ok {
+				l.checkpoint()
+				l.chain.save()
+				return
+			}
+			l.write(&e)
+		case <-tick:
+			l.checkpoint()
+			l.chain.save()
+		}
 	}
 }
 
@@ -156,7 +186,10 @@ func (l *Log) Close() error {
 	close(l.ch)
 	l.mu.Unlock()
 	l.wg.Wait()
-	err := l.buf.Stop()
+	var err error
+	if l.buf != nil {
+		err = l.buf.Stop()
+	}
 	if cerr := l.closeFn(); err == nil {
 		err = cerr
 	}
@@ -168,7 +201,7 @@ func (l *Log) Close() error {
 
 // Flush writes out what the encoder has buffered.
 func (l *Log) Flush() error {
-	if l == nil {
+	if l == nil || l.buf == nil {
 		return nil
 	}
 	return l.buf.Sync()
@@ -209,6 +242,7 @@ func (l *Log) Add(e Entry) {
 	select {
 	case l.ch <- e:
 	default:
+		l.lost.Add(1)
 		if l.dropped != nil {
 			l.dropped.Inc()
 		}
@@ -220,5 +254,32 @@ func (l *Log) write(e *Entry) {
 	r.Time, r.Hit = e.At, e.Hit
 	r.Status, r.Delivery, r.Error = e.Status, e.Delivery, e.ErrKind
 	r.UpstreamMS = float64(e.Latency) / float64(time.Millisecond)
-	l.log.Info("decision", zap.Inline(&r))
+	if l.chain != nil {
+		r.Seq, r.Prev = l.chain.next()
+	}
+	b, err := l.enc.EncodeEntry(zapcore.Entry{}, []zapcore.Field{zap.Inline(&r)})
+	if err != nil {
+		// Only a failing MarshalLogObject gets here, and Record's never fails.
+		fmt.Fprintf(os.Stderr, "decision log: encode: %v\n", err)
+		return
+	}
+	l.emit(b.Bytes())
+	b.Free()
+}
+
+// emit writes one encoded line (ending in a newline) to the file and the
+// Kafka stream, and makes it the chain's latest.
+func (l *Log) emit(line []byte) {
+	if l.chain != nil {
+		l.chain.link(line)
+	}
+	if l.buf != nil {
+		if _, err := l.buf.Write(line); err != nil {
+			// As zap reported write errors before: once per failed write, on stderr.
+			fmt.Fprintf(os.Stderr, "%s decision log: write: %v\n", time.Now().UTC().Format(time.RFC3339Nano), err)
+		}
+	}
+	if l.kafka != nil {
+		_, _ = l.kafka.Write(line) // never fails: drops are counted
+	}
 }

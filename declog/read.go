@@ -11,11 +11,25 @@ import (
 // an action.
 var ErrNotRecord = errors.New("declog: not a decision-log line")
 
+// ErrMark is ParseRecord's error for a chain line that holds no decision:
+// a header or a checkpoint (see Chain).
+var ErrMark = errors.New("declog: a chain header or checkpoint, not a decision")
+
 // ParseRecord reads one decision-log line (surrounding space allowed)
 // back into a Record. The result does not refer to line.
 func ParseRecord(line []byte) (Record, error) {
+	line = bytes.TrimSpace(line)
 	var r Record
-	if err := json.Unmarshal(bytes.TrimSpace(line), &r); err != nil || r.Route == "" || r.Action == "" {
+	if err := json.Unmarshal(line, &r); err != nil {
+		return Record{}, ErrNotRecord
+	}
+	if r.Route == "" || r.Action == "" {
+		var m struct {
+			Kind string `json:"kind"`
+		}
+		if json.Unmarshal(line, &m) == nil && (m.Kind == kindHeader || m.Kind == kindCheckpoint) {
+			return Record{}, ErrMark
+		}
 		return Record{}, ErrNotRecord
 	}
 	return r, nil

@@ -28,6 +28,7 @@ func commands() []command {
 		{"audit", "[flags] FILE...", "check captured hits or a decision log against the invariants", auditDetails, cmdAudit},
 		{"rules", "[--config FILE] [--json]", "print the effective rule table", "", cmdRules},
 		{"check", "[--config FILE]", "validate a configuration and list every problem", checkDetails, cmdCheck},
+		{"keygen", "[--out PREFIX]", "make an Ed25519 key pair that signs decision-log checkpoints", keygenDetails, cmdKeygen},
 		{"version", "", "print the version", "", cmdVersion},
 	}
 }
@@ -49,7 +50,19 @@ the upstream request exactly as serve would send it. Nothing is sent.`
 const auditDetails = `FILE is a TSV of hits (METHOD<TAB>URL, with an optional BODY column and an
 optional SOURCE column first), a HAR 1.2 export of the browser's network
 tab, or the gateway's decision log. Each hit is decided as serve would and
-checked against the invariants; the exit status is 1 if any breaks.`
+checked against the invariants; the exit status is 1 if any breaks.
+
+With --verify, FILE... are decision logs in the order they were written
+(rotated files first): audit checks that every line follows the one before
+(seq, and prev = the SHA-256 of that line), reports each gap, reordering,
+edited, truncated or inserted line with its file and line, checks each
+checkpoint's signature against --pubkey and says which lines a valid
+signature covers. Exit status 0: verified; 3: the chain is intact but some
+lines are not signed (or no --pubkey); 4: tampered.`
+
+const keygenDetails = `Writes PREFIX.key, the private key (PEM, PKCS #8; mode 0600), for
+log.decisions.signing_key, and PREFIX.pub, the public key (PEM, PKIX), for
+audit --verify --pubkey. Existing files are never overwritten.`
 
 const checkDetails = `Loads the configuration as serve would and prints every problem at once:
 unknown keys with the closest known key, invalid values with the allowed
