@@ -30,7 +30,7 @@ func chainedLog(t *testing.T, priv ed25519.PrivateKey, n int) []string {
 	l := New(&buf, nil, nil, WithChain(Chain{Instance: "gw-1", PolicyVersion: "abc", Checkpoint: time.Hour, Key: priv}))
 	e := loggedDecision(t)
 	for range n {
-		l.Add(e)
+		l.Add(e, nil)
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
@@ -145,7 +145,7 @@ func TestChainContinuesAcrossRestartAndRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 		for range n {
-			l.Add(e)
+			l.Add(e, nil)
 		}
 		if err := l.Close(); err != nil {
 			t.Fatal(err)
@@ -198,13 +198,13 @@ func TestCheckpointEveryInterval(t *testing.T) {
 		var buf syncBuffer
 		l := New(&buf, nil, nil, WithChain(Chain{Checkpoint: time.Minute, Key: priv}))
 		e := loggedDecision(t)
-		l.Add(e)
+		l.Add(e, nil)
 		synctest.Wait()
 		time.Sleep(time.Minute) // fake time: the ticker fires
 		synctest.Wait()
 		time.Sleep(time.Minute) // idle: no checkpoint
 		synctest.Wait()
-		l.Add(e)
+		l.Add(e, nil)
 		if err := l.Close(); err != nil {
 			t.Fatal(err)
 		}

@@ -57,6 +57,8 @@ type Entry struct {
 	ErrKind string
 	// Delivery is how the hit left: "queue", "sync" or "none" (blocked or refused).
 	Delivery string
+
+	inputs *hitInputs // copied by Add from its Hit; nil: none
 }
 
 // Option adds to what Open and New build.
@@ -215,10 +217,11 @@ func (l *Log) NextHit() uint64 {
 	return l.seq.Add(1)
 }
 
-// Add queues one entry and returns at once. Forward decisions are
+// Add queues one entry and returns at once, with the consent inputs of
+// hit (nil: none recorded), which it copies. Forward decisions are
 // sampled at log.decisions.sample_forward; everything else is always
-// logged.
-func (l *Log) Add(e Entry) {
+// logged. Once its buffers are warm it allocates nothing.
+func (l *Log) Add(e Entry, hit *Hit) {
 	if l == nil {
 		return
 	}
@@ -239,9 +242,15 @@ func (l *Log) Add(e Entry) {
 	if l.closed {
 		return
 	}
+	if hit != nil {
+		e.inputs = readHit(hit)
+	}
 	select {
 	case l.ch <- e:
 	default:
+		if e.inputs != nil {
+			hitInputsPool.Put(e.inputs)
+		}
 		l.lost.Add(1)
 		if l.dropped != nil {
 			l.dropped.Inc()
@@ -254,6 +263,9 @@ func (l *Log) write(e *Entry) {
 	r.Time, r.Hit = e.At, e.Hit
 	r.Status, r.Delivery, r.Error = e.Status, e.Delivery, e.ErrKind
 	r.UpstreamMS = float64(e.Latency) / float64(time.Millisecond)
+	if e.inputs != nil {
+		r.Inputs = e.inputs.inputs()
+	}
 	if l.chain != nil {
 		r.Seq, r.Prev = l.chain.next()
 	}

@@ -54,6 +54,8 @@ type Record struct {
 	// the reason it was rejected in explain (nothing is forwarded then).
 	Error         string `json:"error,omitempty"`
 	PolicyVersion string `json:"policy_version"`
+	// Inputs are the hit's consent inputs (log only).
+	Inputs *Inputs `json:"inputs,omitempty"`
 	// Seq and Prev chain the line to the one before it (log only, with a
 	// Chain): its number and the SHA-256 of the previous line.
 	Seq  uint64 `json:"seq,omitempty"`
@@ -140,6 +142,11 @@ func (r *Record) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddFloat64("upstream_ms", r.UpstreamMS)
 	enc.AddString("error", r.Error)
 	enc.AddString("policy_version", r.PolicyVersion)
+	if r.Inputs != nil {
+		if err := enc.AddObject("inputs", r.Inputs); err != nil {
+			return err
+		}
+	}
 	if r.Seq != 0 {
 		enc.AddUint64("seq", r.Seq)
 		enc.AddString("prev", r.Prev)

@@ -613,5 +613,18 @@ func (h *Handler) record(ctx *fasthttp.RequestCtx, p *prepared, status int, late
 	} else if p.out != nil || d.Family == consentmode.FamilyScript {
 		mode = "sync"
 	}
-	h.dlog.Add(declog.Entry{At: start, Hit: h.dlog.NextHit(), Decision: *d, Config: p.cfg, Status: status, Latency: latency, ErrKind: errKind, Delivery: mode})
+	if h.dlog == nil {
+		return
+	}
+	// The hit's consent inputs, for the record (declog copies what it
+	// keeps). The cookies are gathered on the stack: Peek("Cookie")
+	// allocates.
+	var cookies [1024]byte
+	hit := declog.Hit{Query: ctx.URI().QueryString(), Cookie: appendCookies(cookies[:0], &ctx.Request.Header), GPC: h.gpc(&ctx.Request.Header)}
+	if p.route >= 0 {
+		r := &consentmode.Routes[p.route]
+		_, hit.Matrix = r.SplitPath(p.path)
+		hit.PathTag = r.PathTag(p.path)
+	}
+	h.dlog.Add(declog.Entry{At: start, Hit: h.dlog.NextHit(), Decision: *d, Config: p.cfg, Status: status, Latency: latency, ErrKind: errKind, Delivery: mode}, &hit)
 }

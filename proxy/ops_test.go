@@ -336,7 +336,7 @@ func TestDecisionLogAddAfterClose(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	l.Add(declog.Entry{Config: cfg, Decision: consentmode.Decision{Action: consentmode.ActionBlock}})
+	l.Add(declog.Entry{Config: cfg, Decision: consentmode.Decision{Action: consentmode.ActionBlock}}, nil)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}

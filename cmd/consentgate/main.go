@@ -7,7 +7,8 @@
 //	consentgate audit   [--config FILE] [--json] [--region CC] FILE...
 //	consentgate audit   --verify [--pubkey FILE] [--json] LOG...
 //	consentgate keygen  [--out PREFIX]
-//	consentgate rules   [--config FILE] [--json]
+//	consentgate replay  --config PROPOSED [--base FILE] [--json] LOG...
+//	consentgate rules   [--config FILE] [--json] [--diff OLD NEW]
 //	consentgate check   [--config FILE]
 //	consentgate version
 package main

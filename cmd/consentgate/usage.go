@@ -26,7 +26,8 @@ func commands() []command {
 		{"serve", "[--config FILE]", "run the gateway", serveDetails, cmdServe},
 		{"explain", "[flags] URL", "decide one hit as serve would and show what would leave", explainDetails, cmdExplain},
 		{"audit", "[flags] FILE...", "check captured hits or a decision log against the invariants", auditDetails, cmdAudit},
-		{"rules", "[--config FILE] [--json]", "print the effective rule table", "", cmdRules},
+		{"replay", "--config PROPOSED [--base FILE] [--json] LOG...", "decide logged hits again under a proposed policy and show what would change", replayDetails, cmdReplay},
+		{"rules", "[--config FILE] [--json] [--diff OLD NEW]", "print the effective rule table, or how two configs' tables differ", rulesDetails, cmdRules},
 		{"check", "[--config FILE]", "validate a configuration and list every problem", checkDetails, cmdCheck},
 		{"keygen", "[--out PREFIX]", "make an Ed25519 key pair that signs decision-log checkpoints", keygenDetails, cmdKeygen},
 		{"version", "", "print the version", "", cmdVersion},
@@ -59,6 +60,20 @@ edited, truncated or inserted line with its file and line, checks each
 checkpoint's signature against --pubkey and says which lines a valid
 signature covers. Exit status 0: verified; 3: the chain is intact but some
 lines are not signed (or no --pubkey); 4: tampered.`
+
+const replayDetails = `LOG... are decision logs whose records carry the hit's consent inputs. Each
+logged hit is rebuilt from its record (route, region, consent inputs, the
+names of the parameters and cookies it carried) and decided under the base
+policy (--base, default the embedded default) and under --config. Prints the
+action transitions by family and region with the proposed decisions'
+reasons and example lines, the fields that would start or stop leaving, and
+the records the base policy does not reproduce. Exit status 1 when any hit
+would send more (a looser action or a field that starts leaving): a CI gate
+for a policy change.`
+
+const rulesDetails = `With --diff OLD NEW, prints every entry of the rule table (outcomes,
+parameters, cookies, headers, regions, routes, CMP cookies) that differs
+between the two configurations: "-" for OLD's value, "+" for NEW's.`
 
 const keygenDetails = `Writes PREFIX.key, the private key (PEM, PKCS #8; mode 0600), for
 log.decisions.signing_key, and PREFIX.pub, the public key (PEM, PKIX), for

@@ -16,17 +16,23 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
+// testHit is a hit sent to the binary: a path with its query, and headers.
+type testHit struct {
+	path    string
+	headers map[string]string
+}
+
 // verifyHits are hits the gateway decides differently: forward (US),
-// cookieless (DE, denied), block (a denied Ads remarketing ping).
-var verifyHits = []struct{ path, region string }{
-	{"/g/collect?v=2&tid=G-ABC123&gcs=G111&gcd=13r3r3r2r5l1&cid=1.2&en=page_view", "US"},
-	{"/g/collect?v=2&tid=G-ABC123&gcs=G100&gcd=13p3p3p2p5l1&cid=1.2&en=page_view", "DE"},
-	{"/g/collect?v=2&tid=G-ABC123&cid=1.2&en=scroll", "FR"},
+// cookieless (DE, denied; FR, no consent).
+var verifyHits = []testHit{
+	{"/g/collect?v=2&tid=G-ABC123&gcs=G111&gcd=13r3r3r2r5l1&cid=1.2&en=page_view", map[string]string{"CF-IPCountry": "US"}},
+	{"/g/collect?v=2&tid=G-ABC123&gcs=G100&gcd=13p3p3p2p5l1&cid=1.2&en=page_view", map[string]string{"CF-IPCountry": "DE"}},
+	{"/g/collect?v=2&tid=G-ABC123&cid=1.2&en=scroll", map[string]string{"CF-IPCountry": "FR"}},
 }
 
 // serveLog runs the binary with cfgPath until it has decided the hits,
 // then stops it with SIGTERM and waits for it to exit.
-func serveLog(t *testing.T, bin, cfgPath string) {
+func serveLog(t *testing.T, bin, cfgPath string, hits []testHit) {
 	t.Helper()
 	cmd := exec.Command(bin, "serve", "--config", cfgPath)
 	cmd.Env = append(os.Environ(), "CONSENTGATE_CONFIG=", "CONSENTGATE_TIMEOUTS_DRAIN=0s")
@@ -59,10 +65,12 @@ func serveLog(t *testing.T, bin, cfgPath string) {
 		t.Fatal("serve did not start")
 	}
 	client := &fasthttp.Client{}
-	for _, h := range verifyHits {
+	for _, h := range hits {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 		req.SetRequestURI("http://" + public + h.path)
-		req.Header.Set("CF-IPCountry", h.region)
+		for k, v := range h.headers {
+			req.Header.Set(k, v)
+		}
 		if err := client.DoTimeout(req, resp, 5*time.Second); err != nil {
 			t.Fatalf("GET %s: %v", h.path, err)
 		}
@@ -134,12 +142,12 @@ func TestVerifyRealLogs(t *testing.T) {
 		return p
 	}
 	cfgPath := writeCfg(keys + ".key")
-	serveLog(t, bin, cfgPath)
-	serveLog(t, bin, cfgPath) // a restart
+	serveLog(t, bin, cfgPath, verifyHits)
+	serveLog(t, bin, cfgPath, verifyHits) // a restart
 	if err := os.Rename(logPath, logPath+".1"); err != nil {
 		t.Fatal(err)
 	}
-	serveLog(t, bin, cfgPath) // after a rotation
+	serveLog(t, bin, cfgPath, verifyHits) // after a rotation
 	read := func(p string) []string {
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -208,7 +216,7 @@ func TestVerifyRealLogs(t *testing.T) {
 	if out, code := runBin(t, bin, "keygen", "--out", other); code != 0 {
 		t.Fatalf("keygen: %s", out)
 	}
-	serveLog(t, bin, writeCfg(other+".key"))
+	serveLog(t, bin, writeCfg(other+".key"), verifyHits)
 	out, code = runBin(t, bin, "audit", "--verify", "--pubkey", pub, logPath+".1", logPath)
 	if code != 4 || !strings.Contains(out, "TAMPERED "+logPath+":10 bad_signature: signed with key") {
 		t.Errorf("checkpoint signed with another key: exit %d\n%s", code, out)
