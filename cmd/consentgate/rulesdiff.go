@@ -51,7 +51,7 @@ func rulesDiff(oldPath, newPath string, asJSON bool, w io.Writer) error {
 			Changes []ruleChange `json:"changes"`
 		}{versions[0], versions[1], changes})
 	}
-	fmt.Fprintf(w, "--- %s (policy %s)\n+++ %s (policy %s)\n", oldPath, versions[0], newPath, versions[1])
+	fmt.Fprintf(w, "--- %s (policy %s)\n+++ %s (policy %s)\n", configName(oldPath), versions[0], configName(newPath), versions[1])
 	for _, c := range changes {
 		if c.Old != "" {
 			fmt.Fprintf(w, "- %s = %s\n", c.Key, c.Old)
@@ -143,4 +143,12 @@ func join(prefix, k string) string {
 		return k
 	}
 	return prefix + "." + k
+}
+
+// configName names a --config argument: "" is the embedded default.
+func configName(path string) string {
+	if path == "" {
+		return "the embedded default"
+	}
+	return path
 }
