@@ -9,6 +9,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"go.uber.org/zap"
+	"go.uber.org/zap/buffer"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/consentgate/consentgate/config"
@@ -259,17 +260,7 @@ func (l *Log) Add(e Entry, hit *Hit) {
 }
 
 func (l *Log) write(e *Entry) {
-	r := NewRecord(&e.Decision, e.Config, true)
-	r.Time, r.Hit = e.At, e.Hit
-	r.Status, r.Delivery, r.Error = e.Status, e.Delivery, e.ErrKind
-	r.UpstreamMS = float64(e.Latency) / float64(time.Millisecond)
-	if e.inputs != nil {
-		r.Inputs = e.inputs.inputs()
-	}
-	if l.chain != nil {
-		r.Seq, r.Prev = l.chain.next()
-	}
-	b, err := l.enc.EncodeEntry(zapcore.Entry{}, []zapcore.Field{zap.Inline(&r)})
+	b, err := l.encode(e)
 	if err != nil {
 		// Only a failing MarshalLogObject gets here, and Record's never fails.
 		fmt.Fprintf(os.Stderr, "decision log: encode: %v\n", err)
@@ -277,6 +268,23 @@ func (l *Log) write(e *Entry) {
 	}
 	l.emit(b.Bytes())
 	b.Free()
+}
+
+// encode renders e as one line, the next of the chain. The caller frees
+// the buffer.
+func (l *Log) encode(e *Entry) (*buffer.Buffer, error) {
+	r := NewRecord(&e.Decision, e.Config, true)
+	r.Time, r.Hit = e.At, e.Hit
+	r.Status, r.Delivery, r.Error = e.Status, e.Delivery, e.ErrKind
+	r.UpstreamMS = float64(e.Latency) / float64(time.Millisecond)
+	if e.inputs != nil {
+		r.Inputs = e.inputs.inputs()
+		e.inputs = nil
+	}
+	if l.chain != nil {
+		r.Seq, r.Prev = l.chain.next()
+	}
+	return l.enc.EncodeEntry(zapcore.Entry{}, []zapcore.Field{zap.Inline(&r)})
 }
 
 // emit writes one encoded line (ending in a newline) to the file and the
