@@ -160,8 +160,12 @@ func (c *Chain) save() {
 const maxTail = 1 << 20
 
 // resume continues the chain of the log at path: from its last complete
-// line, or, when it has none, from its state file.
+// line, or, when it has none, from its state file. A path that is not a
+// regular file (/dev/null, a pipe) starts a new chain and keeps no state.
 func (c *Chain) resume(path string) error {
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		return nil
+	}
 	c.statePath = path + ".chain"
 	line, torn, err := lastLine(path)
 	if err != nil {

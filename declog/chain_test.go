@@ -239,3 +239,11 @@ func FuzzReadChainLine(f *testing.F) {
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// TestChainToDevNull: a log to a device keeps no state file beside it.
+func TestChainToDevNull(t *testing.T) {
+	c := Chain{}
+	if err := c.resume(os.DevNull); err != nil || c.statePath != "" {
+		t.Errorf("resume(%s): %v, state file %q", os.DevNull, err, c.statePath)
+	}
+}

@@ -99,7 +99,8 @@ func (in Inputs) MarshalJSON() ([]byte, error) {
 	b.WriteByte('{')
 	for i, v := range in.Values {
 		if v != "" {
-			fmt.Fprintf(&b, "%q:%q,", inputNames[i], v) // the values are plain ASCII (see inputLimits)
+			q, _ := json.Marshal(v) // a string always marshals
+			fmt.Fprintf(&b, "%q:%s,", inputNames[i], q)
 		}
 	}
 	if in.GPC {
