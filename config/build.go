@@ -263,6 +263,10 @@ func (b *builder) log() {
 	if c.Log.DecisionOutput == "" {
 		b.bad("log.decisions.output", "empty (use stdout, stderr, off or a file path)")
 	}
+	c.Log.Checkpoint, c.Log.SigningKey = f.Log.Decisions.Checkpoint, f.Log.Decisions.SigningKey
+	if c.Log.Checkpoint <= 0 {
+		b.bad("log.decisions.checkpoint", "%s must be positive", c.Log.Checkpoint)
+	}
 	if c.Log.SampleForward < 0 || c.Log.SampleForward > 1 {
 		b.bad("log.decisions.sample_forward", "%v is not between 0 and 1", c.Log.SampleForward)
 	}

@@ -118,6 +118,12 @@ type Log struct {
 	SampleForward float64
 	// Kafka streams the same records to a Kafka topic (nil: off).
 	Kafka *Kafka
+	// Checkpoint is how often the decision log writes a signed checkpoint
+	// (only with a SigningKey).
+	Checkpoint time.Duration
+	// SigningKey is the path of the Ed25519 private key (PEM, as
+	// consentgate keygen writes it) that signs checkpoints; "": none.
+	SigningKey string
 }
 
 // Cache configures the script cache.
@@ -236,9 +242,11 @@ type file struct {
 		Level     string `mapstructure:"level"`
 		Format    string `mapstructure:"format"`
 		Decisions struct {
-			Output        string    `mapstructure:"output"`
-			SampleForward float64   `mapstructure:"sample_forward"`
-			Kafka         kafkaFile `mapstructure:"kafka"`
+			Output        string        `mapstructure:"output"`
+			SampleForward float64       `mapstructure:"sample_forward"`
+			Checkpoint    time.Duration `mapstructure:"checkpoint"`
+			SigningKey    string        `mapstructure:"signing_key"`
+			Kafka         kafkaFile     `mapstructure:"kafka"`
 		} `mapstructure:"decisions"`
 	} `mapstructure:"log"`
 	Cache struct {

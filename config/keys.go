@@ -35,7 +35,7 @@ var restartKeys = []string{
 	"limits.max_connections", "limits.reduce_memory",
 	"timeouts.read", "timeouts.write", "timeouts.idle", "timeouts.upstream_conn_wait", "timeouts.upstream_idle",
 	"cache.max_bytes",
-	"log.format", "log.decisions.output", "log.decisions.kafka.",
+	"log.format", "log.decisions.output", "log.decisions.checkpoint", "log.decisions.signing_key", "log.decisions.kafka.",
 	// The delivery lanes keep their queue, workers and spool; only the
 	// per-family modes (delivery.ga4 …) apply on reload.
 	"delivery.max_age", "delivery.queue_size", "delivery.queue_bytes", "delivery.workers", "delivery.pipeline_conns",

@@ -35,6 +35,7 @@ func TestPolicyVersionHashesOnlyPolicy(t *testing.T) {
 		"timeouts":            `timeouts: {read: 3s, write: 3s, idle: 30s, upstream: 2s, upstream_conn_wait: 50ms, upstream_idle: 5s, drain: 0s, shutdown: 9s}`,
 		"log":                 `log: {level: debug, format: console, decisions: {output: stderr, sample_forward: 0.1}}`,
 		"log.decisions.kafka": `log: {decisions: {kafka: {brokers: ["k:9092"], topic: t, linger: 1s}}}`,
+		"log.decisions chain": `log: {decisions: {checkpoint: 5m, signing_key: /etc/consentgate/decisions.key}}`,
 		"cache":               `cache: {max_bytes: 1048576, min_ttl: 1s, max_ttl: 2h, stale_for: 1h, browser_max_age: 60s}`,
 		"delivery":            `delivery: {ga4: sync, mp: sync, ads: queue, max_age: 10m, queue_size: 10, queue_bytes: 65536, workers: 4, pipeline_conns: 2, drain: 0s}`,
 		"delivery.spool":      `delivery: {spool: {dir: /var/lib/consentgate/spool, max_bytes: 33554432, segment_bytes: 1048576, sync_interval: 1s}}`,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/consentgate/consentgate/config"
 	"github.com/consentgate/consentgate/consentmode"
+	"github.com/consentgate/consentgate/declog"
 )
 
 // Explanation is what explain reports for one hit (the explain contract
@@ -19,7 +20,7 @@ import (
 // endpoint all produce it with the code the proxy runs (prepare), so it
 // cannot differ from serve.
 type Explanation struct {
-	Record
+	declog.Record
 	// ClientIP is the visitor's address the decision and the forward used
 	// (the upstream gets it truncated), and ClientIPFrom where it came
 	// from: "given" (Hit.ClientIP, --client-ip), "x-forwarded-for" (the
@@ -85,8 +86,8 @@ func (h *Handler) Explain(hit Hit) (*Explanation, error) {
 	p.now = h.now()
 	err = h.prepare(rt, req, reg, client, &p)
 	defer h.release(&p)
-	e := &Explanation{Record: newRecord(&p.decision, cfg, p.route >= 0), Decision: p.decision, ClientIP: client.String(), ClientIPFrom: from}
-	e.addSaid(&p.decision)
+	e := &Explanation{Record: declog.NewRecord(&p.decision, cfg, p.route >= 0), Decision: p.decision, ClientIP: client.String(), ClientIPFrom: from}
+	e.AddSaid(&p.decision)
 	if he := asError(err); he != nil {
 		e.Error, e.Status = he.Reason.String(), he.Status
 		e.Action = consentmode.ActionBlock.String()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/consentgate/consentgate/config"
 	"github.com/consentgate/consentgate/consentmode"
+	"github.com/consentgate/consentgate/declog"
 	"github.com/consentgate/consentgate/delivery"
 )
 
@@ -42,7 +43,7 @@ type Handler struct {
 	ready   atomic.Bool
 	reqs    sync.Pool // *outbound
 	metrics *Metrics
-	dlog    *DecisionLog
+	dlog    *declog.Log
 	scripts *scriptCache
 	// delivery is nil until StartDelivery: every hit is then proxied.
 	delivery *delivery.Delivery
@@ -68,7 +69,7 @@ type snapshot struct {
 
 // NewHandler returns a Handler serving cfg. It is not ready until
 // MarkReady. Close releases its script cache.
-func NewHandler(cfg *config.Config, log *zap.Logger, m *Metrics, dlog *DecisionLog, opts Options) (*Handler, error) {
+func NewHandler(cfg *config.Config, log *zap.Logger, m *Metrics, dlog *declog.Log, opts Options) (*Handler, error) {
 	if opts.RouteScheme == "" {
 		opts.RouteScheme = "https"
 	}
@@ -637,5 +638,18 @@ func (h *Handler) record(ctx *fasthttp.RequestCtx, p *prepared, status int, late
 	} else if p.out != nil || d.Family == consentmode.FamilyScript {
 		mode = "sync"
 	}
-	h.dlog.add(logEntry{at: start, hit: h.dlog.nextHit(), d: *d, cfg: p.cfg, status: status, latency: latency, errKind: errKind, delivery: mode})
+	if h.dlog == nil {
+		return
+	}
+	// The hit's consent inputs, for the record (declog copies what it
+	// keeps). The cookies are gathered on the stack: Peek("Cookie")
+	// allocates.
+	var cookies [1024]byte
+	hit := declog.Hit{Query: ctx.URI().QueryString(), Cookie: appendCookies(cookies[:0], &ctx.Request.Header), GPC: h.gpc(&ctx.Request.Header)}
+	if p.route >= 0 {
+		r := &consentmode.Routes[p.route]
+		_, hit.Matrix = r.SplitPath(p.path)
+		hit.PathTag = r.PathTag(p.path)
+	}
+	h.dlog.Add(declog.Entry{At: start, Hit: h.dlog.NextHit(), Decision: *d, Config: p.cfg, Status: status, Latency: latency, ErrKind: errKind, Delivery: mode}, &hit)
 }

@@ -39,7 +39,6 @@ type Metrics struct {
 	budget        atomic.Pointer[budget] // the public server's, for the gauges
 	cache         counterVec[cacheResult]
 	reloads       counterVec[reloadResult]
-	logDropped    *metrics.Counter
 	inFlight      *metrics.Gauge
 	enforcing     *metrics.Gauge
 	delivery      *delivery.Metrics
@@ -140,6 +139,10 @@ func familyLabel(f consentmode.Family) string {
 	return f.String()
 }
 
+// Set is the set holding every series, for the decision log's and the
+// Kafka sink's own (declog.Open, declog.NewKafkaSink).
+func (m *Metrics) Set() *metrics.Set { return m.set }
+
 // NewMetrics creates every series in a fresh set.
 func NewMetrics(version string) *Metrics {
 	s := metrics.NewSet()
@@ -163,7 +166,7 @@ func NewMetrics(version string) *Metrics {
 	// Operations: script cache, reloads, decision log, build.
 	m.cache = newCounterVec(s, `consentgate_script_cache_total{result=`, numCacheResults)
 	m.reloads = newCounterVec(s, `consentgate_config_reloads_total{result=`, numReloadResults)
-	m.logDropped = s.NewCounter(`consentgate_decision_log_dropped_total`)
+	s.NewCounter(`consentgate_decision_log_dropped_total`) // counted by declog.Log
 	m.enforcing = s.NewGauge(`consentgate_enforcing`, nil)
 	s.NewGauge(fmt.Sprintf(`consentgate_build_info{version=%q}`, version), nil).Set(1)
 	m.delivery = delivery.NewMetrics(s, deliveryLabels())

@@ -19,6 +19,7 @@ import (
 
 	"github.com/consentgate/consentgate/config"
 	"github.com/consentgate/consentgate/consentmode"
+	"github.com/consentgate/consentgate/declog"
 )
 
 func scrape(t *testing.T, h *Handler, path, method, body string) (int, string) {
@@ -349,12 +350,12 @@ func contextWithCancel() (context.Context, context.CancelFunc) {
 // TestDecisionLogAddAfterClose: a request that outlived the shutdown
 // timeout must not panic on the closed log.
 func TestDecisionLogAddAfterClose(t *testing.T) {
-	l := newDecisionLog(&syncBuffer{}, func() error { return nil }, NewMetrics("t"))
+	l := declog.New(&syncBuffer{}, nil, NewMetrics("t").Set())
 	cfg := loadConfig(t, "")
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	l.add(logEntry{cfg: cfg, d: consentmode.Decision{Action: consentmode.ActionBlock}})
+	l.Add(declog.Entry{Config: cfg, Decision: consentmode.Decision{Action: consentmode.ActionBlock}}, nil)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -190,8 +190,15 @@ func cmdRules(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("rules")
 	path := configFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON instead of Markdown")
-	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+	diff := fs.Bool("diff", false, "compare the rule tables of two configs: OLD NEW")
+	if err := parseFlags(fs, reorder(args, map[string]bool{"json": true, "diff": true, "h": true, "help": true}), stdout, stderr); err != nil {
 		return err
+	}
+	if *diff {
+		if fs.NArg() != 2 {
+			return usageError(fs, stderr, "--diff takes two config files: OLD NEW")
+		}
+		return rulesDiff(fs.Arg(0), fs.Arg(1), *asJSON, stdout)
 	}
 	if fs.NArg() > 0 {
 		return usageError(fs, stderr, "unexpected argument "+fs.Arg(0))

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/consentgate/consentgate/config"
+	"github.com/consentgate/consentgate/declog"
 	"github.com/consentgate/consentgate/proxy"
 )
 
@@ -232,22 +233,34 @@ func logLimits(log *zap.Logger, cfg *config.Config) {
 	}
 }
 
-// openDecisionLog opens the decision log at log.decisions.output, with its
-// Kafka stream when one is configured. The caller closes it (the Kafka
+// openDecisionLog opens the decision log at log.decisions.output, hash
+// chained and, with log.decisions.signing_key, signed, with its Kafka
+// stream when one is configured. The caller closes it (the Kafka
 // client with it).
-func openDecisionLog(cfg *config.Config, m *proxy.Metrics, log *zap.Logger) (*proxy.DecisionLog, error) {
-	var opts []proxy.DecisionLogOption
-	var kafka *proxy.KafkaSink
+func openDecisionLog(cfg *config.Config, m *proxy.Metrics, log *zap.Logger) (*declog.Log, error) {
+	var opts []declog.Option
+	var kafka *declog.KafkaSink
 	if cfg.Log.Kafka != nil {
 		var err error
-		kafka, err = proxy.NewKafkaSink(cfg.Log.Kafka, m, log)
+		kafka, err = declog.NewKafkaSink(cfg.Log.Kafka, m.Set(), log)
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, proxy.WithKafka(kafka))
+		opts = append(opts, declog.WithKafka(kafka))
 		log.Info("decision log: streaming to kafka", zap.Strings("brokers", cfg.Log.Kafka.Brokers), zap.String("topic", cfg.Log.Kafka.Topic))
 	}
-	dlog, err := proxy.NewDecisionLog(cfg.Log.DecisionOutput, m, opts...)
+	chain := declog.Chain{PolicyVersion: cfg.PolicyVersion, Version: version, Checkpoint: cfg.Log.Checkpoint}
+	chain.Instance, _ = os.Hostname()
+	if cfg.Log.SigningKey != "" {
+		key, err := declog.ReadPrivateKey(cfg.Log.SigningKey)
+		if err != nil {
+			_ = kafka.Close()
+			return nil, fmt.Errorf("log.decisions.signing_key: %w", err)
+		}
+		chain.Key = key
+	}
+	opts = append(opts, declog.WithChain(chain))
+	dlog, err := declog.Open(cfg.Log.DecisionOutput, m.Set(), opts...)
 	if err != nil {
 		_ = kafka.Close() // nil-safe; the decision log owns it otherwise
 		return nil, err
