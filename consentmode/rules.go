@@ -165,6 +165,12 @@ var ParamRules = []Rule{
 	{famAds, "gcllp", InHit, IfAdStorageDenied, OpDrop, "cookie-derived last page"},
 	{famAds, "gcl_ctr", InHit, IfAdStorageDenied, OpDrop, "cookie-derived counter"},
 	{famAds, "gclha", InHit, IfAdStorageDenied, OpDrop, "cookie-derived click hash"},
+	// Device advertising ids (IDFA, Android advertising id): Google's consent
+	// mode reference puts device identifiers under ad_storage. Floodlight
+	// names it dc_rdid, Ads rdid (with idtype=advertisingid or idfa); either
+	// may reach both families' endpoints.
+	{famAds, "dc_rdid", InHit, IfAdStorageDenied, OpDrop, "device advertising id (IDFA, Android advertising id)"},
+	{famAds, "rdid", InHit, IfAdStorageDenied, OpDrop, "device advertising id (IDFA, Android advertising id)"},
 
 	// Ads and Floodlight, ad_user_data denied: user-provided data.
 	{famAds, "em", InHit, IfAdUserDataDenied, OpDrop, "enhanced conversions: hashed user data"},
