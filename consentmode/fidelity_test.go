@@ -180,6 +180,9 @@ func TestRedactionCorpus(t *testing.T) {
 		"jo@[IPv6:2001:db8::1]",  // IPv6 literal
 		"jöhn@example.com",       // UTF-8 local part
 		"first.last+tag@sub.example.co.uk",
+		"john.doe@gmail.com-42", // a top-level label cut short by '-' or digits
+		"john.doe@gmail.com1",
+		"jo@example.com.1x",
 	}
 	var scratch []byte
 	for _, e := range corpus {

@@ -67,6 +67,19 @@ func TestLeakCorpus(t *testing.T) {
 		{name: "ads dc_rdid, ad_storage denied", region: "DE",
 			url:       "/pagead/conversion/123/?gcs=G100&dc_rdid=AEBE52E7-03EE-455A-B3C4-E57283966239",
 			forbidden: []string{"AEBE52E7"}},
+
+		// Item 9: an address followed by '-' or digits.
+		{name: "address then -42 in dl", region: "US",
+			url:       "/g/collect?v=2&tid=G-1&_p=1&gcs=G111&gcd=13r3r3r2r5l1&dl=" + url.QueryEscape("https://shop.example/invite/john.doe@gmail.com-42/"),
+			forbidden: []string{"john.doe", "gmail.com"}, keep: []string{"-42"}},
+		{name: "escaped address then -42 in dl", region: "US",
+			url:       "/g/collect?v=2&tid=G-1&_p=1&gcs=G111&gcd=13r3r3r2r5l1&dl=" + url.QueryEscape("https://shop.example/invite/john.doe%40gmail.com-42/"),
+			forbidden: []string{"john.doe", "gmail.com"}},
+		{name: "address then a digit in ep", region: "US",
+			url:       "/g/collect?v=2&tid=G-1&_p=1&gcs=G111&gcd=13r3r3r2r5l1&ep.contact=john.doe@gmail.com1",
+			forbidden: []string{"john.doe", "gmail"}},
+		{name: "address then -42 in an Ads path", region: "US", block: ReasonEmailUnredactable,
+			url: "/pagead/conversion/123/john.doe@gmail.com-42/?gcs=G111"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
