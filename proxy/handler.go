@@ -464,7 +464,7 @@ func (h *Handler) proxy(ctx *fasthttp.RequestCtx, p *prepared, origin []byte, al
 	} else if d.ServerContainer {
 		ctx.Response.ResetBody()
 		ctx.Response.Header.Del("Content-Type")
-		ctx.SetStatusCode(fasthttp.StatusNoContent)
+		setStatus(&ctx.Response, fasthttp.StatusNoContent)
 	} else {
 		if cfg.Upstream != nil {
 			rewriteLocation(&ctx.Response, cfg)
@@ -561,9 +561,17 @@ func dropOffsiteLocation(resp *fasthttp.Response, ctx *fasthttp.RequestCtx) {
 	}
 	resp.Header.Del("Location")
 	if sc := resp.StatusCode(); sc >= 300 && sc < 400 {
-		resp.SetStatusCode(fasthttp.StatusNoContent)
+		setStatus(resp, fasthttp.StatusNoContent)
 		resp.ResetBody()
 	}
+}
+
+// setStatus replaces the status of an upstream response. The reason
+// phrase Google sent ("Found") is dropped with its code, so the status
+// line says "204 No Content", not "204 Found".
+func setStatus(resp *fasthttp.Response, code int) {
+	resp.SetStatusCode(code)
+	resp.Header.SetStatusMessage(nil)
 }
 
 // rewriteLocation points a Location at the tag-gateway upstream's
