@@ -275,6 +275,8 @@ type consentFile struct {
 	Default          string                `mapstructure:"default"`
 	UnknownRegion    string                `mapstructure:"unknown_region"`
 	DeniedRegions    []string              `mapstructure:"denied_regions"`
+	RegionAliases    map[string]string     `mapstructure:"region_aliases"`
+	UserAssigned     []string              `mapstructure:"user_assigned_regions"`
 	Signals          map[string]bool       `mapstructure:"signals"`
 	Regions          map[string]regionFile `mapstructure:"regions"`
 	CMPCookies       []cmpCookieFile       `mapstructure:"cmp_cookies"`

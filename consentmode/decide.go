@@ -192,10 +192,10 @@ func Decide(in *Input, p *Policy, w *Work) Decision {
 		w = new(Work)
 	}
 	w.reset()
-	d := Decision{Route: uint8(in.Route), Family: in.Family, Region: in.Region}
-	rule, key := p.RuleFor(in.Region)
+	d := Decision{Route: uint8(in.Route), Family: in.Family, Region: p.Resolve(in.Region)}
+	rule, key := p.RuleFor(d.Region)
 	d.PolicyRegion = key
-	if in.Region.IsUnknown() {
+	if d.Region.IsUnknown() {
 		d.Reasons.Add(ReasonRegionUnknown)
 	}
 

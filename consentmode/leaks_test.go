@@ -80,6 +80,18 @@ func TestLeakCorpus(t *testing.T) {
 			forbidden: []string{"john.doe", "gmail"}},
 		{name: "address then -42 in an Ads path", region: "US", block: ReasonEmailUnredactable,
 			url: "/pagead/conversion/123/john.doe@gmail.com-42/?gcs=G111"},
+
+		// Item 10: an unassigned region code is no country: the
+		// unknown-region rule (denied) applies, not the granting default.
+		{name: "unassigned region QQ", region: "QQ",
+			url:       "/g/collect?v=2&tid=G-1&_p=1&cid=1174285007.1749196701&uid=u42&en=page_view",
+			forbidden: []string{"1174285007", "u42"}},
+		{name: "unassigned region AA", region: "AA",
+			url:       "/g/collect?v=2&tid=G-1&_p=1&cid=1174285007.1749196701&uid=u42&en=page_view",
+			forbidden: []string{"1174285007", "u42"}},
+		{name: "unmapped alias UK", region: "UK",
+			url:       "/g/collect?v=2&tid=G-1&_p=1&cid=1174285007.1749196701&uid=u42&en=page_view",
+			forbidden: []string{"1174285007", "u42"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

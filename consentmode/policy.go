@@ -113,6 +113,14 @@ type Policy struct {
 	Unknown RegionRule
 	Regions map[Region]RegionRule
 
+	// RegionAliases maps a country code that ISO 3166-1 does not assign to
+	// the code it stands for (consent.region_aliases: UK to GB, EL to GR).
+	// Keys and values are countries without subdivision. Nil maps nothing.
+	RegionAliases map[Region]Region
+	// UserAssigned lists the user-assigned codes read as countries
+	// (consent.user_assigned_regions: XK). Nil: none.
+	UserAssigned map[Region]bool
+
 	// CMPCookies are the CMP cookie mappings read as deny-only inputs.
 	CMPCookies []CMPCookie
 

@@ -71,6 +71,7 @@ func (h *Handler) Explain(hit Hit) (*Explanation, error) {
 	var p prepared
 	p.route = -1
 	p.now = h.now()
+	reg = cfg.Policy.Resolve(reg)
 	err = h.prepare(rt, req, reg, client, &p)
 	defer h.release(&p)
 	e := &Explanation{Record: newRecord(&p.decision, cfg, p.route >= 0), Decision: p.decision}

@@ -405,6 +405,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
 	if conflict {
 		h.metrics.conflicting(conflictGeo)
 	}
+	reg = cfg.Policy.Resolve(reg) // an unassigned code (QQ) is no country
 
 	var p prepared
 	p.route = -1

@@ -49,3 +49,37 @@ func TestWithheldRedirectStatusLine(t *testing.T) {
 		t.Errorf("upstream got %d requests, want 2", n)
 	}
 }
+
+// TestUnassignedRegionCode: a geo header with a code ISO 3166-1 does not
+// assign (QQ, AA) takes consent.unknown_region, not the granting default;
+// an alias (EL) counts as its country only when consent.region_aliases
+// maps it, and a user-assigned code (XK) only when listed.
+func TestUnassignedRegionCode(t *testing.T) {
+	const hit = "/g/collect?v=2&tid=G-ABC123&_p=1&cid=1174285007.1749196701&uid=u42&en=page_view" // no consent signal: the region decides
+	send := func(g *gateway, code string) string {
+		t.Helper()
+		g.raw(fromProxy, rawHit("GET", hit, [][2]string{{"X-Forwarded-CountryRegion", code}}, ""))
+		got := g.up.requests()
+		return got[len(got)-1].URI
+	}
+	g := newGateway(t, "")
+	for _, code := range []string{"QQ", "AA", "EL", "UK"} {
+		if uri := send(g, code); strings.Contains(uri, "u42") || strings.Contains(uri, "1174285007") {
+			t.Errorf("%s: identifiers left as if a granting country: %s", code, uri)
+		}
+	}
+	if uri := send(g, "US"); !strings.Contains(uri, "uid=u42") {
+		t.Errorf("US: uid dropped: %s", uri)
+	}
+	if uri := send(g, "XK"); !strings.Contains(uri, "uid=u42") {
+		t.Errorf("XK (listed by default): uid dropped: %s", uri)
+	}
+
+	mapped := newGateway(t, "consent: {region_aliases: {EL: GR}, user_assigned_regions: [], regions: {GR: {default: granted}}}\n")
+	if uri := send(mapped, "EL"); !strings.Contains(uri, "uid=u42") {
+		t.Errorf("EL mapped to GR (granted): uid dropped: %s", uri)
+	}
+	if uri := send(mapped, "XK"); strings.Contains(uri, "u42") {
+		t.Errorf("XK not listed: uid left: %s", uri)
+	}
+}
