@@ -67,6 +67,9 @@ type Work struct {
 	url         []byte // a URL value being rebuilt
 	key         []byte // a decoded parameter name of the hit
 	urlKey      []byte // a decoded parameter name inside a URL value
+	linked      []byte // a value with its linkers judged (linker.go)
+	linker      []byte // one decoded linker value
+	click       []byte // a linker part's base64 value decoded (2*maxClickID bytes)
 }
 
 func (w *Work) reset() {

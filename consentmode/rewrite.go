@@ -13,6 +13,7 @@ type rewriter struct {
 	eph ephemeralMAC
 
 	seenGCS, seenGCD, seenNPA, seenRDP bool
+	sep                                byte // separator of the list being rewritten
 }
 
 // rewrite fills w with the hit as it may leave.
@@ -48,6 +49,7 @@ func rewrite(d *Decision, in *Input, p *Policy, w *Work, h *hit) {
 // list rewrites a sep-separated parameter list. Pieces are kept in order
 // and byte for byte unless a rule changes them; empty pieces stay.
 func (rw *rewriter) list(dst, src []byte, sep byte) []byte {
+	rw.sep = sep
 	first := true
 	for len(src) > 0 || !first {
 		var piece []byte
@@ -111,6 +113,10 @@ func (rw *rewriter) pair(dst, piece []byte) ([]byte, bool) {
 		rw.d.Removed.Add(field)
 		dst = append(append(dst, k...), '=')
 		return rw.ephemeralValue(dst, nk), true
+	case OpLinker:
+		if d, kept, done := rw.linkerParam(dst, v); done {
+			return d, kept
+		}
 	case OpWriteBack:
 		if string(nk) == "gcu" && rw.d.Reasons.Has(ReasonConsentDowngraded) {
 			rw.removed(field, noReason) // the update the tag reports is not the state that applies
@@ -123,6 +129,9 @@ func (rw *rewriter) pair(dst, piece []byte) ([]byte, bool) {
 		return dst, true
 	}
 	dst = append(dst, '=')
+	// A linker anywhere in a value (a page URL, a URL inside one, any
+	// text) is judged before the rest.
+	v = rw.linkers(v, InURL)
 	if op == OpScrubURL || looksLikeURL(v) {
 		// Every URL-valued parameter (an ep.* holding a page URL, say)
 		// gets the in-URL rules of dl.

@@ -62,10 +62,12 @@ const (
 	OpScrubURL     // the value is a URL: the in-URL rules apply inside it
 	OpWriteBack    // rewritten to the enforced consent state
 	OpEphemeral    // replaced by the page-scoped ephemeral value
+	OpLinker       // a _gl linker: kept whole only when every part is allowed (LinkerParts)
 	OpDrop         // removed
 )
 
-var opNames = [...]string{"keep", "scrub URL", "write back enforced state", "replace with page-scoped ephemeral value", "remove"}
+var opNames = [...]string{"keep", "scrub URL", "write back enforced state", "replace with page-scoped ephemeral value",
+	"keep whole only when consent allows every part (linker table); else remove, keeping its click ids as plain parameters where allowed", "remove"}
 
 // String describes o for the rules table.
 func (o Op) String() string { return opNames[o] }
@@ -144,7 +146,8 @@ var ParamRules = []Rule{
 	{setOf(FamilyAds), "dr", InHit, Always, OpScrubURL, "referrer URL"},
 	{setOf(FamilyFloodlight), "~oref", InHit, Always, OpScrubURL, "page URL"},
 	{setOf(FamilyFloodlight), "u#", InHit, Always, OpScrubURL, "custom variables (URLs are scrubbed like page URLs)"},
-	{famHits, "_gl", InURL, IfStorageDenied, OpDrop, "cross-domain linker: carries client id, session id and click data"},
+	{famHits, "_gl", InHit, Always, OpLinker, "cross-domain linker: carries client id, session id and click data"},
+	{famHits, "_gl", InURL, Always, OpLinker, "cross-domain linker, also inside values at any depth of encoding"},
 
 	// GA4, ad_storage / ad_user_data denied.
 	{famGA4, "_gaz", InHit, IfAdStorageDenied, OpDrop, "Google signals join flag"},
@@ -315,6 +318,7 @@ var (
 	fieldEmail        = mustField("email")
 	fieldCookieOther  = mustField("cookie:other")
 	fieldCookieHeader = mustField("header:Cookie")
+	fieldLinker       = mustField("_gl")
 )
 
 // mustField returns the field named by one of the tables above. A name

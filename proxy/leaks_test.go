@@ -83,3 +83,49 @@ func TestUnassignedRegionCode(t *testing.T) {
 		t.Errorf("XK not listed: uid left: %s", uri)
 	}
 }
+
+// TestLeaksEndToEnd: the leak corpus through the gateway, asserting on
+// what the fake upstream received: device advertising ids on Floodlight
+// and Ads, and the _gl linker at any depth of encoding on a cookieless
+// GA4 hit (its click id kept as a plain gclid).
+func TestLeaksEndToEnd(t *testing.T) {
+	const (
+		gaB64 = "MTE3NDI4NTAwNy4xNzQ5MTk2NzAx" // base64 of the client id 1174285007.1749196701
+		gl    = "1*1q2w3e*_ga*" + gaB64 + "*_gcl_aw*R0NMLjE3NDkxOTY3MDEuQ2owS0NRandMaW5rZXJDbGljaw.."
+	)
+	g := newGateway(t, "")
+	de := [][2]string{{"X-Forwarded-CountryRegion", "DE"}}
+	hits := []struct {
+		uri       string
+		forbidden []string
+		keep      string
+	}{
+		{"/activity;src=123;type=a;cat=b;ord=1;gcs=G100;dc_rdid=38400000-8cf0-11bd-b23e-10b96e40000d?", []string{"38400000"}, "src=123"},
+		{"/pagead/conversion/123/?gcs=G100&rdid=38400000-8cf0-11bd-b23e-10b96e40000d&idtype=advertisingid", []string{"38400000"}, "idtype=advertisingid"},
+		{"/g/collect?v=2&tid=G-1&_p=1&gcs=G100&_gl=" + gl, []string{gaB64, "_gl"}, "gclid=Cj0KCQjwLinkerClick"},
+		{"/g/collect?v=2&tid=G-1&_p=1&gcs=G100&ep.page_location=//shop.example/p?_gl=" + gl, []string{gaB64, "_gl"}, "gclid=Cj0KCQjwLinkerClick"},
+		{"/g/collect?v=2&tid=G-1&_p=1&gcs=G100&ep.page_location=https%3A//shop.example/p?x=1%26_gl=" + gl, []string{gaB64, "_gl"}, "x=1"},
+		{"/g/collect?v=2&tid=G-1&_p=1&gcs=G100&dl=https%3A%2F%2Fshop.example%2F%3Fnext%3Dhttps%253A%252F%252Fa%252F%253F_gl%253D" + gl, []string{gaB64, "_gl"}, "gclid%253DCj0KCQjwLinkerClick"},
+	}
+	for _, h := range hits {
+		before := len(g.up.requests())
+		g.raw(fromProxy, rawHit("GET", h.uri, de, ""))
+		got := g.up.requests()
+		if len(got) != before+1 {
+			t.Fatalf("%s: upstream got %d requests", h.uri, len(got)-before)
+		}
+		uri := got[len(got)-1].URI
+		for _, f := range h.forbidden {
+			for s, i := uri, 0; i < 4; i++ {
+				if strings.Contains(s, f) {
+					t.Errorf("%q reached the upstream: %s", f, uri)
+					break
+				}
+				s = strings.ReplaceAll(strings.ReplaceAll(strings.ReplaceAll(s, "%25", "%"), "%3D", "="), "%5F", "_")
+			}
+		}
+		if !strings.Contains(uri, h.keep) {
+			t.Errorf("%q lost: %s", h.keep, uri)
+		}
+	}
+}
