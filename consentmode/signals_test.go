@@ -70,7 +70,7 @@ func TestSignalsDenyWhatTheHitClaims(t *testing.T) {
 		{"tcf purpose 1 refused", "&gdpr=1&gdpr_consent=" + tcNoP1, false, "", [4]Value{Denied, Granted, Denied, Granted}, SourceTCF, false, ReasonConsentDowngraded, "gcs=G101"},
 		{"tcf purpose 3 refused", "&gdpr=1&gdpr_consent=" + tcNoP3, false, "", [4]Value{Granted, Granted, Granted, Denied}, SourceTCF, false, ReasonConsentDowngraded, "npa=1"},
 		{"tcf google without consent", "&gdpr=1&gdpr_consent=" + tcNoGoogle, false, "", [4]Value{Denied, Granted, Denied, Denied}, SourceTCF, false, ReasonConsentDowngraded, "gcd=13q3r3q2q5l1"},
-		{"tcf unavailable", "&gdpr=1&gdpr_consent=tcunavailable", false, "", [4]Value{Denied, Granted, Denied, Denied}, SourceTCF, false, ReasonTCFUnavailable, "npa=1"},
+		{"tcf unavailable", "&gdpr=1&gdpr_consent=tcunavailable", false, "", [4]Value{Granted, Granted, Granted, Granted}, SourceGCD, false, ReasonTCFUnavailable, "gcs=G111"},
 		{"tcf applies, no string", "&gdpr=1", false, "", [4]Value{Denied, Granted, Denied, Denied}, SourceTCF, false, ReasonTCFUnavailable, "npa=1"},
 		{"tcf malformed", "&gdpr=1&gdpr_consent=notatcstring", false, "", [4]Value{Denied, Granted, Denied, Denied}, SourceTCF, false, ReasonMalformedTCF, "npa=1"},
 		{"tcf not applicable", "&gdpr=0&gdpr_consent=" + tcNoGoogle, false, "", [4]Value{Granted, Granted, Granted, Granted}, SourceGCD, false, ReasonTCFNotApplicable, "gcs=G111"},
