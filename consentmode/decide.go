@@ -34,6 +34,13 @@ type Input struct {
 	Region Region
 	// Day is the current UTC day (Unix seconds / 86400), for the ephemeral ids.
 	Day int64
+	// Now is when the gateway read the hit, in Unix seconds; the ephemeral
+	// ids are never dated after it. Zero means the start of Day.
+	Now int64
+	// Nonce is drawn at random by the caller for each hit. A hit without
+	// _p gets ephemeral ids from it (one per hit), so that visitors of a
+	// day never share one. Zero is a valid nonce, for deterministic tests.
+	Nonce uint64
 	// ClientIP is the client's address as the gateway trusts it. It leaves
 	// as Decision.SentIP says: in the subdomain style as the _uip (GA4) or
 	// uip (UA) parameter of the rewritten query; in tag gateway style
@@ -617,4 +624,13 @@ func tagReason(h *hit) Reason {
 type ephemeralMAC struct {
 	done bool
 	mac  [sha256.Size]byte
+	secs int64 // the ids' unix seconds (idTime)
+}
+
+// hitTime returns Now, or the start of Day when Now is not set.
+func (in *Input) hitTime() int64 {
+	if in.Now != 0 {
+		return in.Now
+	}
+	return in.Day * secondsPerDay
 }

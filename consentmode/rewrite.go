@@ -190,13 +190,14 @@ func clickReason(f Field) Reason {
 
 func (rw *rewriter) ephemeralValue(dst, key []byte) []byte {
 	if !rw.eph.done {
-		rw.eph.mac = rw.p.ephemeral(rw.in.Day, rw.h.tid, rw.h.pageID)
+		rw.eph.mac = rw.p.ephemeral(rw.in.Day, rw.h.tid, rw.h.pageID, rw.in.Nonce)
+		rw.eph.secs = idTime(rw.h.pageID, rw.in.hitTime())
 		rw.eph.done = true
 	}
 	if string(key) == "sid" {
-		return appendEphemeralSID(dst, &rw.eph.mac, rw.in.Day)
+		return appendEphemeralSID(dst, rw.eph.secs)
 	}
-	return appendEphemeralCID(dst, &rw.eph.mac, rw.in.Day)
+	return appendEphemeralCID(dst, &rw.eph.mac, rw.eph.secs)
 }
 
 // writeBack appends a consent parameter carrying the enforced state.

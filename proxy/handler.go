@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strings"
@@ -180,6 +181,8 @@ func (h *Handler) prepare(rt *snapshot, req *fasthttp.Request, region consentmod
 		GPC:        h.gpc(&req.Header),
 		Region:     region,
 		Day:        p.now.Unix() / 86400,
+		Now:        p.now.Unix(),
+		Nonce:      rand.Uint64(), // ids of a hit without _p: one per hit
 		ClientIP:   client,
 		TagGateway: cfg.Upstream != nil,
 		Headers:    &o.headers,

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -127,5 +128,28 @@ func TestLeaksEndToEnd(t *testing.T) {
 		if !strings.Contains(uri, h.keep) {
 			t.Errorf("%q lost: %s", h.keep, uri)
 		}
+	}
+}
+
+// TestCookielessIDsWithoutPageID: two visitors (different IPs) sending a
+// denied GA4 hit without _p, as @minimal-analytics/ga4 does, reach the
+// upstream with different client ids; their times are not after the hit.
+func TestCookielessIDsWithoutPageID(t *testing.T) {
+	g := newGateway(t, "")
+	const hit = "/g/collect?v=2&tid=G-1&gcs=G100&cid=111.222&sid=333&en=page_view"
+	var cids []string
+	for _, ip := range []string{"198.51.100.7", "192.0.2.44"} {
+		g.raw(fromProxy, rawHit("GET", hit, [][2]string{{"X-Forwarded-CountryRegion", "DE"}, {"X-Forwarded-For", ip}}, ""))
+		got := g.up.requests()
+		q := query(t, got[len(got)-1].URI)
+		cid, sid := q.Get("cid"), q.Get("sid")
+		_, cidT, _ := strings.Cut(cid, ".")
+		if cid == "" || cid == "111.222" || cidT > sid || sid > strconv.FormatInt(fixedNow().Unix(), 10) {
+			t.Errorf("%s: cid %s sid %s", ip, cid, sid)
+		}
+		cids = append(cids, cid)
+	}
+	if cids[0] == cids[1] {
+		t.Errorf("two visitors share the client id %s", cids[0])
 	}
 }

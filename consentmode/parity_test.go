@@ -1,0 +1,78 @@
+package consentmode
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// idsOf returns the cid and sid a rewritten query carries.
+func idsOf(q []byte) (cid, sid string) {
+	m := params(q)
+	if v := m["cid"]; len(v) > 0 {
+		cid = v[0]
+	}
+	if v := m["sid"]; len(v) > 0 {
+		sid = v[0]
+	}
+	return cid, sid
+}
+
+// TestEphemeralIDsWithoutPageID: a denied GA4 hit without _p (server-built
+// and third-party clients) gets ids from the per-hit nonce, so two
+// visitors never share one; with _p, the hits of one page load share theirs.
+func TestEphemeralIDsWithoutPageID(t *testing.T) {
+	const now = 20000*86400 + 50000
+	hit := func(q string, nonce uint64) (string, string) {
+		in := ga4(q)
+		in.Region = MustRegion("DE")
+		in.Now, in.Nonce = now, nonce
+		_, w := decide(in, testPolicy())
+		return idsOf(w.Query)
+	}
+	const noP = "v=2&tid=G-1&gcs=G100&cid=1.2&sid=3&en=page_view"
+	c1, s1 := hit(noP, 11)
+	c2, s2 := hit(noP, 22)
+	// sid is a time, as gtag's is; the client id tells visitors apart.
+	if c1 == c2 || c1 == "" || s1 == "" || s2 == "" {
+		t.Errorf("two visitors without _p share a client id: %s/%s and %s/%s", c1, s1, c2, s2)
+	}
+	const withP = "v=2&tid=G-1&_p=" + "1728049000123" + "&gcs=G100&cid=1.2&sid=3&en=page_view"
+	p1, _ := hit(withP, 11)
+	p2, _ := hit(withP, 22)
+	if p1 != p2 {
+		t.Errorf("one page load got two ids: %s, %s", p1, p2)
+	}
+}
+
+// TestEphemeralIDTimes: the ids' times are plausible: first visit (cid) <=
+// session start (sid) <= hit time, the page load time when _p is recent.
+func TestEphemeralIDTimes(t *testing.T) {
+	const now = 20000*86400 + 50000
+	tests := []struct {
+		name, p string
+		want    int64
+	}{
+		{"recent page load", "&_p=" + strconv.FormatInt((now-600)*1000+123, 10), now - 600},
+		{"no _p", "", now},
+		{"page load in the future (skew)", "&_p=" + strconv.FormatInt((now+60)*1000, 10), now},
+		{"page load far in the future", "&_p=" + strconv.FormatInt((now+86400)*1000, 10), now},
+		{"page load over a day old", "&_p=" + strconv.FormatInt((now-2*86400)*1000, 10), now},
+		{"_p not a time", "&_p=1", now},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := ga4("v=2&tid=G-1&gcs=G100&cid=1.2&sid=3" + tt.p)
+			in.Region = MustRegion("DE")
+			in.Now = now
+			_, w := decide(in, testPolicy())
+			cid, sid := idsOf(w.Query)
+			_, cidT, _ := strings.Cut(cid, ".")
+			ct, err1 := strconv.ParseInt(cidT, 10, 64)
+			st, err2 := strconv.ParseInt(sid, 10, 64)
+			if err1 != nil || err2 != nil || ct > st || st > now || ct != tt.want {
+				t.Errorf("cid %s sid %s (hit at %d): want first visit %d <= session start <= hit time", cid, sid, int64(now), tt.want)
+			}
+		})
+	}
+}
