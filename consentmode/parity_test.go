@@ -76,3 +76,35 @@ func TestEphemeralIDTimes(t *testing.T) {
 		})
 	}
 }
+
+// TestMPUserID: on the Measurement Protocol user_id follows
+// analytics_storage (the sender's) as uid does on the web, and user_data
+// follows ad_user_data; without a consent object the fail-closed default
+// applies to both.
+func TestMPUserID(t *testing.T) {
+	ri, _ := MatchRoute([]byte("/mp/collect"))
+	p := testPolicy()
+	p.MPEnabled = true
+	tests := []struct {
+		name, region, consent string
+		userID, userData      bool
+	}{
+		{"ad_user_data denied", "DE", `"consent":{"ad_user_data":"DENIED","ad_personalization":"DENIED"},`, true, false},
+		{"all granted", "DE", `"consent":{"ad_user_data":"GRANTED","ad_personalization":"GRANTED"},`, true, true},
+		{"no consent object, denying region", "DE", "", false, false},
+		{"no consent object, granting region", "US", "", true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := &Input{Route: ri, Family: FamilyMP, Query: []byte("measurement_id=G-1&api_secret=s"), Region: MustRegion(tt.region), Day: 20000,
+				Body: []byte(`{"client_id":"1.2","user_id":"u42",` + tt.consent + `"user_data":{"sha256_email_address":["x"]},"events":[{"name":"purchase"}]}`)}
+			_, w := decide(in, p)
+			if got := strings.Contains(string(w.Body), `"user_id":"u42"`); got != tt.userID {
+				t.Errorf("user_id kept = %v, want %v: %s", got, tt.userID, w.Body)
+			}
+			if got := strings.Contains(string(w.Body), `"user_data"`); got != tt.userData {
+				t.Errorf("user_data kept = %v, want %v: %s", got, tt.userData, w.Body)
+			}
+		})
+	}
+}

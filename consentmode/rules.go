@@ -17,6 +17,7 @@ const (
 	IfAdPersonalizationDen      // ad_personalization denied
 	IfStorageDenied             // analytics_storage or ad_storage denied
 	IfRedaction                 // ad_storage denied and consent.ads_data_redaction on
+	IfAdUserDataDefault         // ad_user_data denied by the region default: no input said anything
 )
 
 var condNames = [...]string{
@@ -27,6 +28,7 @@ var condNames = [...]string{
 	"ad_personalization denied",
 	"analytics_storage or ad_storage denied",
 	"ad_storage denied and ads_data_redaction",
+	"ad_user_data denied by the region default (no consent object)",
 }
 
 // String describes c for the rules table.
@@ -49,6 +51,8 @@ func (c Cond) holds(st *State, p *Policy) bool {
 		return st.Denied(AnalyticsStorage) || st.Denied(AdStorage)
 	case IfRedaction:
 		return st.Denied(AdStorage) && p.AdsDataRedaction
+	case IfAdUserDataDefault:
+		return st.Denied(AdUserData) && st.Source[AdUserData] == SourceRegionDefault
 	}
 	return false
 }
@@ -196,8 +200,12 @@ var ParamRules = []Rule{
 	{famClick, "wbraid", InURL, IfRedaction, OpDrop, "ad click id in a URL"},
 	{famClick, "gclsrc", InURL, IfRedaction, OpDrop, "ad click id source in a URL"},
 
-	// Measurement Protocol, ad_user_data denied (top-level JSON keys).
-	{setOf(FamilyMP), "user_id", InHit, IfAdUserDataDenied, OpDrop, "User-ID"},
+	// Measurement Protocol (top-level JSON keys). user_id follows
+	// analytics_storage as uid does on the web; the sender answers for
+	// that on the Measurement Protocol, so it stays, except on a hit
+	// without a consent object where the fail-closed default denied
+	// ad_user_data (as before).
+	{setOf(FamilyMP), "user_id", InHit, IfAdUserDataDefault, OpDrop, "User-ID (analytics_storage is the sender's; dropped without a consent object where ad_user_data defaults to denied)"},
 	{setOf(FamilyMP), "user_data", InHit, IfAdUserDataDenied, OpDrop, "user-provided data"},
 }
 

@@ -129,14 +129,23 @@ func TestMeasurementProtocol(t *testing.T) {
 	if r.Host != "region1.google-analytics.com" || r.URI != "/mp/collect?measurement_id=G-1&api_secret=SECRET" {
 		t.Errorf("MP upstream %s %s", r.Host, r.URI)
 	}
-	if strings.Contains(r.Body, `"user_id":`) || strings.Contains(r.Body, `"user_data":`) || strings.Contains(r.Body, "jo@x.com") ||
+	// user_id follows analytics_storage (the sender's on the Measurement
+	// Protocol), as uid does on the web; user_data follows ad_user_data.
+	if !strings.Contains(r.Body, `"user_id":"u_8f3a2c"`) || strings.Contains(r.Body, `"user_data":`) || strings.Contains(r.Body, "jo@x.com") ||
 		!strings.Contains(r.Body, `"client_id":"1234567890.1680000000"`) || !strings.Contains(r.Body, `"ad_user_data":"DENIED"`) {
 		t.Errorf("MP body %s", r.Body)
+	}
+	// Without a consent object the fail-closed default (denied for an
+	// unknown region) still takes user_id.
+	g.do(fromVisitor, "POST", "/mp/collect?measurement_id=G-1&api_secret=SECRET", map[string]string{"Content-Type": "application/json"},
+		`{"client_id":"1.2","user_id":"u_8f3a2c","events":[{"name":"purchase"}]}`)
+	if got := g.up.requests(); len(got) != 2 || strings.Contains(got[1].Body, "u_8f3a2c") {
+		t.Errorf("MP without consent object: %+v", got)
 	}
 	if resp := g.do(fromVisitor, "POST", "/mp/collect?measurement_id=G-1&api_secret=s", nil, `{"client_id":`); resp.Status != fasthttp.StatusBadRequest || !strings.Contains(resp.Body, "invalid_body") {
 		t.Errorf("invalid JSON: %d %q", resp.Status, resp.Body)
 	}
-	if n := len(g.up.requests()); n != 1 {
+	if n := len(g.up.requests()); n != 2 {
 		t.Errorf("invalid JSON forwarded")
 	}
 	for _, line := range g.waitLog(1) {
