@@ -589,7 +589,14 @@ func decideAction(d *Decision, in *Input, p *Policy, h *hit, w *Work) Action {
 		if kind == KindViewThrough && string(h.event) != "conversion" {
 			kind = KindRemarketing
 		}
-		if kind == KindRemarketing && st.Denied(AdPersonalization) {
+		// A view-through ping without a conversion is a remarketing
+		// ping. Under denied ad_personalization Google's tag still sends
+		// it, with npa=1, as a consent-status ping for measurement: it
+		// leaves the same way (npa=1 written back, cookieless when
+		// ad_storage is denied). The audience endpoints (rmkt/collect,
+		// 1p-user-list, Protected Audience joins, GA audiences) exist
+		// only to build audiences: they stay blocked.
+		if kind == KindRemarketing && st.Denied(AdPersonalization) && in.Kind != KindViewThrough {
 			d.Reasons.Add(ReasonRemarketingDenied)
 			return ActionBlock
 		}

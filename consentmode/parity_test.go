@@ -108,3 +108,44 @@ func TestMPUserID(t *testing.T) {
 		})
 	}
 }
+
+// TestRemarketingPing: under denied ad_personalization, Google's tag still
+// sends the view-through (remarketing) ping with npa=1 as a consent-status
+// ping; the gateway forwards it the same way (cookieless when ad_storage is
+// denied) and keeps the audience endpoints blocked.
+func TestRemarketingPing(t *testing.T) {
+	tests := []struct {
+		name, url string
+		action    Action
+		npa       bool
+	}{
+		{"view-through, ad_personalization denied", "/pagead/viewthroughconversion/123/?en=gtag.config&gcd=13r3r3r2q5l1&url=https%3A%2F%2Fshop.example%2F", ActionStrip, true},
+		{"view-through, all denied", "/pagead/viewthroughconversion/123/?en=gtag.config&gcd=13q3q3q2q5l1&auid=1.2", ActionCookieless, true},
+		{"view-through, all granted", "/pagead/viewthroughconversion/123/?en=gtag.config&gcd=13r3r3r2r5l1", ActionForward, false},
+		{"rmkt/collect, ad_personalization denied", "/rmkt/collect/123/?en=add_to_cart&gcd=13r3r3r2q5l1", ActionBlock, false},
+		{"1p-user-list, ad_personalization denied", "/pagead/1p-user-list/123/?en=add_to_cart&gcd=13r3r3r2q5l1", ActionBlock, false},
+		{"Protected Audience join, ad_personalization denied", "/td/rul/123?gcd=13r3r3r2q5l1", ActionBlock, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := leakInput(t, tt.url, "", "DE")
+			in.Cookie = []byte("_gcl_au=1.1.1")
+			d, w := decide(in, testPolicy())
+			if d.Action != tt.action {
+				t.Fatalf("action %v (%v), want %v", d.Action, d.Reasons.Strings(), tt.action)
+			}
+			if tt.action == ActionBlock {
+				if !d.Reasons.Has(ReasonRemarketingDenied) {
+					t.Errorf("reasons %v lack remarketing_denied", d.Reasons.Strings())
+				}
+				return
+			}
+			if got := strings.Contains(string(w.Query), "npa=1"); got != tt.npa {
+				t.Errorf("npa=1 = %v, want %v: %s", got, tt.npa, w.Query)
+			}
+			if tt.action == ActionCookieless && (len(w.Cookie) > 0 || strings.Contains(string(w.Query), "auid")) {
+				t.Errorf("cookieless ping carries identifiers: %s cookie %q", w.Query, w.Cookie)
+			}
+		})
+	}
+}
