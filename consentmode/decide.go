@@ -104,7 +104,8 @@ type Decision struct {
 	// rule applied (zero for the default or unknown rule).
 	Region       Region
 	PolicyRegion Region
-	// OptOut is true when a US opt-out applied (rdp=1 written back).
+	// OptOut is true when a US opt-out applied to a visitor in the US or
+	// of unknown region (rdp=1 written back).
 	OptOut bool
 	// ServerContainer is true when the hit came from a tag configured with
 	// server_container_url: the proxy answers 204 itself.
@@ -116,6 +117,19 @@ type Decision struct {
 	// applies (dma=1); ConsentUpdate when it was sent because consent was
 	// just updated (gcu=1). Both describe the hit and change nothing.
 	DMA, ConsentUpdate bool
+}
+
+// Lowered reports whether the gateway enforced denied on a type some
+// input of the hit said was granted, even when another of its inputs
+// denied it (gcs=G111 beside a gcd letter saying denied): the hit's
+// consent update (gcu=1) then describes a state that does not apply.
+func (d *Decision) Lowered() bool {
+	for t := range NumTypes {
+		if d.Consent.Value[t] == Denied && (d.Said.GCS[t] == Granted || d.Said.GCD[t] == Granted || d.Said.NPA[t] == Granted || d.Said.MP[t] == Granted) {
+			return true
+		}
+	}
+	return false
 }
 
 // Downgraded reports whether the gateway enforced denied on a type the hit claimed granted.

@@ -52,7 +52,7 @@ func TestTCFMerge(t *testing.T) {
 		{name: "silent tag, everything consented: ad types granted by tcf", region: "DE", query: "gdpr=1&gdpr_consent=" + tcAll,
 			want: [4]Value{G, D, G, G}, src: srcs{tcf, def, tcf, tcf}, wantQuery: []string{"gcs=G110", "gcd=13n3m3n2n5l1", "!npa=1"}},
 		{name: "gcd letters l count as silent", region: "DE", query: "gcd=13l3l3l3l1l1&gdpr=1&gdpr_consent=" + tcAll,
-			want: [4]Value{G, D, G, G}, src: srcs{tcf, def, tcf, tcf}, wantQuery: []string{"gcd=13l3m3l3l1l1", "!npa=1"}},
+			want: [4]Value{G, D, G, G}, src: srcs{tcf, def, tcf, tcf}, wantQuery: []string{"gcd=13n3m3n2n5l1", "!npa=1"}}, // no command ran: a whole gcd of the enforced state
 		{name: "tcf grants analytics only in strict mode", region: "DE", strict: true, query: "gdpr=1&gdpr_consent=" + tcAll,
 			want: [4]Value{G, G, G, G}, src: srcs{tcf, tcf, tcf, tcf}, wantQuery: []string{"!gcs", "!npa=1"}},
 		{name: "purpose 3 refused: ad_personalization denied, rest granted", region: "DE", query: "gdpr=1&gdpr_consent=" + tcNoP3,

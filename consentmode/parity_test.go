@@ -149,3 +149,39 @@ func TestRemarketingPing(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteBackAgrees: what the gateway writes back never contradicts
+// itself: gcu=1 goes on every downgrade, also when the hit contradicts
+// itself; a gcd saying no consent command ran is replaced whole, so its
+// letters and tail agree.
+func TestWriteBackAgrees(t *testing.T) {
+	tests := []struct {
+		name, query, region string
+		want, notWant       []string
+	}{
+		{"gcu with a self-contradicting hit", "gcs=G111&gcd=13r3q3r2r5l1&gcu=1", "US", nil, []string{"gcu=1"}},
+		{"gcu on a plain downgrade", "gcs=G111&gcd=13r3r3r2r5l1&gcu=1&gdpr=1&gdpr_consent=" + tcNoP1, "US", nil, []string{"gcu=1"}},
+		{"gcu when nothing was lowered", "gcs=G111&gcd=13r3r3r2r5l1&gcu=1", "US", []string{"gcu=1"}, nil},
+		{"no command ran, denying region", "gcd=13l3l3l3l1", "DE", []string{"gcd=13m3m3m2m5l1"}, []string{"13m3m3m3m1"}},
+		{"no command ran, old format", "gcd=11l1l1l1l1", "DE", []string{"gcd=13m3m3m2m5l1"}, nil},
+		{"no command ran, granting region", "gcd=13l3l3l3l1", "US", []string{"gcd=13l3l3l3l1"}, nil},
+		{"a command ran: letters edited in place", "gcd=13r3r3r2r5l1&gcs=G111", "US", []string{"gcd=13r3r3r2r5l1"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := ga4("v=2&tid=G-1&_p=1&" + tt.query)
+			in.Region = MustRegion(tt.region)
+			_, w := decide(in, testPolicy())
+			for _, s := range tt.want {
+				if !strings.Contains(string(w.Query), s) {
+					t.Errorf("%s lacks %s", w.Query, s)
+				}
+			}
+			for _, s := range tt.notWant {
+				if strings.Contains(string(w.Query), s) {
+					t.Errorf("%s carries %s", w.Query, s)
+				}
+			}
+		})
+	}
+}

@@ -118,7 +118,7 @@ func (rw *rewriter) pair(dst, piece []byte) ([]byte, bool) {
 			return d, kept
 		}
 	case OpWriteBack:
-		if string(nk) == "gcu" && rw.d.Reasons.Has(ReasonConsentDowngraded) {
+		if string(nk) == "gcu" && rw.d.Lowered() {
 			rw.removed(field, noReason) // the update the tag reports is not the state that applies
 			return dst, false
 		}
@@ -226,8 +226,18 @@ func (rw *rewriter) writeBack(dst, k, nk, v []byte, hasEq bool) []byte {
 			return appendGCDState(dst, st)
 		}
 		var deny [NumTypes]bool
+		change := false
 		for t := range deny {
 			deny[t] = st.Value[t] == Denied
+			if off := gcdLetterOffset[t]; deny[t] && off < len(v) && gcdDenyLetter(v[off]) != v[off] {
+				change = true
+			}
+		}
+		if change && gcdNoCommand(v) {
+			// "No consent command ran" has a tail of its own
+			// (13l3l3l3l1): denied letters in it would contradict it.
+			// The enforced state goes out as a whole current gcd.
+			return appendGCDState(dst, st)
 		}
 		mark := len(dst)
 		dst = appendGCDDenied(dst, v, deny)

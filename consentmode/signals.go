@@ -66,7 +66,11 @@ func mergeOptionalSignals(d *Decision, h *hit, in *Input, p *Policy, rule *Regio
 		optOut = SourceGPP
 	}
 	if optOut != SourceNone {
-		d.OptOut = true
+		// rdp=1 (restricted data processing) is Google's answer to US
+		// state privacy laws: written for visitors in the US, and where
+		// the region is unknown (fail closed). Elsewhere (a GPC in the
+		// EEA) the opt-out still denies, rdp is not Google's signal there.
+		d.OptOut = d.Region.IsUnknown() || (d.Region[0] == 'U' && d.Region[1] == 'S')
 		d.Reasons.Add(ReasonUSOptOut)
 		d.Consent.deny(AdPersonalization, optOut, 0)
 		if rule.OptOutDeniesAdUserData {
