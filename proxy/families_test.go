@@ -45,7 +45,6 @@ func TestAdsRemarketingAndFormData(t *testing.T) {
 	for _, uri := range []string{
 		"/rmkt/collect/1071635065/?random=1&en=add_to_cart&gcs=G111&gcd=13r3r3r2p5l1",        // ad_personalization denied
 		"/pagead/1p-user-list/1071635065/?random=1&en=add_to_cart&gcs=G111&npa=1",            // npa=1 denies personalization
-		"/pagead/viewthroughconversion/1071635065/?random=1&en=gtag.config&gcd=13r3r3r2q5l1", // config ping = remarketing
 		"/ccm/form-data/1071635065?gcs=G111&gcd=13r3r3q2r5l1&em=tv.1~em.x",                   // ad_user_data denied
 		"/td/rul/1071635065?gcd=13r3r3r2q5l1",
 	} {
@@ -56,6 +55,14 @@ func TestAdsRemarketingAndFormData(t *testing.T) {
 	if n := len(g.up.requests()); n != 0 {
 		t.Fatalf("blocked remarketing/form-data reached the upstream: %+v", g.up.requests())
 	}
+	// The view-through config ping leaves with npa=1, as Google's tag sends it.
+	g.do(fromProxy, "GET", "/pagead/viewthroughconversion/1071635065/?random=1&en=gtag.config&gcd=13r3r3r2q5l1", map[string]string{"CF-IPCountry": "US"}, "")
+	if r := onlyRequest(t, g.up); !strings.Contains(r.URI, "en=gtag.config") || !strings.Contains(r.URI, "npa=1") {
+		t.Errorf("view-through ping: %s", r.URI)
+	}
+	g.up.mu.Lock()
+	g.up.got = nil
+	g.up.mu.Unlock()
 	g.do(fromProxy, "GET", "/pagead/viewthroughconversion/1071635065/?random=1&en=conversion&gcd=13r3r3r2q5l1", map[string]string{"CF-IPCountry": "US"}, "")
 	r := onlyRequest(t, g.up)
 	if r.Host != "googleads.g.doubleclick.net" || !strings.Contains(r.URI, "npa=1") {
