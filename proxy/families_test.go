@@ -43,9 +43,9 @@ func TestAdsRedactionRemovesClickIDs(t *testing.T) {
 func TestAdsRemarketingAndFormData(t *testing.T) {
 	g := newGateway(t, "")
 	for _, uri := range []string{
-		"/rmkt/collect/1071635065/?random=1&en=add_to_cart&gcs=G111&gcd=13r3r3r2p5l1",        // ad_personalization denied
-		"/pagead/1p-user-list/1071635065/?random=1&en=add_to_cart&gcs=G111&npa=1",            // npa=1 denies personalization
-		"/ccm/form-data/1071635065?gcs=G111&gcd=13r3r3q2r5l1&em=tv.1~em.x",                   // ad_user_data denied
+		"/rmkt/collect/1071635065/?random=1&en=add_to_cart&gcs=G111&gcd=13r3r3r2p5l1", // ad_personalization denied
+		"/pagead/1p-user-list/1071635065/?random=1&en=add_to_cart&gcs=G111&npa=1",     // npa=1 denies personalization
+		"/ccm/form-data/1071635065?gcs=G111&gcd=13r3r3q2r5l1&em=tv.1~em.x",            // ad_user_data denied
 		"/td/rul/1071635065?gcd=13r3r3r2q5l1",
 	} {
 		if resp := g.do(fromProxy, "GET", uri, map[string]string{"CF-IPCountry": "US"}, ""); resp.Status != fasthttp.StatusNoContent {
