@@ -123,6 +123,13 @@ func (b *builder) policy() {
 	default:
 		b.bad("consent.mode", "%q is not advanced or basic", f.Consent.Mode)
 	}
+	switch f.Consent.Profile {
+	case "strict", "":
+	case "google":
+		pol.Profile = consentmode.ProfileGoogle
+	default:
+		b.bad("consent.profile", "%q is not strict or google", f.Consent.Profile)
+	}
 	if len(f.Tags) > 0 {
 		pol.Tags = make(map[string]bool, len(f.Tags))
 		for i, raw := range f.Tags {
@@ -154,6 +161,8 @@ func (b *builder) cookieless(fallback []byte) {
 	pol.SetSecret(secret)
 	switch f.Cookieless.ClientID {
 	case "ephemeral", "":
+		// consent.profile: google keeps the tag's ids, as Google's tags do.
+		pol.ClientIDTag = pol.Profile == consentmode.ProfileGoogle
 	case "tag":
 		pol.ClientIDTag = true
 	default:

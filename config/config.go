@@ -270,6 +270,7 @@ type deliveryFile struct {
 
 type consentFile struct {
 	Mode             string                `mapstructure:"mode"`
+	Profile          string                `mapstructure:"profile"`
 	Enforce          bool                  `mapstructure:"enforce"`
 	AdsDataRedaction bool                  `mapstructure:"ads_data_redaction"`
 	Default          string                `mapstructure:"default"`

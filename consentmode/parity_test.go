@@ -185,3 +185,41 @@ func TestWriteBackAgrees(t *testing.T) {
 		})
 	}
 }
+
+// TestProfiles: consent.profile strict removes user_id and user properties
+// from a hit with analytics_storage denied; google keeps them, as Google's
+// cookieless pings carry them, and keeps the tag's own page-scoped ids.
+func TestProfiles(t *testing.T) {
+	const q = "v=2&tid=G-1&_p=1&gcs=G100&cid=555.666&sid=777&uid=u42&up.plan=gold&upn.age=3&sct=4&ecid=99&en=page_view"
+	tests := []struct {
+		profile       Profile
+		clientIDTag   bool
+		keep, removed []string
+	}{
+		{ProfileStrict, false, []string{"en=page_view"}, []string{"uid=u42", "up.plan", "upn.age", "cid=555.666", "sct=4", "ecid=99"}},
+		{ProfileGoogle, true, []string{"uid=u42", "up.plan=gold", "upn.age=3", "cid=555.666&sid=777"}, []string{"sct=4", "ecid=99"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.profile.String(), func(t *testing.T) {
+			p := testPolicy()
+			p.Profile, p.ClientIDTag = tt.profile, tt.clientIDTag
+			in := ga4(q)
+			in.Region = MustRegion("DE")
+			in.Cookie = []byte("cc_cookie=x")
+			d, w := decide(in, p)
+			if d.Action != ActionCookieless {
+				t.Fatalf("action %v", d.Action)
+			}
+			for _, s := range tt.keep {
+				if !strings.Contains(string(w.Query), s) {
+					t.Errorf("%s lacks %s", w.Query, s)
+				}
+			}
+			for _, s := range tt.removed {
+				if strings.Contains(string(w.Query), s) {
+					t.Errorf("%s carries %s", w.Query, s)
+				}
+			}
+		})
+	}
+}

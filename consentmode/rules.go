@@ -18,6 +18,7 @@ const (
 	IfStorageDenied             // analytics_storage or ad_storage denied
 	IfRedaction                 // ad_storage denied and consent.ads_data_redaction on
 	IfAdUserDataDefault         // ad_user_data denied by the region default: no input said anything
+	IfAnalyticsDeniedStrict     // analytics_storage denied and consent.profile strict
 )
 
 var condNames = [...]string{
@@ -29,6 +30,7 @@ var condNames = [...]string{
 	"analytics_storage or ad_storage denied",
 	"ad_storage denied and ads_data_redaction",
 	"ad_user_data denied by the region default (no consent object)",
+	"analytics_storage denied, profile strict",
 }
 
 // String describes c for the rules table.
@@ -51,6 +53,8 @@ func (c Cond) holds(st *State, p *Policy) bool {
 		return st.Denied(AnalyticsStorage) || st.Denied(AdStorage)
 	case IfRedaction:
 		return st.Denied(AdStorage) && p.AdsDataRedaction
+	case IfAnalyticsDeniedStrict:
+		return st.Denied(AnalyticsStorage) && p.Profile == ProfileStrict
 	case IfAdUserDataDefault:
 		return st.Denied(AdUserData) && st.Source[AdUserData] == SourceRegionDefault
 	}
@@ -129,10 +133,12 @@ var ParamRules = []Rule{
 	// GA4 (and UA when forwarded), analytics_storage denied: cookieless ping.
 	{famWeb, "cid", InHit, IfAnalyticsDenied, OpEphemeral, "client id: page-scoped ephemeral value"},
 	{famGA4, "sid", InHit, IfAnalyticsDenied, OpEphemeral, "session id: page-scoped ephemeral value"},
-	{famWeb, "uid", InHit, IfAnalyticsDenied, OpDrop, "User-ID"},
+	// User-ID and user properties: Google's cookieless pings send them
+	// "normally" (consent mode reference); profile strict removes them.
+	{famWeb, "uid", InHit, IfAnalyticsDeniedStrict, OpDrop, "User-ID"},
 	{famGA4, "sct", InHit, IfAnalyticsDenied, OpDrop, "session count"},
-	{famGA4, "up.*", InHit, IfAnalyticsDenied, OpDrop, "user properties"},
-	{famGA4, "upn.*", InHit, IfAnalyticsDenied, OpDrop, "numeric user properties"},
+	{famGA4, "up.*", InHit, IfAnalyticsDeniedStrict, OpDrop, "user properties"},
+	{famGA4, "upn.*", InHit, IfAnalyticsDeniedStrict, OpDrop, "numeric user properties"},
 	{famGA4, "_fplc", InHit, IfAnalyticsDenied, OpDrop, "first-party linker cookie value"},
 	{famGA4, "ecid", InHit, IfAnalyticsDenied, OpDrop, "undocumented per-browser id"},
 	{famGA4, "_fid", InHit, IfAnalyticsDenied, OpDrop, "Firebase installation id"},

@@ -21,6 +21,8 @@ import (
 type Explanation struct {
 	Record
 	Forward *Forward `json:"forward,omitempty"`
+	// Profile is consent.profile: "strict" or "google".
+	Profile string `json:"profile"`
 	// Decision is the decision itself, for audit's invariant checks.
 	Decision consentmode.Decision `json:"-"`
 }
@@ -74,7 +76,7 @@ func (h *Handler) Explain(hit Hit) (*Explanation, error) {
 	reg = cfg.Policy.Resolve(reg)
 	err = h.prepare(rt, req, reg, client, &p)
 	defer h.release(&p)
-	e := &Explanation{Record: newRecord(&p.decision, cfg, p.route >= 0), Decision: p.decision}
+	e := &Explanation{Record: newRecord(&p.decision, cfg, p.route >= 0), Decision: p.decision, Profile: cfg.Policy.Profile.String()}
 	e.addSaid(&p.decision)
 	if he := asError(err); he != nil {
 		e.Error, e.Status = he.Reason.String(), he.Status

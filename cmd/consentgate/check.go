@@ -22,6 +22,11 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		return errFailed
 	}
 	fmt.Fprintf(stdout, "%s: OK (policy version %s)\n", cfg.Source, cfg.PolicyVersion)
+	clientID := "ephemeral"
+	if cfg.Policy.ClientIDTag {
+		clientID = "tag"
+	}
+	fmt.Fprintf(stdout, "consent: mode %s, profile %s, cookieless.client_id %s\n", cfg.Policy.Mode, cfg.Policy.Profile, clientID)
 	fmt.Fprintf(stdout, "cors: %s\n", cfg.CORSRule())
 	for _, w := range cfg.Warnings {
 		fmt.Fprintf(stdout, "warning: %s\n", w)

@@ -156,7 +156,7 @@ func printExplanation(w io.Writer, e *proxy.Explanation) {
 			fmt.Fprintln(w, "delivery sync: the browser gets the upstream's answer")
 		}
 	}
-	fmt.Fprintf(w, "policy   %s\n", e.PolicyVersion)
+	fmt.Fprintf(w, "policy   %s (consent.profile %s)\n", e.PolicyVersion, e.Profile)
 }
 
 // saidText lists what each input of the hit said about type t, and flags
