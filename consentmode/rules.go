@@ -10,15 +10,15 @@ type Cond uint8
 
 // Conditions.
 const (
-	Always                 Cond = iota
-	IfAnalyticsDenied           // analytics_storage denied
-	IfAdStorageDenied           // ad_storage denied
-	IfAdUserDataDenied          // ad_user_data denied
-	IfAdPersonalizationDen      // ad_personalization denied
-	IfStorageDenied             // analytics_storage or ad_storage denied
-	IfRedaction                 // ad_storage denied and consent.ads_data_redaction on
-	IfAdUserDataDefault         // ad_user_data denied by the region default: no input said anything
-	IfAnalyticsDeniedStrict     // analytics_storage denied and consent.profile strict
+	Always                  Cond = iota
+	IfAnalyticsDenied            // analytics_storage denied
+	IfAdStorageDenied            // ad_storage denied
+	IfAdUserDataDenied           // ad_user_data denied
+	IfAdPersonalizationDen       // ad_personalization denied
+	IfStorageDenied              // analytics_storage or ad_storage denied
+	IfRedaction                  // ad_storage denied and consent.ads_data_redaction on
+	IfAdUserDataDefault          // ad_user_data denied by the region default: no input said anything
+	IfAnalyticsDeniedStrict      // analytics_storage denied and consent.profile strict
 )
 
 var condNames = [...]string{
