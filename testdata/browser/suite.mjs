@@ -378,6 +378,41 @@ const scenarios = [
     },
   },
   {
+    // @minimal-analytics/ga4 sends no _p: without a page load to scope to,
+    // every denied hit gets an id of its own, so two visitors (here from
+    // the same address and browser) never become one client to Google.
+    name: 'consent-unaware GA4 client, DE: two visitors without _p get different ids',
+    page: '/unaware.html',
+    region: 'DE',
+    hits: 2,
+    act: async (page) => {
+      await until('the first page_view', () => hits().some((h) => h.q.get('en') === 'page_view'));
+      const other = await page.context().browser().newContext();
+      try {
+        const p2 = await other.newPage();
+        await p2.goto(SITE + '/unaware.html');
+        await until('the second page_view', () => hits().filter((h) => h.q.get('en') === 'page_view').length >= 2);
+      } finally {
+        await other.close();
+      }
+    },
+    check: (hs, sent) => {
+      const pvs = byEvent(hs, 'page_view');
+      assert.ok(pvs.length >= 2, 'two page views');
+      const [a, b] = pvs;
+      assert.equal(a.q.get('_p'), null, 'the client sends no _p');
+      assert.notEqual(a.q.get('cid'), b.q.get('cid'), 'two visitors share a client id');
+      for (const h of [a, b]) {
+        assert.ok(!sent.some((x) => x.get('cid') === h.q.get('cid')), 'the tag\'s own cid left on a denied hit');
+        const cidTime = Number((h.q.get('cid') || '').split('.')[1]);
+        const sidTime = Number(h.q.get('sid') || cidTime);
+        const now = Date.now() / 1000 + 5;
+        assert.ok(cidTime <= sidTime && sidTime <= now, `implausible times: cid ${h.q.get('cid')} sid ${h.q.get('sid')}`);
+        assert.equal(h.headers.cookie, undefined);
+      }
+    },
+  },
+  {
     name: 'consent-unaware GA4 client, DE: accept all (deny-only CMP cookie cannot grant)',
     page: '/unaware.html',
     region: 'DE',
