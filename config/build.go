@@ -131,6 +131,13 @@ func (b *builder) policy() {
 	default:
 		b.bad("consent.mode", "%q is not advanced or basic", f.Consent.Mode)
 	}
+	switch f.Consent.Profile {
+	case "strict", "":
+	case "google":
+		pol.Profile = consentmode.ProfileGoogle
+	default:
+		b.bad("consent.profile", "%q is not strict or google", f.Consent.Profile)
+	}
 	if len(f.Tags) > 0 {
 		pol.Tags = make(map[string]bool, len(f.Tags))
 		for i, raw := range f.Tags {
@@ -162,6 +169,8 @@ func (b *builder) cookieless(fallback []byte) {
 	pol.SetSecret(secret)
 	switch f.Cookieless.ClientID {
 	case "ephemeral", "":
+		// consent.profile: google keeps the tag's ids, as Google's tags do.
+		pol.ClientIDTag = pol.Profile == consentmode.ProfileGoogle
 	case "tag":
 		pol.ClientIDTag = true
 	default:
@@ -509,6 +518,7 @@ func buildRegions(p *consentmode.Policy, cf *consentFile) []error {
 	}
 	p.Default = withDefaults(base, def)
 	p.Unknown = withDefaults(base, unk)
+	ps = append(ps, buildRegionCodes(p, cf)...)
 
 	denied := cf.DeniedRegions
 	if len(denied) == 0 {
@@ -517,7 +527,7 @@ func buildRegions(p *consentmode.Policy, cf *consentFile) []error {
 	p.Regions = make(map[consentmode.Region]consentmode.RegionRule, len(denied)+len(cf.Regions))
 	for i, code := range denied {
 		r, ok := consentmode.ParseRegion([]byte(code))
-		if !ok || !consentmode.KnownCountry(r) {
+		if r = p.Resolve(r); !ok || r.IsUnknown() {
 			ps = append(ps, problem(fmt.Sprintf("consent.denied_regions[%d]", i), "%q is not an ISO 3166 code", code))
 			continue
 		}
@@ -526,6 +536,32 @@ func buildRegions(p *consentmode.Policy, cf *consentFile) []error {
 
 	for _, code := range regionOrder(cf.Regions) {
 		ps = append(ps, buildRegion(p, code, cf.Regions[code])...)
+	}
+	return ps
+}
+
+// buildRegionCodes reads consent.user_assigned_regions and
+// consent.region_aliases into the policy.
+func buildRegionCodes(p *consentmode.Policy, cf *consentFile) []error {
+	var ps []error
+	p.UserAssigned = make(map[consentmode.Region]bool, len(cf.UserAssigned))
+	for i, code := range cf.UserAssigned {
+		r, ok := consentmode.ParseRegion([]byte(code))
+		if !ok || r.HasSubdivision() || consentmode.KnownCountry(r) {
+			ps = append(ps, problem(fmt.Sprintf("consent.user_assigned_regions[%d]", i), "%q is not a two-letter code outside ISO 3166-1's assigned ones (such as XK)", code))
+			continue
+		}
+		p.UserAssigned[r] = true
+	}
+	p.RegionAliases = make(map[consentmode.Region]consentmode.Region, len(cf.RegionAliases))
+	for from, to := range cf.RegionAliases {
+		f, ok1 := consentmode.ParseRegion([]byte(from))
+		t, ok2 := consentmode.ParseRegion([]byte(to))
+		if !ok1 || !ok2 || f.HasSubdivision() || t.HasSubdivision() || consentmode.KnownCountry(f) || !consentmode.KnownCountry(t) {
+			ps = append(ps, problem("consent.region_aliases."+from, "maps a code ISO 3166-1 does not assign to an assigned country, such as UK: GB (got %s: %s)", from, to))
+			continue
+		}
+		p.RegionAliases[f] = t
 	}
 	return ps
 }
@@ -559,7 +595,7 @@ func buildRegion(p *consentmode.Policy, code string, rf regionFile) []error {
 	var ps []error
 	key := "consent.regions." + code
 	reg, ok := consentmode.ParseRegion([]byte(code))
-	if !ok || !consentmode.KnownCountry(reg) {
+	if reg = p.Resolve(reg); !ok || reg.IsUnknown() {
 		return append(ps, problem(key, "%q is not an ISO 3166-1 or -2 code such as DE or US-CA", code))
 	}
 	rule, _ := p.RuleFor(reg)

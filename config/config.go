@@ -281,11 +281,14 @@ type deliveryFile struct {
 
 type consentFile struct {
 	Mode             string                `mapstructure:"mode"`
+	Profile          string                `mapstructure:"profile"`
 	Enforce          bool                  `mapstructure:"enforce"`
 	AdsDataRedaction bool                  `mapstructure:"ads_data_redaction"`
 	Default          string                `mapstructure:"default"`
 	UnknownRegion    string                `mapstructure:"unknown_region"`
 	DeniedRegions    []string              `mapstructure:"denied_regions"`
+	RegionAliases    map[string]string     `mapstructure:"region_aliases"`
+	UserAssigned     []string              `mapstructure:"user_assigned_regions"`
 	Signals          map[string]bool       `mapstructure:"signals"`
 	Regions          map[string]regionFile `mapstructure:"regions"`
 	CMPCookies       []cmpCookieFile       `mapstructure:"cmp_cookies"`

@@ -45,7 +45,7 @@ func (u *fakeUpstream) wait(t *testing.T, n int) []recorded {
 	}
 }
 
-const queuedHit = "/g/collect?v=2&tid=G-ABC123&gcs=G100&cid=1174285007.1749196701&uid=SECRETUSER&en=page_view&ep.n=%d"
+const queuedHit = "/g/collect?v=2&tid=G-ABC123&_p=1&gcs=G100&cid=1174285007.1749196701&uid=SECRETUSER&en=page_view&ep.n=%d"
 
 func TestQueuedHitIsAnsweredThenDeliveredRewritten(t *testing.T) {
 	dir := t.TempDir()

@@ -40,8 +40,9 @@ const (
 	rejectMaxConnections // the listener: limits.max_connections reached
 	rejectNoDescriptors  // the listener: out of file descriptors
 	rejectUnauthorized
-	rejectQueueFull // the delivery queue is full
-	rejectSpool     // the delivery spool failed
+	rejectQueueFull      // the delivery queue is full
+	rejectSpool          // the delivery spool failed
+	rejectScriptVariants // a script variant over the tag's bound (scripts.go)
 
 	// numRejectReasons counts the reasons above: the series of
 	// consentgate_rejected_total.
@@ -75,6 +76,7 @@ var rejectReasonNames = [numRejectReasons + 1]string{
 	rejectUnauthorized:     "unauthorized",
 	rejectQueueFull:        "queue_full",
 	rejectSpool:            "spool_error",
+	rejectScriptVariants:   "script_variants",
 	upstreamFailed:         "upstream_error",
 }
 
@@ -116,6 +118,7 @@ var (
 	errBadRequest       = &Error{Status: fasthttp.StatusBadRequest, Reason: rejectBadRequest}
 	errOverBudget       = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectOverBudget, RetryAfter: time.Second}
 	errUnauthorized     = &Error{Status: fasthttp.StatusUnauthorized, Reason: rejectUnauthorized}
+	errScriptVariants   = &Error{Status: fasthttp.StatusTooManyRequests, Reason: rejectScriptVariants}
 	errUpstream         = &Error{Status: fasthttp.StatusBadGateway, Reason: upstreamFailed}
 	errUpstreamTimeout  = &Error{Status: fasthttp.StatusGatewayTimeout, Reason: upstreamFailed}
 	// A hit delivery did not take: the client may try again.

@@ -29,6 +29,8 @@ type Explanation struct {
 	ClientIP     string   `json:"client_ip"`
 	ClientIPFrom string   `json:"client_ip_from"`
 	Forward      *Forward `json:"forward,omitempty"`
+	// Profile is consent.profile: "strict" or "google".
+	Profile string `json:"profile"`
 	// Decision is the decision itself, for audit's invariant checks.
 	Decision consentmode.Decision `json:"-"`
 }
@@ -84,9 +86,10 @@ func (h *Handler) Explain(hit Hit) (*Explanation, error) {
 	var p prepared
 	p.route = -1
 	p.now = h.now()
+	reg = cfg.Policy.Resolve(reg)
 	err = h.prepare(rt, req, reg, client, &p)
 	defer h.release(&p)
-	e := &Explanation{Record: declog.NewRecord(&p.decision, cfg, p.route >= 0), Decision: p.decision, ClientIP: client.String(), ClientIPFrom: from}
+	e := &Explanation{Record: declog.NewRecord(&p.decision, cfg, p.route >= 0), Decision: p.decision, ClientIP: client.String(), ClientIPFrom: from, Profile: cfg.Policy.Profile.String()}
 	e.AddSaid(&p.decision)
 	if he := asError(err); he != nil {
 		e.Error, e.Status = he.Reason.String(), he.Status

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strings"
@@ -209,6 +210,8 @@ func (h *Handler) prepare(rt *snapshot, req *fasthttp.Request, region consentmod
 		GPC:        h.gpc(&req.Header),
 		Region:     region,
 		Day:        p.now.Unix() / 86400,
+		Now:        p.now.Unix(),
+		Nonce:      rand.Uint64(), // ids of a hit without _p: one per hit
 		ClientIP:   client,
 		TagGateway: cfg.Upstream != nil,
 		Headers:    &o.headers,
@@ -434,6 +437,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
 	if conflict {
 		h.metrics.conflicting(conflictGeo)
 	}
+	reg = cfg.Policy.Resolve(reg) // an unassigned code (QQ) is no country
 
 	var p prepared
 	p.route = -1
@@ -493,7 +497,7 @@ func (h *Handler) proxy(ctx *fasthttp.RequestCtx, p *prepared, origin []byte, al
 	} else if d.ServerContainer {
 		ctx.Response.ResetBody()
 		ctx.Response.Header.Del("Content-Type")
-		ctx.SetStatusCode(fasthttp.StatusNoContent)
+		setStatus(&ctx.Response, fasthttp.StatusNoContent)
 	} else {
 		if cfg.Upstream != nil {
 			rewriteLocation(&ctx.Response, cfg)
@@ -587,9 +591,17 @@ func dropOffsiteLocation(resp *fasthttp.Response, ctx *fasthttp.RequestCtx) {
 	}
 	resp.Header.Del("Location")
 	if sc := resp.StatusCode(); sc >= 300 && sc < 400 {
-		resp.SetStatusCode(fasthttp.StatusNoContent)
+		setStatus(resp, fasthttp.StatusNoContent)
 		resp.ResetBody()
 	}
+}
+
+// setStatus replaces the status of an upstream response. The reason
+// phrase Google sent ("Found") is dropped with its code, so the status
+// line says "204 No Content", not "204 Found".
+func setStatus(resp *fasthttp.Response, code int) {
+	resp.SetStatusCode(code)
+	resp.Header.SetStatusMessage(nil)
 }
 
 // rewriteLocation points a Location at the tag-gateway upstream's

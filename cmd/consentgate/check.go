@@ -25,6 +25,11 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		return errFailed
 	}
 	fmt.Fprintf(stdout, "%s: OK (policy version %s)\n", cfg.Source, cfg.PolicyVersion)
+	clientID := "ephemeral"
+	if cfg.Policy.ClientIDTag {
+		clientID = "tag"
+	}
+	fmt.Fprintf(stdout, "consent: mode %s, profile %s, cookieless.client_id %s\n", cfg.Policy.Mode, cfg.Policy.Profile, clientID)
 	if cfg.Upstream == nil || len(cfg.CORSOrigins) > 0 {
 		// In tag-gateway style the tags call the gateway on the site's
 		// own host: same-origin, no CORS to choose.

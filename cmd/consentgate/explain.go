@@ -162,7 +162,7 @@ func printExplanation(w io.Writer, e *proxy.Explanation) {
 			fmt.Fprintln(w, "delivery sync: the browser gets the upstream's answer")
 		}
 	}
-	fmt.Fprintf(w, "policy   %s\n", e.PolicyVersion)
+	fmt.Fprintf(w, "policy   %s (consent.profile %s)\n", e.PolicyVersion, e.Profile)
 }
 
 // clientFromText says in words where explain's client IP came from.

@@ -33,7 +33,7 @@ func TestExplainShowsWhatTheHitSaid(t *testing.T) {
 		t.Errorf("explain still prints only the merged claim:\n%s", out)
 	}
 
-	out, _, err = runCLI(t, "explain", "--json", "--region", "DE", "-H", "Cookie: euconsent-v2=tcunavailable", overClaimHit+"&gdpr=1&gdpr_consent=tcunavailable")
+	out, _, err = runCLI(t, "explain", "--json", "--region", "DE", "-H", "Cookie: euconsent-v2=tcunavailable", overClaimHit+"&gdpr=1&gdpr_consent=notatcstring")
 	if err != nil {
 		t.Fatal(err)
 	}
