@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/consentgate/consentgate/proxy/spool"
 )
 
 // queueGateway is a gateway whose GA4 hits are queued, with its spool in
@@ -355,4 +357,102 @@ func TestQueueFlappingUpstream(t *testing.T) {
 		t.Errorf("upstream saw %d distinct hits, want %d", len(distinct), browsers*each)
 	}
 	waitMetric(t, g, `consentgate_delivery_spool_records{upstream="http://region1.google-analytics.com"} 0`)
+}
+
+// laneDir is the spool directory of the GA4 lane of a test gateway.
+func laneDir(dir string) string {
+	return filepath.Join(dir, laneDirName("http://region1.google-analytics.com"))
+}
+
+// damageSpool overwrites two bytes inside record k of the segment of dir
+// whose index is seg (in name order) and returns how many records the
+// segment holds from k on: those the damage costs.
+func damageSpool(t *testing.T, dir string, seg, k int) int {
+	t.Helper()
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
+	if len(segs) <= seg {
+		t.Fatalf("%d segments, the test needs %d", len(segs), seg+1)
+	}
+	b, err := os.ReadFile(segs[seg])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var offs []int
+	for off := 0; off < len(b); {
+		_, n, err := spool.DecodeFrame(b[off:])
+		if err != nil {
+			t.Fatalf("%s at %d: %v", segs[seg], off, err)
+		}
+		offs = append(offs, off)
+		off += n
+	}
+	f, err := os.OpenFile(segs[seg], os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte{0xff, 0xff}, int64(offs[k]+30)); err != nil {
+		t.Fatal(err)
+	}
+	return len(offs) - k
+}
+
+// distinctHits returns the ep.n values the upstream received.
+func distinctHits(u *fakeUpstream) map[string]bool {
+	seen := map[string]bool{}
+	for _, r := range u.requests() {
+		if i := strings.Index(r.URI, "ep.n="); i >= 0 {
+			seen[r.URI[i:]] = true
+		}
+	}
+	return seen
+}
+
+// TestDamagedRecordWhileRunning: a record damaged in a segment the replay
+// has not reached costs only the rest of that segment; every hit there is
+// counted dropped (spool_corrupt) and every later segment is delivered.
+func TestDamagedRecordWhileRunning(t *testing.T) {
+	dir := t.TempDir()
+	g := queueGatewayWorkers(t, dir, "segment_bytes: 4096", 1)
+	block := make(chan struct{})
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { <-block; ctx.SetStatusCode(204) })
+	const n = 80
+	for i := range n {
+		if r := g.do(fromProxy, "GET", fmt.Sprintf(queuedHit, i), nil, ""); r.Status != 204 {
+			t.Fatalf("hit %d: status %d", i, r.Status)
+		}
+	}
+	// One worker holds a hit, the queue 4 more, replay one: the replay
+	// is still in the first segment.
+	lost := damageSpool(t, laneDir(dir), 2, 3)
+	close(block)
+	waitMetric(t, g, fmt.Sprintf(`consentgate_delivery_dropped_total{cause="spool_corrupt"} %d`, lost))
+	waitMetric(t, g, fmt.Sprintf(`consentgate_delivery_delivered_total{family="ga4"} %d`, n-lost))
+	waitMetric(t, g, `consentgate_delivery_spool_records{upstream="http://region1.google-analytics.com"} 0`)
+	if got := len(distinctHits(g.up)); got != n-lost {
+		t.Errorf("upstream got %d distinct hits, want %d (%d lost to the damage)", got, n-lost, lost)
+	}
+}
+
+// TestDamagedRecordBeforeRestart: a record damaged while the gateway was
+// stopped costs the rest of its segment, counted once per hit.
+func TestDamagedRecordBeforeRestart(t *testing.T) {
+	dir := t.TempDir()
+	g := queueGateway(t, dir, "segment_bytes: 4096")
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(503) })
+	const n = 80
+	for i := range n {
+		if r := g.do(fromProxy, "GET", fmt.Sprintf(queuedHit, i), nil, ""); r.Status != 204 {
+			t.Fatalf("hit %d: status %d", i, r.Status)
+		}
+	}
+	g.close()
+	lost := damageSpool(t, laneDir(dir), 1, 2)
+
+	g2 := queueGatewayWorkers(t, dir, "segment_bytes: 4096", 1)
+	waitMetric(t, g2, fmt.Sprintf(`consentgate_delivery_dropped_total{cause="spool_corrupt"} %d`, lost))
+	waitMetric(t, g2, fmt.Sprintf(`consentgate_delivery_delivered_total{family="ga4"} %d`, n-lost))
+	if got := len(distinctHits(g2.up)); got != n-lost {
+		t.Errorf("upstream got %d distinct hits after the restart, want %d", got, n-lost)
+	}
 }

@@ -39,8 +39,9 @@ const (
 	rejectMaxConnections // the listener: limits.max_connections reached
 	rejectNoDescriptors  // the listener: out of file descriptors
 	rejectUnauthorized
-	rejectQueueFull // the delivery queue is full
-	rejectSpool     // the delivery spool failed
+	rejectQueueFull    // the delivery queue is full
+	rejectSpool        // the delivery spool failed
+	rejectShuttingDown // delivery is shutting down: no hit is queued any more
 
 	// numRejectReasons counts the reasons above: the series of
 	// consentgate_rejected_total.
@@ -74,6 +75,7 @@ var rejectReasonNames = [numRejectReasons + 1]string{
 	rejectUnauthorized:     "unauthorized",
 	rejectQueueFull:        "queue_full",
 	rejectSpool:            "spool_error",
+	rejectShuttingDown:     "shutting_down",
 	upstreamFailed:         "upstream_error",
 }
 
