@@ -2,11 +2,11 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"crypto/tls"
-	"crypto/x509"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -152,8 +152,8 @@ type deliveryMetrics struct {
 
 func newDeliveryMetrics(s *metrics.Set) *deliveryMetrics {
 	dm := &deliveryMetrics{set: s, accepted: make([]*metrics.Counter, len(consentmode.Families())+1),
-		delivered: make([]*metrics.Counter, len(consentmode.Families())+1),
-		retried:   newCounterVec(s, `consentgate_delivery_retried_total{cause=`, numRetryCauses),
+		delivered:   make([]*metrics.Counter, len(consentmode.Families())+1),
+		retried:     newCounterVec(s, `consentgate_delivery_retried_total{cause=`, numRetryCauses),
 		dropped:     newCounterVec(s, `consentgate_delivery_dropped_total{cause=`, numDropCauses),
 		spoolErrors: newCounterVec(s, `consentgate_delivery_spool_errors_total{op=`, numSpoolOps)}
 	for _, f := range consentmode.Families() {
