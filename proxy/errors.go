@@ -40,8 +40,9 @@ const (
 	rejectMaxConnections // the listener: limits.max_connections reached
 	rejectNoDescriptors  // the listener: out of file descriptors
 	rejectUnauthorized
-	rejectQueueFull // the delivery queue is full
-	rejectSpool     // the delivery spool failed
+	rejectQueueFull    // the delivery queue is full
+	rejectSpool        // the delivery spool failed
+	rejectShuttingDown // delivery is shutting down: no hit is queued any more
 
 	// numRejectReasons counts the reasons above: the series of
 	// consentgate_rejected_total.
@@ -75,6 +76,7 @@ var rejectReasonNames = [numRejectReasons + 1]string{
 	rejectUnauthorized:     "unauthorized",
 	rejectQueueFull:        "queue_full",
 	rejectSpool:            "spool_error",
+	rejectShuttingDown:     "shutting_down",
 	upstreamFailed:         "upstream_error",
 }
 
@@ -119,8 +121,9 @@ var (
 	errUpstream         = &Error{Status: fasthttp.StatusBadGateway, Reason: upstreamFailed}
 	errUpstreamTimeout  = &Error{Status: fasthttp.StatusGatewayTimeout, Reason: upstreamFailed}
 	// A hit delivery did not take: the client may try again.
-	errQueueFull = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectQueueFull, RetryAfter: time.Second}
-	errSpool     = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectSpool, RetryAfter: time.Second}
+	errQueueFull    = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectQueueFull, RetryAfter: time.Second}
+	errSpool        = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectSpool, RetryAfter: time.Second}
+	errShuttingDown = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectShuttingDown, RetryAfter: time.Second}
 )
 
 // statusError is an upstream answer passed on as an error (a script fetch
@@ -155,8 +158,10 @@ func asError(err error) *Error {
 			return errUpstreamTimeout
 		}
 		return errUpstream
-	case errors.Is(err, delivery.ErrQueueFull), errors.Is(err, delivery.ErrClosed):
+	case errors.Is(err, delivery.ErrQueueFull):
 		return errQueueFull
+	case errors.Is(err, delivery.ErrClosed):
+		return errShuttingDown
 	case errors.Is(err, delivery.ErrSpool):
 		return errSpool
 	}
