@@ -43,6 +43,7 @@ const (
 	rejectQueueFull      // the delivery queue is full
 	rejectSpool          // the delivery spool failed
 	rejectScriptVariants // a script variant over the tag's bound (scripts.go)
+	rejectShuttingDown   // delivery is shutting down: no hit is queued any more
 
 	// numRejectReasons counts the reasons above: the series of
 	// consentgate_rejected_total.
@@ -77,6 +78,7 @@ var rejectReasonNames = [numRejectReasons + 1]string{
 	rejectQueueFull:        "queue_full",
 	rejectSpool:            "spool_error",
 	rejectScriptVariants:   "script_variants",
+	rejectShuttingDown:     "shutting_down",
 	upstreamFailed:         "upstream_error",
 }
 
@@ -122,8 +124,9 @@ var (
 	errUpstream         = &Error{Status: fasthttp.StatusBadGateway, Reason: upstreamFailed}
 	errUpstreamTimeout  = &Error{Status: fasthttp.StatusGatewayTimeout, Reason: upstreamFailed}
 	// A hit delivery did not take: the client may try again.
-	errQueueFull = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectQueueFull, RetryAfter: time.Second}
-	errSpool     = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectSpool, RetryAfter: time.Second}
+	errQueueFull    = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectQueueFull, RetryAfter: time.Second}
+	errSpool        = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectSpool, RetryAfter: time.Second}
+	errShuttingDown = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectShuttingDown, RetryAfter: time.Second}
 )
 
 // statusError is an upstream answer passed on as an error (a script fetch
@@ -158,8 +161,10 @@ func asError(err error) *Error {
 			return errUpstreamTimeout
 		}
 		return errUpstream
-	case errors.Is(err, delivery.ErrQueueFull), errors.Is(err, delivery.ErrClosed):
+	case errors.Is(err, delivery.ErrQueueFull):
 		return errQueueFull
+	case errors.Is(err, delivery.ErrClosed):
+		return errShuttingDown
 	case errors.Is(err, delivery.ErrSpool):
 		return errSpool
 	}
