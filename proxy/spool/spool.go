@@ -262,6 +262,9 @@ func (s *Spool) loadSegment(name string, nextFirst uint64) (*segment, uint64, er
 	var derr error
 	for off < len(b) {
 		rec, n, err := DecodeFrame(b[off:])
+		if err == nil && (rec.Seq < from || rec.Seq > maxSeq) {
+			err = ErrCorrupt // numbers only grow, from the segment's name on
+		}
 		if err != nil {
 			derr = err
 			break
@@ -299,6 +302,11 @@ func (s *Spool) loadSegment(name string, nextFirst uint64) (*segment, uint64, er
 	}
 	return seg, end, nil
 }
+
+// maxSeq bounds sequence numbers: a larger one is damage (a spool would
+// need centuries to get there), and arithmetic on numbers stays clear of
+// overflow.
+const maxSeq = 1 << 62
 
 // minFrame is the size of a frame with an empty payload.
 const minFrame = frameHeader + recordHead
