@@ -454,6 +454,9 @@ func TestTornAckEntryTrimmed(t *testing.T) {
 	_ = f.Close()
 
 	s, _ = Open(dir, Options{})
+	if fi, err := os.Stat(ack); err != nil || fi.Size() != 3*8 {
+		t.Fatalf("ack file after Open: %v, %v; want 3 whole entries", fi.Size(), err)
+	}
 	s.Ack(seqs[5])
 	_ = s.Close()
 	s = open(t, dir, Options{})
