@@ -60,8 +60,8 @@ type Options struct {
 	// OnError, when set, is called with each error no caller sees: op is
 	// "sync" (fsync of a segment or acknowledgement file), "ack" (writing
 	// acknowledgements; they are kept and written again), "dir" (fsync of
-	// the directory), "seal" or "remove". It may be called with the
-	// spool's lock held: it must not call the spool, nor block.
+	// the directory), "seal" or "remove". It is called without the
+	// spool's lock held, from the goroutine whose call met the error.
 	OnError func(op string, err error)
 }
 
@@ -98,7 +98,8 @@ type Spool struct {
 	next    uint64     // sequence number of the next record
 	bytes   int64
 	records int64
-	frame   []byte // Append's scratch, guarded by mu
+	frame   []byte    // Append's scratch, guarded by mu
+	errq    []opError // reported under mu, passed on by unlock
 	closed  bool
 	stats   Stats // Corrupt and CorruptBytes, set by Open
 
@@ -261,6 +262,9 @@ func (s *Spool) loadSegment(name string, nextFirst uint64) (*segment, uint64, er
 	var derr error
 	for off < len(b) {
 		rec, n, err := DecodeFrame(b[off:])
+		if err == nil && (rec.Seq < from || rec.Seq > maxSeq) {
+			err = ErrCorrupt // numbers only grow, from the segment's name on
+		}
 		if err != nil {
 			derr = err
 			break
@@ -298,6 +302,11 @@ func (s *Spool) loadSegment(name string, nextFirst uint64) (*segment, uint64, er
 	}
 	return seg, end, nil
 }
+
+// maxSeq bounds sequence numbers: a larger one is damage (a spool would
+// need centuries to get there), and arithmetic on numbers stays clear of
+// overflow.
+const maxSeq = 1 << 62
 
 // minFrame is the size of a frame with an empty payload.
 const minFrame = frameHeader + recordHead
@@ -420,7 +429,7 @@ func (s *Spool) Append(at int64, payload []byte) (uint64, error) {
 	}
 	n := int64(frameHeader + recordHead + len(payload))
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if s.closed {
 		return 0, ErrClosed
 	}
@@ -471,10 +480,27 @@ func (s *Spool) rotate() error {
 	return nil
 }
 
-// report passes an error no caller sees to Options.OnError.
+// report queues an error no caller sees for Options.OnError; unlock
+// passes it on. Called with mu held.
 func (s *Spool) report(op string, err error) {
 	if s.opt.OnError != nil {
-		s.opt.OnError(op, fmt.Errorf("spool: %s: %w", op, err))
+		s.errq = append(s.errq, opError{op, fmt.Errorf("spool: %s: %w", op, err)})
+	}
+}
+
+type opError struct {
+	op  string
+	err error
+}
+
+// unlock releases mu, then passes the errors reported meanwhile to
+// Options.OnError (which may log: not under the lock appends wait on).
+func (s *Spool) unlock() {
+	q := s.errq
+	s.errq = nil
+	s.mu.Unlock()
+	for _, e := range q {
+		s.opt.OnError(e.op, e.err)
 	}
 }
 
@@ -516,7 +542,7 @@ func (s *Spool) dropSegment(seg *segment) {
 // record must be acknowledged at most once.
 func (s *Spool) Ack(seq uint64) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	seg := s.segmentOf(seq)
 	if seg == nil || seg.outstanding == 0 {
 		return
@@ -538,7 +564,7 @@ func (s *Spool) Ack(seq uint64) {
 // records were given up and the segment's last sequence number.
 func (s *Spool) discard(first, seq uint64) (int, uint64) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	seg := s.segmentOf(first)
 	if seg == nil || seg.first != first {
 		return 0, seq - 1 // deleted meanwhile: everything in it was done
@@ -607,13 +633,9 @@ func (s *Spool) syncLoop() {
 // be written stay pending for the next Sync.
 func (s *Spool) Sync() error {
 	var files []segFile
-	var errs []error
+	var failed []opError // passed on once the lock is released
 	fail := func(op string, err error) {
-		err = fmt.Errorf("spool: %s: %w", op, err)
-		errs = append(errs, err)
-		if s.opt.OnError != nil {
-			s.opt.OnError(op, err)
-		}
+		failed = append(failed, opError{op, fmt.Errorf("spool: %s: %w", op, err)})
 	}
 	created := false
 	s.mu.Lock()
@@ -667,6 +689,13 @@ func (s *Spool) Sync() error {
 			fail("sync", err)
 		}
 	}
+	errs := make([]error, len(failed))
+	for i, e := range failed {
+		errs[i] = e.err
+		if s.opt.OnError != nil {
+			s.opt.OnError(e.op, e.err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -715,7 +744,7 @@ func (s *Spool) Close() error {
 			seg.ack = nil
 		}
 	}
-	s.mu.Unlock()
+	s.unlock()
 	return errors.Join(err, s.lock.Close())
 }
 
