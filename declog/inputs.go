@@ -7,8 +7,6 @@ import (
 	"strings"
 	"sync"
 
-	"go.uber.org/zap/zapcore"
-
 	"github.com/consentgate/consentgate/consentmode"
 )
 
@@ -68,30 +66,6 @@ type Inputs struct {
 
 // IsZero reports whether nothing was recorded.
 func (in *Inputs) IsZero() bool { return *in == Inputs{} }
-
-// MarshalLogObject writes in for the decision log: the inputs present in
-// order, "gpc" when true, then "params" (the names present).
-func (in *Inputs) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	for i, v := range in.Values {
-		if v != "" {
-			enc.AddString(inputNames[i], v)
-		}
-	}
-	if in.GPC {
-		enc.AddBool("gpc", true)
-	}
-	return enc.AddArray("params", fieldList(in.Present))
-}
-
-type fieldList consentmode.FieldSet
-
-func (l fieldList) MarshalLogArray(enc zapcore.ArrayEncoder) error {
-	s := consentmode.FieldSet(l)
-	for f := range s.All {
-		enc.AppendString(f.String())
-	}
-	return nil
-}
 
 // MarshalJSON writes in as the log does.
 func (in Inputs) MarshalJSON() ([]byte, error) {
@@ -268,20 +242,22 @@ func (x *hitInputs) set(i Input, v []byte) {
 	x.span[i] = [2]int32{int32(start), int32(len(x.buf))}
 }
 
-// inputs converts x (off the hit path) and returns it to the pool.
-func (x *hitInputs) inputs() *Inputs {
-	in := &Inputs{GPC: x.gpc, Present: x.present}
+// question is the value of an input recorded as "?".
+var question = []byte("?")
+
+// values returns the recorded inputs of x; they refer to x's buffer.
+func (x *hitInputs) values() [NumInputs][]byte {
+	var v [NumInputs][]byte
 	for i, s := range x.span {
 		switch {
 		case s[1] == 0:
 		case s[0] < 0:
-			in.Values[i] = "?"
+			v[i] = question
 		default:
-			in.Values[i] = string(x.buf[s[0]:s[1]])
+			v[i] = x.buf[s[0]:s[1]]
 		}
 	}
-	hitInputsPool.Put(x)
-	return in
+	return v
 }
 
 // pattern is a pattern name of the catalogue ("up.*", "u#", "_ga_*") and
