@@ -104,6 +104,7 @@ func (l stringList) MarshalLogArray(enc zapcore.ArrayEncoder) error {
 	}
 	return nil
 }
+
 // MarshalLogObject writes in for the decision log: the inputs present in
 // order, "gpc" when true, then "params" (the names present).
 func (in *Inputs) MarshalLogObject(enc zapcore.ObjectEncoder) error {
