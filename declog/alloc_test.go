@@ -31,8 +31,8 @@ func TestAddAllocs(t *testing.T) {
 // TestWriteAllocs: once its buffers are warm, the writer allocates
 // nothing for a record: encoding, the chain and the write to the file.
 func TestWriteAllocs(t *testing.T) {
-	l := New(zapcore.AddSync(io.Discard), nil, nil, WithChain(Chain{Checkpoint: time.Hour}))
-	defer l.Close()
+	l := unstarted(zapcore.AddSync(io.Discard), WithChain(Chain{Checkpoint: time.Hour}))
+	defer l.buf.Stop()
 	e := loggedDecision(t)
 	e.Decision.Region, _ = consentmode.ParseRegion([]byte("DE"))
 	e.Decision.Consent.Source[0] = consentmode.SourceRegionDefault

@@ -43,8 +43,8 @@ func BenchmarkDecisionLogWrite(b *testing.B) {
 			}
 			out := one.String()
 			size := len(out) - strings.LastIndexByte(out[:len(out)-1], '\n') - 1 // the last line: a header may precede it
-			l = New(zapcore.AddSync(io.Discard), nil, nil, bb.opts...)
-			defer l.Close()
+			l = unstarted(zapcore.AddSync(io.Discard), bb.opts...)
+			defer l.buf.Stop()
 			b.ReportAllocs()
 			for b.Loop() {
 				if bb.hit != nil {
@@ -70,4 +70,16 @@ func BenchmarkAdd(b *testing.B) {
 		got := <-l.ch
 		hitInputsPool.Put(got.inputs)
 	}
+}
+
+// unstarted is a log as New makes it, writing to ws, but without its
+// writer goroutine (nor the chain's header line): a test or benchmark
+// calls write or encode itself. Stop its buf when done.
+func unstarted(ws zapcore.WriteSyncer, opts ...Option) *Log {
+	var l Log
+	for _, opt := range opts {
+		opt(&l)
+	}
+	l.buf = &zapcore.BufferedWriteSyncer{WS: ws, Size: 256 << 10, FlushInterval: time.Hour}
+	return &l
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/consentgate/consentgate/consentmode"
 )
 
 // identifyingHit carries consent inputs and identifiers side by side.
@@ -67,5 +69,37 @@ func TestRecordInputsFailClosed(t *testing.T) {
 	in := x.inputs()
 	if in.Values[InputGCS] != "?" || in.Values[InputGCD] != "?" || in.Values[InputNPA] != "?" || in.Values[InputTag] != "G-1" {
 		t.Errorf("inputs %+v", in.Values)
+	}
+}
+
+// TestNameIndex: the index readHit looks parameter and cookie names up in
+// answers as the catalogue's own lookup does, for every name of the
+// catalogue and names one byte off.
+func TestNameIndex(t *testing.T) {
+	var keys []string
+	for _, n := range consentmode.FieldNames() {
+		keys = append(keys, n, n+"x", n[:len(n)-1], "x"+n, strings.ToUpper(n), strings.TrimPrefix(n, "cookie:"), "cookie:"+n)
+	}
+	longest := 0
+	for _, slot := range paramNames {
+		longest = max(longest, len(slot))
+	}
+	if longest > 3 {
+		t.Errorf("a slot of the parameter index holds %d names; spread them (nameSlot)", longest)
+	}
+	for _, k := range append(keys, "", "a", "~", "cookie:", "\xff\x00") {
+		f, ok := paramNames.lookup([]byte(k))
+		wf, wok := consentmode.LookupField(k)
+		if f != wf || ok != wok {
+			t.Errorf("parameter %q: %v %v, want %v %v", k, f, ok, wf, wok)
+		}
+		f, ok = cookieNames.lookup([]byte(k))
+		wf, wok = consentmode.LookupField("cookie:" + k)
+		if k == "" {
+			wf, wok = 0, false // readHit skips a cookie without a name
+		}
+		if f != wf || ok != wok {
+			t.Errorf("cookie %q: %v %v, want %v %v", k, f, ok, wf, wok)
+		}
 	}
 }

@@ -83,8 +83,8 @@ func TestLogMatchesZap(t *testing.T) {
 		{Query: []byte("tid=G-\xff&gcs=G1\"0&id=é"), Cookie: []byte("euconsent-v2=" + strings.Repeat("A", 5000))},
 	}
 	var buf syncBuffer
-	l := New(&buf, nil, nil, WithChain(Chain{Checkpoint: time.Hour}))
-	defer l.Close()
+	l := unstarted(&buf, WithChain(Chain{Checkpoint: time.Hour}))
+	defer l.buf.Stop()
 	n := 0
 	for _, region := range []string{"", "DE", "US-CA", "FR"} {
 		for i, h := range hits {
