@@ -2,6 +2,7 @@ package declog
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -101,5 +102,54 @@ func TestNameIndex(t *testing.T) {
 		if f != wf || ok != wok {
 			t.Errorf("cookie %q: %v %v, want %v %v", k, f, ok, wf, wok)
 		}
+	}
+}
+
+// readHitCorpus is hits from the recorded public requests and odd ones.
+func readHitCorpus(t testing.TB) []Hit {
+	data, err := os.ReadFile("../testdata/public-hits.tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hits := []Hit{identifyingHit, {}, {GPC: true},
+		{Query: []byte("gcs=jo%40example.com&gcd=" + strings.Repeat("1", 40) + "&npa=&tid=G-1&tag=x&dma=1&dma_cps=sypeh&gpp=DBAB&gpp_sid=2,6&up.x=1&u1=2&u=3&=x&&euconsent-v2=a&header:Referer=1&cookie:_ga=2")},
+		{Matrix: []byte("src=123;type=x;cat=y;ord=1;gcs=G111;u1=a;u12x=b"), PathTag: []byte("AW-1"), Cookie: []byte("euconsent-v2=\"x\"; OptanonConsent=a; =b; ;_ga_XYZ=1;  _gcl_au=2 ;FPGCLAW=3;cookie:_ga=4; other\u00a0=5")},
+		{Query: []byte("tid=G-\xff&gcs=G1\"0&id=é&measurement_id=G-2"), Cookie: []byte("euconsent-v2=" + strings.Repeat("A", 5000))},
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) < 3 || strings.HasPrefix(line, "#") {
+			continue
+		}
+		path, query, _ := strings.Cut(f[2], "?")
+		_, matrix, _ := strings.Cut(path, ";")
+		hits = append(hits, Hit{Query: []byte(query), Matrix: []byte(matrix), Cookie: []byte("_ga=GA1.1.2; _gid=x; FPID=y")})
+	}
+	return hits
+}
+
+// TestReadHitMatchesOld: readHit records what it recorded before its name
+// index and switch (oldReadHit), for recorded and odd hits.
+func TestReadHitMatchesOld(t *testing.T) {
+	for i, h := range readHitCorpus(t) {
+		checkReadHit(t, i, &h)
+	}
+}
+
+// FuzzReadHit: readHit records what oldReadHit did, for any hit.
+func FuzzReadHit(f *testing.F) {
+	for _, h := range readHitCorpus(f) {
+		f.Add(h.Query, h.Matrix, h.Cookie, h.GPC)
+	}
+	f.Fuzz(func(t *testing.T, query, matrix, cookie []byte, gpc bool) {
+		checkReadHit(t, 0, &Hit{Query: query, Matrix: matrix, Cookie: cookie, GPC: gpc})
+	})
+}
+
+func checkReadHit(t *testing.T, i int, h *Hit) {
+	t.Helper()
+	got, want := readHit(h).inputs(), oldReadHit(h).inputs()
+	if *got != *want {
+		t.Errorf("hit %d %q %q %q:\n got %+v\nwant %+v", i, h.Query, h.Matrix, h.Cookie, *got, *want)
 	}
 }
