@@ -128,4 +128,3 @@ func oldInputByKey(k []byte) Input {
 	}
 	return NumInputs
 }
-
