@@ -157,6 +157,10 @@ func appendJSONString[S string | []byte](b []byte, s S) []byte {
 	last := 0
 	for i := 0; i < len(s); {
 		c := s[i]
+		if jsonSafe[c] {
+			i++
+			continue
+		}
 		if c >= utf8.RuneSelf {
 			// At most UTFMax bytes decide the rune; copying them keeps one
 			// decoder for both string and []byte.
@@ -169,10 +173,6 @@ func appendJSONString[S string | []byte](b []byte, s S) []byte {
 			b = append(append(b, s[last:i]...), `\ufffd`...)
 			i++
 			last = i
-			continue
-		}
-		if c >= 0x20 && c != '\\' && c != '"' {
-			i++
 			continue
 		}
 		b = append(b, s[last:i]...)
@@ -196,3 +196,12 @@ func appendJSONString[S string | []byte](b []byte, s S) []byte {
 }
 
 const hexDigits = "0123456789abcdef"
+
+// jsonSafe marks the bytes a JSON string holds as they are: ASCII from
+// 0x20 on, but '"' and '\\'.
+var jsonSafe = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
