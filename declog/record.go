@@ -11,9 +11,10 @@ import (
 )
 
 // Record is one decision as every output shows it: the decision log writes
-// one per line (appendLine), explain, /debug/explain and audit print
-// it (JSON), and audit reads decision-log lines back into it. NewRecord is
-// the only place a consentmode.Decision becomes one.
+// one per line (the appenders of line.go), explain, /debug/explain and
+// audit print it (JSON), and audit reads decision-log lines back into it.
+// fill, which NewRecord and the log's writer call, is the only place a
+// consentmode.Decision becomes one.
 type Record struct {
 	// Time and Hit are set on decision-log lines: when the request was
 	// read and its sequence number.
