@@ -7,8 +7,6 @@ import (
 	"strings"
 	"sync"
 
-	"go.uber.org/zap/zapcore"
-
 	"github.com/consentgate/consentgate/consentmode"
 )
 
@@ -68,30 +66,6 @@ type Inputs struct {
 
 // IsZero reports whether nothing was recorded.
 func (in *Inputs) IsZero() bool { return *in == Inputs{} }
-
-// MarshalLogObject writes in for the decision log: the inputs present in
-// order, "gpc" when true, then "params" (the names present).
-func (in *Inputs) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	for i, v := range in.Values {
-		if v != "" {
-			enc.AddString(inputNames[i], v)
-		}
-	}
-	if in.GPC {
-		enc.AddBool("gpc", true)
-	}
-	return enc.AddArray("params", fieldList(in.Present))
-}
-
-type fieldList consentmode.FieldSet
-
-func (l fieldList) MarshalLogArray(enc zapcore.ArrayEncoder) error {
-	s := consentmode.FieldSet(l)
-	for f := range s.All {
-		enc.AppendString(f.String())
-	}
-	return nil
-}
 
 // MarshalJSON writes in as the log does.
 func (in Inputs) MarshalJSON() ([]byte, error) {
@@ -162,16 +136,6 @@ func inputByName(name string) Input {
 	return NumInputs
 }
 
-// inputByKey is inputByName for a query key, without allocating.
-func inputByKey(k []byte) Input {
-	for i, n := range inputNames {
-		if n == string(k) {
-			return Input(i)
-		}
-	}
-	return NumInputs
-}
-
 // hitInputs is Inputs as the hit path copies it: one buffer, pooled, so
 // that Add allocates nothing once the pool is warm. The log's goroutine
 // turns it into Inputs and puts it back.
@@ -196,7 +160,7 @@ func readHit(h *Hit) *hitInputs {
 	for rest := h.Cookie; len(rest) > 0; {
 		var piece []byte
 		piece, rest = cut(rest, ';')
-		name, value, _ := bytes.Cut(bytes.TrimSpace(piece), []byte{'='})
+		name, value := cut(bytes.TrimSpace(piece), '=')
 		if len(name) == 0 {
 			continue
 		}
@@ -217,18 +181,11 @@ func (x *hitInputs) params(s []byte, sep byte) {
 	for len(s) > 0 {
 		var pair []byte
 		pair, s = cut(s, sep)
-		k, v, _ := bytes.Cut(pair, []byte{'='})
+		k, v := cut(pair, '=')
 		if len(k) == 0 {
 			continue
 		}
-		switch string(k) {
-		case "tid", "id", "src", "measurement_id":
-			if x.span[InputTag][1] == 0 {
-				x.set(InputTag, v)
-			}
-			continue
-		}
-		if i := inputByKey(k); i < InputTCFCookie {
+		if i := paramInput(k); i != NumInputs {
 			if x.span[i][1] == 0 {
 				x.set(i, v)
 			}
@@ -238,6 +195,37 @@ func (x *hitInputs) params(s []byte, sep byte) {
 			x.present.Add(f)
 		}
 	}
+}
+
+// paramInput returns the input a query or matrix parameter carries, or
+// NumInputs: the tag id under any of its names, or an input by its key
+// (but the TCF cookie, which is no parameter).
+func paramInput(k []byte) Input {
+	switch string(k) {
+	case "tid", "id", "src", "measurement_id", "tag":
+		return InputTag
+	case "gcs":
+		return InputGCS
+	case "gcd":
+		return InputGCD
+	case "npa":
+		return InputNPA
+	case "dma":
+		return InputDMA
+	case "dma_cps":
+		return InputDMACPS
+	case "gdpr":
+		return InputGDPR
+	case "gdpr_consent":
+		return InputGDPRConsent
+	case "gpp":
+		return InputGPP
+	case "gpp_sid":
+		return InputGPPSID
+	case "us_privacy":
+		return InputUSPrivacy
+	}
+	return NumInputs
 }
 
 // cut returns s up to the first sep and what follows it (nil when there
@@ -257,7 +245,7 @@ func (x *hitInputs) set(i Input, v []byte) {
 		if !ok {
 			break
 		}
-		ok = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '~' || c == '-' || c == ','
+		ok = valueBytes[c]
 	}
 	if !ok {
 		x.span[i] = [2]int32{-1, 1}
@@ -268,20 +256,30 @@ func (x *hitInputs) set(i Input, v []byte) {
 	x.span[i] = [2]int32{int32(start), int32(len(x.buf))}
 }
 
-// inputs converts x (off the hit path) and returns it to the pool.
-func (x *hitInputs) inputs() *Inputs {
-	in := &Inputs{GPC: x.gpc, Present: x.present}
+// valueBytes are the bytes a recorded value may hold: [A-Za-z0-9._~,-].
+var valueBytes = func() (t [256]bool) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~,-") {
+		t[c] = true
+	}
+	return t
+}()
+
+// question is the value of an input recorded as "?".
+var question = []byte("?")
+
+// values returns the recorded inputs of x; they refer to x's buffer.
+func (x *hitInputs) values() [NumInputs][]byte {
+	var v [NumInputs][]byte
 	for i, s := range x.span {
 		switch {
 		case s[1] == 0:
 		case s[0] < 0:
-			in.Values[i] = "?"
+			v[i] = question
 		default:
-			in.Values[i] = string(x.buf[s[0]:s[1]])
+			v[i] = x.buf[s[0]:s[1]]
 		}
 	}
-	hitInputsPool.Put(x)
-	return in
+	return v
 }
 
 // pattern is a pattern name of the catalogue ("up.*", "u#", "_ga_*") and
@@ -292,9 +290,11 @@ type pattern struct {
 }
 
 // paramPatterns and cookiePatterns are the catalogue's pattern names,
+// paramNames and cookieNames all its names (a cookie's without "cookie:"),
 // read-only after start-up; fieldCookieOther is cookie:other.
 var (
 	paramPatterns, cookiePatterns = catalogPatterns()
+	paramNames, cookieNames       = catalogNames()
 	fieldCookieOther, _           = consentmode.LookupField("cookie:other")
 )
 
@@ -313,16 +313,50 @@ func catalogPatterns() (params, cookies []pattern) {
 	return params, cookies
 }
 
-// maxName is the longest name looked up in the catalogue (no name there is
-// longer); the lookup's key then lives on the stack.
-const maxName = 32
+// nameIndex finds a name among a few dozen without hashing it whole: the
+// names are spread over slots by length, first and last byte, and a slot
+// holds one or two of them. It answers what consentmode.LookupField does,
+// in a fraction of the time of its map (BenchmarkAdd).
+type nameIndex [128][]pattern
+
+func nameSlot[S string | []byte](k S) int {
+	return (len(k)*5 + int(k[0])*3 + int(k[len(k)-1])) & 127
+}
+
+func (x *nameIndex) add(name string, f consentmode.Field) {
+	x[nameSlot(name)] = append(x[nameSlot(name)], pattern{name, f})
+}
+
+func (x *nameIndex) lookup(k []byte) (consentmode.Field, bool) {
+	if len(k) == 0 {
+		return 0, false
+	}
+	for _, p := range x[nameSlot(k)] {
+		if p.name == string(k) {
+			return p.field, true
+		}
+	}
+	return 0, false
+}
+
+// catalogNames indexes every name of the catalogue as a parameter name
+// (LookupField(k) finds them all), and the cookie names.
+func catalogNames() (params, cookies *nameIndex) {
+	params, cookies = new(nameIndex), new(nameIndex)
+	for _, n := range consentmode.FieldNames() {
+		f, _ := consentmode.LookupField(n)
+		params.add(n, f)
+		if c, ok := strings.CutPrefix(n, "cookie:"); ok && c != "" {
+			cookies.add(c, f)
+		}
+	}
+	return params, cookies
+}
 
 // paramField finds the catalogue field of a parameter name.
 func paramField(k []byte) (consentmode.Field, bool) {
-	if len(k) <= maxName {
-		if f, ok := consentmode.LookupField(string(k)); ok {
-			return f, true
-		}
+	if f, ok := paramNames.lookup(k); ok {
+		return f, true
 	}
 	for _, p := range paramPatterns {
 		if matchPattern(p.name, k) {
@@ -335,12 +369,8 @@ func paramField(k []byte) (consentmode.Field, bool) {
 // cookieField finds the catalogue field of a cookie name: its rule, or
 // cookie:other.
 func cookieField(name []byte) (consentmode.Field, bool) {
-	var key [maxName]byte
-	if len(name) <= len(key)-len("cookie:") {
-		k := append(append(key[:0], "cookie:"...), name...)
-		if f, ok := consentmode.LookupField(string(k)); ok {
-			return f, true
-		}
+	if f, ok := cookieNames.lookup(name); ok {
+		return f, true
 	}
 	for _, p := range cookiePatterns {
 		if matchPattern(p.name, name) {

@@ -1,15 +1,15 @@
 package declog
 
 import (
+	"encoding/hex"
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"go.uber.org/zap"
-	"go.uber.org/zap/buffer"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/consentgate/consentgate/config"
@@ -25,12 +25,16 @@ import (
 // A nil *Log logs nothing: every method is safe to call on it.
 type Log struct {
 	ch      chan Entry
-	enc     zapcore.Encoder
 	buf     *zapcore.BufferedWriteSyncer // nil: no file log
 	closeFn func() error
 	dropped *metrics.Counter // nil: not counted
 	kafka   *KafkaSink       // nil: no Kafka stream
 	chain   *Chain           // nil: no hash chain
+	// rec, line and names are the writer goroutine's, reused for every
+	// record so that it allocates nothing per line.
+	rec     Record
+	line    []byte
+	names   names
 	seq     atomic.Uint64
 	sampled atomic.Uint64
 	lost    atomic.Uint64 // entries dropped (a full channel), for checkpoints
@@ -133,12 +137,6 @@ func start(l *Log, ws zapcore.WriteSyncer, closeFn func() error, set *metrics.Se
 	if ws != nil {
 		l.buf = &zapcore.BufferedWriteSyncer{WS: ws, Size: 256 << 10, FlushInterval: time.Second}
 	}
-	// No time or message keys of zap's own: each line carries the hit's
-	// time as "ts" and nothing else but decision fields. The file and the
-	// Kafka stream get the same bytes.
-	l.enc = zapcore.NewJSONEncoder(zapcore.EncoderConfig{
-		EncodeTime: zapcore.RFC3339NanoTimeEncoder, EncodeDuration: zapcore.MillisDurationEncoder, LineEnding: zapcore.DefaultLineEnding,
-	})
 	l.wg.Add(1)
 	go l.run()
 	return l
@@ -259,32 +257,37 @@ func (l *Log) Add(e Entry, hit *Hit) {
 	}
 }
 
+// write encodes e and writes it out.
 func (l *Log) write(e *Entry) {
-	b, err := l.encode(e)
-	if err != nil {
-		// Only a failing MarshalLogObject gets here, and Record's never fails.
-		fmt.Fprintf(os.Stderr, "decision log: encode: %v\n", err)
-		return
-	}
-	l.emit(b.Bytes())
-	b.Free()
+	l.emit(l.encode(e))
 }
 
-// encode renders e as one line, the next of the chain. The caller frees
-// the buffer.
-func (l *Log) encode(e *Entry) (*buffer.Buffer, error) {
-	r := NewRecord(&e.Decision, e.Config, true)
+// encode renders e as one line, the next of the chain, and returns the
+// inputs of e to their pool. The line is the log's buffer: it is valid
+// until the next call.
+func (l *Log) encode(e *Entry) []byte {
+	r := &l.rec
+	r.fill(&e.Decision, e.Config, true, &l.names)
 	r.Time, r.Hit = e.At, e.Hit
 	r.Status, r.Delivery, r.Error = e.Status, e.Delivery, e.ErrKind
 	r.UpstreamMS = float64(e.Latency) / float64(time.Millisecond)
-	if e.inputs != nil {
-		r.Inputs = e.inputs.inputs()
+	b := r.appendFields(l.line[:0])
+	if x := e.inputs; x != nil {
 		e.inputs = nil
+		values := x.values()
+		b = appendInputs(b, &values, x.gpc, &x.present)
+		hitInputsPool.Put(x)
 	}
-	if l.chain != nil {
-		r.Seq, r.Prev = l.chain.next()
+	if c := l.chain; c != nil {
+		c.Seq++
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, c.Seq, 10)
+		b = append(b, `,"prev":"`...)
+		b = hex.AppendEncode(b, c.Prev[:])
+		b = append(b, '"')
 	}
-	return l.enc.EncodeEntry(zapcore.Entry{}, []zapcore.Field{zap.Inline(&r)})
+	l.line = append(b, '}', '\n')
+	return l.line
 }
 
 // emit writes one encoded line (ending in a newline) to the file and the

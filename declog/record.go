@@ -6,16 +6,15 @@ import (
 	"strconv"
 	"time"
 
-	"go.uber.org/zap/zapcore"
-
 	"github.com/consentgate/consentgate/config"
 	"github.com/consentgate/consentgate/consentmode"
 )
 
 // Record is one decision as every output shows it: the decision log writes
-// one per line (MarshalLogObject), explain, /debug/explain and audit print
-// it (JSON), and audit reads decision-log lines back into it. NewRecord is
-// the only place a consentmode.Decision becomes one.
+// one per line (the appenders of line.go), explain, /debug/explain and
+// audit print it (JSON), and audit reads decision-log lines back into it.
+// fill, which NewRecord and the log's writer call, is the only place a
+// consentmode.Decision becomes one.
 type Record struct {
 	// Time and Hit are set on decision-log lines: when the request was
 	// read and its sequence number.
@@ -66,32 +65,106 @@ type Record struct {
 // have only the configuration's fields.
 func NewRecord(d *consentmode.Decision, cfg *config.Config, matched bool) Record {
 	r := Record{
-		Reasons:       d.Reasons.Strings(),
-		Removed:       d.Removed.Names(),
-		Enforced:      cfg.Enforce,
-		PolicyVersion: cfg.PolicyVersion,
+		Reasons: make([]string, 0, d.Reasons.Len()),
+		Removed: make([]string, 0, d.Removed.Len()),
 	}
+	r.fill(d, cfg, matched, nil)
+	if matched {
+		r.PolicyRegion = "default"
+		if !d.PolicyRegion.IsUnknown() {
+			r.PolicyRegion = d.PolicyRegion.String()
+		} else if d.Region.IsUnknown() {
+			r.PolicyRegion = "unknown"
+		}
+	}
+	return r
+}
+
+// fill sets the fields of r that d and cfg decide, but PolicyRegion
+// (explain only), reusing r's Reasons and Removed; the others it leaves
+// alone. n caches the strings consentmode builds on each call (nil: none
+// cached); the decision log's writer passes its own, so that it allocates
+// nothing per record.
+func (r *Record) fill(d *consentmode.Decision, cfg *config.Config, matched bool, n *names) {
+	r.Reasons, r.Removed = r.Reasons[:0], r.Removed[:0]
+	for c := range d.Reasons.All {
+		r.Reasons = append(r.Reasons, c.String())
+	}
+	for f := range d.Removed.All {
+		r.Removed = append(r.Removed, f.String())
+	}
+	r.Enforced, r.PolicyVersion = cfg.Enforce, cfg.PolicyVersion
 	if !matched {
-		return r
+		r.Route, r.Family, r.Region, r.Action = "", "", "", ""
+		r.Consent, r.Sources, r.Claimed = TypeValues{}, TypeValues{}, TypeValues{}
+		return
 	}
 	r.Route = consentmode.Routes[d.Route].Name
 	r.Family = d.Family.String()
-	r.Region = d.Region.String()
-	r.PolicyRegion = "default"
-	if !d.PolicyRegion.IsUnknown() {
-		r.PolicyRegion = d.PolicyRegion.String()
-	} else if d.Region.IsUnknown() {
-		r.PolicyRegion = "unknown"
-	}
+	r.Region = n.region(d.Region)
 	r.Action = d.Action.String()
 	for t := range consentmode.NumTypes {
 		r.Consent[t] = d.Consent.Value[t].String()
-		r.Sources[t] = d.SourceName(consentmode.Type(t), cfg.Policy)
+		r.Sources[t] = n.source(d, consentmode.Type(t), cfg.Policy)
+		r.Claimed[t] = ""
 		if v := d.Claimed[t]; v != consentmode.Unset {
 			r.Claimed[t] = v.String()
 		}
 	}
-	return r
+}
+
+// names caches the region codes and source names that consentmode builds
+// anew on each call (Region.String, Decision.SourceName). A nil *names
+// caches nothing. Only the decision log's writer goroutine uses its own.
+type names struct {
+	regions map[consentmode.Region]string
+	sources map[sourceKey]string
+}
+
+// sourceKey is everything Decision.SourceName reads for one type.
+type sourceKey struct {
+	src    consentmode.Source
+	detail uint8
+	region consentmode.Region
+	policy *consentmode.Policy
+}
+
+// maxNames bounds each cache: past it, the cache starts over (regions
+// come from request headers; policies from reloads).
+const maxNames = 4096
+
+func (n *names) region(r consentmode.Region) string {
+	if n == nil {
+		return r.String()
+	}
+	s, ok := n.regions[r]
+	if !ok {
+		if n.regions == nil || len(n.regions) >= maxNames {
+			n.regions = make(map[consentmode.Region]string)
+		}
+		s = r.String()
+		n.regions[r] = s
+	}
+	return s
+}
+
+// source is d.SourceName(t, p). Only the sources whose name SourceName
+// builds (a CMP cookie, a region default) go through the cache.
+func (n *names) source(d *consentmode.Decision, t consentmode.Type, p *consentmode.Policy) string {
+	src := d.Consent.Source[t]
+	if n == nil || src != consentmode.SourceCMPCookie && src != consentmode.SourceRegionDefault {
+		return d.SourceName(t, p)
+	}
+	k := sourceKey{src, d.Consent.Detail[t], d.Region, p}
+	s, ok := n.sources[k]
+	if !ok {
+		if n.sources == nil || len(n.sources) >= maxNames {
+			n.sources = make(map[sourceKey]string)
+		}
+		s = d.SourceName(t, p)
+		n.sources[k] = s
+	}
+	return s
 }
 
 // AddSaid fills Said from d: what each of the hit's consent inputs said.
@@ -112,62 +185,10 @@ func (r *Record) AddSaid(d *consentmode.Decision) {
 	}
 }
 
-// MarshalLogObject writes r as a decision-log line: every field but the
-// explain-only ones (PolicyRegion, Said), the consent maps in type order.
-func (r *Record) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	enc.AddTime("ts", r.Time)
-	enc.AddUint64("hit", r.Hit)
-	enc.AddString("route", r.Route)
-	enc.AddString("family", r.Family)
-	enc.AddString("region", r.Region)
-	enc.AddString("action", r.Action)
-	enc.AddBool("enforced", r.Enforced)
-	if err := enc.AddObject("consent", &r.Consent); err != nil {
-		return err
-	}
-	if err := enc.AddObject("sources", &r.Sources); err != nil {
-		return err
-	}
-	if err := enc.AddObject("claimed", &r.Claimed); err != nil {
-		return err
-	}
-	if err := enc.AddArray("reasons", stringList(r.Reasons)); err != nil {
-		return err
-	}
-	if err := enc.AddArray("removed", stringList(r.Removed)); err != nil {
-		return err
-	}
-	enc.AddInt("status", r.Status)
-	enc.AddString("delivery", r.Delivery)
-	enc.AddFloat64("upstream_ms", r.UpstreamMS)
-	enc.AddString("error", r.Error)
-	enc.AddString("policy_version", r.PolicyVersion)
-	if r.Inputs != nil {
-		if err := enc.AddObject("inputs", r.Inputs); err != nil {
-			return err
-		}
-	}
-	if r.Seq != 0 {
-		enc.AddUint64("seq", r.Seq)
-		enc.AddString("prev", r.Prev)
-	}
-	return nil
-}
-
 // TypeValues holds one value per consent type, indexed by
 // consentmode.Type. It reads and writes as an object keyed by type name in
 // type order ({"ad_storage":"denied",...}), empty values left out.
 type TypeValues [consentmode.NumTypes]string
-
-// MarshalLogObject writes v for the decision log.
-func (v *TypeValues) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	for t, s := range v {
-		if s != "" {
-			enc.AddString(consentmode.Type(t).String(), s)
-		}
-	}
-	return nil
-}
 
 // MarshalJSON writes v as an object in type order.
 func (v TypeValues) MarshalJSON() ([]byte, error) {
@@ -198,15 +219,6 @@ func (v *TypeValues) UnmarshalJSON(b []byte) error {
 			return fmt.Errorf("declog: %q is not a consent type", name)
 		}
 		v[t] = s
-	}
-	return nil
-}
-
-type stringList []string
-
-func (l stringList) MarshalLogArray(enc zapcore.ArrayEncoder) error {
-	for _, s := range l {
-		enc.AppendString(s)
 	}
 	return nil
 }

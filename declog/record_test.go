@@ -3,13 +3,11 @@ package declog
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/consentgate/consentgate/config"
 	"github.com/consentgate/consentgate/consentmode"
@@ -73,47 +71,5 @@ func TestDecisionLogLineIsRecord(t *testing.T) {
 	}
 	if len(got.Removed) == 0 || got.Consent[consentmode.AnalyticsStorage] != "denied" {
 		t.Errorf("record of a denied hit: %+v", got)
-	}
-}
-
-// BenchmarkDecisionLogWrite measures encoding one decision-log line: the
-// log goroutine's work, off the request path. "record" is the line as it
-// was before the chain and the inputs; "chained" is what serve writes: a
-// real hit's consent inputs, seq and prev. bytes/record is the line's
-// length, newline included.
-func BenchmarkDecisionLogWrite(b *testing.B) {
-	for _, bb := range []struct {
-		name string
-		hit  *Hit
-		opts []Option
-	}{
-		{"record", nil, nil},
-		{"chained", &identifyingHit, []Option{WithChain(Chain{Checkpoint: time.Hour})}},
-	} {
-		b.Run(bb.name, func(b *testing.B) {
-			l := New(zapcore.AddSync(io.Discard), nil, nil, bb.opts...)
-			defer l.Close()
-			e := loggedDecision(b)
-			size := func() int {
-				if bb.hit != nil {
-					e.inputs = readHit(bb.hit)
-				}
-				buf, err := l.encode(&e)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer buf.Free()
-				return buf.Len()
-			}
-			n := size()
-			b.ReportAllocs()
-			for b.Loop() {
-				if bb.hit != nil {
-					e.inputs = readHit(bb.hit) // what Add does; write returns it to the pool
-				}
-				l.write(&e)
-			}
-			b.ReportMetric(float64(n), "bytes/record")
-		})
 	}
 }
