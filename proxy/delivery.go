@@ -301,6 +301,8 @@ func (d *Delivery) idle() bool {
 // queued is one hit waiting for delivery; pooled.
 type queued struct {
 	payload []byte
+	wire    []byte // the request bytes within payload (or a conversion of it)
+	sent    int64  // last written to a connection, Unix nanoseconds
 	seq     uint64 // in the spool; 0 when not spooled
 	at      int64  // accepted, Unix nanoseconds
 }

@@ -1,0 +1,200 @@
+package proxy
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// pconn is one upstream connection that carries queued hits as pipelined
+// HTTP/1.1 requests (RFC 9112 §9.3): its lane's sender writes a batch of
+// hits with one write, and its reader matches the answers to them in
+// order, reading as many answers per system call as have arrived. A hit
+// is settled only by its own answer; when the connection breaks, every
+// hit it had not answered yet is handed back for a retry.
+type pconn struct {
+	nc      net.Conn
+	sink    pconnSink
+	timeout time.Duration // an answer is due this long after its request was written
+	maxBody int
+
+	mu       sync.Mutex
+	inflight []*queued // written, unanswered, oldest first, from head
+	head     int
+	dead     bool
+	room     chan struct{} // the reader freed a slot (cap 1)
+	done     chan struct{} // closed when the reader has ended
+}
+
+// pconnSink receives what a pconn learns about its hits. Both are called
+// from the reader's goroutine.
+type pconnSink interface {
+	// answered settles q with its answer. resp is valid during the call.
+	answered(q *queued, resp *fasthttp.Response, latency time.Duration)
+	// broken hands back hits that were written but not answered when the
+	// connection failed with err.
+	broken(qs []*queued, err error)
+}
+
+var (
+	errUnsolicited = errors.New("proxy: upstream answered a request it was not sent")
+	errConnClosed  = errors.New("proxy: upstream closed the connection")
+)
+
+// dialPconn connects to hc's address (TLS when hc is) and starts the reader.
+func dialPconn(hc *fasthttp.HostClient, host string, timeout time.Duration, sink pconnSink) (*pconn, error) {
+	dial := hc.Dial
+	if dial == nil {
+		dial = fasthttp.Dial
+	}
+	nc, err := dial(hc.Addr)
+	if err != nil {
+		return nil, err
+	}
+	if hc.IsTLS {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if hc.TLSConfig != nil {
+			cfg = hc.TLSConfig.Clone()
+		}
+		if cfg.ServerName == "" {
+			name, _, err := net.SplitHostPort(hc.Addr)
+			if err != nil {
+				name = host
+			}
+			cfg.ServerName = name
+		}
+		cfg.NextProtos = []string{"http/1.1"}
+		tc := tls.Client(nc, cfg)
+		_ = tc.SetDeadline(time.Now().Add(timeout))
+		if err := tc.Handshake(); err != nil {
+			_ = nc.Close()
+			return nil, err
+		}
+		_ = tc.SetDeadline(time.Time{})
+		nc = tc
+	}
+	c := &pconn{nc: nc, sink: sink, timeout: timeout, maxBody: hc.MaxResponseBodySize,
+		room: make(chan struct{}, 1), done: make(chan struct{})}
+	go c.read()
+	return c, nil
+}
+
+// pending is the number of hits written and not answered.
+func (c *pconn) pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.inflight) - c.head
+}
+
+// alive reports whether the connection can take more hits.
+func (c *pconn) alive() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.dead
+}
+
+// send writes the requests of batch with one write, buf being scratch
+// space (returned grown). On an error the connection is closed and its
+// reader hands every unanswered hit, batch included, back to the sink;
+// the caller must not touch batch's hits afterwards either way.
+func (c *pconn) send(batch []*queued, buf []byte, now time.Time) ([]byte, error) {
+	buf = buf[:0]
+	for _, q := range batch {
+		buf = append(buf, q.wire...)
+	}
+	c.mu.Lock()
+	if c.dead {
+		c.mu.Unlock()
+		c.sink.broken(batch, errConnClosed)
+		return buf, errConnClosed
+	}
+	if c.head == len(c.inflight) {
+		c.inflight, c.head = c.inflight[:0], 0
+		_ = c.nc.SetReadDeadline(now.Add(c.timeout))
+	}
+	for _, q := range batch {
+		q.sent = now.UnixNano()
+	}
+	c.inflight = append(c.inflight, batch...)
+	c.mu.Unlock()
+	_ = c.nc.SetWriteDeadline(now.Add(c.timeout))
+	if _, err := c.nc.Write(buf); err != nil {
+		_ = c.nc.Close() // the reader fails and hands the hits back
+		return buf, err
+	}
+	return buf, nil
+}
+
+// read matches answers to requests until the connection fails.
+func (c *pconn) read() {
+	defer close(c.done)
+	br := bufio.NewReaderSize(c.nc, 16<<10)
+	var resp fasthttp.Response
+	for {
+		if br.Buffered() == 0 {
+			// About to block: the oldest unanswered request bounds the wait.
+			c.mu.Lock()
+			if c.head < len(c.inflight) {
+				_ = c.nc.SetReadDeadline(time.Unix(0, c.inflight[c.head].sent).Add(c.timeout))
+			} else {
+				_ = c.nc.SetReadDeadline(time.Time{})
+			}
+			c.mu.Unlock()
+		}
+		resp.Reset()
+		err := resp.ReadLimitBody(br, c.maxBody)
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		c.mu.Lock()
+		var q *queued
+		if c.head < len(c.inflight) {
+			q = c.inflight[c.head]
+			c.inflight[c.head] = nil
+			c.head++
+		}
+		c.mu.Unlock()
+		if q == nil {
+			c.fail(errUnsolicited)
+			return
+		}
+		c.sink.answered(q, &resp, time.Since(time.Unix(0, q.sent)))
+		select {
+		case c.room <- struct{}{}:
+		default:
+		}
+		if resp.ConnectionClose() {
+			c.fail(errConnClosed)
+			return
+		}
+	}
+}
+
+// fail closes the connection and hands its unanswered hits back.
+func (c *pconn) fail(err error) {
+	_ = c.nc.Close()
+	c.mu.Lock()
+	c.dead = true
+	rest := c.inflight[c.head:]
+	c.inflight, c.head = nil, 0
+	c.mu.Unlock()
+	if len(rest) > 0 {
+		c.sink.broken(rest, err)
+	}
+	select {
+	case c.room <- struct{}{}:
+	default:
+	}
+}
+
+// close ends the connection; unanswered hits are handed back by the reader.
+func (c *pconn) close() {
+	_ = c.nc.Close()
+	<-c.done
+}
