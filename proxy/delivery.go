@@ -184,15 +184,15 @@ func (d *Delivery) lane(up upstream) (*lane, error) {
 	if l := d.lanes[key]; l != nil {
 		return l, nil
 	}
-	l := &lane{d: d, key: key, up: up, do: up.client, ch: make(chan *queued, d.cfg.QueueSize), wake: make(chan struct{}, 1), busy: make([]atomic.Int64, d.cfg.Workers)}
+	l := &lane{d: d, key: key, up: up, ch: make(chan *queued, d.cfg.QueueSize), wake: make(chan struct{}, 1), room: make(chan struct{}, 1), retryKick: make(chan struct{}, 1)}
+	// pipeline_conns connections, each carrying its share of the workers'
+	// window; 0: a connection per worker, one hit at a time.
+	conns, window := d.cfg.Workers, 1
 	if n := d.cfg.PipelineConns; n > 0 {
-		hc := up.client
-		l.do = &fasthttp.PipelineClient{
-			Addr: hc.Addr, IsTLS: hc.IsTLS, TLSConfig: hc.TLSConfig, Dial: hc.Dial, MaxConns: n,
-			MaxPendingRequests: max(d.cfg.Workers/n, 1) * 2, MaxIdleConnDuration: hc.MaxIdleConnDuration,
-			ReadTimeout: d.timeout, WriteTimeout: d.timeout, MaxResponseBodySize: hc.MaxResponseBodySize,
-			ReadBufferSize: 16 << 10, DisablePathNormalizing: true, NoDefaultUserAgentHeader: true, Logger: zapPrintf{d.log},
-		}
+		conns, window = n, max((d.cfg.Workers+n-1)/n, 1)
+	}
+	for range conns {
+		l.senders = append(l.senders, &sender{l: l, window: window})
 	}
 	if d.cfg.SpoolDir != "" {
 		dir := filepath.Join(d.cfg.SpoolDir, laneDirName(key))
@@ -223,9 +223,9 @@ func (d *Delivery) lane(up upstream) (*lane, error) {
 	}
 	l.registerMetrics()
 	d.lanes[key] = l
-	for i := range d.cfg.Workers {
+	for _, s := range l.senders {
 		d.wg.Add(1)
-		go l.work(i)
+		go s.run()
 	}
 	return l, nil
 }
@@ -266,11 +266,13 @@ func (d *Delivery) shutdown(drain time.Duration) {
 				d.m.dropped[dropShutdown].Inc()
 				putQueued(q)
 			}
+			l.releaseRetries()
 			continue
 		}
 		for n := len(l.ch); n > 0; n-- {
 			putQueued(<-l.ch) // still in the spool
 		}
+		l.releaseRetries()
 		if err := l.sp.Close(); err != nil {
 			d.log.Error("spool: close", zap.String("upstream", l.key), zap.Error(err))
 		}
@@ -300,11 +302,14 @@ func (d *Delivery) idle() bool {
 
 // queued is one hit waiting for delivery; pooled.
 type queued struct {
-	payload []byte
-	wire    []byte // the request bytes within payload (or a conversion of it)
-	sent    int64  // last written to a connection, Unix nanoseconds
+	payload []byte // version 2 (wire.go), as in the spool
+	wire    []byte // the request bytes: within payload, or converted from version 1
 	seq     uint64 // in the spool; 0 when not spooled
 	at      int64  // accepted, Unix nanoseconds
+	tag     int    // the route
+	sent    int64  // last written to a connection, Unix nanoseconds
+	due     int64  // when waiting for a retry: not before, Unix nanoseconds
+	attempt int32  // attempts that failed
 }
 
 var queuedPool = sync.Pool{New: func() any { return new(queued) }}
@@ -313,15 +318,9 @@ func putQueued(q *queued) {
 	if cap(q.payload) > 64<<10 {
 		q.payload = nil // do not pin large buffers in the pool
 	}
-	q.payload = q.payload[:0]
+	q.payload, q.wire = q.payload[:0], nil
+	q.attempt, q.due = 0, 0
 	queuedPool.Put(q)
-}
-
-// doer sends one request: the upstream's shared HostClient (one request
-// per connection at a time) or a PipelineClient (many per connection,
-// their writes coalesced).
-type doer interface {
-	DoTimeout(req *fasthttp.Request, resp *fasthttp.Response, timeout time.Duration) error
 }
 
 // lane delivers the hits of one upstream.
@@ -329,8 +328,7 @@ type lane struct {
 	d   *Delivery
 	key string
 	up  upstream
-	do  doer
-	ch  chan *queued
+	ch  chan *queued // the memory queue, drained by the senders
 	sp  *spool.Spool // nil without a spool
 
 	// mu orders appends against the switch between memory and disk mode.
@@ -341,18 +339,29 @@ type lane struct {
 	diskFrom uint64 // first spooled hit not in the memory queue
 
 	wake     chan struct{} // starts replay
+	room     chan struct{} // a sender took hits from ch (replay waits for it)
+	reserved atomic.Int64  // slots of ch that accepts are about to fill
 	memBytes atomic.Int64  // payload bytes in ch
-	inflight atomic.Int64
-	busy     []atomic.Int64 // per worker: accept time of its hit, 0 when idle
+	inflight atomic.Int64  // hits out of the memory queue, not yet settled
+	senders  []*sender
 	circuit  circuit
+
+	// Hits waiting for their next attempt (send.go).
+	rmu       sync.Mutex
+	retrying  []*queued
+	rdue      int64       // when rtimer fires, Unix nanoseconds; 0: not set
+	rtimer    *time.Timer // wakes a sender through retryKick
+	retryKick chan struct{}
 }
 
 // accept queues the upstream request out. The browser may be answered
 // once it returns nil.
 func (l *lane) accept(route int, out *fasthttp.Request, path, query []byte, at time.Time) error {
 	q := queuedPool.Get().(*queued)
-	q.payload = appendPayload(q.payload[:0], route, out, path, query)
+	q.payload = appendWire(q.payload[:0], route, out, l.up.host, path, query)
+	q.wire = q.payload[payloadHead:]
 	q.at = at.UnixNano()
+	q.tag = route
 	q.seq = 0
 	n := int64(len(q.payload))
 	if l.sp == nil {
@@ -370,40 +379,64 @@ func (l *lane) accept(route int, out *fasthttp.Request, path, query []byte, at t
 			return errQueueFull
 		}
 	}
+	// The memory-or-disk decision is taken in sequence order (under mu,
+	// with Enqueue); the write is waited for outside mu, so that the hits
+	// accepted together share it (group commit).
 	l.mu.Lock()
-	seq, err := l.sp.Append(q.at, q.payload)
+	t, err := l.sp.Enqueue(q.at, q.payload)
 	if err != nil {
 		l.mu.Unlock()
 		putQueued(q)
-		if errors.Is(err, spool.ErrFull) {
-			return errQueueFull
-		}
-		if ce := l.d.log.Check(zap.ErrorLevel, "spool append"); ce != nil {
-			ce.Write(zap.String("upstream", l.key), zap.Error(err))
-		}
-		return errSpool
+		return l.spoolError(err)
 	}
-	q.seq = seq
-	l.d.m.family(l.d.m.accepted, route).Inc()
-	if !l.diskMode && l.memBytes.Load()+n <= l.d.cfg.QueueBytes {
-		select {
-		case l.ch <- q:
-			l.memBytes.Add(n)
-			l.mu.Unlock()
-			return nil
-		default:
-		}
+	toMemory, wake := false, false
+	switch {
+	case !l.diskMode && l.memBytes.Load()+n <= l.d.cfg.QueueBytes && len(l.ch)+int(l.reserved.Load()) < cap(l.ch):
+		toMemory = true
+		l.reserved.Add(1)
+		l.memBytes.Add(n)
+	case !l.diskMode:
+		l.diskMode, l.diskFrom, wake = true, t.Seq(), true
 	}
-	if !l.diskMode {
-		l.diskMode, l.diskFrom = true, seq
+	l.mu.Unlock()
+	seq, err := t.Wait()
+	if toMemory {
+		if err == nil {
+			q.seq = seq
+			l.ch <- q // room was reserved
+		} else {
+			l.memBytes.Add(-n)
+		}
+		l.reserved.Add(-1)
+	}
+	if wake {
 		select {
 		case l.wake <- struct{}{}:
 		default:
 		}
 	}
-	l.mu.Unlock()
-	putQueued(q) // on disk; replay brings it back
+	if err != nil {
+		if !toMemory {
+			putQueued(q)
+		}
+		return l.spoolError(err)
+	}
+	l.d.m.family(l.d.m.accepted, route).Inc()
+	if !toMemory {
+		putQueued(q) // on disk; replay brings it back
+	}
 	return nil
+}
+
+// spoolError maps a spool error of accept to the browser's answer.
+func (l *lane) spoolError(err error) error {
+	if errors.Is(err, spool.ErrFull) {
+		return errQueueFull
+	}
+	if ce := l.d.log.Check(zap.ErrorLevel, "spool append"); ce != nil {
+		ce.Write(zap.String("upstream", l.key), zap.Error(err))
+	}
+	return errSpool
 }
 
 // replay feeds spooled hits that are not in the memory queue to the
@@ -413,6 +446,8 @@ func (l *lane) replay() {
 	r := l.sp.NewReader()
 	defer r.Close()
 	ctx := l.d.ctx
+	var req fasthttp.Request // converts version-1 payloads
+	var conv []byte
 	for {
 		select {
 		case <-ctx.Done():
@@ -448,6 +483,18 @@ func (l *lane) replay() {
 			}
 			q := queuedPool.Get().(*queued)
 			q.payload = append(q.payload[:0], rec.Payload...)
+			var werr error
+			q.tag, q.wire, conv, werr = wireOf(q.payload, l.up.host, &req, conv)
+			if werr != nil {
+				l.d.m.dropped[dropMalformed].Inc()
+				l.sp.Ack(rec.Seq)
+				putQueued(q)
+				continue
+			}
+			if len(q.payload) == 0 || q.payload[0] != payloadWire {
+				q.payload = append(q.payload[:0], conv...) // converted from version 1
+				q.wire = q.payload[payloadHead:]
+			}
 			q.seq, q.at = rec.Seq, rec.At
 			if !l.push(ctx, q) {
 				putQueued(q) // still in the spool
@@ -457,96 +504,23 @@ func (l *lane) replay() {
 	}
 }
 
-// push waits for room in the memory queue.
+// push waits for room in the memory queue (its slots and bytes, less
+// what accept has reserved) and queues q.
 func (l *lane) push(ctx context.Context, q *queued) bool {
 	n := int64(len(q.payload))
-	for l.memBytes.Load()+n > l.d.cfg.QueueBytes && l.memBytes.Load() > 0 {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-	select {
-	case l.ch <- q:
-		l.memBytes.Add(n)
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// work is one upstream worker.
-func (l *lane) work(i int) {
-	defer l.d.wg.Done()
-	ctx := l.d.ctx
-	var req fasthttp.Request
-	var resp fasthttp.Response
 	for {
+		l.mu.Lock()
+		if len(l.ch)+int(l.reserved.Load()) < cap(l.ch) && (l.memBytes.Load()+n <= l.d.cfg.QueueBytes || l.memBytes.Load() == 0) {
+			l.memBytes.Add(n)
+			l.ch <- q
+			l.mu.Unlock()
+			return true
+		}
+		l.mu.Unlock()
 		select {
 		case <-ctx.Done():
-			return
-		case q := <-l.ch:
-			l.memBytes.Add(-int64(len(q.payload)))
-			l.inflight.Add(1)
-			l.busy[i].Store(q.at)
-			done := l.deliver(ctx, q, &req, &resp)
-			l.busy[i].Store(0)
-			if done && q.seq != 0 {
-				l.sp.Ack(q.seq)
-			} else if !done && l.sp == nil {
-				l.d.m.dropped[dropShutdown].Inc()
-			}
-			l.inflight.Add(-1)
-			putQueued(q)
-		}
-	}
-}
-
-// deliver sends q until it is delivered or dropped for good (true), or
-// delivery stops first (false: it stays in the spool).
-func (l *lane) deliver(ctx context.Context, q *queued, req *fasthttp.Request, resp *fasthttp.Response) bool {
-	route, err := decodePayload(req, q.payload, l.up.scheme, l.up.host)
-	if err != nil {
-		l.d.m.dropped[dropMalformed].Inc()
-		return true
-	}
-	d := l.d
-	for attempt := 0; ; attempt++ {
-		if d.now().Sub(time.Unix(0, q.at)) > d.cfg.MaxAge {
-			d.m.dropped[dropMaxAge].Inc()
-			return true
-		}
-		if wait := l.circuit.wait(time.Now()); wait > 0 {
-			if !sleep(ctx, wait) {
-				return false
-			}
-			attempt--
-			continue
-		}
-		start := time.Now()
-		resp.Reset()
-		err := l.do.DoTimeout(req, resp, d.timeout)
-		status := resp.StatusCode()
-		d.pm.upstream(route, time.Since(start), status, err)
-		ok, rejected, cause, retryAfter := classify(err, status, resp)
-		switch {
-		case ok:
-			l.circuit.success()
-			d.m.family(d.m.delivered, route).Inc()
-			return true
-		case rejected:
-			l.circuit.success() // the upstream is alive; the hit is bad
-			d.m.dropped[dropRejected4xx].Inc()
-			if ce := d.log.Check(zap.WarnLevel, "upstream refused a queued hit"); ce != nil {
-				ce.Write(zap.String("upstream", l.key), zap.Int("status", status))
-			}
-			return true
-		}
-		d.m.retried[cause].Inc()
-		l.circuit.failure(time.Now(), retryAfter)
-		if !sleep(ctx, max(backoff(attempt), retryAfter)) {
 			return false
+		case <-l.room:
 		}
 	}
 }
@@ -700,18 +674,54 @@ func (l *lane) registerMetrics() {
 	}
 }
 
-// oldestAge is the age in seconds of the oldest hit not yet delivered:
-// workers take hits oldest first, so it is held by a worker or, when all
-// are idle, waits in the spool (disk mode) or nowhere.
+// oldestAge is the age in seconds of the oldest hit taken from the
+// memory queue and not yet settled: held by a sender, in flight on a
+// connection or waiting for a retry. Hits still in the memory queue are
+// younger than those (the queue is in order). Computed when the metric
+// is read, so the hit path pays nothing for it.
 func (l *lane) oldestAge() float64 {
 	oldest := int64(0)
-	for i := range l.busy {
-		if at := l.busy[i].Load(); at != 0 && (oldest == 0 || at < oldest) {
+	min := func(at int64) {
+		if at != 0 && (oldest == 0 || at < oldest) {
 			oldest = at
 		}
 	}
+	for _, s := range l.senders {
+		s.mu.Lock()
+		for _, q := range s.held {
+			min(q.at)
+		}
+		c := s.c
+		s.mu.Unlock()
+		if c != nil {
+			c.mu.Lock()
+			for _, q := range c.inflight[c.head:] {
+				min(q.at)
+			}
+			c.mu.Unlock()
+		}
+	}
+	l.rmu.Lock()
+	for _, q := range l.retrying {
+		min(q.at)
+	}
+	l.rmu.Unlock()
 	if oldest == 0 {
 		return 0
 	}
 	return l.d.now().Sub(time.Unix(0, oldest)).Seconds()
+}
+
+// releaseRetries gives up the hits waiting for a retry at shutdown.
+func (l *lane) releaseRetries() {
+	l.rmu.Lock()
+	qs := l.retrying
+	l.retrying = nil
+	if l.rtimer != nil {
+		l.rtimer.Stop()
+	}
+	l.rmu.Unlock()
+	for _, q := range qs {
+		l.release(q)
+	}
 }

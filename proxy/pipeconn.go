@@ -44,6 +44,7 @@ type pconnSink interface {
 var (
 	errUnsolicited = errors.New("proxy: upstream answered a request it was not sent")
 	errConnClosed  = errors.New("proxy: upstream closed the connection")
+	errConnDead    = errors.New("proxy: upstream connection already failed")
 )
 
 // dialPconn connects to hc's address (TLS when hc is) and starts the reader.
@@ -99,9 +100,10 @@ func (c *pconn) alive() bool {
 }
 
 // send writes the requests of batch with one write, buf being scratch
-// space (returned grown). On an error the connection is closed and its
-// reader hands every unanswered hit, batch included, back to the sink;
-// the caller must not touch batch's hits afterwards either way.
+// space (returned grown). With errConnDead nothing was sent and batch is
+// still the caller's. Otherwise the hits belong to the connection: a write
+// error closes it and its reader hands every unanswered hit, batch
+// included, back to the sink.
 func (c *pconn) send(batch []*queued, buf []byte, now time.Time) ([]byte, error) {
 	buf = buf[:0]
 	for _, q := range batch {
@@ -110,8 +112,7 @@ func (c *pconn) send(batch []*queued, buf []byte, now time.Time) ([]byte, error)
 	c.mu.Lock()
 	if c.dead {
 		c.mu.Unlock()
-		c.sink.broken(batch, errConnClosed)
-		return buf, errConnClosed
+		return buf, errConnDead
 	}
 	if c.head == len(c.inflight) {
 		c.inflight, c.head = c.inflight[:0], 0

@@ -31,20 +31,34 @@ type group struct {
 	err     error
 }
 
-// appendGroup is Append with group commit; see Append.
-func (s *Spool) appendGroup(at int64, payload []byte) (uint64, error) {
+// Ticket is an enqueued record on its way to the file: Wait returns
+// once it is there.
+type Ticket struct {
+	s   *Spool
+	g   *group
+	seq uint64
+}
+
+// Seq is the record's sequence number.
+func (t Ticket) Seq() uint64 { return t.seq }
+
+// Enqueue adds a record accepted at (Unix nanoseconds) to the group being
+// formed and returns its ticket, without writing. Sequence numbers follow
+// the order of Enqueue calls, so a caller that must order its own state
+// with them (the delivery lane) enqueues under its own lock and waits
+// outside it. The payload is copied. Every ticket must be waited for.
+func (s *Spool) Enqueue(at int64, payload []byte) (Ticket, error) {
 	if len(payload) > MaxPayload {
-		return 0, fmt.Errorf("spool: record of %d bytes exceeds %d", len(payload), MaxPayload)
+		return Ticket{}, fmt.Errorf("spool: record of %d bytes exceeds %d", len(payload), MaxPayload)
 	}
 	n := int64(frameHeader + recordHead + len(payload))
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
-		return 0, ErrClosed
+		return Ticket{}, ErrClosed
 	}
 	if s.bytes+s.grouped+n > s.opt.MaxBytes {
-		s.mu.Unlock()
-		return 0, ErrFull
+		return Ticket{}, ErrFull
 	}
 	g := s.open
 	if g == nil {
@@ -60,7 +74,17 @@ func (s *Spool) appendGroup(at int64, payload []byte) (uint64, error) {
 	g.records++
 	g.members++
 	s.grouped += n
-	if !s.writing {
+	return Ticket{s: s, g: g, seq: seq}, nil
+}
+
+// Wait returns once the ticket's record is written (its sequence number)
+// or its write failed (the error; the record is not in the spool). The
+// first waiter of a group writes it, after yielding once so that the
+// appends runnable now join it.
+func (t Ticket) Wait() (uint64, error) {
+	s, g := t.s, t.g
+	s.mu.Lock()
+	if !s.writing && s.open == g {
 		s.writing = true
 		s.mu.Unlock()
 		runtime.Gosched() // let the appends runnable now join g
@@ -69,7 +93,7 @@ func (s *Spool) appendGroup(at int64, payload []byte) (uint64, error) {
 	}
 	for !g.done {
 		if !s.writing {
-			// The leader of the group before ours has finished: lead ours.
+			// The group before ours is written: lead ours.
 			s.writing = true
 			s.writeOpen()
 			continue
@@ -85,7 +109,7 @@ func (s *Spool) appendGroup(at int64, payload []byte) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return seq, nil
+	return t.seq, nil
 }
 
 // writeOpen writes the open group. Called with mu held and s.writing set

@@ -253,7 +253,11 @@ func removeSegment(path string) {
 // Options.MaxBytes, and with the write's error when the disk refuses it
 // (nothing of that write is appended then).
 func (s *Spool) Append(at int64, payload []byte) (uint64, error) {
-	return s.appendGroup(at, payload)
+	t, err := s.Enqueue(at, payload)
+	if err != nil {
+		return 0, err
+	}
+	return t.Wait()
 }
 
 // rotate seals the active segment and starts a new one. Called with mu held.
