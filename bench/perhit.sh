@@ -272,4 +272,21 @@ END {
 	printf "| call |"; for (i = 1; i <= m; i++) printf " %s |", to[i]; printf "\n|---|"; for (i = 1; i <= m; i++) printf "---:|"; printf "\n"
 	for (j = 1; j <= k; j++) { printf "| %s |", co[j]; for (i = 1; i <= m; i++) { v = n[to[i], co[j]] ? s[to[i], co[j]] / n[to[i], co[j]] : 0; printf " %.2f |", v } printf "\n" }
 }' "$TMP/calls.tsv"
+echo
+echo "### Queued delivery: how many hits share a system call (whole run, warm-up included)"
+echo
+echo "| target | hits accepted | per spool write | per upstream write | upstream reads per hit |"
+echo "|---|---:|---:|---:|---:|"
+for t in $TARGETS; do
+	admin=$(admin_of "$t")
+	[ -n "$admin" ] || continue
+	acc=$(metric_sum "$admin" consentgate_delivery_accepted_total)
+	[ "$acc" -gt 0 ] || continue
+	sw=$(metric_sum "$admin" consentgate_delivery_spool_writes)
+	uw=$(metric_sum "$admin" consentgate_delivery_upstream_writes_total)
+	un=$(metric_sum "$admin" consentgate_delivery_upstream_written_total)
+	ur=$(metric_sum "$admin" consentgate_delivery_upstream_reads_total)
+	awk -v t="$t" -v a="$acc" -v sw="$sw" -v uw="$uw" -v un="$un" -v ur="$ur" \
+		'BEGIN { printf "| %s | %d | %.1f | %.1f | %.2f |\n", t, a, sw ? a / sw : 0, uw ? un / uw : 0, un ? ur / un : 0 }'
+done
 if [ -n "${KEEP:-}" ]; then cp "$RES" "$TMP/calls.tsv" "$KEEP/"; fi

@@ -346,6 +346,9 @@ type lane struct {
 	senders  []*sender
 	circuit  circuit
 
+	// Upstream system calls: writes, the hits they carried, reads.
+	writes, written, reads *metrics.Counter
+
 	// Hits waiting for their next attempt (send.go).
 	rmu       sync.Mutex
 	retrying  []*queued
@@ -661,6 +664,7 @@ var laneGauges = []struct {
 	}},
 	{"consentgate_delivery_spool_bytes", true, func(l *lane) float64 { return float64(l.sp.Stats().Bytes) }},
 	{"consentgate_delivery_spool_records", true, func(l *lane) float64 { return float64(l.sp.Stats().Records) }},
+	{"consentgate_delivery_spool_writes", true, func(l *lane) float64 { return float64(l.sp.Stats().Writes) }},
 }
 
 // registerMetrics adds the lane's gauges.
@@ -672,6 +676,9 @@ func (l *lane) registerMetrics() {
 		value := g.value
 		l.d.m.set.GetOrCreateGauge(fmt.Sprintf("%s{upstream=%q}", g.name, l.key), func() float64 { return value(l) })
 	}
+	l.writes = l.d.m.set.GetOrCreateCounter(fmt.Sprintf("consentgate_delivery_upstream_writes_total{upstream=%q}", l.key))
+	l.written = l.d.m.set.GetOrCreateCounter(fmt.Sprintf("consentgate_delivery_upstream_written_total{upstream=%q}", l.key))
+	l.reads = l.d.m.set.GetOrCreateCounter(fmt.Sprintf("consentgate_delivery_upstream_reads_total{upstream=%q}", l.key))
 }
 
 // oldestAge is the age in seconds of the oldest hit taken from the

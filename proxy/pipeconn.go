@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -39,6 +40,20 @@ type pconnSink interface {
 	// broken hands back hits that were written but not answered when the
 	// connection failed with err.
 	broken(qs []*queued, err error)
+	// wrote and read count the connection's system calls.
+	wrote(hits int)
+	read()
+}
+
+// countingReader counts the reads of a connection.
+type countingReader struct {
+	r    io.Reader
+	sink pconnSink
+}
+
+func (r countingReader) Read(b []byte) (int, error) {
+	r.sink.read()
+	return r.r.Read(b)
 }
 
 var (
@@ -124,6 +139,7 @@ func (c *pconn) send(batch []*queued, buf []byte, now time.Time) ([]byte, error)
 	c.inflight = append(c.inflight, batch...)
 	c.mu.Unlock()
 	_ = c.nc.SetWriteDeadline(now.Add(c.timeout))
+	c.sink.wrote(len(batch))
 	if _, err := c.nc.Write(buf); err != nil {
 		_ = c.nc.Close() // the reader fails and hands the hits back
 		return buf, err
@@ -134,7 +150,7 @@ func (c *pconn) send(batch []*queued, buf []byte, now time.Time) ([]byte, error)
 // read matches answers to requests until the connection fails.
 func (c *pconn) read() {
 	defer close(c.done)
-	br := bufio.NewReaderSize(c.nc, 16<<10)
+	br := bufio.NewReaderSize(countingReader{c.nc, c.sink}, 16<<10)
 	var resp fasthttp.Response
 	for {
 		if br.Buffered() == 0 {

@@ -344,3 +344,10 @@ func (c *circuit) isProbing() bool {
 	defer c.mu.Unlock()
 	return c.failures >= circuitThreshold && c.probing
 }
+
+func (l *lane) wrote(hits int) {
+	l.writes.Inc()
+	l.written.Add(hits)
+}
+
+func (l *lane) read() { l.reads.Inc() }
