@@ -52,7 +52,7 @@ func TestQueueAllocs(t *testing.T) {
 		// queue only grows and every hit needs a new pooled buffer.
 		serve := func() {
 			g.serve(&ctx, req, fromProxy)
-			for !g.h.delivery.idle() {
+			for !g.h.delivery.Idle() {
 				goruntime.Gosched()
 			}
 		}

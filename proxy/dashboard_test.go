@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/consentgate/consentgate/delivery"
 )
 
 // TestDashboardUsesRealMetrics keeps deploy/grafana/consentgate.json in
@@ -31,8 +33,8 @@ func TestDashboardUsesRealMetrics(t *testing.T) {
 	for _, n := range NewMetrics("x").Names() {
 		known[n] = true
 	}
-	for _, g := range laneGauges { // created per upstream lane
-		known[g.name] = true
+	for _, n := range delivery.GaugeNames() { // created per upstream lane
+		known[n] = true
 	}
 	vars := map[string]bool{}
 	for _, v := range d.Templating.List {

@@ -7,4 +7,10 @@
 // from consentmode, configuration from config (swapped whole on reload).
 // Only the handler touches *fasthttp.RequestCtx, and no request bytes
 // outlive the handler.
+//
+// Queued hits leave through package delivery: the handler hands each one,
+// decided and rewritten, to its route's *delivery.Lane and maps delivery's
+// refusals to its answers; it never sees a queue, a retry or the spool.
+// Only cmd/consentgate imports proxy; delivery and its spool never do
+// (delivery's TestImports).
 package proxy

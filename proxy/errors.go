@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/consentgate/consentgate/consentmode"
+	"github.com/consentgate/consentgate/delivery"
 )
 
 // rejectReason says why a request or connection was answered locally with
@@ -97,7 +98,7 @@ type Error struct {
 
 func (e *Error) Error() string { return "proxy: " + e.Reason.String() }
 
-// Errors answered locally (the delivery queue's are in delivery.go).
+// Errors answered locally.
 var (
 	errNotFound         = &Error{Status: fasthttp.StatusNotFound, Reason: rejectUnknownPath}
 	errMethod           = &Error{Status: fasthttp.StatusMethodNotAllowed, Reason: rejectMethod}
@@ -117,6 +118,9 @@ var (
 	errUnauthorized     = &Error{Status: fasthttp.StatusUnauthorized, Reason: rejectUnauthorized}
 	errUpstream         = &Error{Status: fasthttp.StatusBadGateway, Reason: upstreamFailed}
 	errUpstreamTimeout  = &Error{Status: fasthttp.StatusGatewayTimeout, Reason: upstreamFailed}
+	// A hit delivery did not take: the client may try again.
+	errQueueFull = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectQueueFull, RetryAfter: time.Second}
+	errSpool     = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectSpool, RetryAfter: time.Second}
 )
 
 // statusError is an upstream answer passed on as an error (a script fetch
@@ -128,7 +132,7 @@ func (e *statusError) Error() string { return "proxy: upstream status " + strcon
 // asError maps any error to the Error answered for it: an *Error as it
 // is, fasthttp's read errors (body or header too large, timeouts,
 // malformed requests), upstream failures (502, 504; a 4xx script answer
-// keeps its status).
+// keeps its status) and hits delivery did not take (503).
 func asError(err error) *Error {
 	var e *Error
 	var small *fasthttp.ErrSmallBuffer
@@ -151,6 +155,10 @@ func asError(err error) *Error {
 			return errUpstreamTimeout
 		}
 		return errUpstream
+	case errors.Is(err, delivery.ErrQueueFull), errors.Is(err, delivery.ErrClosed):
+		return errQueueFull
+	case errors.Is(err, delivery.ErrSpool):
+		return errSpool
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/consentgate/consentgate/config"
 	"github.com/consentgate/consentgate/consentmode"
+	"github.com/consentgate/consentgate/delivery"
 )
 
 // Options are the Handler's collaborators; zero values are production defaults.
@@ -44,7 +45,7 @@ type Handler struct {
 	dlog    *DecisionLog
 	scripts *scriptCache
 	// delivery is nil until StartDelivery: every hit is then proxied.
-	delivery *Delivery
+	delivery *delivery.Delivery
 	// routeScheme is the scheme of the routes' own hosts (subdomain style).
 	routeScheme string
 	// adminListen is the admin address of the first config: the one
@@ -60,6 +61,9 @@ type snapshot struct {
 	cfg *config.Config
 	// routes holds the upstream of each entry of consentmode.Routes.
 	routes []upstream
+	// lanes holds the delivery lane of each queued route (nil: the
+	// route is proxied synchronously).
+	lanes []*delivery.Lane
 }
 
 // NewHandler returns a Handler serving cfg. It is not ready until
@@ -89,10 +93,32 @@ func (h *Handler) Close() {
 	}
 }
 
+// StartDelivery opens the spool (when configured), replays what it holds
+// and starts the workers. Until it is called, every hit is proxied
+// synchronously (explain and tests need no spool). The delivery settings
+// are read once, here: changing them needs a restart.
+func (h *Handler) StartDelivery() error {
+	cfg := h.Config()
+	dc := cfg.Delivery
+	d, err := delivery.Start(delivery.Options{
+		MaxAge: dc.MaxAge, QueueSize: dc.QueueSize, QueueBytes: dc.QueueBytes, Workers: dc.Workers, PipelineConns: dc.PipelineConns,
+		SpoolDir: dc.SpoolDir, SpoolMaxBytes: dc.SpoolMaxBytes, SpoolSegmentBytes: dc.SpoolSegmentBytes, SpoolSync: dc.SpoolSync,
+		Timeout: cfg.Timeouts.Upstream,
+		Log:     h.log, Metrics: h.metrics.delivery, Now: h.now, LabelOf: deliveryLabel, Observe: h.metrics.upstream,
+		Client: func(scheme, host string) *fasthttp.HostClient { return h.clients.get(scheme, host, cfg).client },
+	})
+	if err != nil {
+		return err
+	}
+	h.delivery = d
+	h.SetConfig(cfg) // attach lanes to the queued routes
+	return nil
+}
+
 // SetConfig swaps in a new configuration. Requests in flight finish with
 // the one they started with.
 func (h *Handler) SetConfig(cfg *config.Config) {
-	rt := &snapshot{cfg: cfg, routes: make([]upstream, len(consentmode.Routes))}
+	rt := &snapshot{cfg: cfg, routes: make([]upstream, len(consentmode.Routes)), lanes: make([]*delivery.Lane, len(consentmode.Routes))}
 	for i, r := range consentmode.Routes {
 		if cfg.Upstream != nil {
 			rt.routes[i] = h.clients.get(cfg.Upstream.Scheme, cfg.Upstream.Host, cfg)
@@ -100,12 +126,13 @@ func (h *Handler) SetConfig(cfg *config.Config) {
 			rt.routes[i] = h.clients.get(h.routeScheme, r.Host, cfg)
 		}
 		if h.delivery != nil && queueable(&r) && cfg.Delivery.Mode(r.Family) == config.DeliveryQueue {
-			l, err := h.delivery.lane(rt.routes[i])
+			up := rt.routes[i]
+			l, err := h.delivery.Lane(delivery.Upstream{Scheme: up.scheme, Host: up.host, Client: up.client})
 			if err != nil {
 				h.log.Error("delivery: lane not started; the route is proxied synchronously", zap.String("route", r.Name), zap.Error(err))
 				continue
 			}
-			rt.routes[i].lane = l
+			rt.lanes[i] = l
 		}
 	}
 	h.snap.Store(rt)
@@ -139,8 +166,9 @@ type prepared struct {
 	route    int
 	decision consentmode.Decision
 	up       upstream
-	out      *outbound // nil when nothing is forwarded
-	queued   bool      // handed to delivery (or refused by it)
+	lane     *delivery.Lane // nil: proxied synchronously
+	out      *outbound      // nil when nothing is forwarded
+	queued   bool           // handed to delivery (or refused by it)
 }
 
 // prepare matches the route, decides, and (unless the hit is blocked)
@@ -154,7 +182,7 @@ func (h *Handler) prepare(rt *snapshot, req *fasthttp.Request, region consentmod
 		return err
 	}
 	route := &consentmode.Routes[p.route]
-	p.up = rt.routes[p.route]
+	p.up, p.lane = rt.routes[p.route], rt.lanes[p.route]
 	routePath, matrix := route.SplitPath(path)
 
 	// The Work's buffers back the upstream request (SetBodyRaw does not
@@ -431,7 +459,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
 		h.record(ctx, &p, fasthttp.StatusNoContent, 0, nil, start)
 		return d.Family
 	}
-	if l := p.up.lane; l != nil {
+	if l := p.lane; l != nil {
 		h.enqueue(ctx, l, &p, origin, allowed, start)
 		return d.Family
 	}
@@ -478,13 +506,10 @@ func (h *Handler) proxy(ctx *fasthttp.RequestCtx, p *prepared, origin []byte, al
 
 // enqueue hands the rewritten hit to its lane and answers the browser
 // 204 at once, or 503 with Retry-After when the queue cannot take it.
-func (h *Handler) enqueue(ctx *fasthttp.RequestCtx, l *lane, p *prepared, origin []byte, allowed bool, start time.Time) {
+func (h *Handler) enqueue(ctx *fasthttp.RequestCtx, l *delivery.Lane, p *prepared, origin []byte, allowed bool, start time.Time) {
 	o := p.out
 	p.queued = true
-	if err := l.accept(p.route, &o.req, o.path, o.req.URI().QueryString(), start); err != nil {
-		if asError(err) == nil {
-			err = errSpool
-		}
+	if err := l.Accept(p.route, &o.req, o.path, o.req.URI().QueryString(), start); err != nil {
 		h.writeError(ctx, err, p.route)
 		if allowed {
 			setCORS(&ctx.Response.Header, origin)

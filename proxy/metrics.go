@@ -12,6 +12,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/consentgate/consentgate/consentmode"
+	"github.com/consentgate/consentgate/delivery"
 )
 
 // Metrics are the gateway's Prometheus metrics. Every labelled series is
@@ -41,7 +42,7 @@ type Metrics struct {
 	logDropped    *metrics.Counter
 	inFlight      *metrics.Gauge
 	enforcing     *metrics.Gauge
-	delivery      *deliveryMetrics
+	delivery      *delivery.Metrics
 }
 
 // catalogue is a closed set of label values: a small integer type whose
@@ -165,8 +166,31 @@ func NewMetrics(version string) *Metrics {
 	m.logDropped = s.NewCounter(`consentgate_decision_log_dropped_total`)
 	m.enforcing = s.NewGauge(`consentgate_enforcing`, nil)
 	s.NewGauge(fmt.Sprintf(`consentgate_build_info{version=%q}`, version), nil).Set(1)
-	m.delivery = newDeliveryMetrics(s)
+	m.delivery = delivery.NewMetrics(s, deliveryLabels())
 	return m
+}
+
+// deliveryLabels are the family labels of delivery's counters, in the
+// order of consentmode.Families; deliveryLabel maps a route to its index.
+func deliveryLabels() []string {
+	var labels []string
+	for _, f := range consentmode.Families() {
+		labels = append(labels, f.String())
+	}
+	return labels
+}
+
+// deliveryLabel is the index in deliveryLabels of route's family (that of
+// GA4, the first, for a route that has none).
+func deliveryLabel(route int) int {
+	if route >= 0 && route < len(consentmode.Routes) {
+		for i, f := range consentmode.Families() {
+			if f == consentmode.Routes[route].Family {
+				return i
+			}
+		}
+	}
+	return 0
 }
 
 // newHitCounters creates consentgate_hits_total, [route][action].

@@ -7,6 +7,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+
+	"github.com/consentgate/consentgate/delivery"
 )
 
 // TestMetricsHelp: every series on /metrics has a # HELP line with text,
@@ -93,6 +95,8 @@ func TestCatalogueLabelsInHelp(t *testing.T) {
 		{"consentgate_script_cache_total", labels(numCacheResults)},
 		{"consentgate_config_reloads_total", labels(numReloadResults)},
 		{"consentgate_malformed_signals_total", malformed},
+		{"consentgate_delivery_dropped_total", delivery.DropCauses()},
+		{"consentgate_delivery_retried_total", delivery.RetryCauses()},
 	}
 	for _, tt := range tests {
 		text := help[tt.metric]
@@ -114,8 +118,8 @@ func TestCatalogueNames(t *testing.T) {
 		"acceptErrKind":   labels(numAcceptErrKinds),
 		"cacheResult":     labels(numCacheResults),
 		"reloadResult":    labels(numReloadResults),
-		"dropCause":       labels(numDropCauses),
-		"retryCause":      labels(numRetryCauses),
+		"dropCause":       delivery.DropCauses(),
+		"retryCause":      delivery.RetryCauses(),
 	} {
 		seen := map[string]bool{}
 		for i, l := range ls {

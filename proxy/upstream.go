@@ -18,8 +18,6 @@ type upstream struct {
 	client *fasthttp.HostClient
 	scheme string // "https" or "http"
 	host   string // Host header value ("region1.google-analytics.com")
-	// lane, when set, delivers the route's hits in the background.
-	lane *lane
 }
 
 // clients hands out one HostClient per scheme and host:port, created on

@@ -1,4 +1,4 @@
-package proxy
+package delivery
 
 import (
 	"encoding/binary"
@@ -12,7 +12,7 @@ import (
 // removed is not there to store.
 //
 //	version  u8 (1)
-//	route    u16       index into consentmode.Routes
+//	route    u16       the caller's tag (the proxy's route index)
 //	method   u8 length, bytes
 //	path     u32 length, bytes (sent as is)
 //	query    u32 length, bytes
@@ -23,7 +23,7 @@ import (
 // give them.
 const payloadVersion = 1
 
-var errPayload = errors.New("proxy: malformed queued request")
+var errPayload = errors.New("delivery: malformed queued request")
 
 // appendPayload appends the encoding of the upstream request out, bound
 // for route, to dst. path and query are the request's path and query

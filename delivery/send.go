@@ -1,4 +1,4 @@
-package proxy
+package delivery
 
 import (
 	"errors"
@@ -25,7 +25,7 @@ import (
 
 // sender is one connection's sending side.
 type sender struct {
-	l      *lane
+	l      *Lane
 	window int // hits in flight at once on the connection
 
 	mu   sync.Mutex // guards c and held against oldestAge
@@ -168,7 +168,7 @@ func (s *sender) conn() (*pconn, error) {
 		return c, nil
 	}
 	l := s.l
-	nc, err := dialPconn(l.up.client, l.up.host, l.d.timeout, l)
+	nc, err := dialPconn(l.up.Client, l.up.Host, l.d.timeout, l)
 	if err != nil {
 		return nil, err
 	}
@@ -193,15 +193,15 @@ func (s *sender) stop() {
 }
 
 // answered settles q with its answer (called by a pconn's reader).
-func (l *lane) answered(q *queued, resp *fasthttp.Response, latency time.Duration) {
+func (l *Lane) answered(q *queued, resp *fasthttp.Response, latency time.Duration) {
 	d := l.d
 	status := resp.StatusCode()
-	d.pm.upstream(q.tag, latency, status, nil)
+	d.observe(q.tag, latency, status, nil)
 	ok, rejected, cause, retryAfter := classify(nil, status, resp)
 	switch {
 	case ok:
 		l.circuit.success()
-		d.m.family(d.m.delivered, q.tag).Inc()
+		d.family(d.m.delivered, q.tag).Inc()
 		l.settle(q)
 	case rejected:
 		l.circuit.success() // the upstream is alive; the hit is bad
@@ -218,17 +218,17 @@ func (l *lane) answered(q *queued, resp *fasthttp.Response, latency time.Duratio
 
 // broken takes back hits whose connection failed before their answers
 // (called by a pconn's reader): each is retried.
-func (l *lane) broken(qs []*queued, err error) {
+func (l *Lane) broken(qs []*queued, err error) {
 	l.failed(qs, err)
 }
 
 // failed retries hits that could not be sent or were not answered.
-func (l *lane) failed(qs []*queued, err error) {
+func (l *Lane) failed(qs []*queued, err error) {
 	if len(qs) == 0 {
 		return
 	}
 	_, _, cause, _ := classify(err, 0, nil)
-	l.d.pm.upstream(qs[0].tag, 0, 0, err)
+	l.d.observe(qs[0].tag, 0, 0, err)
 	l.circuit.failure(time.Now(), 0)
 	for _, q := range qs {
 		l.d.m.retried[cause].Inc()
@@ -237,14 +237,14 @@ func (l *lane) failed(qs []*queued, err error) {
 }
 
 // drop gives q up for cause, counted.
-func (l *lane) drop(q *queued, cause dropCause) {
+func (l *Lane) drop(q *queued, cause dropCause) {
 	l.d.m.dropped[cause].Inc()
 	l.settle(q)
 }
 
 // settle ends q's delivery (delivered or dropped) and acknowledges its
 // spool record.
-func (l *lane) settle(q *queued) {
+func (l *Lane) settle(q *queued) {
 	if q.seq != 0 {
 		l.sp.Ack(q.seq)
 	}
@@ -254,7 +254,7 @@ func (l *lane) settle(q *queued) {
 
 // release gives q up at shutdown: it stays in the spool for the next
 // start, or, without a spool, is counted dropped.
-func (l *lane) release(q *queued) {
+func (l *Lane) release(q *queued) {
 	if l.sp == nil {
 		l.d.m.dropped[dropShutdown].Inc()
 	}
@@ -264,7 +264,7 @@ func (l *lane) release(q *queued) {
 
 // retry schedules q's next attempt after its backoff (or what the
 // upstream asked for, if longer).
-func (l *lane) retry(q *queued, retryAfter time.Duration) {
+func (l *Lane) retry(q *queued, retryAfter time.Duration) {
 	if l.d.ctx.Err() != nil {
 		l.release(q)
 		return
@@ -285,7 +285,7 @@ func (l *lane) retry(q *queued, retryAfter time.Duration) {
 }
 
 // retryDue wakes a sender when retries are due.
-func (l *lane) retryDue() {
+func (l *Lane) retryDue() {
 	l.rmu.Lock()
 	l.rdue = 0
 	now := time.Now().UnixNano()
@@ -307,7 +307,7 @@ func (l *lane) retryDue() {
 }
 
 // dueRetries moves the retries that are due into dst, up to n in all.
-func (l *lane) dueRetries(dst []*queued, n int) []*queued {
+func (l *Lane) dueRetries(dst []*queued, n int) []*queued {
 	l.rmu.Lock()
 	defer l.rmu.Unlock()
 	if len(l.retrying) == 0 {
@@ -345,9 +345,9 @@ func (c *circuit) isProbing() bool {
 	return c.failures >= circuitThreshold && c.probing
 }
 
-func (l *lane) wrote(hits int) {
+func (l *Lane) wrote(hits int) {
 	l.writes.Inc()
 	l.written.Add(hits)
 }
 
-func (l *lane) read() { l.reads.Inc() }
+func (l *Lane) read() { l.reads.Inc() }

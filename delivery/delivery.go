@@ -1,4 +1,4 @@
-package proxy
+package delivery
 
 import (
 	"context"
@@ -18,9 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
-	"github.com/consentgate/consentgate/config"
-	"github.com/consentgate/consentgate/consentmode"
-	"github.com/consentgate/consentgate/proxy/spool"
+	"github.com/consentgate/consentgate/delivery/spool"
 )
 
 // Delivery sends queued hits to their upstreams in the background. There
@@ -36,28 +34,29 @@ import (
 // spool the memory queue is all there is, and a full queue refuses hits.
 type Delivery struct {
 	stopOnce sync.Once
-	cfg      config.Delivery
+	cfg      Options
 	timeout  time.Duration // one upstream attempt
 	log      *zap.Logger
-	m        *deliveryMetrics
-	pm       *Metrics
-	now      func() time.Time // the handler's clock: accept times come from it
-	clients  *clients
-	base     *config.Config // upstream client settings for new lanes
-	lock     *os.File       // the spool directory's lock
+	m        *Metrics
+	observe  func(tag int, latency time.Duration, status int, err error)
+	now      func() time.Time // the caller's clock: accept times come from it
+	closed   atomic.Bool      // set when shutdown stops the workers
+	lock     *os.File         // the spool directory's lock
 
 	mu    sync.Mutex
-	lanes map[string]*lane
+	lanes map[string]*Lane
 
 	ctx    context.Context // cancelled when delivery stops
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
-// Errors of accept, answered 503 with Retry-After.
+// Errors of Accept: the hit was not taken, the caller may ask the client
+// to try again later.
 var (
-	errQueueFull = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectQueueFull, RetryAfter: time.Second}
-	errSpool     = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectSpool, RetryAfter: time.Second}
+	ErrQueueFull = errors.New("delivery: queue full")
+	ErrSpool     = errors.New("delivery: spool failed")
+	ErrClosed    = errors.New("delivery: shut down")
 )
 
 // dropCause labels consentgate_delivery_dropped_total: why a queued hit
@@ -94,58 +93,62 @@ var retryCauseNames = [numRetryCauses]string{"refused", "timeout", "5xx", "429",
 
 func (c retryCause) String() string { return retryCauseNames[c] }
 
-type deliveryMetrics struct {
+// Metrics are delivery's counters, created up front in the caller's set:
+// accepted and delivered hits by label (Options.LabelOf), retries and
+// drops by cause. The lanes add their gauges to the same set.
+type Metrics struct {
 	set       *metrics.Set
-	accepted  []*metrics.Counter // [family]
-	delivered []*metrics.Counter // [family]
+	accepted  []*metrics.Counter // [label]
+	delivered []*metrics.Counter // [label]
 	retried   counterVec[retryCause]
 	dropped   counterVec[dropCause]
 }
 
-func newDeliveryMetrics(s *metrics.Set) *deliveryMetrics {
-	dm := &deliveryMetrics{set: s, accepted: make([]*metrics.Counter, len(consentmode.Families())+1),
-		delivered: make([]*metrics.Counter, len(consentmode.Families())+1),
+// NewMetrics creates delivery's counters in s; labels are the values of
+// the family label of the accepted and delivered counters.
+func NewMetrics(s *metrics.Set, labels []string) *Metrics {
+	dm := &Metrics{set: s, accepted: make([]*metrics.Counter, len(labels)),
+		delivered: make([]*metrics.Counter, len(labels)),
 		retried:   newCounterVec(s, `consentgate_delivery_retried_total{cause=`, numRetryCauses),
 		dropped:   newCounterVec(s, `consentgate_delivery_dropped_total{cause=`, numDropCauses)}
-	for _, f := range consentmode.Families() {
-		dm.accepted[f] = s.NewCounter(fmt.Sprintf(`consentgate_delivery_accepted_total{family=%q}`, f))
-		dm.delivered[f] = s.NewCounter(fmt.Sprintf(`consentgate_delivery_delivered_total{family=%q}`, f))
+	for i, f := range labels {
+		dm.accepted[i] = s.NewCounter(fmt.Sprintf(`consentgate_delivery_accepted_total{family=%q}`, f))
+		dm.delivered[i] = s.NewCounter(fmt.Sprintf(`consentgate_delivery_delivered_total{family=%q}`, f))
 	}
 	return dm
 }
 
-func (dm *deliveryMetrics) family(cs []*metrics.Counter, route int) *metrics.Counter {
-	if route >= 0 && route < len(consentmode.Routes) {
-		if c := cs[consentmode.Routes[route].Family]; c != nil {
-			return c
-		}
+// family returns the counter of cs for the label of tag (the first
+// label when tag has none).
+func (d *Delivery) family(cs []*metrics.Counter, tag int) *metrics.Counter {
+	if i := d.cfg.LabelOf(tag); i >= 0 && i < len(cs) {
+		return cs[i]
 	}
-	return cs[consentmode.FamilyGA4]
+	return cs[0]
 }
 
-// StartDelivery opens the spool (when configured), replays what it holds
-// and starts the workers. Until it is called, every hit is proxied
-// synchronously (explain and tests need no spool). The delivery settings
-// are read once, here: changing them needs a restart.
-func (h *Handler) StartDelivery() error {
-	cfg := h.Config()
-	d := &Delivery{cfg: cfg.Delivery, timeout: cfg.Timeouts.Upstream, log: h.log, m: h.metrics.delivery, pm: h.metrics, now: h.now,
-		clients: h.clients, base: cfg, lanes: map[string]*lane{}}
+// Start opens the spool (when configured), replays what it holds and
+// starts the lanes found there. Options are read once, here: changing
+// them needs a restart.
+func Start(opts Options) (*Delivery, error) {
+	opts.defaults()
+	d := &Delivery{cfg: opts, timeout: opts.Timeout, log: opts.Log, m: opts.Metrics, observe: opts.Observe, now: opts.Now,
+		lanes: map[string]*Lane{}}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
-	if dir := cfg.Delivery.SpoolDir; dir != "" {
+	if dir := opts.SpoolDir; dir != "" {
 		lock, err := spool.Lock(dir)
 		if err != nil {
-			return fmt.Errorf("delivery.spool.dir: %w", err)
+			return nil, fmt.Errorf("delivery.spool.dir: %w", err)
 		}
 		d.lock = lock
 		if err := d.openExisting(); err != nil {
+			d.cancel()
+			d.wg.Wait()
 			_ = lock.Close()
-			return err
+			return nil, err
 		}
 	}
-	h.delivery = d
-	h.SetConfig(cfg) // attach lanes to the queued routes
-	return nil
+	return d, nil
 }
 
 // openExisting starts a lane for every upstream with a spool left by an
@@ -169,22 +172,25 @@ func (d *Delivery) openExisting() error {
 			d.log.Warn("spool: ignoring a lane directory with a bad UPSTREAM file", zap.String("dir", e.Name()))
 			continue
 		}
-		if _, err := d.lane(d.clients.get(scheme, host, d.base)); err != nil {
+		if _, err := d.Lane(Upstream{Scheme: scheme, Host: host, Client: d.cfg.Client(scheme, host)}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// lane returns the lane of upstream up, starting it on first use.
-func (d *Delivery) lane(up upstream) (*lane, error) {
-	key := up.scheme + "://" + up.host
+// Lane returns the lane of upstream up, starting it on first use.
+func (d *Delivery) Lane(up Upstream) (*Lane, error) {
+	key := up.Scheme + "://" + up.Host
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if l := d.lanes[key]; l != nil {
 		return l, nil
 	}
-	l := &lane{d: d, key: key, up: up, ch: make(chan *queued, d.cfg.QueueSize), wake: make(chan struct{}, 1), room: make(chan struct{}, 1), retryKick: make(chan struct{}, 1)}
+	if d.closed.Load() {
+		return nil, ErrClosed
+	}
+	l := &Lane{d: d, key: key, up: up, ch: make(chan *queued, d.cfg.QueueSize), wake: make(chan struct{}, 1), room: make(chan struct{}, 1), retryKick: make(chan struct{}, 1)}
 	// pipeline_conns connections, each carrying its share of the workers'
 	// window; 0: a connection per worker, one hit at a time.
 	conns, window := d.cfg.Workers, 1
@@ -251,9 +257,10 @@ func (d *Delivery) Shutdown(drain time.Duration) {
 
 func (d *Delivery) shutdown(drain time.Duration) {
 	deadline := time.Now().Add(drain)
-	for time.Now().Before(deadline) && !d.idle() {
+	for time.Now().Before(deadline) && !d.Idle() {
 		time.Sleep(10 * time.Millisecond)
 	}
+	d.closed.Store(true)
 	d.cancel()
 	d.wg.Wait()
 	d.mu.Lock()
@@ -282,8 +289,8 @@ func (d *Delivery) shutdown(drain time.Duration) {
 	}
 }
 
-// idle reports whether every lane has nothing left to deliver.
-func (d *Delivery) idle() bool {
+// Idle reports whether every lane has nothing left to deliver.
+func (d *Delivery) Idle() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, l := range d.lanes {
@@ -323,11 +330,11 @@ func putQueued(q *queued) {
 	queuedPool.Put(q)
 }
 
-// lane delivers the hits of one upstream.
-type lane struct {
+// Lane delivers the hits of one upstream.
+type Lane struct {
 	d   *Delivery
 	key string
-	up  upstream
+	up  Upstream
 	ch  chan *queued // the memory queue, drained by the senders
 	sp  *spool.Spool // nil without a spool
 
@@ -357,11 +364,16 @@ type lane struct {
 	retryKick chan struct{}
 }
 
-// accept queues the upstream request out. The browser may be answered
-// once it returns nil.
-func (l *lane) accept(route int, out *fasthttp.Request, path, query []byte, at time.Time) error {
+// Accept queues the upstream request out, accepted at at; route is the
+// caller's tag, opaque here (it labels the metrics and comes back to
+// Options.Observe). The browser may be answered once it returns nil;
+// otherwise the error is ErrQueueFull, ErrSpool or ErrClosed.
+func (l *Lane) Accept(route int, out *fasthttp.Request, path, query []byte, at time.Time) error {
+	if l.d.closed.Load() {
+		return ErrClosed
+	}
 	q := queuedPool.Get().(*queued)
-	q.payload = appendWire(q.payload[:0], route, out, l.up.host, path, query)
+	q.payload = appendWire(q.payload[:0], route, out, l.up.Host, path, query)
 	q.wire = q.payload[payloadHead:]
 	q.at = at.UnixNano()
 	q.tag = route
@@ -370,16 +382,16 @@ func (l *lane) accept(route int, out *fasthttp.Request, path, query []byte, at t
 	if l.sp == nil {
 		if l.memBytes.Load()+n > l.d.cfg.QueueBytes {
 			putQueued(q)
-			return errQueueFull
+			return ErrQueueFull
 		}
 		select {
 		case l.ch <- q:
 			l.memBytes.Add(n)
-			l.d.m.family(l.d.m.accepted, route).Inc()
+			l.d.family(l.d.m.accepted, route).Inc()
 			return nil
 		default:
 			putQueued(q)
-			return errQueueFull
+			return ErrQueueFull
 		}
 	}
 	// The memory-or-disk decision is taken in sequence order (under mu,
@@ -424,7 +436,7 @@ func (l *lane) accept(route int, out *fasthttp.Request, path, query []byte, at t
 		}
 		return l.spoolError(err)
 	}
-	l.d.m.family(l.d.m.accepted, route).Inc()
+	l.d.family(l.d.m.accepted, route).Inc()
 	if !toMemory {
 		putQueued(q) // on disk; replay brings it back
 	}
@@ -432,19 +444,19 @@ func (l *lane) accept(route int, out *fasthttp.Request, path, query []byte, at t
 }
 
 // spoolError maps a spool error of accept to the browser's answer.
-func (l *lane) spoolError(err error) error {
+func (l *Lane) spoolError(err error) error {
 	if errors.Is(err, spool.ErrFull) {
-		return errQueueFull
+		return ErrQueueFull
 	}
 	if ce := l.d.log.Check(zap.ErrorLevel, "spool append"); ce != nil {
 		ce.Write(zap.String("upstream", l.key), zap.Error(err))
 	}
-	return errSpool
+	return ErrSpool
 }
 
 // replay feeds spooled hits that are not in the memory queue to the
 // workers, oldest first, whenever the lane is in disk mode.
-func (l *lane) replay() {
+func (l *Lane) replay() {
 	defer l.d.wg.Done()
 	r := l.sp.NewReader()
 	defer r.Close()
@@ -487,7 +499,7 @@ func (l *lane) replay() {
 			q := queuedPool.Get().(*queued)
 			q.payload = append(q.payload[:0], rec.Payload...)
 			var werr error
-			q.tag, q.wire, conv, werr = wireOf(q.payload, l.up.host, &req, conv)
+			q.tag, q.wire, conv, werr = wireOf(q.payload, l.up.Host, &req, conv)
 			if werr != nil {
 				l.d.m.dropped[dropMalformed].Inc()
 				l.sp.Ack(rec.Seq)
@@ -509,7 +521,7 @@ func (l *lane) replay() {
 
 // push waits for room in the memory queue (its slots and bytes, less
 // what accept has reserved) and queues q.
-func (l *lane) push(ctx context.Context, q *queued) bool {
+func (l *Lane) push(ctx context.Context, q *queued) bool {
 	n := int64(len(q.payload))
 	for {
 		l.mu.Lock()
@@ -651,24 +663,24 @@ func (c *circuit) failure(now time.Time, retryAfter time.Duration) {
 var laneGauges = []struct {
 	name  string
 	spool bool // only with a spool
-	value func(l *lane) float64
+	value func(l *Lane) float64
 }{
-	{"consentgate_delivery_queue_depth", false, func(l *lane) float64 { return float64(len(l.ch)) }},
-	{"consentgate_delivery_inflight", false, func(l *lane) float64 { return float64(l.inflight.Load()) }},
-	{"consentgate_delivery_oldest_age_seconds", false, (*lane).oldestAge},
-	{"consentgate_delivery_circuit_open", false, func(l *lane) float64 {
+	{"consentgate_delivery_queue_depth", false, func(l *Lane) float64 { return float64(len(l.ch)) }},
+	{"consentgate_delivery_inflight", false, func(l *Lane) float64 { return float64(l.inflight.Load()) }},
+	{"consentgate_delivery_oldest_age_seconds", false, (*Lane).oldestAge},
+	{"consentgate_delivery_circuit_open", false, func(l *Lane) float64 {
 		if l.circuit.open.Load() {
 			return 1
 		}
 		return 0
 	}},
-	{"consentgate_delivery_spool_bytes", true, func(l *lane) float64 { return float64(l.sp.Stats().Bytes) }},
-	{"consentgate_delivery_spool_records", true, func(l *lane) float64 { return float64(l.sp.Stats().Records) }},
-	{"consentgate_delivery_spool_writes", true, func(l *lane) float64 { return float64(l.sp.Stats().Writes) }},
+	{"consentgate_delivery_spool_bytes", true, func(l *Lane) float64 { return float64(l.sp.Stats().Bytes) }},
+	{"consentgate_delivery_spool_records", true, func(l *Lane) float64 { return float64(l.sp.Stats().Records) }},
+	{"consentgate_delivery_spool_writes", true, func(l *Lane) float64 { return float64(l.sp.Stats().Writes) }},
 }
 
 // registerMetrics adds the lane's gauges.
-func (l *lane) registerMetrics() {
+func (l *Lane) registerMetrics() {
 	for _, g := range laneGauges {
 		if g.spool && l.sp == nil {
 			continue
@@ -686,7 +698,7 @@ func (l *lane) registerMetrics() {
 // connection or waiting for a retry. Hits still in the memory queue are
 // younger than those (the queue is in order). Computed when the metric
 // is read, so the hit path pays nothing for it.
-func (l *lane) oldestAge() float64 {
+func (l *Lane) oldestAge() float64 {
 	oldest := int64(0)
 	min := func(at int64) {
 		if at != 0 && (oldest == 0 || at < oldest) {
@@ -720,7 +732,7 @@ func (l *lane) oldestAge() float64 {
 }
 
 // releaseRetries gives up the hits waiting for a retry at shutdown.
-func (l *lane) releaseRetries() {
+func (l *Lane) releaseRetries() {
 	l.rmu.Lock()
 	qs := l.retrying
 	l.retrying = nil
