@@ -3,6 +3,7 @@ package delivery
 import (
 	"errors"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -42,6 +43,20 @@ func (s *sender) run() {
 	var buf []byte
 	batch := make([]*queued, 0, s.window)
 	for {
+		// Take no more than the connection has room for: what waits beyond
+		// that stays in the memory queue, where it counts against its bounds.
+		room := s.window
+		if c := s.live(); c != nil {
+			if room -= c.pending(); room <= 0 {
+				select {
+				case <-ctx.Done():
+					s.stop()
+					return
+				case <-c.room:
+				}
+				continue
+			}
+		}
 		if len(s.held) == 0 {
 			select {
 			case <-ctx.Done():
@@ -50,9 +65,9 @@ func (s *sender) run() {
 			case q := <-l.ch:
 				// Let the hits made runnable in this round reach the queue.
 				runtime.Gosched()
-				s.take(q)
+				s.take(q, room)
 			case <-l.retryKick:
-				s.take(nil)
+				s.take(nil, room)
 			}
 		}
 		if wait := l.circuit.wait(time.Now()); wait > 0 {
@@ -67,14 +82,7 @@ func (s *sender) run() {
 			l.failed(s.takeHeld(batch[:0]), err)
 			continue
 		}
-		room := s.window - c.pending()
-		if room <= 0 {
-			select {
-			case <-ctx.Done():
-				s.stop()
-				return
-			case <-c.room:
-			}
+		if room = s.window - c.pending(); room <= 0 {
 			continue
 		}
 		if l.circuit.isProbing() {
@@ -87,15 +95,26 @@ func (s *sender) run() {
 		buf, err = c.send(batch, buf, time.Now())
 		if errors.Is(err, errConnDead) {
 			s.mu.Lock()
-			s.held = append(batch, s.held...)
+			s.held = slices.Insert(s.held, 0, batch...)
 			s.mu.Unlock()
 		}
 	}
 }
 
+// live returns the sender's connection when it can take hits.
+func (s *sender) live() *pconn {
+	s.mu.Lock()
+	c := s.c
+	s.mu.Unlock()
+	if c != nil && c.alive() {
+		return c
+	}
+	return nil
+}
+
 // take moves q (when not nil), the retries that are due and what else
-// waits in the memory queue into s.held, up to twice the window.
-func (s *sender) take(q *queued) {
+// waits in the memory queue into s.held, up to n in all.
+func (s *sender) take(q *queued, n int) {
 	l := s.l
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -105,8 +124,8 @@ func (s *sender) take(q *queued) {
 		l.memBytes.Add(-int64(len(q.payload)))
 		fresh++
 	}
-	s.held = l.dueRetries(s.held, 2*s.window)
-	for len(s.held) < 2*s.window {
+	s.held = l.dueRetries(s.held, n)
+	for len(s.held) < n {
 		select {
 		case q := <-l.ch:
 			l.memBytes.Add(-int64(len(q.payload)))
@@ -161,10 +180,7 @@ func (s *sender) takeHeld(dst []*queued) []*queued {
 // conn returns the sender's live connection, dialling a new one when the
 // last has failed.
 func (s *sender) conn() (*pconn, error) {
-	s.mu.Lock()
-	c := s.c
-	s.mu.Unlock()
-	if c != nil && c.alive() {
+	if c := s.live(); c != nil {
 		return c, nil
 	}
 	l := s.l
