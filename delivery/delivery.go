@@ -713,11 +713,7 @@ func (l *Lane) oldestAge() float64 {
 		c := s.c
 		s.mu.Unlock()
 		if c != nil {
-			c.mu.Lock()
-			for _, q := range c.inflight[c.head:] {
-				min(q.at)
-			}
-			c.mu.Unlock()
+			min(c.oldest())
 		}
 	}
 	l.rmu.Lock()

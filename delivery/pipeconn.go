@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"crypto/tls"
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -45,15 +44,16 @@ type pconnSink interface {
 	read()
 }
 
-// countingReader counts the reads of a connection.
-type countingReader struct {
-	r    io.Reader
+// countingConn counts the reads of a connection (the system calls, below
+// TLS).
+type countingConn struct {
+	net.Conn
 	sink pconnSink
 }
 
-func (r countingReader) Read(b []byte) (int, error) {
-	r.sink.read()
-	return r.r.Read(b)
+func (c countingConn) Read(b []byte) (int, error) {
+	c.sink.read()
+	return c.Conn.Read(b)
 }
 
 var (
@@ -62,16 +62,41 @@ var (
 	errConnDead    = errors.New("proxy: upstream connection already failed")
 )
 
-// dialPconn connects to hc's address (TLS when hc is) and starts the reader.
-func dialPconn(hc *fasthttp.HostClient, host string, timeout time.Duration, sink pconnSink) (*pconn, error) {
+// upConn is one upstream connection as a sender uses it: HTTP/1.1 with
+// pipelining (pconn) or HTTP/2 (h2conn, for TLS upstreams that offer it).
+// Its reader settles hits through the lane's pconnSink.
+type upConn interface {
+	// pending is the number of hits written and not answered.
+	pending() int
+	// alive reports whether the connection can take more hits.
+	alive() bool
+	// send writes batch. With errConnDead nothing was sent and batch is
+	// still the caller's; otherwise the hits belong to the connection
+	// (a failure hands them back through the sink). buf is scratch space,
+	// returned grown.
+	send(batch []*queued, buf []byte, now time.Time) ([]byte, error)
+	// roomCh receives when an answer freed a slot or the connection failed.
+	roomCh() <-chan struct{}
+	// close ends the connection; unanswered hits come back through the sink.
+	close()
+	// oldest is the accept time (Unix nanoseconds) of the oldest hit
+	// written and not answered, 0 when none.
+	oldest() int64
+}
+
+// dialUp connects to hc's address. Over TLS it offers HTTP/2 and
+// HTTP/1.1 (ALPN) and speaks what the upstream picks; plain connections
+// are HTTP/1.1.
+func dialUp(hc *fasthttp.HostClient, host string, timeout time.Duration, h2 bool, sink pconnSink) (upConn, error) {
 	dial := hc.Dial
 	if dial == nil {
 		dial = fasthttp.Dial
 	}
-	nc, err := dial(hc.Addr)
+	raw, err := dial(hc.Addr)
 	if err != nil {
 		return nil, err
 	}
+	nc := net.Conn(countingConn{raw, sink})
 	if hc.IsTLS {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 		if hc.TLSConfig != nil {
@@ -85,19 +110,49 @@ func dialPconn(hc *fasthttp.HostClient, host string, timeout time.Duration, sink
 			cfg.ServerName = name
 		}
 		cfg.NextProtos = []string{"http/1.1"}
+		if h2 {
+			cfg.NextProtos = []string{"h2", "http/1.1"}
+		}
 		tc := tls.Client(nc, cfg)
 		_ = tc.SetDeadline(time.Now().Add(timeout))
 		if err := tc.Handshake(); err != nil {
-			_ = nc.Close()
+			_ = raw.Close()
 			return nil, err
 		}
 		_ = tc.SetDeadline(time.Time{})
+		if tc.ConnectionState().NegotiatedProtocol == "h2" {
+			return newH2Conn(tc, host, timeout, hc.MaxResponseBodySize, sink)
+		}
 		nc = tc
 	}
-	c := &pconn{nc: nc, sink: sink, timeout: timeout, maxBody: hc.MaxResponseBodySize,
+	return newPconn(nc, timeout, hc.MaxResponseBodySize, sink), nil
+}
+
+// newPconn starts the HTTP/1.1 reader of nc.
+func newPconn(nc net.Conn, timeout time.Duration, maxBody int, sink pconnSink) *pconn {
+	c := &pconn{nc: nc, sink: sink, timeout: timeout, maxBody: maxBody,
 		room: make(chan struct{}, 1), done: make(chan struct{})}
 	go c.read()
-	return c, nil
+	return c
+}
+
+func (c *pconn) roomCh() <-chan struct{} { return c.room }
+
+func (c *pconn) oldest() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return oldestOf(c.inflight[c.head:])
+}
+
+// oldestOf is the earliest accept time among qs, 0 when empty.
+func oldestOf(qs []*queued) int64 {
+	oldest := int64(0)
+	for _, q := range qs {
+		if oldest == 0 || q.at < oldest {
+			oldest = q.at
+		}
+	}
+	return oldest
 }
 
 // pending is the number of hits written and not answered.
@@ -150,7 +205,7 @@ func (c *pconn) send(batch []*queued, buf []byte, now time.Time) ([]byte, error)
 // read matches answers to requests until the connection fails.
 func (c *pconn) read() {
 	defer close(c.done)
-	br := bufio.NewReaderSize(countingReader{c.nc, c.sink}, 16<<10)
+	br := bufio.NewReaderSize(c.nc, 16<<10)
 	var resp fasthttp.Response
 	for {
 		if br.Buffered() == 0 {

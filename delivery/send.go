@@ -30,7 +30,7 @@ type sender struct {
 	window int // hits in flight at once on the connection
 
 	mu   sync.Mutex // guards c and held against oldestAge
-	c    *pconn
+	c    upConn
 	held []*queued // taken from the queue, not yet written
 }
 
@@ -52,7 +52,7 @@ func (s *sender) run() {
 				case <-ctx.Done():
 					s.stop()
 					return
-				case <-c.room:
+				case <-c.roomCh():
 				}
 				continue
 			}
@@ -68,6 +68,9 @@ func (s *sender) run() {
 				s.take(q, room)
 			case <-l.retryKick:
 				s.take(nil, room)
+			}
+			if len(s.held) == 0 {
+				continue // another sender took the retries
 			}
 		}
 		if wait := l.circuit.wait(time.Now()); wait > 0 {
@@ -85,11 +88,15 @@ func (s *sender) run() {
 		if room = s.window - c.pending(); room <= 0 {
 			continue
 		}
-		if l.circuit.isProbing() {
+		probe := l.circuit.isProbing()
+		if probe {
 			room = 1 // the circuit lets one hit find out
 		}
 		batch = s.next(batch[:0], room)
 		if len(batch) == 0 {
+			if probe {
+				l.circuit.abandonProbe() // nothing left to probe with
+			}
 			continue
 		}
 		buf, err = c.send(batch, buf, time.Now())
@@ -102,7 +109,7 @@ func (s *sender) run() {
 }
 
 // live returns the sender's connection when it can take hits.
-func (s *sender) live() *pconn {
+func (s *sender) live() upConn {
 	s.mu.Lock()
 	c := s.c
 	s.mu.Unlock()
@@ -179,12 +186,12 @@ func (s *sender) takeHeld(dst []*queued) []*queued {
 
 // conn returns the sender's live connection, dialling a new one when the
 // last has failed.
-func (s *sender) conn() (*pconn, error) {
+func (s *sender) conn() (upConn, error) {
 	if c := s.live(); c != nil {
 		return c, nil
 	}
 	l := s.l
-	nc, err := dialPconn(l.up.Client, l.up.Host, l.d.timeout, l)
+	nc, err := dialUp(l.up.Client, l.up.Host, l.d.timeout, l.d.cfg.HTTP2, l)
 	if err != nil {
 		return nil, err
 	}
@@ -351,6 +358,13 @@ func (l *Lane) dueRetries(dst []*queued, n int) []*queued {
 		}
 	}
 	return dst
+}
+
+// abandonProbe lets another sender probe: this one had nothing to send.
+func (c *circuit) abandonProbe() {
+	c.mu.Lock()
+	c.probing = false
+	c.mu.Unlock()
 }
 
 // isProbing reports whether the circuit is open and its probe under way:
