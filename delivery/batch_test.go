@@ -28,7 +28,7 @@ type rawUpstream struct {
 	got   [][]int // per connection: the n of each request, in order
 }
 
-func newRawUpstream(t *testing.T, answer func(conn, n int) int) *rawUpstream {
+func newRawUpstream(t testing.TB, answer func(conn, n int) int) *rawUpstream {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -90,7 +90,7 @@ type upConn interface {
 func dialUp(hc *fasthttp.HostClient, host string, timeout time.Duration, h2 bool, sink pconnSink) (upConn, error) {
 	dial := hc.Dial
 	if dial == nil {
-		dial = fasthttp.Dial
+		dial = func(addr string) (net.Conn, error) { return (&net.Dialer{Timeout: timeout}).Dial("tcp", addr) }
 	}
 	raw, err := dial(hc.Addr)
 	if err != nil {
