@@ -2,7 +2,8 @@
 
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X main.version=$(VERSION)
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS  := -X main.version=$(VERSION) -X main.buildDate=$(BUILD_DATE)
 BIN      := bin/consentgate
 FUZZTIME ?= 30s
 GOLANGCI_LINT_VERSION := v2.15.0
@@ -79,7 +80,7 @@ release:
 	@echo "$(VERSION)" | grep -Eq '$(SEMVER_RE)' || { echo "release: version $(VERSION) is not vMAJOR.MINOR.PATCH[-pre]: tag HEAD (git tag v0.2.0) or set VERSION"; exit 1; }
 	rm -rf $(DIST) && mkdir -p $(DIST)
 	for arch in amd64 arm64; do \
-		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" \
 			-o $(DIST)/consentgate-$(VERSION)-linux-$$arch ./cmd/consentgate || exit 1; \
 	done
 	cd $(DIST) && sha256sum consentgate-$(VERSION)-linux-* > SHA256SUMS

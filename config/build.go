@@ -6,8 +6,11 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,7 +41,8 @@ func build(f *file, o *options) (*Config, []error) {
 
 	c := b.c
 	c.Warnings = append(c.Warnings, warnings(c, f)...)
-	c.PolicyVersion = policyVersion(f)
+	c.Settings = flatten(f)
+	c.PolicyVersion = policyVersion(c.Settings)
 	c.fingerprint = fingerprint(f)
 	return c, b.ps
 }
@@ -64,7 +68,11 @@ func (b *builder) listeners() {
 	f := b.f
 	checkAddr := func(key, addr string) {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
-			b.bad(key, "%q is not host:port", addr)
+			hint := ""
+			if _, err := strconv.ParseUint(addr, 10, 16); err == nil {
+				hint = fmt.Sprintf(" (did you mean \":%s\", every interface, or \"127.0.0.1:%s\", this host only?)", addr, addr)
+			}
+			b.bad(key, "%q is not host:port%s", addr, hint)
 		}
 	}
 	checkAddr("listen", f.Listen)
@@ -123,6 +131,13 @@ func (b *builder) policy() {
 	default:
 		b.bad("consent.mode", "%q is not advanced or basic", f.Consent.Mode)
 	}
+	switch f.Consent.Profile {
+	case "strict", "":
+	case "google":
+		pol.Profile = consentmode.ProfileGoogle
+	default:
+		b.bad("consent.profile", "%q is not strict or google", f.Consent.Profile)
+	}
 	if len(f.Tags) > 0 {
 		pol.Tags = make(map[string]bool, len(f.Tags))
 		for i, raw := range f.Tags {
@@ -154,6 +169,8 @@ func (b *builder) cookieless(fallback []byte) {
 	pol.SetSecret(secret)
 	switch f.Cookieless.ClientID {
 	case "ephemeral", "":
+		// consent.profile: google keeps the tag's ids, as Google's tags do.
+		pol.ClientIDTag = pol.Profile == consentmode.ProfileGoogle
 	case "tag":
 		pol.ClientIDTag = true
 	default:
@@ -255,6 +272,10 @@ func (b *builder) log() {
 	if c.Log.DecisionOutput == "" {
 		b.bad("log.decisions.output", "empty (use stdout, stderr, off or a file path)")
 	}
+	c.Log.Checkpoint, c.Log.SigningKey = f.Log.Decisions.Checkpoint, f.Log.Decisions.SigningKey
+	if c.Log.Checkpoint <= 0 {
+		b.bad("log.decisions.checkpoint", "%s must be positive", c.Log.Checkpoint)
+	}
 	if c.Log.SampleForward < 0 || c.Log.SampleForward > 1 {
 		b.bad("log.decisions.sample_forward", "%v is not between 0 and 1", c.Log.SampleForward)
 	}
@@ -348,6 +369,11 @@ func buildDelivery(c *Config, f *deliveryFile) []error {
 	if f.Pipeline < 0 || f.Pipeline > f.Workers {
 		ps = append(ps, problem("delivery.pipeline_conns", "%d is not between 0 and delivery.workers (%d)", f.Pipeline, f.Workers))
 	}
+	if dir, err := spoolPath(f.Spool.Dir); err != nil {
+		ps = append(ps, problem("delivery.spool.dir", "%q: %v", f.Spool.Dir, err))
+	} else {
+		f.Spool.Dir = dir // Settings and `consentgate config` show where it really is
+	}
 	d.SpoolDir, d.SpoolMaxBytes, d.SpoolSegmentBytes, d.SpoolSync = f.Spool.Dir, f.Spool.MaxBytes, f.Spool.SegmentBytes, f.Spool.SyncInterval
 	positive := func(key string, v int64) {
 		if v <= 0 {
@@ -381,6 +407,30 @@ func buildDelivery(c *Config, f *deliveryFile) []error {
 		c.Warnings = append(c.Warnings, "delivery.spool.dir is empty: queued hits live in memory only and are lost if the process dies")
 	}
 	return ps
+}
+
+// spoolPath makes the spool directory absolute. A relative one is taken
+// below the service's state directory when the platform gives one
+// ($STATE_DIRECTORY, set by systemd's StateDirectory=), else below the
+// working directory at start: started from another directory, the gateway
+// would otherwise make a fresh spool and never replay the old one, and the
+// start log could not say where the hits are kept.
+func spoolPath(dir string) (string, error) {
+	switch {
+	case dir == "":
+		return "", nil // no spool
+	case filepath.IsAbs(dir):
+		return filepath.Clean(dir), nil
+	}
+	base, _, _ := strings.Cut(os.Getenv("STATE_DIRECTORY"), ":")
+	if !filepath.IsAbs(base) {
+		wd, err := os.Getwd()
+		if err != nil {
+			return "", fmt.Errorf("relative, and the working directory is unknown: %w", err)
+		}
+		base = wd
+	}
+	return filepath.Join(base, dir), nil
 }
 
 func validTag(t string) bool {
@@ -468,6 +518,7 @@ func buildRegions(p *consentmode.Policy, cf *consentFile) []error {
 	}
 	p.Default = withDefaults(base, def)
 	p.Unknown = withDefaults(base, unk)
+	ps = append(ps, buildRegionCodes(p, cf)...)
 
 	denied := cf.DeniedRegions
 	if len(denied) == 0 {
@@ -476,7 +527,7 @@ func buildRegions(p *consentmode.Policy, cf *consentFile) []error {
 	p.Regions = make(map[consentmode.Region]consentmode.RegionRule, len(denied)+len(cf.Regions))
 	for i, code := range denied {
 		r, ok := consentmode.ParseRegion([]byte(code))
-		if !ok || !consentmode.KnownCountry(r) {
+		if r = p.Resolve(r); !ok || r.IsUnknown() {
 			ps = append(ps, problem(fmt.Sprintf("consent.denied_regions[%d]", i), "%q is not an ISO 3166 code", code))
 			continue
 		}
@@ -485,6 +536,32 @@ func buildRegions(p *consentmode.Policy, cf *consentFile) []error {
 
 	for _, code := range regionOrder(cf.Regions) {
 		ps = append(ps, buildRegion(p, code, cf.Regions[code])...)
+	}
+	return ps
+}
+
+// buildRegionCodes reads consent.user_assigned_regions and
+// consent.region_aliases into the policy.
+func buildRegionCodes(p *consentmode.Policy, cf *consentFile) []error {
+	var ps []error
+	p.UserAssigned = make(map[consentmode.Region]bool, len(cf.UserAssigned))
+	for i, code := range cf.UserAssigned {
+		r, ok := consentmode.ParseRegion([]byte(code))
+		if !ok || r.HasSubdivision() || consentmode.KnownCountry(r) {
+			ps = append(ps, problem(fmt.Sprintf("consent.user_assigned_regions[%d]", i), "%q is not a two-letter code outside ISO 3166-1's assigned ones (such as XK)", code))
+			continue
+		}
+		p.UserAssigned[r] = true
+	}
+	p.RegionAliases = make(map[consentmode.Region]consentmode.Region, len(cf.RegionAliases))
+	for from, to := range cf.RegionAliases {
+		f, ok1 := consentmode.ParseRegion([]byte(from))
+		t, ok2 := consentmode.ParseRegion([]byte(to))
+		if !ok1 || !ok2 || f.HasSubdivision() || t.HasSubdivision() || consentmode.KnownCountry(f) || !consentmode.KnownCountry(t) {
+			ps = append(ps, problem("consent.region_aliases."+from, "maps a code ISO 3166-1 does not assign to an assigned country, such as UK: GB (got %s: %s)", from, to))
+			continue
+		}
+		p.RegionAliases[f] = t
 	}
 	return ps
 }
@@ -518,7 +595,7 @@ func buildRegion(p *consentmode.Policy, code string, rf regionFile) []error {
 	var ps []error
 	key := "consent.regions." + code
 	reg, ok := consentmode.ParseRegion([]byte(code))
-	if !ok || !consentmode.KnownCountry(reg) {
+	if reg = p.Resolve(reg); !ok || reg.IsUnknown() {
 		return append(ps, problem(key, "%q is not an ISO 3166-1 or -2 code such as DE or US-CA", code))
 	}
 	rule, _ := p.RuleFor(reg)

@@ -5,16 +5,15 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
 	"os"
+	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
-
-	"github.com/spf13/viper"
 
 	"github.com/consentgate/consentgate/consentmode"
 )
@@ -67,8 +66,12 @@ type Config struct {
 	fingerprint string
 	// Warnings are choices the operator should know about (logged at start).
 	Warnings []string
-	// Settings holds the effective value of every key, for Changes.
+	// Settings holds the effective value of every key, for Changes and
+	// `consentgate config` (secrets as hashes).
 	Settings map[string]string
+	// Sources says where each key of Settings got its value: "default",
+	// "file.yaml:12" or "environment variable CONSENTGATE_…".
+	Sources map[string]string
 }
 
 // Limits bound requests and responses.
@@ -115,6 +118,12 @@ type Log struct {
 	SampleForward float64
 	// Kafka streams the same records to a Kafka topic (nil: off).
 	Kafka *Kafka
+	// Checkpoint is how often the decision log writes a signed checkpoint
+	// (only with a SigningKey).
+	Checkpoint time.Duration
+	// SigningKey is the path of the Ed25519 private key (PEM, as
+	// consentgate keygen writes it) that signs checkpoints; "": none.
+	SigningKey string
 }
 
 // Cache configures the script cache.
@@ -233,9 +242,11 @@ type file struct {
 		Level     string `mapstructure:"level"`
 		Format    string `mapstructure:"format"`
 		Decisions struct {
-			Output        string    `mapstructure:"output"`
-			SampleForward float64   `mapstructure:"sample_forward"`
-			Kafka         kafkaFile `mapstructure:"kafka"`
+			Output        string        `mapstructure:"output"`
+			SampleForward float64       `mapstructure:"sample_forward"`
+			Checkpoint    time.Duration `mapstructure:"checkpoint"`
+			SigningKey    string        `mapstructure:"signing_key"`
+			Kafka         kafkaFile     `mapstructure:"kafka"`
 		} `mapstructure:"decisions"`
 	} `mapstructure:"log"`
 	Cache struct {
@@ -270,11 +281,14 @@ type deliveryFile struct {
 
 type consentFile struct {
 	Mode             string                `mapstructure:"mode"`
+	Profile          string                `mapstructure:"profile"`
 	Enforce          bool                  `mapstructure:"enforce"`
 	AdsDataRedaction bool                  `mapstructure:"ads_data_redaction"`
 	Default          string                `mapstructure:"default"`
 	UnknownRegion    string                `mapstructure:"unknown_region"`
 	DeniedRegions    []string              `mapstructure:"denied_regions"`
+	RegionAliases    map[string]string     `mapstructure:"region_aliases"`
+	UserAssigned     []string              `mapstructure:"user_assigned_regions"`
 	Signals          map[string]bool       `mapstructure:"signals"`
 	Regions          map[string]regionFile `mapstructure:"regions"`
 	CMPCookies       []cmpCookieFile       `mapstructure:"cmp_cookies"`
@@ -315,153 +329,74 @@ func WithFallbackSecret(secret []byte) Option {
 	return func(o *options) { o.fallbackSecret = secret }
 }
 
-// Load reads the embedded defaults, merges the YAML file at path over them
-// (no file when path is empty), applies CONSENTGATE_* environment
-// overrides, and validates. The error, a *ProblemsError, lists every
-// problem found in one go: unknown keys (with the closest known key),
-// values of the wrong type and invalid values (with the allowed ones),
-// each with its source: the file and line, or the environment variable.
-//
-// The steps: read the sources, decode them into the file's layout, build
-// the Config section by section (each section validates its keys, see
-// build), and report every problem of the three steps together.
-func Load(path string, opts ...Option) (*Config, error) {
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
-	in, err := read(path)
-	if err != nil {
-		return nil, err
-	}
-	f, problems := in.decode()
-	c, more := build(f, &o)
-	problems = append(problems, more...)
-	if len(problems) > 0 {
-		return nil, in.report(problems)
-	}
-	c.Source = in.source
-	c.Settings = flatten(in.settings)
-	return c, nil
-}
-
-// input is a configuration read but not decoded yet: the embedded
-// defaults with the file and the environment over them.
-type input struct {
-	v        *viper.Viper
-	def      file           // the embedded defaults, decoded
-	path     string         // the file; "" for none
-	raw      []byte         // the file's text
-	source   string         // the file, or "embedded"
-	settings map[string]any // the effective value of every key
-}
-
-// read loads the embedded defaults, merges the file at path (if any) over
-// them and turns on the environment overrides. Its errors stop Load at
-// once: an unreadable, unparsable or empty file has no keys to report on.
-func read(path string) (*input, error) {
-	in := &input{v: viper.New(), path: path, source: "embedded"}
-	v := in.v
-	v.SetConfigType("yaml")
-	if err := v.ReadConfig(bytes.NewReader(defaultYAML)); err != nil {
-		return nil, fmt.Errorf("config: embedded default: %w", err)
-	}
-	if err := v.Unmarshal(&in.def); err != nil {
-		return nil, fmt.Errorf("config: embedded default: %w", err)
-	}
-	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("config: %w", err)
-		}
-		if err := v.MergeConfig(bytes.NewReader(b)); err != nil {
-			return nil, &ProblemsError{Source: path, Problems: yamlProblems(path, b, err)}
-		}
-		if err := checkFile(path, b); err != nil {
-			return nil, err
-		}
-		in.source, in.raw = path, b
-	}
-	v.SetEnvPrefix(EnvPrefix)
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
-	v.AutomaticEnv()
-	in.settings = v.AllSettings()
-	return in, nil
-}
-
-// decode unmarshals the settings into the file's layout. It reports
-// unknown environment variables, unknown keys and values of the wrong
-// type; a key whose value does not decode keeps its default, so that
-// build checks the rest without a second report for it.
-func (in *input) decode() (*file, []error) {
-	var problems []error
-	problems = append(problems, unknownEnv(in.v.AllKeys())...)
-	problems = append(problems, unknownKeys(in.settings)...)
-	var f file
-	var failed []string
-	for _, p := range decodeProblems(in.v.Unmarshal(&f), in.settings) {
-		problems = append(problems, p)
-		failed = append(failed, p.Key)
-	}
-	restoreDefaults(&f, &in.def, failed)
-	return &f, problems
-}
-
-// report gives each problem its source (file line or environment
-// variable) and sorts them as a reader fixes them.
-func (in *input) report(problems []error) *ProblemsError {
-	loc := newLocator(in.path, in.raw)
-	for _, e := range problems {
-		var p *Problem
-		if errors.As(e, &p) {
-			loc.locate(p)
-		}
-	}
-	sortProblems(problems)
-	return &ProblemsError{Source: in.source, Problems: problems}
-}
-
-// ErrEmptyFile is a config file that sets nothing: empty, only comments,
-// or a YAML document with no keys. It is refused rather than read as "all
-// defaults": a truncated or half-written file would otherwise silently
-// drop every setting (tags, upstream) while serving.
-var ErrEmptyFile = errors.New("config: the file sets nothing (empty, only comments or no keys); refusing it rather than falling back to the defaults")
-
-// checkFile refuses a file that does not parse as a YAML mapping or
-// holds no keys. Unknown keys are reported later, with every other problem.
-func checkFile(path string, b []byte) error {
-	v := viper.New()
-	v.SetConfigType("yaml")
-	if err := v.ReadConfig(bytes.NewReader(b)); err != nil {
-		return fmt.Errorf("config: %s: does not parse: %w", path, err)
-	}
-	if len(v.AllKeys()) == 0 {
-		return fmt.Errorf("%s: %w", path, ErrEmptyFile)
-	}
-	return nil
-}
-
-// flatten lists the effective value of every key, as compared by Changes.
-// Secrets are kept as hashes: a change shows, the value does not.
-func flatten(settings map[string]any) map[string]string {
+// flatten lists the effective value of every key of f, as compared by
+// Changes and printed by `consentgate config`: keys in the dotted form of
+// Keys ("consent.regions.de.default", "consent.cmp_cookies[0].preset"),
+// values as YAML scalars (durations with their unit, lists in flow form).
+// It reads the decoded values, so a value set in the file and the same
+// value set in the environment are equal. Secrets are kept as hashes: a
+// change shows, the value does not.
+func flatten(f *file) map[string]string {
 	out := map[string]string{}
-	var walk func(v any, key string)
-	walk = func(v any, key string) {
-		if m, ok := v.(map[string]any); ok && len(m) > 0 {
-			for k, x := range m {
-				walk(x, joinKey(key, k))
+	var walk func(v reflect.Value, key string)
+	walk = func(v reflect.Value, key string) {
+		switch v.Kind() {
+		case reflect.Struct:
+			if v.Type() == durationType {
+				break
+			}
+			for i := range v.NumField() {
+				tag, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("mapstructure"), ",")
+				walk(v.Field(i), joinKey(key, tag))
 			}
 			return
+		case reflect.Map:
+			if v.Len() == 0 {
+				out[key] = "{}"
+			}
+			for _, k := range v.MapKeys() {
+				walk(v.MapIndex(k), joinKey(key, k.String()))
+			}
+			return
+		case reflect.Slice:
+			if v.Type().Elem().Kind() == reflect.Struct {
+				if v.Len() == 0 {
+					out[key] = "[]"
+				}
+				for i := range v.Len() {
+					walk(v.Index(i), key+"["+strconv.Itoa(i)+"]")
+				}
+				return
+			}
+			items := make([]string, v.Len())
+			for i := range v.Len() {
+				items[i] = scalarText(v.Index(i))
+			}
+			out[key] = "[" + strings.Join(items, ", ") + "]"
+			return
 		}
-		s := fmt.Sprint(v)
-		if (key == "cookieless.secret" || key == "log.decisions.kafka.sasl.password") && s != "" {
+		s := scalarText(v)
+		if secretKeys[key] && s != "" {
 			sum := sha256.Sum256([]byte(s))
-			s = hex.EncodeToString(sum[:8])
+			s = "sha256:" + hex.EncodeToString(sum[:8])
 		}
 		out[key] = s
 	}
-	walk(settings, "")
+	walk(reflect.ValueOf(f).Elem(), "")
 	return out
+}
+
+// secretKeys are the keys whose values are never shown or hashed into
+// the policy version.
+// log.decisions.signing_key is listed ahead of the key itself.
+var secretKeys = map[string]bool{"cookieless.secret": true, "admin.token": true, "log.decisions.kafka.sasl.password": true, "log.decisions.signing_key": true}
+
+// scalarText writes a leaf value as YAML would: durations with their unit.
+func scalarText(v reflect.Value) string {
+	if v.Type() == durationType {
+		return time.Duration(v.Int()).String()
+	}
+	return fmt.Sprint(v.Interface())
 }
 
 // Changes lists the keys whose value differs between old and c, split into
@@ -545,15 +480,23 @@ func (c *Config) CORSRule() string {
 	return "origins of the same registrable domain as the request's Host (public suffix list), with credentials; list cors.allowed_origins to replace this default"
 }
 
-// policyVersion hashes the effective settings (the secret left out) and
-// the rule tables, so that a changed rule or config shows in the logs.
-func policyVersion(f *file) string {
-	g := *f
-	g.Cookieless.Secret = ""
-	g.Log.Decisions.Kafka.SASL.Password = ""
-	g.Admin.Token = ""
+// policyVersion hashes the effective value of every policy key (see
+// policyKeys; secrets left out) and the rule tables: the same version
+// means the same decisions and the same forwarded bytes, whatever the
+// listeners, timeouts, logs or delivery say, and whether a value came
+// from the file or the environment.
+func policyVersion(settings map[string]string) string {
+	keys := make([]string, 0, len(settings))
+	for k := range settings {
+		if PolicyKey(k) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
 	h := sha256.New()
-	fmt.Fprintf(h, "%+v\n", g)
+	for _, k := range keys {
+		fmt.Fprintf(h, "%s=%s\n", k, settings[k])
+	}
 	for _, r := range consentmode.ParamRules {
 		fmt.Fprintf(h, "%+v\n", r)
 	}

@@ -35,7 +35,7 @@ var restartKeys = []string{
 	"limits.max_connections", "limits.reduce_memory",
 	"timeouts.read", "timeouts.write", "timeouts.idle", "timeouts.upstream_conn_wait", "timeouts.upstream_idle",
 	"cache.max_bytes",
-	"log.format", "log.decisions.output", "log.decisions.kafka.",
+	"log.format", "log.decisions.output", "log.decisions.checkpoint", "log.decisions.signing_key", "log.decisions.kafka.",
 	// The delivery lanes keep their queue, workers and spool; only the
 	// per-family modes (delivery.ga4 …) apply on reload.
 	"delivery.max_age", "delivery.queue_size", "delivery.queue_bytes", "delivery.workers", "delivery.pipeline_conns",
@@ -44,9 +44,28 @@ var restartKeys = []string{
 
 // NeedsRestart reports whether a change of key takes effect only after a
 // restart.
-func NeedsRestart(key string) bool {
-	for _, r := range restartKeys {
-		if key == r || (strings.HasSuffix(r, ".") && strings.HasPrefix(key, r)) || strings.HasPrefix(key, r+".") {
+func NeedsRestart(key string) bool { return matchKey(restartKeys, key) }
+
+// policyKeys are the keys that change a decision or a byte forwarded
+// upstream: what is allowed (tags, mp, ua), how consent is decided
+// (consent, and the region: trusted_proxies, geo), the cookieless ids and
+// where hits go (upstream, path_prefix). The policy version hashes exactly
+// these (secrets left out). Not in it: listeners, limits and CORS (they
+// refuse requests, nothing is decided), timeouts, logs, the script cache
+// and delivery (how and when the same bytes leave). A key added below
+// consent. is a policy key without being listed.
+var policyKeys = []string{
+	"upstream", "path_prefix", "tags", "mp.", "ua.", "consent.", "cookieless.", "trusted_proxies", "geo.",
+}
+
+// PolicyKey reports whether key is hashed into the policy version.
+func PolicyKey(key string) bool { return matchKey(policyKeys, key) && !secretKeys[key] }
+
+// matchKey reports whether key is one of list or below one of its
+// entries; an entry ending in "." covers every key below it.
+func matchKey(list []string, key string) bool {
+	for _, r := range list {
+		if key == r || (strings.HasSuffix(r, ".") && strings.HasPrefix(key, r)) || strings.HasPrefix(key, r+".") || strings.HasPrefix(key, r+"[") {
 			return true
 		}
 	}

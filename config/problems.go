@@ -1,10 +1,8 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"reflect"
 	"regexp"
 	"sort"
@@ -12,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-viper/mapstructure/v2"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -56,6 +53,10 @@ func problem(key, format string, args ...any) *Problem {
 type ProblemsError struct {
 	Source   string
 	Problems []error
+	// LogFormat is the log.format the configuration asks for, when that
+	// key itself is valid ("" otherwise), so that the command can log
+	// this error in the format the operator chose.
+	LogFormat string
 }
 
 func (e *ProblemsError) Error() string {
@@ -79,64 +80,69 @@ func (e *ProblemsError) Unwrap() []error { return e.Problems }
 // locator says where a key's value came from.
 type locator struct {
 	path  string
-	lines map[string]int // key → line in the file
-}
-
-// newLocator indexes the keys of the YAML file b by line. A file that
-// does not parse yields no lines (viper reports the syntax error).
-func newLocator(path string, b []byte) *locator {
-	l := &locator{path: path, lines: map[string]int{}}
-	var doc yaml.Node
-	if path == "" || yaml.Unmarshal(b, &doc) != nil || len(doc.Content) == 0 {
-		return l
-	}
-	var walk func(n *yaml.Node, prefix string)
-	walk = func(n *yaml.Node, prefix string) {
-		switch n.Kind {
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k, v := n.Content[i], n.Content[i+1]
-				key := strings.ToLower(k.Value)
-				if prefix != "" {
-					key = prefix + "." + key
-				}
-				l.lines[key] = k.Line
-				walk(v, key)
-			}
-		case yaml.SequenceNode:
-			for i, c := range n.Content {
-				key := prefix + "[" + strconv.Itoa(i) + "]"
-				l.lines[key] = c.Line
-				walk(c, key)
-			}
-		}
-	}
-	walk(doc.Content[0], "")
-	return l
+	lines map[string]int    // key → line in the file
+	env   map[string]string // key → the environment variable that set it
 }
 
 // locate fills in where p's value came from: the environment variable
 // that set it, else the closest line of the file, else the defaults.
 func (l *locator) locate(p *Problem) {
+	if p.Source != "" {
+		return
+	}
 	if p.Key == "" {
-		if p.Source == "" {
-			p.Source = l.name()
+		p.Source = l.name()
+		if p.line > 0 {
+			p.Source = fmt.Sprintf("%s:%d", l.path, p.line)
 		}
 		return
 	}
-	for key := p.Key; key != ""; key = parentKey(key) {
-		if name := EnvName(key); os.Getenv(name) != "" {
-			p.Source, p.env = "environment variable "+name, true
-			return
+	src, line := l.find(p.Key)
+	p.Source, p.line, p.env = src, line, strings.HasPrefix(src, "environment")
+}
+
+// origin says where the effective value of key came from: "environment
+// variable NAME", "file:line" or "default". Unlike a problem's source it
+// does not climb to a section the file mentions: with consent: {mode:
+// basic} in the file, consent.enforce is still a default. It climbs only
+// to a list element or a map entry, which the file sets as a whole.
+func (l *locator) origin(key string) string {
+	if name, ok := l.env[key]; ok {
+		return "environment variable " + name
+	}
+	for k := strings.ToLower(key); k != ""; k = parentKey(k) {
+		if k != strings.ToLower(key) && !wholeEntry(k) {
+			break
+		}
+		if line, ok := l.lines[k]; ok {
+			return fmt.Sprintf("%s:%d", l.path, line)
 		}
 	}
-	for key := strings.ToLower(p.Key); key != ""; key = parentKey(key) {
-		if line, ok := l.lines[key]; ok {
-			p.Source, p.line = fmt.Sprintf("%s:%d", l.path, line), line
-			return
+	return "default"
+}
+
+// wholeEntry reports whether key is a list element or a map entry
+// ("consent.cmp_cookies[0]", "consent.regions.de").
+func wholeEntry(key string) bool {
+	if strings.HasSuffix(key, "]") {
+		return true
+	}
+	t, ok := typeAt(parentKey(key))
+	return ok && t.Kind() == reflect.Map
+}
+
+func (l *locator) find(key string) (string, int) {
+	for k := key; k != ""; k = parentKey(k) {
+		if name, ok := l.env[k]; ok {
+			return "environment variable " + name, 0
 		}
 	}
-	p.Source = "default"
+	for k := strings.ToLower(key); k != ""; k = parentKey(k) {
+		if line, ok := l.lines[k]; ok {
+			return fmt.Sprintf("%s:%d", l.path, line), line
+		}
+	}
+	return "default", 0
 }
 
 func (l *locator) name() string {
@@ -184,50 +190,6 @@ func sortProblems(ps []error) {
 		}
 		return li < lj
 	})
-}
-
-// unknownKeys reports every key of settings that the file struct t does
-// not have, each with the closest known key as a suggestion.
-func unknownKeys(settings map[string]any) []error {
-	var ps []error
-	var walk func(v any, t reflect.Type, prefix string)
-	walk = func(v any, t reflect.Type, prefix string) {
-		switch t.Kind() {
-		case reflect.Struct:
-			m, ok := v.(map[string]any)
-			if !ok {
-				return // a type problem, reported by decoding
-			}
-			names := make([]string, 0, len(m))
-			for k := range m {
-				names = append(names, k)
-			}
-			sort.Strings(names)
-			for _, k := range names {
-				key := joinKey(prefix, k)
-				f, ok := fieldByTag(t, k)
-				if !ok {
-					ps = append(ps, problem(key, "unknown key%s", suggest(key, t)))
-					continue
-				}
-				walk(m[k], f.Type, key)
-			}
-		case reflect.Map:
-			if m, ok := v.(map[string]any); ok {
-				for k, x := range m {
-					walk(x, t.Elem(), joinKey(prefix, k))
-				}
-			}
-		case reflect.Slice:
-			if l, ok := v.([]any); ok {
-				for i, x := range l {
-					walk(x, t.Elem(), prefix+"["+strconv.Itoa(i)+"]")
-				}
-			}
-		}
-	}
-	walk(settings, reflect.TypeFor[file](), "")
-	return ps
 }
 
 func joinKey(prefix, k string) string {
@@ -296,74 +258,6 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// decodeProblems turns mapstructure's decoding errors into Problems that
-// name the key, the value and the allowed values, and returns the keys
-// that failed.
-func decodeProblems(err error, settings map[string]any) []*Problem {
-	var ps []*Problem
-	var walk func(error)
-	walk = func(err error) {
-		if err == nil {
-			return
-		}
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			for _, e := range j.Unwrap() {
-				walk(e)
-			}
-			return
-		}
-		de, ok := err.(*mapstructure.DecodeError) //nolint:errorlint // walking the tree by hand: errors.As would stop at the first match
-		if !ok {
-			if inner := errors.Unwrap(err); inner != nil {
-				walk(inner)
-				return
-			}
-			ps = append(ps, &Problem{Msg: err.Error()})
-			return
-		}
-		if inner := de.Unwrap(); inner != nil {
-			var nested *mapstructure.DecodeError
-			if errors.As(inner, &nested) {
-				walk(inner)
-				return
-			}
-		}
-		key := decodeKey(de.Name())
-		want := "a valid value"
-		if t, ok := typeAt(key); ok {
-			want = describeType(t)
-		}
-		ps = append(ps, problem(key, "%s is not %s", showValue(valueAt(settings, key)), want))
-	}
-	walk(err)
-	return ps
-}
-
-// decodeKey turns mapstructure's "consent.regions[de].default" into our
-// "consent.regions.de.default"; list indexes stay: "cmp_cookies[0].name".
-func decodeKey(name string) string {
-	var b strings.Builder
-	for i := 0; i < len(name); i++ {
-		if name[i] == '[' {
-			end := strings.IndexByte(name[i:], ']')
-			if end < 0 {
-				b.WriteString(name[i:])
-				break
-			}
-			idx := name[i+1 : i+end]
-			if _, err := strconv.Atoi(idx); err == nil {
-				b.WriteString(name[i : i+end+1])
-			} else {
-				b.WriteString("." + idx)
-			}
-			i += end
-			continue
-		}
-		b.WriteByte(name[i])
-	}
-	return b.String()
-}
-
 // segments splits "a.b[0].c" into a, b, [0], c.
 func segments(key string) []string {
 	var out []string
@@ -410,39 +304,6 @@ func typeAt(key string) (reflect.Type, bool) {
 	return t, true
 }
 
-// valueAt is the raw value of key in the merged settings.
-func valueAt(settings map[string]any, key string) any {
-	var v any = settings
-	for _, s := range segments(key) {
-		switch x := v.(type) {
-		case map[string]any:
-			v = x[s]
-		case []any:
-			i, err := strconv.Atoi(strings.Trim(s, "[]"))
-			if err != nil || i < 0 || i >= len(x) {
-				return nil
-			}
-			v = x[i]
-		default:
-			return nil
-		}
-	}
-	return v
-}
-
-func showValue(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "the value"
-	case string:
-		return strconv.Quote(x)
-	case []any, map[string]any:
-		b, _ := yaml.Marshal(x) // plain maps and lists always marshal
-		return strconv.Quote(string(bytes.TrimSpace(b)))
-	}
-	return fmt.Sprint(v)
-}
-
 var durationType = reflect.TypeFor[time.Duration]()
 
 // describeType says in words which values a key of type t takes.
@@ -467,40 +328,12 @@ func describeType(t reflect.Type) string {
 	return "a " + t.String()
 }
 
-// restoreDefaults puts the default value back into every field of f that
-// failed to decode, so that validation judges the rest without follow-on
-// errors about the broken one.
-func restoreDefaults(f, def *file, keys []string) {
-	for _, key := range keys {
-		dst, src := reflect.ValueOf(f).Elem(), reflect.ValueOf(def).Elem()
-		for _, s := range segments(key) {
-			if dst.Kind() != reflect.Struct {
-				break
-			}
-			fd, ok := fieldByTag(dst.Type(), s)
-			if !ok {
-				break
-			}
-			dst, src = dst.FieldByIndex(fd.Index), src.FieldByIndex(fd.Index)
-		}
-		if dst.CanSet() {
-			dst.Set(src)
-		}
-	}
-}
-
 // yamlLine matches the "line N: what" of a YAML parser's messages.
 var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
 
-// yamlProblems turns a file that is not valid YAML into one problem per
-// message of the parser, each with its line. err is viper's error, used
-// only when the parser itself accepts the file.
-func yamlProblems(path string, b []byte, err error) []error {
-	var m map[string]any
-	perr := yaml.Unmarshal(b, &m)
-	if perr == nil {
-		return []error{&Problem{Source: path, Msg: err.Error()}}
-	}
+// yamlProblems turns the parser's error for a file that is not valid
+// YAML into one problem per message, each with its line.
+func yamlProblems(path string, perr error) []error {
 	msgs := []string{perr.Error()}
 	var te *yaml.TypeError
 	if errors.As(perr, &te) {

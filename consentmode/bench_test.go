@@ -24,6 +24,9 @@ var (
 		"tag_exp=101509157;~oref=https%3A%2F%2Fwww.delife.de%2F%3Fgclid%3DCj0"
 )
 
+// benchLinker is a _gl linker with a client id and a stored gclid.
+const benchLinker = "1*1q2w3e*_ga*MTE3NDI4NTAwNy4xNzQ5MTk2NzAx*_gcl_aw*R0NMLjE3NDkxOTY3MDEuQ2owS0NRandMaW5rZXJDbGljaw.."
+
 func routeIndex(name string) int {
 	for i, r := range Routes {
 		if r.Name == name {
@@ -40,6 +43,9 @@ func benchInputs() map[string]*Input {
 		"GA4Batch":   {Route: 0, Family: FamilyGA4, Query: []byte(benchGA4Batch), Body: []byte(benchGA4BatchBody), Region: de, Day: 20000},
 		"Ads":        {Route: routeIndex("ads_conversion"), Family: FamilyAds, PathTag: []byte("1071635065"), Query: []byte(benchAds), Region: de, Day: 20000, Cookie: []byte("_gcl_au=1.1.1235240376.1778240583")},
 		"Floodlight": {Route: routeIndex("floodlight_activity"), Family: FamilyFloodlight, Matrix: []byte(benchFloodlight), Region: de, Day: 20000},
+		// A linker with a click id, top level and nested twice in dl.
+		"GA4Linker": {Route: 0, Family: FamilyGA4, Region: de, Day: 20000, Query: []byte("v=2&tid=G-1&_p=1&gcs=G101&_gl=" + benchLinker +
+			"&dl=https%3A%2F%2Fshop.example%2F%3Fnext%3Dhttps%253A%252F%252Fa%252F%253F_gl%253D" + benchLinker + "%2526x%253D1")},
 	}
 }
 

@@ -34,6 +34,13 @@ type Input struct {
 	Region Region
 	// Day is the current UTC day (Unix seconds / 86400), for the ephemeral ids.
 	Day int64
+	// Now is when the gateway read the hit, in Unix seconds; the ephemeral
+	// ids are never dated after it. Zero means the start of Day.
+	Now int64
+	// Nonce is drawn at random by the caller for each hit. A hit without
+	// _p gets ephemeral ids from it (one per hit), so that visitors of a
+	// day never share one. Zero is a valid nonce, for deterministic tests.
+	Nonce uint64
 	// ClientIP is the client's address as the gateway trusts it. It leaves
 	// as Decision.SentIP says: in the subdomain style as the _uip (GA4) or
 	// uip (UA) parameter of the rewritten query; in tag gateway style
@@ -67,6 +74,9 @@ type Work struct {
 	url         []byte // a URL value being rebuilt
 	key         []byte // a decoded parameter name of the hit
 	urlKey      []byte // a decoded parameter name inside a URL value
+	linked      []byte // a value with its linkers judged (linker.go)
+	linker      []byte // one decoded linker value
+	click       []byte // a linker part's base64 value decoded (2*maxClickID bytes)
 }
 
 func (w *Work) reset() {
@@ -94,7 +104,8 @@ type Decision struct {
 	// rule applied (zero for the default or unknown rule).
 	Region       Region
 	PolicyRegion Region
-	// OptOut is true when a US opt-out applied (rdp=1 written back).
+	// OptOut is true when a US opt-out applied to a visitor in the US or
+	// of unknown region (rdp=1 written back).
 	OptOut bool
 	// ServerContainer is true when the hit came from a tag configured with
 	// server_container_url: the proxy answers 204 itself.
@@ -106,6 +117,19 @@ type Decision struct {
 	// applies (dma=1); ConsentUpdate when it was sent because consent was
 	// just updated (gcu=1). Both describe the hit and change nothing.
 	DMA, ConsentUpdate bool
+}
+
+// Lowered reports whether the gateway enforced denied on a type some
+// input of the hit said was granted, even when another of its inputs
+// denied it (gcs=G111 beside a gcd letter saying denied): the hit's
+// consent update (gcu=1) then describes a state that does not apply.
+func (d *Decision) Lowered() bool {
+	for t := range NumTypes {
+		if d.Consent.Value[t] == Denied && (d.Said.GCS[t] == Granted || d.Said.GCD[t] == Granted || d.Said.NPA[t] == Granted || d.Said.MP[t] == Granted) {
+			return true
+		}
+	}
+	return false
 }
 
 // Downgraded reports whether the gateway enforced denied on a type the hit claimed granted.
@@ -192,10 +216,10 @@ func Decide(in *Input, p *Policy, w *Work) Decision {
 		w = new(Work)
 	}
 	w.reset()
-	d := Decision{Route: uint8(in.Route), Family: in.Family, Region: in.Region}
-	rule, key := p.RuleFor(in.Region)
+	d := Decision{Route: uint8(in.Route), Family: in.Family, Region: p.Resolve(in.Region)}
+	rule, key := p.RuleFor(d.Region)
 	d.PolicyRegion = key
-	if in.Region.IsUnknown() {
+	if d.Region.IsUnknown() {
 		d.Reasons.Add(ReasonRegionUnknown)
 	}
 
@@ -579,7 +603,14 @@ func decideAction(d *Decision, in *Input, p *Policy, h *hit, w *Work) Action {
 		if kind == KindViewThrough && string(h.event) != "conversion" {
 			kind = KindRemarketing
 		}
-		if kind == KindRemarketing && st.Denied(AdPersonalization) {
+		// A view-through ping without a conversion is a remarketing
+		// ping. Under denied ad_personalization Google's tag still sends
+		// it, with npa=1, as a consent-status ping for measurement: it
+		// leaves the same way (npa=1 written back, cookieless when
+		// ad_storage is denied). The audience endpoints (rmkt/collect,
+		// 1p-user-list, Protected Audience joins, GA audiences) exist
+		// only to build audiences: they stay blocked.
+		if kind == KindRemarketing && st.Denied(AdPersonalization) && in.Kind != KindViewThrough {
 			d.Reasons.Add(ReasonRemarketingDenied)
 			return ActionBlock
 		}
@@ -614,4 +645,13 @@ func tagReason(h *hit) Reason {
 type ephemeralMAC struct {
 	done bool
 	mac  [sha256.Size]byte
+	secs int64 // the ids' unix seconds (idTime)
+}
+
+// hitTime returns Now, or the start of Day when Now is not set.
+func (in *Input) hitTime() int64 {
+	if in.Now != 0 {
+		return in.Now
+	}
+	return in.Day * secondsPerDay
 }

@@ -52,7 +52,7 @@ func TestTCFMerge(t *testing.T) {
 		{name: "silent tag, everything consented: ad types granted by tcf", region: "DE", query: "gdpr=1&gdpr_consent=" + tcAll,
 			want: [4]Value{G, D, G, G}, src: srcs{tcf, def, tcf, tcf}, wantQuery: []string{"gcs=G110", "gcd=13n3m3n2n5l1", "!npa=1"}},
 		{name: "gcd letters l count as silent", region: "DE", query: "gcd=13l3l3l3l1l1&gdpr=1&gdpr_consent=" + tcAll,
-			want: [4]Value{G, D, G, G}, src: srcs{tcf, def, tcf, tcf}, wantQuery: []string{"gcd=13l3m3l3l1l1", "!npa=1"}},
+			want: [4]Value{G, D, G, G}, src: srcs{tcf, def, tcf, tcf}, wantQuery: []string{"gcd=13n3m3n2n5l1", "!npa=1"}}, // no command ran: a whole gcd of the enforced state
 		{name: "tcf grants analytics only in strict mode", region: "DE", strict: true, query: "gdpr=1&gdpr_consent=" + tcAll,
 			want: [4]Value{G, G, G, G}, src: srcs{tcf, tcf, tcf, tcf}, wantQuery: []string{"!gcs", "!npa=1"}},
 		{name: "purpose 3 refused: ad_personalization denied, rest granted", region: "DE", query: "gdpr=1&gdpr_consent=" + tcNoP3,
@@ -73,7 +73,19 @@ func TestTCFMerge(t *testing.T) {
 			want: [4]Value{D, D, D, D}, src: srcs{def, def, def, def}},
 		{name: "gdpr=0: not applicable", region: "DE", query: "gdpr=0&gdpr_consent=" + tcAll,
 			want: [4]Value{D, D, D, D}, src: srcs{def, def, def, def}},
-		{name: "unavailable still denies", region: "US", query: "gdpr=1&gdpr_consent=tcunavailable",
+		// The CMP did not answer: the hit's consent mode state decides,
+		// then the region default (Google's TCF integration guide).
+		{name: "unavailable: the tag's consent mode grant stands", region: "DE", query: "gcs=G111&gcd=13r3r3r2r5l1&gdpr=1&gdpr_consent=tcunavailable",
+			want: [4]Value{G, G, G, G}, src: srcs{gcd, gcd, gcd, gcd}},
+		{name: "tcempty: the tag's consent mode grant stands", region: "DE", query: "gcs=G111&gcd=13r3r3r2r5l1&gdpr=1&gdpr_consent=tcempty",
+			want: [4]Value{G, G, G, G}, src: srcs{gcd, gcd, gcd, gcd}},
+		{name: "unavailable, silent tag: region default", region: "DE", query: "gdpr=1&gdpr_consent=tcunavailable",
+			want: [4]Value{D, D, D, D}, src: srcs{def, def, def, def}},
+		{name: "unavailable, silent tag in a granting region: region default", region: "US", query: "gdpr=1&gdpr_consent=tcunavailable",
+			want: [4]Value{G, G, G, G}, src: srcs{def, def, def, def}},
+		{name: "unavailable: other denials still win", region: "DE", query: "gcs=G111&gcd=13r3r3r2r5l1&gdpr=1&gdpr_consent=tcunavailable", cookie: "euconsent-v2=" + tcNoP1,
+			want: [4]Value{D, G, D, G}, src: srcs{cmp, gcd, cmp, gcd}},
+		{name: "no string still denies", region: "US", query: "gdpr=1",
 			want: [4]Value{D, G, D, D}, src: srcs{tcf, def, tcf, tcf}},
 		{name: "malformed still denies", region: "US", query: "gdpr=1&gdpr_consent=CPxyz",
 			want: [4]Value{D, G, D, D}, src: srcs{tcf, def, tcf, tcf}},
@@ -180,6 +192,9 @@ func TestRedactionCorpus(t *testing.T) {
 		"jo@[IPv6:2001:db8::1]",  // IPv6 literal
 		"jöhn@example.com",       // UTF-8 local part
 		"first.last+tag@sub.example.co.uk",
+		"john.doe@gmail.com-42", // a top-level label cut short by '-' or digits
+		"john.doe@gmail.com1",
+		"jo@example.com.1x",
 	}
 	var scratch []byte
 	for _, e := range corpus {

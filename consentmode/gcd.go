@@ -123,3 +123,20 @@ func appendGCDState(dst []byte, st *State) []byte {
 	}
 	return dst
 }
+
+// gcdNoCommand reports whether gcd says no consent command ran: every
+// type's letter is 'l' (neither default nor update set), as in
+// "13l3l3l3l1" and the older "11l1l1l1l1". Such a gcd ends without the
+// ad_user_data and ad_personalization command marks of a gcd written
+// after a consent command ("13…2…5l1").
+func gcdNoCommand(gcd []byte) bool {
+	if len(gcd) < 9 || gcd[0] != '1' {
+		return false
+	}
+	for _, off := range gcdLetterOffset {
+		if gcd[off] != 'l' {
+			return false
+		}
+	}
+	return true
+}

@@ -281,12 +281,42 @@ func nextEmail(b []byte, from int) (start, end int) {
 				}
 			}
 		}
-		if lastDot <= i+1 || !tldOK(b[lastDot+1:e]) {
-			continue
+		if lastDot > i+1 && tldOK(b[lastDot+1:e]) {
+			return s, e
 		}
-		return s, e
+		// The domain runs into characters that end no address
+		// ("gmail.com-42", "gmail.com1"): the longest valid address
+		// inside it is still an address.
+		if e = trimmedDomainEnd(b, i, e); e > 0 {
+			return s, e
+		}
 	}
 	return -1, -1
+}
+
+// trimmedDomainEnd returns the end of the longest domain that starts
+// after the '@' at i, lies within b[i+1:end] and ends in a top-level
+// label tldOK accepts, cut from the front of a label; or -1. Each label
+// is looked at once, from the last: the work is linear in the domain.
+func trimmedDomainEnd(b []byte, i, end int) int {
+	labelEnd := end
+	for d := end - 1; d > i+1; d-- {
+		if b[d] != '.' {
+			continue
+		}
+		if b[d-1] != '.' {
+			label := b[d+1 : labelEnd]
+			n := 0
+			for n < len(label) && (isAlpha(label[n]) || label[n] >= 0x80) {
+				n++
+			}
+			if n >= 2 {
+				return d + 1 + n
+			}
+		}
+		labelEnd = d
+	}
+	return -1
 }
 
 // redactedText replaces each e-mail address.

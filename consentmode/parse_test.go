@@ -145,7 +145,7 @@ func TestParseRegion(t *testing.T) {
 		ok         bool
 	}{
 		{"DE", "DE", true}, {"de", "DE", true}, {" us-ca ", "US-CA", true}, {"US_CA", "US-CA", true},
-		{"UK", "GB", true}, {"GB-ENG", "GB-ENG", true}, {"FR-971", "FR-971", true},
+		{"UK", "UK", true}, {"GB-ENG", "GB-ENG", true}, {"FR-971", "FR-971", true},
 		{"XX", "unknown", false}, {"T1", "unknown", false}, {"A1", "unknown", false}, {"EU", "unknown", false},
 		{"", "unknown", false}, {"D", "unknown", false}, {"DEU", "unknown", false}, {"1A", "unknown", false},
 		{"US-", "unknown", false}, {"US-ABCD", "unknown", false}, {"US:CA", "unknown", false},
@@ -155,6 +155,40 @@ func TestParseRegion(t *testing.T) {
 		if r.String() != tt.want || ok != tt.ok {
 			t.Errorf("ParseRegion(%q) = %s, %v; want %s, %v", tt.give, r, ok, tt.want, tt.ok)
 		}
+	}
+}
+
+// TestResolveRegion: a code ISO 3166-1 does not assign is an unknown
+// region unless the policy lists it; aliases are mapped only when listed.
+func TestResolveRegion(t *testing.T) {
+	listed := testPolicy()
+	listed.UserAssigned = map[Region]bool{MustRegion("XK"): true}
+	listed.RegionAliases = map[Region]Region{MustRegion("UK"): MustRegion("GB"), MustRegion("EL"): MustRegion("GR")}
+	tests := []struct {
+		name, give     string
+		bare, withList string
+	}{
+		{"assigned", "DE", "DE", "DE"},
+		{"assigned subdivision", "US-CA", "US-CA", "US-CA"},
+		{"unassigned", "QQ", "unknown", "unknown"},
+		{"unassigned AA", "AA", "unknown", "unknown"},
+		{"unassigned with subdivision", "QQ-CA", "unknown", "unknown"},
+		{"user-assigned", "XK", "unknown", "XK"},
+		{"alias UK", "UK", "unknown", "GB"},
+		{"alias with subdivision", "UK-ENG", "unknown", "GB-ENG"},
+		{"alias EL", "EL", "unknown", "GR"},
+		{"exceptionally reserved", "IC", "IC", "IC"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := MustRegion(tt.give)
+			if got := testPolicy().Resolve(r).String(); got != tt.bare {
+				t.Errorf("Resolve(%s) = %s, want %s", tt.give, got, tt.bare)
+			}
+			if got := listed.Resolve(r).String(); got != tt.withList {
+				t.Errorf("Resolve(%s) with aliases = %s, want %s", tt.give, got, tt.withList)
+			}
+		})
 	}
 }
 
@@ -255,12 +289,12 @@ func TestKnownCountry(t *testing.T) {
 			t.Errorf("KnownCountry(%s) = false", c)
 		}
 	}
-	for _, c := range []string{"US-CA", "GB-ENG", "XK"} {
+	for _, c := range []string{"US-CA", "GB-ENG", "IC"} {
 		if !KnownCountry(MustRegion(c)) {
 			t.Errorf("KnownCountry(%s) = false", c)
 		}
 	}
-	for _, c := range []string{"QQ", "QQ-CA", "", "AA"} {
+	for _, c := range []string{"QQ", "QQ-CA", "", "AA", "XK", "UK", "EL"} {
 		if KnownCountry(MustRegion(c)) {
 			t.Errorf("KnownCountry(%s) = true", c)
 		}

@@ -19,6 +19,30 @@ func (m Mode) String() string {
 	return "advanced"
 }
 
+// Profile says how closely a cookieless ping follows Google's own tags.
+type Profile uint8
+
+// Profiles.
+const (
+	// ProfileStrict (the default) removes every user-level identifier of
+	// a hit whose analytics_storage is denied, user_id and user properties
+	// included.
+	ProfileStrict Profile = iota
+	// ProfileGoogle keeps what Google's consent mode reference says a
+	// cookieless ping still carries: user_id and custom dimensions and
+	// user properties ("sent normally"), with the tag's own page-scoped
+	// ids (cookieless.client_id: tag).
+	ProfileGoogle
+)
+
+// String returns "strict" or "google".
+func (p Profile) String() string {
+	if p == ProfileGoogle {
+		return "google"
+	}
+	return "strict"
+}
+
 // Signal is an optional consent input that a region may honour or ignore.
 // gcs, gcd and npa carried by the hit are always honoured.
 type Signal uint8
@@ -94,6 +118,7 @@ func GrantedRule() RegionRule {
 // for concurrent use.
 type Policy struct {
 	Mode             Mode
+	Profile          Profile // consent.profile
 	AdsDataRedaction bool
 	UAForward        bool // forward Universal Analytics hits instead of blocking them
 	MPEnabled        bool // accept Measurement Protocol hits
@@ -112,6 +137,14 @@ type Policy struct {
 	Default RegionRule
 	Unknown RegionRule
 	Regions map[Region]RegionRule
+
+	// RegionAliases maps a country code that ISO 3166-1 does not assign to
+	// the code it stands for (consent.region_aliases: UK to GB, EL to GR).
+	// Keys and values are countries without subdivision. Nil maps nothing.
+	RegionAliases map[Region]Region
+	// UserAssigned lists the user-assigned codes read as countries
+	// (consent.user_assigned_regions: XK). Nil: none.
+	UserAssigned map[Region]bool
 
 	// CMPCookies are the CMP cookie mappings read as deny-only inputs.
 	CMPCookies []CMPCookie

@@ -38,10 +38,11 @@ var unknownCountries = map[[2]byte]bool{
 }
 
 // ParseRegion normalises a geo header value or a configured code: it trims
-// spaces, upper-cases, maps UK to GB and accepts "CC", "CC-S", "CC-SS",
-// "CC-SSS" (also with '_' as separator). Anything else, and the codes CDNs
-// use for "unknown", give the zero Region and false. The result does not
-// refer to b.
+// spaces, upper-cases and accepts "CC", "CC-S", "CC-SS", "CC-SSS" (also
+// with '_' as separator). Anything else, and the codes CDNs use for
+// "unknown", give the zero Region and false. It checks syntax only: that
+// the country is assigned is Policy.Resolve's job, and so is mapping an
+// alias such as UK. The result does not refer to b.
 func ParseRegion(b []byte) (Region, bool) {
 	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
 		b = b[1:]
@@ -70,9 +71,6 @@ func ParseRegion(b []byte) (Region, bool) {
 	}
 	if unknownCountries[[2]byte{r[0], r[1]}] || r[0] < 'A' || r[1] < 'A' {
 		return Region{}, false
-	}
-	if r[0] == 'U' && r[1] == 'K' {
-		r[0], r[1] = 'G', 'B'
 	}
 	return r, true
 }
@@ -103,7 +101,10 @@ var DefaultDeniedRegions = []string{
 	"GB", "CH",
 }
 
-// iso3166 lists the officially assigned ISO 3166-1 alpha-2 codes.
+// iso3166 lists the officially assigned ISO 3166-1 alpha-2 codes, and the
+// two exceptionally reserved codes geo databases use for parts of the EU
+// (IC, EA). User-assigned codes (XK for Kosovo) and transitional ones (UK,
+// EL) are not here: a policy lists the ones it accepts (Policy.Resolve).
 const iso3166 = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ " +
 	"CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR " +
 	"GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP " +
@@ -111,12 +112,12 @@ const iso3166 = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF 
 	"NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW " +
 	"SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ " +
 	"UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW " +
-	// exceptionally reserved codes geo databases use: Canary Islands, Ceuta and Melilla, Kosovo
-	"IC EA XK"
+	// exceptionally reserved codes geo databases use: Canary Islands, Ceuta and Melilla
+	"IC EA"
 
 // KnownCountry reports whether r's country is an assigned ISO 3166-1
-// alpha-2 code (or one of the reserved codes geo databases use: IC, EA, XK).
-// Subdivisions are checked for syntax only, by ParseRegion.
+// alpha-2 code (or one of the exceptionally reserved codes geo databases
+// use: IC, EA). Subdivisions are checked for syntax only, by ParseRegion.
 func KnownCountry(r Region) bool {
 	if r.IsUnknown() {
 		return false
@@ -127,4 +128,25 @@ func KnownCountry(r Region) bool {
 		}
 	}
 	return false
+}
+
+// Resolve returns the region a policy applies to r: an alias the policy
+// maps (RegionAliases: UK to GB) replaced, subdivision kept ("UK-ENG" is
+// "GB-ENG"), and the zero Region (unknown, consent.unknown_region) for a
+// country that is neither assigned in ISO 3166-1 nor one of the policy's
+// user-assigned codes (UserAssigned: XK). An unassigned code such as QQ
+// or AA is no country, so no country's default may apply to it.
+func (p *Policy) Resolve(r Region) Region {
+	if r.IsUnknown() {
+		return Region{}
+	}
+	c := r.Country()
+	if to, ok := p.RegionAliases[c]; ok {
+		r[0], r[1] = to[0], to[1]
+		c = r.Country()
+	}
+	if KnownCountry(c) || p.UserAssigned[c] {
+		return r
+	}
+	return Region{}
 }

@@ -13,6 +13,7 @@ type rewriter struct {
 	eph ephemeralMAC
 
 	seenGCS, seenGCD, seenNPA, seenRDP bool
+	sep                                byte // separator of the list being rewritten
 }
 
 // rewrite fills w with the hit as it may leave.
@@ -48,6 +49,7 @@ func rewrite(d *Decision, in *Input, p *Policy, w *Work, h *hit) {
 // list rewrites a sep-separated parameter list. Pieces are kept in order
 // and byte for byte unless a rule changes them; empty pieces stay.
 func (rw *rewriter) list(dst, src []byte, sep byte) []byte {
+	rw.sep = sep
 	first := true
 	for len(src) > 0 || !first {
 		var piece []byte
@@ -111,8 +113,12 @@ func (rw *rewriter) pair(dst, piece []byte) ([]byte, bool) {
 		rw.d.Removed.Add(field)
 		dst = append(append(dst, k...), '=')
 		return rw.ephemeralValue(dst, nk), true
+	case OpLinker:
+		if d, kept, done := rw.linkerParam(dst, v); done {
+			return d, kept
+		}
 	case OpWriteBack:
-		if string(nk) == "gcu" && rw.d.Reasons.Has(ReasonConsentDowngraded) {
+		if string(nk) == "gcu" && rw.d.Lowered() {
 			rw.removed(field, noReason) // the update the tag reports is not the state that applies
 			return dst, false
 		}
@@ -123,6 +129,9 @@ func (rw *rewriter) pair(dst, piece []byte) ([]byte, bool) {
 		return dst, true
 	}
 	dst = append(dst, '=')
+	// A linker anywhere in a value (a page URL, a URL inside one, any
+	// text) is judged before the rest.
+	v = rw.linkers(v, InURL)
 	if op == OpScrubURL || looksLikeURL(v) {
 		// Every URL-valued parameter (an ep.* holding a page URL, say)
 		// gets the in-URL rules of dl.
@@ -181,13 +190,14 @@ func clickReason(f Field) Reason {
 
 func (rw *rewriter) ephemeralValue(dst, key []byte) []byte {
 	if !rw.eph.done {
-		rw.eph.mac = rw.p.ephemeral(rw.in.Day, rw.h.tid, rw.h.pageID)
+		rw.eph.mac = rw.p.ephemeral(rw.in.Day, rw.h.tid, rw.h.pageID, rw.in.Nonce)
+		rw.eph.secs = idTime(rw.h.pageID, rw.in.hitTime())
 		rw.eph.done = true
 	}
 	if string(key) == "sid" {
-		return appendEphemeralSID(dst, &rw.eph.mac, rw.in.Day)
+		return appendEphemeralSID(dst, rw.eph.secs)
 	}
-	return appendEphemeralCID(dst, &rw.eph.mac, rw.in.Day)
+	return appendEphemeralCID(dst, &rw.eph.mac, rw.eph.secs)
 }
 
 // writeBack appends a consent parameter carrying the enforced state.
@@ -216,8 +226,18 @@ func (rw *rewriter) writeBack(dst, k, nk, v []byte, hasEq bool) []byte {
 			return appendGCDState(dst, st)
 		}
 		var deny [NumTypes]bool
+		change := false
 		for t := range deny {
 			deny[t] = st.Value[t] == Denied
+			if off := gcdLetterOffset[t]; deny[t] && off < len(v) && gcdDenyLetter(v[off]) != v[off] {
+				change = true
+			}
+		}
+		if change && gcdNoCommand(v) {
+			// "No consent command ran" has a tail of its own
+			// (13l3l3l3l1): denied letters in it would contradict it.
+			// The enforced state goes out as a whole current gcd.
+			return appendGCDState(dst, st)
 		}
 		mark := len(dst)
 		dst = appendGCDDenied(dst, v, deny)

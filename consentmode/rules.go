@@ -10,13 +10,15 @@ type Cond uint8
 
 // Conditions.
 const (
-	Always                 Cond = iota
-	IfAnalyticsDenied           // analytics_storage denied
-	IfAdStorageDenied           // ad_storage denied
-	IfAdUserDataDenied          // ad_user_data denied
-	IfAdPersonalizationDen      // ad_personalization denied
-	IfStorageDenied             // analytics_storage or ad_storage denied
-	IfRedaction                 // ad_storage denied and consent.ads_data_redaction on
+	Always                  Cond = iota
+	IfAnalyticsDenied            // analytics_storage denied
+	IfAdStorageDenied            // ad_storage denied
+	IfAdUserDataDenied           // ad_user_data denied
+	IfAdPersonalizationDen       // ad_personalization denied
+	IfStorageDenied              // analytics_storage or ad_storage denied
+	IfRedaction                  // ad_storage denied and consent.ads_data_redaction on
+	IfAdUserDataDefault          // ad_user_data denied by the region default: no input said anything
+	IfAnalyticsDeniedStrict      // analytics_storage denied and consent.profile strict
 )
 
 var condNames = [...]string{
@@ -27,6 +29,8 @@ var condNames = [...]string{
 	"ad_personalization denied",
 	"analytics_storage or ad_storage denied",
 	"ad_storage denied and ads_data_redaction",
+	"ad_user_data denied by the region default (no consent object)",
+	"analytics_storage denied, profile strict",
 }
 
 // String describes c for the rules table.
@@ -49,6 +53,10 @@ func (c Cond) holds(st *State, p *Policy) bool {
 		return st.Denied(AnalyticsStorage) || st.Denied(AdStorage)
 	case IfRedaction:
 		return st.Denied(AdStorage) && p.AdsDataRedaction
+	case IfAnalyticsDeniedStrict:
+		return st.Denied(AnalyticsStorage) && p.Profile == ProfileStrict
+	case IfAdUserDataDefault:
+		return st.Denied(AdUserData) && st.Source[AdUserData] == SourceRegionDefault
 	}
 	return false
 }
@@ -62,10 +70,12 @@ const (
 	OpScrubURL     // the value is a URL: the in-URL rules apply inside it
 	OpWriteBack    // rewritten to the enforced consent state
 	OpEphemeral    // replaced by the page-scoped ephemeral value
+	OpLinker       // a _gl linker: kept whole only when every part is allowed (LinkerParts)
 	OpDrop         // removed
 )
 
-var opNames = [...]string{"keep", "scrub URL", "write back enforced state", "replace with page-scoped ephemeral value", "remove"}
+var opNames = [...]string{"keep", "scrub URL", "write back enforced state", "replace with page-scoped ephemeral value",
+	"keep whole only when consent allows every part (linker table); else remove, keeping its click ids as plain parameters where allowed", "remove"}
 
 // String describes o for the rules table.
 func (o Op) String() string { return opNames[o] }
@@ -123,10 +133,12 @@ var ParamRules = []Rule{
 	// GA4 (and UA when forwarded), analytics_storage denied: cookieless ping.
 	{famWeb, "cid", InHit, IfAnalyticsDenied, OpEphemeral, "client id: page-scoped ephemeral value"},
 	{famGA4, "sid", InHit, IfAnalyticsDenied, OpEphemeral, "session id: page-scoped ephemeral value"},
-	{famWeb, "uid", InHit, IfAnalyticsDenied, OpDrop, "User-ID"},
+	// User-ID and user properties: Google's cookieless pings send them
+	// "normally" (consent mode reference); profile strict removes them.
+	{famWeb, "uid", InHit, IfAnalyticsDeniedStrict, OpDrop, "User-ID"},
 	{famGA4, "sct", InHit, IfAnalyticsDenied, OpDrop, "session count"},
-	{famGA4, "up.*", InHit, IfAnalyticsDenied, OpDrop, "user properties"},
-	{famGA4, "upn.*", InHit, IfAnalyticsDenied, OpDrop, "numeric user properties"},
+	{famGA4, "up.*", InHit, IfAnalyticsDeniedStrict, OpDrop, "user properties"},
+	{famGA4, "upn.*", InHit, IfAnalyticsDeniedStrict, OpDrop, "numeric user properties"},
 	{famGA4, "_fplc", InHit, IfAnalyticsDenied, OpDrop, "first-party linker cookie value"},
 	{famGA4, "ecid", InHit, IfAnalyticsDenied, OpDrop, "undocumented per-browser id"},
 	{famGA4, "_fid", InHit, IfAnalyticsDenied, OpDrop, "Firebase installation id"},
@@ -144,7 +156,8 @@ var ParamRules = []Rule{
 	{setOf(FamilyAds), "dr", InHit, Always, OpScrubURL, "referrer URL"},
 	{setOf(FamilyFloodlight), "~oref", InHit, Always, OpScrubURL, "page URL"},
 	{setOf(FamilyFloodlight), "u#", InHit, Always, OpScrubURL, "custom variables (URLs are scrubbed like page URLs)"},
-	{famHits, "_gl", InURL, IfStorageDenied, OpDrop, "cross-domain linker: carries client id, session id and click data"},
+	{famHits, "_gl", InHit, Always, OpLinker, "cross-domain linker: carries client id, session id and click data"},
+	{famHits, "_gl", InURL, Always, OpLinker, "cross-domain linker, also inside values at any depth of encoding"},
 
 	// GA4, ad_storage / ad_user_data denied.
 	{famGA4, "_gaz", InHit, IfAdStorageDenied, OpDrop, "Google signals join flag"},
@@ -165,6 +178,12 @@ var ParamRules = []Rule{
 	{famAds, "gcllp", InHit, IfAdStorageDenied, OpDrop, "cookie-derived last page"},
 	{famAds, "gcl_ctr", InHit, IfAdStorageDenied, OpDrop, "cookie-derived counter"},
 	{famAds, "gclha", InHit, IfAdStorageDenied, OpDrop, "cookie-derived click hash"},
+	// Device advertising ids (IDFA, Android advertising id): Google's consent
+	// mode reference puts device identifiers under ad_storage. Floodlight
+	// names it dc_rdid, Ads rdid (with idtype=advertisingid or idfa); either
+	// may reach both families' endpoints.
+	{famAds, "dc_rdid", InHit, IfAdStorageDenied, OpDrop, "device advertising id (IDFA, Android advertising id)"},
+	{famAds, "rdid", InHit, IfAdStorageDenied, OpDrop, "device advertising id (IDFA, Android advertising id)"},
 
 	// Ads and Floodlight, ad_user_data denied: user-provided data.
 	{famAds, "em", InHit, IfAdUserDataDenied, OpDrop, "enhanced conversions: hashed user data"},
@@ -187,8 +206,12 @@ var ParamRules = []Rule{
 	{famClick, "wbraid", InURL, IfRedaction, OpDrop, "ad click id in a URL"},
 	{famClick, "gclsrc", InURL, IfRedaction, OpDrop, "ad click id source in a URL"},
 
-	// Measurement Protocol, ad_user_data denied (top-level JSON keys).
-	{setOf(FamilyMP), "user_id", InHit, IfAdUserDataDenied, OpDrop, "User-ID"},
+	// Measurement Protocol (top-level JSON keys). user_id follows
+	// analytics_storage as uid does on the web; the sender answers for
+	// that on the Measurement Protocol, so it stays, except on a hit
+	// without a consent object where the fail-closed default denied
+	// ad_user_data (as before).
+	{setOf(FamilyMP), "user_id", InHit, IfAdUserDataDefault, OpDrop, "User-ID (analytics_storage is the sender's; dropped without a consent object where ad_user_data defaults to denied)"},
 	{setOf(FamilyMP), "user_data", InHit, IfAdUserDataDenied, OpDrop, "user-provided data"},
 }
 
@@ -309,6 +332,7 @@ var (
 	fieldEmail        = mustField("email")
 	fieldCookieOther  = mustField("cookie:other")
 	fieldCookieHeader = mustField("header:Cookie")
+	fieldLinker       = mustField("_gl")
 )
 
 // mustField returns the field named by one of the tables above. A name

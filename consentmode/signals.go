@@ -66,7 +66,11 @@ func mergeOptionalSignals(d *Decision, h *hit, in *Input, p *Policy, rule *Regio
 		optOut = SourceGPP
 	}
 	if optOut != SourceNone {
-		d.OptOut = true
+		// rdp=1 (restricted data processing) is Google's answer to US
+		// state privacy laws: written for visitors in the US, and where
+		// the region is unknown (fail closed). Elsewhere (a GPC in the
+		// EEA) the opt-out still denies, rdp is not Google's signal there.
+		d.OptOut = d.Region.IsUnknown() || (d.Region[0] == 'U' && d.Region[1] == 'S')
 		d.Reasons.Add(ReasonUSOptOut)
 		d.Consent.deny(AdPersonalization, optOut, 0)
 		if rule.OptOutDeniesAdUserData {
@@ -153,8 +157,9 @@ func grantTCF(d *Decision, types [NumTypes]bool) {
 }
 
 // applyTCF reads gdpr and gdpr_consent. gdpr=0 means TCF does not apply.
-// With gdpr=1, a missing consent string, "tcunavailable", "tcempty" or a
-// string that does not parse denies the types TCF governs. A consent
+// With gdpr=1, a missing consent string or one that does not parse denies
+// the types TCF governs; "tcunavailable" and "tcempty" (the CMP did not
+// answer) leave the hit's consent mode state and the region default to decide. A consent
 // string without gdpr is read too, for its denials only.
 //
 // TCF counts both ways when the tag is silent: with gdpr=1 and a string
@@ -184,8 +189,11 @@ func applyTCF(d *Decision, h *hit, strict bool) {
 			denyTCF(d, tcfDenyAll(strict))
 		}
 	case string(h.gdprConsent) == "tcunavailable" || string(h.gdprConsent) == "tcempty":
+		// The CMP did not answer: Google's tags then proceed with the
+		// consent mode state (Google's TCF integration guide), so TCF
+		// says nothing. What the hit's gcs/gcd set stands; what they left
+		// unset takes the region default; every other denial still wins.
 		d.Reasons.Add(ReasonTCFUnavailable)
-		denyTCF(d, tcfDenyAll(strict))
 	default:
 		denied, granted, bad := tcfMapping(h.gdprConsent, strict)
 		if bad {
@@ -217,7 +225,7 @@ var InputRules = []InputRule{
 	{"npa", "the hit", "ad_personalization", "1 denies"},
 	{"cmp_cookie:<name>", "the site's own CMP cookie", "the types mapped", "deny-only; unknown values deny"},
 	{"tcf", "gdpr + gdpr_consent on the hit", "ad_storage, ad_user_data, ad_personalization (analytics_storage with tcf_strict)",
-		"Google's TCF mapping denies; with gdpr=1 and a string that parses, appears once and gives Google (vendor 755) consent (and disclosure under TCF 2.3), it also grants the types it does not deny where the hit's gcs/gcd left them unset, before the region default; gdpr=1 with no, unavailable, empty, malformed or contradictory strings denies"},
+		"Google's TCF mapping denies; with gdpr=1 and a string that parses, appears once and gives Google (vendor 755) consent (and disclosure under TCF 2.3), it also grants the types it does not deny where the hit's gcs/gcd left them unset, before the region default; gdpr=1 with no, malformed or contradictory strings denies; tcunavailable and tcempty (the CMP did not answer) say nothing: the hit's consent mode state, then the region default, decide"},
 	{"tcf", "euconsent-v2 cookie, GPP TCF section", "as above", "deny-only"},
 	{"gpc, us_privacy, gpp", "Sec-GPC, us_privacy, gpp/gpp_sid", "ad_personalization (+ ad_user_data with us_opt_out_denies_ad_user_data)", "a US opt-out denies and writes back rdp=1; malformed counts as opted out"},
 	{"region_default:<CC>", "trusted geo header", "every type still unset", "the region's default"},

@@ -46,7 +46,7 @@ const (
 
 func granted(extra string) *Input {
 	in := ga4("v=2&tid=G-1&gcs=G111&gcd=13r3r3r2r5l1" + extra)
-	in.Region = MustRegion("DE")
+	in.Region = MustRegion("US") // where a US opt-out also writes rdp=1
 	return in
 }
 
@@ -70,7 +70,7 @@ func TestSignalsDenyWhatTheHitClaims(t *testing.T) {
 		{"tcf purpose 1 refused", "&gdpr=1&gdpr_consent=" + tcNoP1, false, "", [4]Value{Denied, Granted, Denied, Granted}, SourceTCF, false, ReasonConsentDowngraded, "gcs=G101"},
 		{"tcf purpose 3 refused", "&gdpr=1&gdpr_consent=" + tcNoP3, false, "", [4]Value{Granted, Granted, Granted, Denied}, SourceTCF, false, ReasonConsentDowngraded, "npa=1"},
 		{"tcf google without consent", "&gdpr=1&gdpr_consent=" + tcNoGoogle, false, "", [4]Value{Denied, Granted, Denied, Denied}, SourceTCF, false, ReasonConsentDowngraded, "gcd=13q3r3q2q5l1"},
-		{"tcf unavailable", "&gdpr=1&gdpr_consent=tcunavailable", false, "", [4]Value{Denied, Granted, Denied, Denied}, SourceTCF, false, ReasonTCFUnavailable, "npa=1"},
+		{"tcf unavailable", "&gdpr=1&gdpr_consent=tcunavailable", false, "", [4]Value{Granted, Granted, Granted, Granted}, SourceGCD, false, ReasonTCFUnavailable, "gcs=G111"},
 		{"tcf applies, no string", "&gdpr=1", false, "", [4]Value{Denied, Granted, Denied, Denied}, SourceTCF, false, ReasonTCFUnavailable, "npa=1"},
 		{"tcf malformed", "&gdpr=1&gdpr_consent=notatcstring", false, "", [4]Value{Denied, Granted, Denied, Denied}, SourceTCF, false, ReasonMalformedTCF, "npa=1"},
 		{"tcf not applicable", "&gdpr=0&gdpr_consent=" + tcNoGoogle, false, "", [4]Value{Granted, Granted, Granted, Granted}, SourceGCD, false, ReasonTCFNotApplicable, "gcs=G111"},
@@ -125,9 +125,27 @@ func TestTCFStrictGovernsAnalytics(t *testing.T) {
 		rule.TCFStrict = true
 		p.Regions[r] = rule
 	}
-	d, _ := decide(granted("&gdpr=1&gdpr_consent="+tcNoP1), p)
+	in := granted("&gdpr=1&gdpr_consent=" + tcNoP1)
+	in.Region = MustRegion("DE")
+	d, _ := decide(in, p)
 	if !d.Consent.Denied(AnalyticsStorage) || d.Consent.Source[AnalyticsStorage] != SourceTCF || d.Action != ActionCookieless {
 		t.Errorf("strict TCF: %v %v %v", d.Consent.Value, d.Consent.Source, d.Action)
+	}
+}
+
+// TestRDPOnlyForUSVisitors: a US opt-out signal (GPC here) denies
+// ad_personalization everywhere, but rdp=1, Google's restricted data
+// processing for US state laws, is written only for visitors in the US or
+// of unknown region (fail closed).
+func TestRDPOnlyForUSVisitors(t *testing.T) {
+	for region, want := range map[string]bool{"US": true, "US-CA": true, "": true, "DE": false, "FR": false, "BR": false} {
+		in := granted("")
+		in.Region = MustRegion(region)
+		in.GPC = true
+		d, w := decide(in, testPolicy())
+		if d.OptOut != want || strings.Contains(string(w.Query), "rdp=1") != want || !d.Consent.Denied(AdPersonalization) || !strings.Contains(string(w.Query), "npa=1") {
+			t.Errorf("region %q: rdp %v, ad_personalization %v: %s; want rdp %v and npa=1", region, d.OptOut, d.Consent.Value[AdPersonalization], w.Query, want)
+		}
 	}
 }
 

@@ -2,10 +2,13 @@ package delivery
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +20,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/consentgate/consentgate/delivery/spool"
 )
@@ -37,14 +41,22 @@ type Delivery struct {
 	cfg      Options
 	timeout  time.Duration // one upstream attempt
 	log      *zap.Logger
+	slog     *zap.Logger // sampled: for what can happen once per hit
 	m        *Metrics
 	observe  func(tag int, latency time.Duration, status int, err error)
 	now      func() time.Time // the caller's clock: accept times come from it
-	closed   atomic.Bool      // set when shutdown stops the workers
 	lock     *os.File         // the spool directory's lock
 
 	mu    sync.Mutex
 	lanes map[string]*Lane
+
+	// closeMu orders accepts and lane starts against shutdown: they hold
+	// it shared and check closed; Shutdown sets closed holding it alone.
+	// From then on no hit is accepted and no lane (nor goroutine) starts.
+	closeMu sync.RWMutex
+	closed  bool
+	closing atomic.Bool   // closed, readable without the lock
+	settled chan struct{} // a hit finished or a replay caught up, while closing
 
 	ctx    context.Context // cancelled when delivery stops
 	cancel context.CancelFunc
@@ -56,7 +68,7 @@ type Delivery struct {
 var (
 	ErrQueueFull = errors.New("delivery: queue full")
 	ErrSpool     = errors.New("delivery: spool failed")
-	ErrClosed    = errors.New("delivery: shut down")
+	ErrClosed    = errors.New("delivery: shutting down")
 )
 
 // dropCause labels consentgate_delivery_dropped_total: why a queued hit
@@ -93,24 +105,57 @@ var retryCauseNames = [numRetryCauses]string{"refused", "timeout", "5xx", "429",
 
 func (c retryCause) String() string { return retryCauseNames[c] }
 
+// spoolOp labels consentgate_delivery_spool_errors_total: the spool
+// operation that failed.
+type spoolOp uint8
+
+const (
+	spoolAppend spoolOp = iota // writing a hit (answered 503 spool_error)
+	spoolRead                  // reading a hit back (other than damage)
+	spoolSync                  // fsync of a segment or acknowledgement file
+	spoolAck                   // writing acknowledgements (kept and retried)
+	spoolDir                   // fsync of the directory, or its UPSTREAM marker
+	spoolSeal                  // closing a full segment
+	spoolRemove                // deleting a delivered segment
+	spoolClose                 // closing the spool at shutdown
+	numSpoolOps
+)
+
+var spoolOpNames = [numSpoolOps]string{"append", "read", "sync", "ack", "dir", "seal", "remove", "close"}
+
+func (o spoolOp) String() string { return spoolOpNames[o] }
+
+// spoolOpOf maps the op of spool.Options.OnError to its label.
+func spoolOpOf(op string) spoolOp {
+	for i, n := range spoolOpNames {
+		if n == op {
+			return spoolOp(i)
+		}
+	}
+	return spoolSync
+}
+
 // Metrics are delivery's counters, created up front in the caller's set:
 // accepted and delivered hits by label (Options.LabelOf), retries and
-// drops by cause. The lanes add their gauges to the same set.
+// drops by cause, spool errors by operation. The lanes add their gauges
+// to the same set.
 type Metrics struct {
-	set       *metrics.Set
-	accepted  []*metrics.Counter // [label]
-	delivered []*metrics.Counter // [label]
-	retried   counterVec[retryCause]
-	dropped   counterVec[dropCause]
+	set         *metrics.Set
+	accepted    []*metrics.Counter // [label]
+	delivered   []*metrics.Counter // [label]
+	retried     counterVec[retryCause]
+	dropped     counterVec[dropCause]
+	spoolErrors counterVec[spoolOp]
 }
 
 // NewMetrics creates delivery's counters in s; labels are the values of
 // the family label of the accepted and delivered counters.
 func NewMetrics(s *metrics.Set, labels []string) *Metrics {
 	dm := &Metrics{set: s, accepted: make([]*metrics.Counter, len(labels)),
-		delivered: make([]*metrics.Counter, len(labels)),
-		retried:   newCounterVec(s, `consentgate_delivery_retried_total{cause=`, numRetryCauses),
-		dropped:   newCounterVec(s, `consentgate_delivery_dropped_total{cause=`, numDropCauses)}
+		delivered:   make([]*metrics.Counter, len(labels)),
+		retried:     newCounterVec(s, `consentgate_delivery_retried_total{cause=`, numRetryCauses),
+		dropped:     newCounterVec(s, `consentgate_delivery_dropped_total{cause=`, numDropCauses),
+		spoolErrors: newCounterVec(s, `consentgate_delivery_spool_errors_total{op=`, numSpoolOps)}
 	for i, f := range labels {
 		dm.accepted[i] = s.NewCounter(fmt.Sprintf(`consentgate_delivery_accepted_total{family=%q}`, f))
 		dm.delivered[i] = s.NewCounter(fmt.Sprintf(`consentgate_delivery_delivered_total{family=%q}`, f))
@@ -132,8 +177,8 @@ func (d *Delivery) family(cs []*metrics.Counter, tag int) *metrics.Counter {
 // them needs a restart.
 func Start(opts Options) (*Delivery, error) {
 	opts.defaults()
-	d := &Delivery{cfg: opts, timeout: opts.Timeout, log: opts.Log, m: opts.Metrics, observe: opts.Observe, now: opts.Now,
-		lanes: map[string]*Lane{}}
+	d := &Delivery{cfg: opts, timeout: opts.Timeout, log: opts.Log, slog: sampled(opts.Log), m: opts.Metrics, observe: opts.Observe, now: opts.Now,
+		lanes: map[string]*Lane{}, settled: make(chan struct{}, 1)}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	if dir := opts.SpoolDir; dir != "" {
 		lock, err := spool.Lock(dir)
@@ -149,6 +194,21 @@ func Start(opts Options) (*Delivery, error) {
 		}
 	}
 	return d, nil
+}
+
+// Log sampling of delivery's per-hit lines, as zap's production config
+// samples: per message and level, the first logFirst entries of each
+// second, then every logThereafter-th. A dead upstream cannot flood the log.
+const (
+	logFirst      = 10
+	logThereafter = 100
+)
+
+// sampled returns log behind a sampling core.
+func sampled(log *zap.Logger) *zap.Logger {
+	return log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return zapcore.NewSamplerWithOptions(c, time.Second, logFirst, logThereafter)
+	}))
 }
 
 // openExisting starts a lane for every upstream with a spool left by an
@@ -187,10 +247,13 @@ func (d *Delivery) Lane(up Upstream) (*Lane, error) {
 	if l := d.lanes[key]; l != nil {
 		return l, nil
 	}
-	if d.closed.Load() {
+	// Held until the lane's goroutines are started: Shutdown waits for it.
+	d.closeMu.RLock()
+	defer d.closeMu.RUnlock()
+	if d.closed {
 		return nil, ErrClosed
 	}
-	l := &Lane{d: d, key: key, up: up, ch: make(chan *queued, d.cfg.QueueSize), wake: make(chan struct{}, 1), room: make(chan struct{}, 1), retryKick: make(chan struct{}, 1)}
+	l := &Lane{d: d, key: key, up: up, ch: make(chan *queued, d.cfg.QueueSize), wake: make(chan struct{}, 1), more: make(chan struct{}, 1), room: make(chan struct{}, 1), retryKick: make(chan struct{}, 1)}
 	// pipeline_conns connections, each carrying its share of the workers'
 	// window; 0: a connection per worker, one hit at a time.
 	conns, window := d.cfg.Workers, 1
@@ -202,21 +265,27 @@ func (d *Delivery) Lane(up Upstream) (*Lane, error) {
 	}
 	if d.cfg.SpoolDir != "" {
 		dir := filepath.Join(d.cfg.SpoolDir, laneDirName(key))
+		if abs, err := filepath.Abs(dir); err == nil {
+			dir = abs
+		}
+		l.dir = dir
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("delivery.spool.dir: %w", err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, "UPSTREAM"), []byte(key+"\n"), 0o600); err != nil {
+		if err := writeMarker(dir, key); err != nil {
 			return nil, fmt.Errorf("delivery.spool.dir: %w", err)
 		}
-		sp, err := spool.Open(dir, spool.Options{MaxBytes: d.cfg.SpoolMaxBytes, SegmentBytes: d.cfg.SpoolSegmentBytes, SyncInterval: d.cfg.SpoolSync})
+		sp, err := spool.Open(dir, spool.Options{MaxBytes: d.cfg.SpoolMaxBytes, SegmentBytes: d.cfg.SpoolSegmentBytes, SyncInterval: d.cfg.SpoolSync,
+			OnError: func(op string, err error) { l.spoolError(spoolOpOf(op), err) }})
 		if err != nil {
 			return nil, fmt.Errorf("delivery.spool.dir: %w", err)
 		}
 		l.sp = sp
 		st := sp.Stats()
 		if st.Corrupt > 0 {
-			d.m.dropped[dropSpoolCorrupt].Add(st.Corrupt)
-			d.log.Warn("spool: damaged segment tails skipped", zap.String("upstream", key), zap.Int("segments", st.Corrupt), zap.Int64("bytes", st.CorruptBytes))
+			d.m.dropped[dropSpoolCorrupt].Add(int(st.Lost))
+			d.log.Warn("spool: damaged segment tails cut off; their hits are lost", zap.String("upstream", key), zap.Int("segments", st.Corrupt),
+				zap.Int64("bytes", st.CorruptBytes), zap.Int64("hits_lost", st.Lost))
 		}
 		if st.Records > 0 {
 			// Replay what an earlier run left, oldest first.
@@ -236,6 +305,53 @@ func (d *Delivery) Lane(up Upstream) (*Lane, error) {
 	return l, nil
 }
 
+// writeMarker writes the UPSTREAM file of a lane directory, which names
+// the upstream its spool is for: atomically (a temporary file, fsynced,
+// renamed over it, the directory fsynced), so that a crash never leaves a
+// lane directory whose upstream is unknown.
+func writeMarker(dir, key string) error {
+	path := filepath.Join(dir, "UPSTREAM")
+	if b, err := os.ReadFile(path); err == nil && string(b) == key+"\n" {
+		return nil
+	}
+	f, err := os.CreateTemp(dir, "UPSTREAM.tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.WriteString(key + "\n")
+	if err == nil {
+		err = f.Chmod(0o600)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	return errors.Join(err, d.Close())
+}
+
+// spoolError counts and logs (sampled) a spool error.
+func (l *Lane) spoolError(op spoolOp, err error) {
+	l.d.m.spoolErrors.inc(op)
+	if ce := l.d.slog.Check(zap.ErrorLevel, "spool: "+op.String()); ce != nil {
+		ce.Write(zap.String("upstream", l.key), zap.String("dir", l.dir), zap.Error(err))
+	}
+}
+
 // laneDirName is the spool subdirectory of an upstream key.
 func laneDirName(key string) string {
 	return strings.Map(func(r rune) rune {
@@ -246,21 +362,31 @@ func laneDirName(key string) string {
 	}, key)
 }
 
-// Shutdown stops delivery: it waits up to drain for the memory queues to
-// empty (new hits are no longer accepted by then), stops the workers (a
-// request in flight gets its own timeout) and closes the spools. What is
-// not delivered stays in the spool for the next start; without a spool it
-// is dropped and counted (cause shutdown).
+// Shutdown stops delivery. From its start no hit is accepted (answered
+// 503 shutting_down) and no lane starts. It waits up to drain for the
+// queues to empty, stops the workers (a request in flight gets its own
+// timeout) and closes the spools. What is not delivered stays in the spool
+// for the next start (logged per upstream); without a spool it is dropped
+// and counted (cause shutdown).
 func (d *Delivery) Shutdown(drain time.Duration) {
 	d.stopOnce.Do(func() { d.shutdown(drain) })
 }
 
 func (d *Delivery) shutdown(drain time.Duration) {
-	deadline := time.Now().Add(drain)
-	for time.Now().Before(deadline) && !d.Idle() {
-		time.Sleep(10 * time.Millisecond)
+	d.closeMu.Lock() // waits for accepts and lane starts under way
+	d.closed = true
+	d.closing.Store(true)
+	d.closeMu.Unlock()
+	deadline := time.NewTimer(drain)
+	defer deadline.Stop()
+wait:
+	for !d.Idle() {
+		select {
+		case <-d.settled:
+		case <-deadline.C:
+			break wait
+		}
 	}
-	d.closed.Store(true)
 	d.cancel()
 	d.wg.Wait()
 	d.mu.Lock()
@@ -280,12 +406,31 @@ func (d *Delivery) shutdown(drain time.Duration) {
 			putQueued(<-l.ch) // still in the spool
 		}
 		l.releaseRetries()
+		st := l.sp.Stats()
 		if err := l.sp.Close(); err != nil {
-			d.log.Error("spool: close", zap.String("upstream", l.key), zap.Error(err))
+			l.spoolError(spoolClose, err)
+		}
+		if st.Records > 0 {
+			d.log.Info("spool: hits stay spooled for the next start", zap.String("upstream", l.key), zap.String("dir", l.dir),
+				zap.Int64("hits", st.Records), zap.Int64("bytes", st.Bytes))
 		}
 	}
 	if d.lock != nil {
 		_ = d.lock.Close()
+	}
+}
+
+// Closed reports whether Shutdown has begun: from then on no hit is
+// accepted and no lane starts.
+func (d *Delivery) Closed() bool { return d.closing.Load() }
+
+// settle tells a draining Shutdown that a lane may have become idle.
+func (d *Delivery) settle() {
+	if d.closing.Load() {
+		select {
+		case d.settled <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -354,6 +499,7 @@ type Lane struct {
 	up  Upstream
 	ch  chan *queued // the memory queue, drained by the senders
 	sp  *spool.Spool // nil without a spool
+	dir string       // the spool's directory, absolute
 
 	// mu orders appends against the switch between memory and disk mode.
 	// In disk mode new hits go to the spool only and replay feeds them to
@@ -363,10 +509,12 @@ type Lane struct {
 	diskFrom uint64 // first spooled hit not in the memory queue
 
 	wake     chan struct{} // starts replay
+	more     chan struct{} // a hit was appended in disk mode
 	room     chan struct{} // a sender took hits from ch (replay waits for it)
 	reserved atomic.Int64  // slots of ch that accepts are about to fill
 	memBytes atomic.Int64  // payload bytes in ch
 	inflight atomic.Int64  // hits out of the memory queue, not yet settled
+	held     atomic.Int64  // accept time of the hit replay waits to queue, 0 when none
 	senders  []*sender
 	circuit  circuit
 
@@ -381,12 +529,24 @@ type Lane struct {
 	retryKick chan struct{}
 }
 
+// signal wakes the goroutine waiting on ch, if any; a signal not yet
+// taken is not repeated (ch has room for one).
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
 // Accept queues the upstream request out, accepted at at; route is the
 // caller's tag, opaque here (it labels the metrics and comes back to
 // Options.Observe). The browser may be answered once it returns nil;
-// otherwise the error is ErrQueueFull, ErrSpool or ErrClosed.
+// otherwise the error is ErrQueueFull, ErrSpool or, once Shutdown has
+// begun, ErrClosed.
 func (l *Lane) Accept(route int, out *fasthttp.Request, path, query []byte, at time.Time) error {
-	if l.d.closed.Load() {
+	l.d.closeMu.RLock()
+	defer l.d.closeMu.RUnlock()
+	if l.d.closed {
 		return ErrClosed
 	}
 	q := getQueued()
@@ -419,7 +579,7 @@ func (l *Lane) Accept(route int, out *fasthttp.Request, path, query []byte, at t
 	if err != nil {
 		l.mu.Unlock()
 		putQueued(q)
-		return l.spoolError(err)
+		return l.acceptError(err)
 	}
 	toMemory, wake := false, false
 	switch {
@@ -442,32 +602,31 @@ func (l *Lane) Accept(route int, out *fasthttp.Request, path, query []byte, at t
 		l.reserved.Add(-1)
 	}
 	if wake {
-		select {
-		case l.wake <- struct{}{}:
-		default:
-		}
+		signal(l.wake)
 	}
 	if err != nil {
 		if !toMemory {
 			putQueued(q)
 		}
-		return l.spoolError(err)
+		return l.acceptError(err)
 	}
 	l.d.family(l.d.m.accepted, route).Inc()
 	if !toMemory {
-		putQueued(q) // on disk; replay brings it back
+		signal(l.more) // replay may read it now
+		putQueued(q)   // on disk; replay brings it back
 	}
 	return nil
 }
 
-// spoolError maps a spool error of accept to the browser's answer.
-func (l *Lane) spoolError(err error) error {
+// acceptError maps a spool error of Accept to the caller's answer.
+func (l *Lane) acceptError(err error) error {
 	if errors.Is(err, spool.ErrFull) {
 		return ErrQueueFull
 	}
-	if ce := l.d.log.Check(zap.ErrorLevel, "spool append"); ce != nil {
-		ce.Write(zap.String("upstream", l.key), zap.Error(err))
+	if errors.Is(err, spool.ErrClosed) {
+		return ErrClosed
 	}
+	l.spoolError(spoolAppend, err)
 	return ErrSpool
 }
 
@@ -488,11 +647,14 @@ func (l *Lane) replay() {
 		}
 		l.mu.Lock()
 		r.Seek(l.diskFrom)
+		disk := l.diskMode
 		l.mu.Unlock()
-		for ctx.Err() == nil {
+		for disk && ctx.Err() == nil {
 			rec, err := r.Next()
 			if errors.Is(err, io.EOF) {
-				// Caught up, unless hits were appended meanwhile.
+				// Caught up, unless hits were appended meanwhile (accept
+				// appends and switches modes holding mu: an append seen
+				// here is complete).
 				l.mu.Lock()
 				done := l.sp.Next() <= r.Position()
 				if done {
@@ -500,17 +662,31 @@ func (l *Lane) replay() {
 				}
 				l.mu.Unlock()
 				if done {
+					l.d.settle()
 					break
 				}
-				time.Sleep(time.Millisecond) // an append is under way
+				select { // the next append signals more
+				case <-l.more:
+				case <-ctx.Done():
+				}
+				continue
+			}
+			if errors.Is(err, spool.ErrCorrupt) {
+				// A damaged record: the rest of its segment is lost,
+				// every later segment is read on.
+				lost := r.Skip()
+				l.d.m.dropped[dropSpoolCorrupt].Add(lost)
+				if ce := l.d.slog.Check(zap.ErrorLevel, "spool: damaged record; the rest of its segment is lost"); ce != nil {
+					ce.Write(zap.String("upstream", l.key), zap.String("dir", l.dir), zap.Int("hits_lost", lost), zap.Error(err))
+				}
 				continue
 			}
 			if err != nil {
-				// A damaged record in a live segment: skip the rest of it.
-				l.d.m.dropped[dropSpoolCorrupt].Inc()
-				l.d.log.Error("spool: read", zap.String("upstream", l.key), zap.Error(err))
-				r.Close()
-				r.Seek(l.sp.Next())
+				// A segment that cannot be opened now: try again later.
+				l.spoolError(spoolRead, err)
+				if !sleep(ctx, time.Second) {
+					return
+				}
 				continue
 			}
 			q := getQueued()
@@ -528,7 +704,10 @@ func (l *Lane) replay() {
 				q.wire = q.payload[payloadHead:]
 			}
 			q.seq, q.at = rec.Seq, rec.At
-			if !l.push(ctx, q) {
+			l.held.Store(q.at)
+			ok := l.push(ctx, q)
+			l.held.Store(0)
+			if !ok {
 				putQueued(q) // still in the spool
 				return
 			}
@@ -555,6 +734,41 @@ func (l *Lane) push(ctx context.Context, q *queued) bool {
 		case <-l.room:
 		}
 	}
+}
+
+// closeCircuit records a success, logging when it closes the circuit.
+func (l *Lane) closeCircuit() {
+	if l.circuit.success() {
+		if ce := l.d.slog.Check(zap.InfoLevel, "delivery: circuit closed; the upstream answers again"); ce != nil {
+			ce.Write(zap.String("upstream", l.key))
+		}
+	}
+}
+
+// errClass names the kind of a failed attempt for the log: dns, tls,
+// timeout, refused, no_free_conns or other for an exchange that failed,
+// status for an error answer (err nil).
+func errClass(err error) string {
+	if err == nil {
+		return "status"
+	}
+	var (
+		dnsErr   *net.DNSError
+		recErr   tls.RecordHeaderError
+		alertErr tls.AlertError
+		certErr  *tls.CertificateVerificationError
+		authErr  x509.UnknownAuthorityError
+		hostErr  x509.HostnameError
+		invErr   x509.CertificateInvalidError
+	)
+	switch {
+	case errors.As(err, &dnsErr):
+		return "dns"
+	case errors.As(err, &recErr), errors.As(err, &alertErr), errors.As(err, &certErr), errors.As(err, &authErr),
+		errors.As(err, &hostErr), errors.As(err, &invErr), errors.Is(err, fasthttp.ErrTLSHandshakeTimeout):
+		return "tls"
+	}
+	return classifyUpstream(err).String()
 }
 
 // classify says whether an attempt succeeded (ok), failed for good
@@ -653,26 +867,30 @@ func (c *circuit) wait(now time.Time) time.Duration {
 	return 0
 }
 
-func (c *circuit) success() {
+// success records a delivered (or refused for good) attempt; it reports
+// whether that closed an open circuit.
+func (c *circuit) success() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.failures, c.opens, c.probing = 0, 0, false
-	c.open.Store(false)
+	return c.open.Swap(false)
 }
 
-func (c *circuit) failure(now time.Time, retryAfter time.Duration) {
+// failure records a failed attempt. It reports whether the circuit opened
+// with it (it was closed), and for how long it stays open.
+func (c *circuit) failure(now time.Time, retryAfter time.Duration) (time.Duration, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.failures++
 	c.probing = false
 	if c.failures < circuitThreshold {
-		return
+		return 0, false
 	}
 	if !now.Before(c.openUntil) {
 		c.opens++
 		c.openUntil = now.Add(max(backoff(c.opens+2), retryAfter))
 	}
-	c.open.Store(true)
+	return c.openUntil.Sub(now), !c.open.Swap(true)
 }
 
 // laneGauges are the per-upstream gauges, labelled by the configured
@@ -716,7 +934,7 @@ func (l *Lane) registerMetrics() {
 // younger than those (the queue is in order). Computed when the metric
 // is read, so the hit path pays nothing for it.
 func (l *Lane) oldestAge() float64 {
-	oldest := int64(0)
+	oldest := l.held.Load()
 	min := func(at int64) {
 		if at != 0 && (oldest == 0 || at < oldest) {
 			oldest = at

@@ -118,6 +118,9 @@ type catalogue interface {
 // all created up front.
 type counterVec[K catalogue] []*metrics.Counter
 
+// inc counts one k.
+func (v counterVec[K]) inc(k K) { v[k].Inc() }
+
 func newCounterVec[K catalogue](s *metrics.Set, prefix string, n K) counterVec[K] {
 	v := make(counterVec[K], n)
 	for k := range n {
@@ -133,8 +136,14 @@ type upstreamErrKind uint8
 const (
 	upErrTimeout upstreamErrKind = iota
 	upErrRefused
+	upErrNoFreeConns
 	upErrOther
 )
+
+var upstreamErrKindNames = [...]string{upErrTimeout: "timeout", upErrRefused: "refused", upErrNoFreeConns: "no_free_conns", upErrOther: "other"}
+
+// String returns the kind's label, e.g. "timeout".
+func (k upstreamErrKind) String() string { return upstreamErrKindNames[k] }
 
 // classifyUpstream says which kind of failure err is.
 func classifyUpstream(err error) upstreamErrKind {
@@ -142,6 +151,8 @@ func classifyUpstream(err error) upstreamErrKind {
 	switch {
 	case errors.Is(err, fasthttp.ErrTimeout) || (errors.As(err, &ne) && ne.Timeout()):
 		return upErrTimeout
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		return upErrNoFreeConns
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return upErrRefused
 	}

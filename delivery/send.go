@@ -223,19 +223,37 @@ func (l *Lane) answered(q *queued, resp *fasthttp.Response, latency time.Duratio
 	ok, rejected, cause, retryAfter := classify(nil, status, resp)
 	switch {
 	case ok:
-		l.circuit.success()
+		l.closeCircuit()
 		d.family(d.m.delivered, q.tag).Inc()
 		l.settle(q)
 	case rejected:
-		l.circuit.success() // the upstream is alive; the hit is bad
-		if ce := d.log.Check(zap.WarnLevel, "upstream refused a queued hit"); ce != nil {
+		l.closeCircuit() // the upstream is alive; the hit is bad
+		if ce := d.slog.Check(zap.WarnLevel, "delivery: upstream refused a queued hit; dropped"); ce != nil {
 			ce.Write(zap.String("upstream", l.key), zap.Int("status", status))
 		}
 		l.drop(q, dropRejected4xx)
 	default:
 		d.m.retried[cause].Inc()
-		l.circuit.failure(time.Now(), retryAfter)
+		l.openCircuit(retryAfter, nil, status)
 		l.retry(q, retryAfter)
+	}
+}
+
+// openCircuit records a failed attempt (err, or an error answer with
+// status) and logs, sampled, when it opens the circuit.
+func (l *Lane) openCircuit(retryAfter time.Duration, err error, status int) {
+	wait, opened := l.circuit.failure(time.Now(), retryAfter)
+	if !opened {
+		return
+	}
+	if ce := l.d.slog.Check(zap.WarnLevel, "delivery: circuit open; the upstream is failing"); ce != nil {
+		fields := []zap.Field{zap.String("upstream", l.key), zap.String("class", errClass(err)), zap.Duration("retry_in", wait)}
+		if err != nil {
+			fields = append(fields, zap.Error(err))
+		} else {
+			fields = append(fields, zap.Int("status", status))
+		}
+		ce.Write(fields...)
 	}
 }
 
@@ -250,9 +268,15 @@ func (l *Lane) failed(qs []*queued, err error) {
 	if len(qs) == 0 {
 		return
 	}
+	if l.d.ctx.Err() != nil {
+		for _, q := range qs {
+			l.release(q) // shutting down: they wait in the spool
+		}
+		return
+	}
 	_, _, cause, _ := classify(err, 0, nil)
 	l.d.observe(qs[0].tag, 0, 0, err)
-	l.circuit.failure(time.Now(), 0)
+	l.openCircuit(0, err, 0)
 	for _, q := range qs {
 		l.d.m.retried[cause].Inc()
 		l.retry(q, 0)
@@ -273,6 +297,7 @@ func (l *Lane) settle(q *queued) {
 	}
 	l.inflight.Add(-1)
 	putQueued(q)
+	l.d.settle()
 }
 
 // release gives q up at shutdown: it stays in the spool for the next
@@ -283,6 +308,7 @@ func (l *Lane) release(q *queued) {
 	}
 	l.inflight.Add(-1)
 	putQueued(q)
+	l.d.settle()
 }
 
 // retry schedules q's next attempt after its backoff (or what the

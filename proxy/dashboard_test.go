@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"regexp"
@@ -30,7 +31,13 @@ func TestDashboardUsesRealMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	known := map[string]bool{}
-	for _, n := range NewMetrics("x").Names() {
+	m := NewMetrics("x")
+	for _, n := range m.Names() {
+		known[n] = true
+	}
+	var exposition bytes.Buffer
+	m.WritePrometheus(&exposition) // the runtime and process metrics too
+	for _, n := range regexp.MustCompile(`(?m)^(?:go|process)_[a-z_]+`).FindAllString(exposition.String(), -1) {
 		known[n] = true
 	}
 	for _, n := range delivery.GaugeNames() { // created per upstream lane
@@ -44,8 +51,8 @@ func TestDashboardUsesRealMetrics(t *testing.T) {
 		t.Errorf("dashboard variables %v: want job and instance", vars)
 	}
 	used := map[string]bool{}
-	re := regexp.MustCompile(`consentgate_[a-z_]+`)
-	scoped := regexp.MustCompile(`consentgate_[a-z_]+\{job=~"\$job",instance=~"\$instance"`)
+	re := regexp.MustCompile(`\b(?:consentgate|go|process)_[a-z_]+`)
+	scoped := regexp.MustCompile(`\b(?:consentgate|go|process)_[a-z_]+\{job=~"\$job",instance=~"\$instance"`)
 	for _, p := range d.Panels {
 		for _, tg := range p.Targets {
 			if n, m := len(re.FindAllString(tg.Expr, -1)), len(scoped.FindAllString(tg.Expr, -1)); n != m {
@@ -62,7 +69,9 @@ func TestDashboardUsesRealMetrics(t *testing.T) {
 			}
 		}
 	}
-	for _, n := range []string{"consentgate_responses_total", "consentgate_upstream_errors_total", "consentgate_upstream_duration_seconds"} {
+	for _, n := range []string{"consentgate_responses_total", "consentgate_upstream_errors_total", "consentgate_upstream_duration_seconds",
+		// memory, file descriptors and CPU per hit: what capacity planning and the runbook read
+		"process_resident_memory_bytes", "go_memlimit_bytes", "process_open_fds", "process_max_fds", "process_cpu_seconds_total"} {
 		if !used[n] {
 			t.Errorf("no panel shows %s", n)
 		}

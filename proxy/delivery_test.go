@@ -2,15 +2,23 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/consentgate/consentgate/delivery"
+	"github.com/consentgate/consentgate/delivery/spool"
 )
 
 // queueGateway is a gateway whose GA4 hits are queued, with its spool in
@@ -32,20 +40,24 @@ func queueGatewayWorkers(t *testing.T, dir, spool string, workers int) *gateway 
 	return g
 }
 
-// waitUpstream waits until the fake upstream has received n requests.
+// wait waits until the fake upstream has received n requests, failing
+// the test after 10 s.
 func (u *fakeUpstream) wait(t *testing.T, n int) []recorded {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		got := u.requests()
-		if len(got) >= n || time.Now().After(deadline) {
+		if len(got) >= n {
 			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the upstream got %d requests in 10 s, want %d", len(got), n)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
 }
 
-const queuedHit = "/g/collect?v=2&tid=G-ABC123&gcs=G100&cid=1174285007.1749196701&uid=SECRETUSER&en=page_view&ep.n=%d"
+const queuedHit = "/g/collect?v=2&tid=G-ABC123&_p=1&gcs=G100&cid=1174285007.1749196701&uid=SECRETUSER&en=page_view&ep.n=%d"
 
 func TestQueuedHitIsAnsweredThenDeliveredRewritten(t *testing.T) {
 	dir := t.TempDir()
@@ -122,7 +134,7 @@ func TestQueueRetries(t *testing.T) {
 			if tt.wantSends == 2 {
 				waitMetric(t, g, `consentgate_delivery_delivered_total{family="ga4"} 1`)
 			}
-			time.Sleep(50 * time.Millisecond) // no further send may follow
+			// Delivered or dropped: the hit is done, no send of it can follow.
 			if got := len(g.up.requests()); got != tt.wantSends {
 				t.Errorf("upstream got %d sends, want %d", got, tt.wantSends)
 			}
@@ -355,4 +367,326 @@ func TestQueueFlappingUpstream(t *testing.T) {
 		t.Errorf("upstream saw %d distinct hits, want %d", len(distinct), browsers*each)
 	}
 	waitMetric(t, g, `consentgate_delivery_spool_records{upstream="http://region1.google-analytics.com"} 0`)
+}
+
+// laneDir is the spool directory of the GA4 lane of a test gateway.
+func laneDir(dir string) string {
+	return filepath.Join(dir, "http___region1.google-analytics.com") // the lane's directory name
+}
+
+// damageSpool overwrites two bytes inside record k of the segment of dir
+// whose index is seg (in name order) and returns how many records the
+// segment holds from k on: those the damage costs.
+func damageSpool(t *testing.T, dir string, seg, k int) int {
+	t.Helper()
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
+	if len(segs) <= seg {
+		t.Fatalf("%d segments, the test needs %d", len(segs), seg+1)
+	}
+	b, err := os.ReadFile(segs[seg])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var offs []int
+	for off := 0; off < len(b); {
+		_, n, err := spool.DecodeFrame(b[off:])
+		if err != nil {
+			t.Fatalf("%s at %d: %v", segs[seg], off, err)
+		}
+		offs = append(offs, off)
+		off += n
+	}
+	f, err := os.OpenFile(segs[seg], os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte{0xff, 0xff}, int64(offs[k]+30)); err != nil {
+		t.Fatal(err)
+	}
+	return len(offs) - k
+}
+
+// distinctHits returns the ep.n values the upstream received.
+func distinctHits(u *fakeUpstream) map[string]bool {
+	seen := map[string]bool{}
+	for _, r := range u.requests() {
+		if i := strings.Index(r.URI, "ep.n="); i >= 0 {
+			seen[r.URI[i:]] = true
+		}
+	}
+	return seen
+}
+
+// TestDamagedRecordWhileRunning: a record damaged in a segment the replay
+// has not reached costs only the rest of that segment; every hit there is
+// counted dropped (spool_corrupt) and every later segment is delivered.
+func TestDamagedRecordWhileRunning(t *testing.T) {
+	dir := t.TempDir()
+	g := queueGatewayWorkers(t, dir, "segment_bytes: 4096", 1)
+	block := make(chan struct{})
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { <-block; ctx.SetStatusCode(204) })
+	const n = 80
+	for i := range n {
+		if r := g.do(fromProxy, "GET", fmt.Sprintf(queuedHit, i), nil, ""); r.Status != 204 {
+			t.Fatalf("hit %d: status %d", i, r.Status)
+		}
+	}
+	// One worker holds a hit, the queue 4 more, replay one: the replay
+	// is still in the first segment.
+	lost := damageSpool(t, laneDir(dir), 2, 3)
+	close(block)
+	waitMetric(t, g, fmt.Sprintf(`consentgate_delivery_dropped_total{cause="spool_corrupt"} %d`, lost))
+	waitMetric(t, g, fmt.Sprintf(`consentgate_delivery_delivered_total{family="ga4"} %d`, n-lost))
+	waitMetric(t, g, `consentgate_delivery_spool_records{upstream="http://region1.google-analytics.com"} 0`)
+	if got := len(distinctHits(g.up)); got != n-lost {
+		t.Errorf("upstream got %d distinct hits, want %d (%d lost to the damage)", got, n-lost, lost)
+	}
+}
+
+// TestDamagedRecordBeforeRestart: a record damaged while the gateway was
+// stopped costs the rest of its segment, counted once per hit.
+func TestDamagedRecordBeforeRestart(t *testing.T) {
+	dir := t.TempDir()
+	g := queueGateway(t, dir, "segment_bytes: 4096")
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(503) })
+	const n = 80
+	for i := range n {
+		if r := g.do(fromProxy, "GET", fmt.Sprintf(queuedHit, i), nil, ""); r.Status != 204 {
+			t.Fatalf("hit %d: status %d", i, r.Status)
+		}
+	}
+	g.close()
+	lost := damageSpool(t, laneDir(dir), 1, 2)
+
+	g2 := queueGatewayWorkers(t, dir, "segment_bytes: 4096", 1)
+	waitMetric(t, g2, fmt.Sprintf(`consentgate_delivery_dropped_total{cause="spool_corrupt"} %d`, lost))
+	waitMetric(t, g2, fmt.Sprintf(`consentgate_delivery_delivered_total{family="ga4"} %d`, n-lost))
+	if got := len(distinctHits(g2.up)); got != n-lost {
+		t.Errorf("upstream got %d distinct hits after the restart, want %d", got, n-lost)
+	}
+}
+
+// metricValue returns the value of one series (0 when absent).
+func metricValue(g *gateway, series string) float64 {
+	var b bytes.Buffer
+	g.m.WritePrometheus(&b)
+	for _, l := range strings.Split(b.String(), "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// observedQueueGateway is queueGatewayWorkers with its delivery log
+// recorded; yaml is the whole delivery section.
+func observedQueueGateway(t *testing.T, yaml string) (*gateway, *observer.ObservedLogs) {
+	t.Helper()
+	g := newGateway(t, yaml)
+	core, logs := observer.New(zap.DebugLevel)
+	g.h.log = zap.New(core)
+	if err := g.h.StartDelivery(); err != nil {
+		t.Fatal(err)
+	}
+	return g, logs
+}
+
+// TestSpoolAckErrorCountedAndKept: acknowledgements that cannot be
+// written are counted (spool_errors_total{op="ack"}), logged, and written
+// once the disk takes them: the delivered hit is not sent again after a
+// restart.
+func TestSpoolAckErrorCountedAndKept(t *testing.T) {
+	dir := t.TempDir()
+	g, logs := observedQueueGateway(t, fmt.Sprintf("delivery: {spool: {dir: %q, sync_interval: 5ms}, queue_size: 4, workers: 1}\n", dir))
+	block := make(chan struct{})
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { <-block; ctx.SetStatusCode(204) })
+	if r := g.do(fromProxy, "GET", fmt.Sprintf(queuedHit, 1), nil, ""); r.Status != 204 {
+		t.Fatalf("status %d", r.Status)
+	}
+	// A directory where the ack file should go: creating it fails.
+	ack := filepath.Join(laneDir(dir), "00000000000000000001.ack")
+	if err := os.Mkdir(ack, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	close(block)
+	waitMetric(t, g, `consentgate_delivery_delivered_total{family="ga4"} 1`)
+	waitFor(t, func() bool { return metricValue(g, `consentgate_delivery_spool_errors_total{op="ack"}`) > 0 })
+	entries := logs.FilterMessage("spool: ack").All()
+	if len(entries) == 0 || entries[0].ContextMap()["upstream"] != "http://region1.google-analytics.com" || entries[0].Level != zap.ErrorLevel {
+		t.Fatalf("log of the ack error: %+v", entries)
+	}
+	if err := os.Remove(ack); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		fi, err := os.Stat(ack)
+		return err == nil && fi.Size() == 8
+	})
+	g.close()
+	g2 := queueGatewayWorkers(t, dir, "", 1)
+	g2.h.delivery.Shutdown(time.Minute) // drains what replay finds
+	if got := g2.up.requests(); len(got) != 0 {
+		t.Errorf("the delivered hit was sent again after the restart: %d requests", len(got))
+	}
+}
+
+// TestUpstreamMarkerAtomic: the UPSTREAM file names the lane's upstream
+// and no temporary file is left beside it.
+func TestUpstreamMarkerAtomic(t *testing.T) {
+	dir := t.TempDir()
+	queueGateway(t, dir, "")
+	b, err := os.ReadFile(filepath.Join(laneDir(dir), "UPSTREAM"))
+	if err != nil || string(b) != "http://region1.google-analytics.com\n" {
+		t.Fatalf("UPSTREAM = %q, %v", b, err)
+	}
+	if tmp, _ := filepath.Glob(filepath.Join(laneDir(dir), "UPSTREAM.tmp*")); len(tmp) != 0 {
+		t.Fatalf("temporary files left: %v", tmp)
+	}
+}
+
+// TestShutdownRefusesAccepts: once Shutdown begins, a queued route
+// answers 503 shutting_down (counted), and the hit in flight is still
+// delivered within the drain.
+func TestShutdownRefusesAccepts(t *testing.T) {
+	dir := t.TempDir()
+	g := queueGateway(t, dir, "")
+	block := make(chan struct{})
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { <-block; ctx.SetStatusCode(204) })
+	if r := g.do(fromProxy, "GET", fmt.Sprintf(queuedHit, 1), nil, ""); r.Status != 204 {
+		t.Fatalf("status %d", r.Status)
+	}
+	d := g.h.delivery
+	stopped := make(chan struct{})
+	go func() { d.Shutdown(time.Minute); close(stopped) }()
+	waitFor(t, d.Closed)
+	r := g.do(fromProxy, "GET", fmt.Sprintf(queuedHit, 2), nil, "")
+	if r.Status != fasthttp.StatusServiceUnavailable || !strings.Contains(r.Body, "shutting_down") || r.get("Retry-After") == "" {
+		t.Errorf("hit during shutdown: %d %q, want 503 shutting_down with Retry-After", r.Status, r.Body)
+	}
+	close(block)
+	<-stopped
+	waitMetric(t, g, `consentgate_rejected_total{reason="shutting_down"} 1`)
+	waitMetric(t, g, `consentgate_delivery_delivered_total{family="ga4"} 1`)
+	up := g.h.clients.get("http", "other.example", g.h.Config())
+	if _, err := d.Lane(delivery.Upstream{Scheme: up.scheme, Host: up.host, Client: up.client}); !errors.Is(err, delivery.ErrClosed) {
+		t.Errorf("lane after Shutdown: %v, want ErrClosed", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "http___other.example")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a spool was opened for a lane after Shutdown: %v", err)
+	}
+}
+
+// TestShutdownCountsEveryAccepted: without a spool, hits accepted while
+// Shutdown runs are each delivered or dropped with cause shutdown; none is
+// left in a queue nobody reads.
+func TestShutdownCountsEveryAccepted(t *testing.T) {
+	g := newGateway(t, "delivery: {spool: {dir: \"\"}, queue_size: 1000, workers: 1}\n")
+	if err := g.h.StartDelivery(); err != nil {
+		t.Fatal(err)
+	}
+	var l *delivery.Lane
+	for _, ln := range g.h.snap.Load().lanes {
+		if ln != nil {
+			l = ln
+			break
+		}
+	}
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.SetRequestURI("http://region1.google-analytics.com/g/collect?v=2&tid=G-1")
+	const senders = 4
+	var wg sync.WaitGroup
+	start, stop := make(chan struct{}), make(chan struct{})
+	for range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var out fasthttp.Request
+			req.CopyTo(&out)
+			<-start
+			for {
+				select {
+				case <-stop: // (refused anyway by then)
+					return
+				default:
+				}
+				if err := l.Accept(0, &out, []byte("/g/collect"), []byte("v=2&tid=G-1"), fixedNow()); errors.Is(err, delivery.ErrClosed) {
+					return
+				}
+			}
+		}()
+	}
+	close(start)
+	waitFor(t, func() bool { return metricValue(g, `consentgate_delivery_accepted_total{family="ga4"}`) > 100 })
+	g.h.delivery.Shutdown(0)
+	for range 1000 { // accepts after Shutdown: none may be counted and left
+		var out fasthttp.Request
+		req.CopyTo(&out)
+		_ = l.Accept(0, &out, []byte("/g/collect"), []byte("v=2&tid=G-1"), fixedNow())
+	}
+	close(stop)
+	wg.Wait()
+	accepted := metricValue(g, `consentgate_delivery_accepted_total{family="ga4"}`)
+	done := metricValue(g, `consentgate_delivery_delivered_total{family="ga4"}`)
+	for _, c := range delivery.DropCauses() {
+		done += metricValue(g, `consentgate_delivery_dropped_total{cause="`+c+`"}`)
+	}
+	if accepted == 0 || accepted != done {
+		var b bytes.Buffer
+		g.m.WritePrometheus(&b)
+		t.Fatalf("accepted %g, delivered + dropped %g\n%s", accepted, done, b.String())
+	}
+}
+
+// TestDeliveryFailuresLogged: a circuit opening (with the class of the
+// failure) and closing, a 4xx drop and what stays spooled at shutdown are
+// each logged.
+func TestDeliveryFailuresLogged(t *testing.T) {
+	dir := t.TempDir()
+	g, logs := observedQueueGateway(t, fmt.Sprintf("delivery: {spool: {dir: %q, sync_interval: 5ms}, queue_size: 4, workers: 1}\n", dir))
+	var n atomic.Int32
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) {
+		switch k := n.Add(1); {
+		case k <= 5: // the circuit opens after 5 failures in a row
+			ctx.SetStatusCode(503)
+		case k == 5+2:
+			ctx.SetStatusCode(400)
+		default:
+			ctx.SetStatusCode(204)
+		}
+	})
+	for i := range 2 {
+		if r := g.do(fromProxy, "GET", fmt.Sprintf(queuedHit, i), nil, ""); r.Status != 204 {
+			t.Fatalf("status %d", r.Status)
+		}
+	}
+	waitMetric(t, g, `consentgate_delivery_delivered_total{family="ga4"} 1`)
+	waitMetric(t, g, `consentgate_delivery_dropped_total{cause="rejected_4xx"} 1`)
+	open := logs.FilterMessage("delivery: circuit open; the upstream is failing").All()
+	if len(open) != 1 || open[0].ContextMap()["class"] != "status" || open[0].ContextMap()["status"] != int64(503) ||
+		open[0].ContextMap()["upstream"] != "http://region1.google-analytics.com" {
+		t.Errorf("circuit open lines: %+v", open)
+	}
+	if closed := logs.FilterMessage("delivery: circuit closed; the upstream answers again").Len(); closed != 1 {
+		t.Errorf("%d circuit closed lines, want 1", closed)
+	}
+	drop := logs.FilterMessage("delivery: upstream refused a queued hit; dropped").All()
+	if len(drop) != 1 || drop[0].ContextMap()["status"] != int64(400) {
+		t.Errorf("4xx drop lines: %+v", drop)
+	}
+
+	// Shutdown with hits left in the spool says how many and where.
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(503) })
+	for i := range 3 {
+		if r := g.do(fromProxy, "GET", fmt.Sprintf(queuedHit, 10+i), nil, ""); r.Status != 204 {
+			t.Fatalf("status %d", r.Status)
+		}
+	}
+	g.h.delivery.Shutdown(0)
+	left := logs.FilterMessage("spool: hits stay spooled for the next start").All()
+	if len(left) != 1 || left[0].ContextMap()["hits"] != int64(3) || left[0].ContextMap()["dir"] != laneDir(dir) {
+		t.Errorf("shutdown lines: %+v", left)
+	}
 }

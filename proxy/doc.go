@@ -1,7 +1,7 @@
 // Package proxy is consentgate's I/O: the fasthttp servers (public and
-// admin), the upstream clients, the script cache, header hygiene, CORS,
-// metrics and the decision log. For every hit it asks consentmode.Decide
-// what may leave and sends exactly that.
+// admin), the upstream clients, the script cache, header hygiene, CORS
+// and metrics. For every hit it asks consentmode.Decide what may leave,
+// sends exactly that and hands the decision to the decision log (declog).
 //
 // It must not decide anything itself: consent, actions and rewrites come
 // from consentmode, configuration from config (swapped whole on reload).

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/consentgate/consentgate/config"
+	"github.com/consentgate/consentgate/declog"
 )
 
 func TestMain(m *testing.M) {
@@ -105,7 +106,7 @@ type gateway struct {
 	ln   *fasthttputil.InmemoryListener
 	srv  *Server
 	m    *Metrics
-	dlog *DecisionLog
+	dlog *declog.Log
 	logs *syncBuffer
 	done chan struct{}
 	// clock is added to fixedNow: tests move time forward with advance.
@@ -165,7 +166,7 @@ func newGateway(t *testing.T, yaml string) *gateway {
 	t.Helper()
 	cfg := loadConfig(t, yaml)
 	g := &gateway{t: t, up: newFakeUpstream(t), ln: fasthttputil.NewInmemoryListener(), m: NewMetrics("test"), logs: &syncBuffer{}, done: make(chan struct{})}
-	g.dlog = newDecisionLog(g.logs, func() error { return nil }, g.m)
+	g.dlog = declog.New(g.logs, nil, g.m.Set())
 	var err error
 	g.h, err = NewHandler(cfg, zap.NewNop(), g.m, g.dlog, Options{
 		Dial:        func(string) (net.Conn, error) { return g.up.ln.Dial() },
@@ -273,7 +274,7 @@ func (g *gateway) waitLog(n int) []string {
 	g.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		_ = g.dlog.flush()
+		_ = g.dlog.Flush()
 		lines := strings.Split(strings.TrimSpace(g.logs.String()), "\n")
 		if g.logs.String() == "" {
 			lines = nil

@@ -40,8 +40,10 @@ const (
 	rejectMaxConnections // the listener: limits.max_connections reached
 	rejectNoDescriptors  // the listener: out of file descriptors
 	rejectUnauthorized
-	rejectQueueFull // the delivery queue is full
-	rejectSpool     // the delivery spool failed
+	rejectQueueFull      // the delivery queue is full
+	rejectSpool          // the delivery spool failed
+	rejectScriptVariants // a script variant over the tag's bound (scripts.go)
+	rejectShuttingDown   // delivery is shutting down: no hit is queued any more
 
 	// numRejectReasons counts the reasons above: the series of
 	// consentgate_rejected_total.
@@ -75,6 +77,8 @@ var rejectReasonNames = [numRejectReasons + 1]string{
 	rejectUnauthorized:     "unauthorized",
 	rejectQueueFull:        "queue_full",
 	rejectSpool:            "spool_error",
+	rejectScriptVariants:   "script_variants",
+	rejectShuttingDown:     "shutting_down",
 	upstreamFailed:         "upstream_error",
 }
 
@@ -116,11 +120,13 @@ var (
 	errBadRequest       = &Error{Status: fasthttp.StatusBadRequest, Reason: rejectBadRequest}
 	errOverBudget       = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectOverBudget, RetryAfter: time.Second}
 	errUnauthorized     = &Error{Status: fasthttp.StatusUnauthorized, Reason: rejectUnauthorized}
+	errScriptVariants   = &Error{Status: fasthttp.StatusTooManyRequests, Reason: rejectScriptVariants}
 	errUpstream         = &Error{Status: fasthttp.StatusBadGateway, Reason: upstreamFailed}
 	errUpstreamTimeout  = &Error{Status: fasthttp.StatusGatewayTimeout, Reason: upstreamFailed}
 	// A hit delivery did not take: the client may try again.
-	errQueueFull = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectQueueFull, RetryAfter: time.Second}
-	errSpool     = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectSpool, RetryAfter: time.Second}
+	errQueueFull    = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectQueueFull, RetryAfter: time.Second}
+	errSpool        = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectSpool, RetryAfter: time.Second}
+	errShuttingDown = &Error{Status: fasthttp.StatusServiceUnavailable, Reason: rejectShuttingDown, RetryAfter: time.Second}
 )
 
 // statusError is an upstream answer passed on as an error (a script fetch
@@ -155,8 +161,10 @@ func asError(err error) *Error {
 			return errUpstreamTimeout
 		}
 		return errUpstream
-	case errors.Is(err, delivery.ErrQueueFull), errors.Is(err, delivery.ErrClosed):
+	case errors.Is(err, delivery.ErrQueueFull):
 		return errQueueFull
+	case errors.Is(err, delivery.ErrClosed):
+		return errShuttingDown
 	case errors.Is(err, delivery.ErrSpool):
 		return errSpool
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/consentgate/consentgate/config"
 	"github.com/consentgate/consentgate/consentmode"
+	"github.com/consentgate/consentgate/declog"
 )
 
 // Explanation is what explain reports for one hit (the explain contract
@@ -19,8 +20,17 @@ import (
 // endpoint all produce it with the code the proxy runs (prepare), so it
 // cannot differ from serve.
 type Explanation struct {
-	Record
-	Forward *Forward `json:"forward,omitempty"`
+	declog.Record
+	// ClientIP is the visitor's address the decision and the forward used
+	// (the upstream gets it truncated), and ClientIPFrom where it came
+	// from: "given" (Hit.ClientIP, --client-ip), "x-forwarded-for" (the
+	// header, believed from explain's stand-in peer 127.0.0.1 when that is
+	// a trusted proxy) or "peer" (none given: the stand-in itself).
+	ClientIP     string   `json:"client_ip"`
+	ClientIPFrom string   `json:"client_ip_from"`
+	Forward      *Forward `json:"forward,omitempty"`
+	// Profile is consent.profile: "strict" or "google".
+	Profile string `json:"profile"`
 	// Decision is the decision itself, for audit's invariant checks.
 	Decision consentmode.Decision `json:"-"`
 }
@@ -62,8 +72,13 @@ func (h *Handler) Explain(hit Hit) (*Explanation, error) {
 	rt := h.snap.Load()
 	cfg := rt.cfg
 	peer := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	from := "given"
 	if !client.IsValid() {
 		client = clientIP(&req.Header, peer, cfg.TrustedProxies)
+		from = "x-forwarded-for"
+		if client == peer {
+			from = "peer"
+		}
 	}
 	if reg.IsUnknown() {
 		reg, _ = region(&req.Header, trusted(cfg.TrustedProxies, peer), cfg.GeoHeaders)
@@ -71,10 +86,11 @@ func (h *Handler) Explain(hit Hit) (*Explanation, error) {
 	var p prepared
 	p.route = -1
 	p.now = h.now()
+	reg = cfg.Policy.Resolve(reg)
 	err = h.prepare(rt, req, reg, client, &p)
 	defer h.release(&p)
-	e := &Explanation{Record: newRecord(&p.decision, cfg, p.route >= 0), Decision: p.decision}
-	e.addSaid(&p.decision)
+	e := &Explanation{Record: declog.NewRecord(&p.decision, cfg, p.route >= 0), Decision: p.decision, ClientIP: client.String(), ClientIPFrom: from, Profile: cfg.Policy.Profile.String()}
+	e.AddSaid(&p.decision)
 	if he := asError(err); he != nil {
 		e.Error, e.Status = he.Reason.String(), he.Status
 		e.Action = consentmode.ActionBlock.String()

@@ -43,10 +43,9 @@ func TestAdsRedactionRemovesClickIDs(t *testing.T) {
 func TestAdsRemarketingAndFormData(t *testing.T) {
 	g := newGateway(t, "")
 	for _, uri := range []string{
-		"/rmkt/collect/1071635065/?random=1&en=add_to_cart&gcs=G111&gcd=13r3r3r2p5l1",        // ad_personalization denied
-		"/pagead/1p-user-list/1071635065/?random=1&en=add_to_cart&gcs=G111&npa=1",            // npa=1 denies personalization
-		"/pagead/viewthroughconversion/1071635065/?random=1&en=gtag.config&gcd=13r3r3r2q5l1", // config ping = remarketing
-		"/ccm/form-data/1071635065?gcs=G111&gcd=13r3r3q2r5l1&em=tv.1~em.x",                   // ad_user_data denied
+		"/rmkt/collect/1071635065/?random=1&en=add_to_cart&gcs=G111&gcd=13r3r3r2p5l1", // ad_personalization denied
+		"/pagead/1p-user-list/1071635065/?random=1&en=add_to_cart&gcs=G111&npa=1",     // npa=1 denies personalization
+		"/ccm/form-data/1071635065?gcs=G111&gcd=13r3r3q2r5l1&em=tv.1~em.x",            // ad_user_data denied
 		"/td/rul/1071635065?gcd=13r3r3r2q5l1",
 	} {
 		if resp := g.do(fromProxy, "GET", uri, map[string]string{"CF-IPCountry": "US"}, ""); resp.Status != fasthttp.StatusNoContent {
@@ -56,6 +55,14 @@ func TestAdsRemarketingAndFormData(t *testing.T) {
 	if n := len(g.up.requests()); n != 0 {
 		t.Fatalf("blocked remarketing/form-data reached the upstream: %+v", g.up.requests())
 	}
+	// The view-through config ping leaves with npa=1, as Google's tag sends it.
+	g.do(fromProxy, "GET", "/pagead/viewthroughconversion/1071635065/?random=1&en=gtag.config&gcd=13r3r3r2q5l1", map[string]string{"CF-IPCountry": "US"}, "")
+	if r := onlyRequest(t, g.up); !strings.Contains(r.URI, "en=gtag.config") || !strings.Contains(r.URI, "npa=1") {
+		t.Errorf("view-through ping: %s", r.URI)
+	}
+	g.up.mu.Lock()
+	g.up.got = nil
+	g.up.mu.Unlock()
 	g.do(fromProxy, "GET", "/pagead/viewthroughconversion/1071635065/?random=1&en=conversion&gcd=13r3r3r2q5l1", map[string]string{"CF-IPCountry": "US"}, "")
 	r := onlyRequest(t, g.up)
 	if r.Host != "googleads.g.doubleclick.net" || !strings.Contains(r.URI, "npa=1") {
@@ -129,14 +136,23 @@ func TestMeasurementProtocol(t *testing.T) {
 	if r.Host != "region1.google-analytics.com" || r.URI != "/mp/collect?measurement_id=G-1&api_secret=SECRET" {
 		t.Errorf("MP upstream %s %s", r.Host, r.URI)
 	}
-	if strings.Contains(r.Body, `"user_id":`) || strings.Contains(r.Body, `"user_data":`) || strings.Contains(r.Body, "jo@x.com") ||
+	// user_id follows analytics_storage (the sender's on the Measurement
+	// Protocol), as uid does on the web; user_data follows ad_user_data.
+	if !strings.Contains(r.Body, `"user_id":"u_8f3a2c"`) || strings.Contains(r.Body, `"user_data":`) || strings.Contains(r.Body, "jo@x.com") ||
 		!strings.Contains(r.Body, `"client_id":"1234567890.1680000000"`) || !strings.Contains(r.Body, `"ad_user_data":"DENIED"`) {
 		t.Errorf("MP body %s", r.Body)
+	}
+	// Without a consent object the fail-closed default (denied for an
+	// unknown region) still takes user_id.
+	g.do(fromVisitor, "POST", "/mp/collect?measurement_id=G-1&api_secret=SECRET", map[string]string{"Content-Type": "application/json"},
+		`{"client_id":"1.2","user_id":"u_8f3a2c","events":[{"name":"purchase"}]}`)
+	if got := g.up.requests(); len(got) != 2 || strings.Contains(got[1].Body, "u_8f3a2c") {
+		t.Errorf("MP without consent object: %+v", got)
 	}
 	if resp := g.do(fromVisitor, "POST", "/mp/collect?measurement_id=G-1&api_secret=s", nil, `{"client_id":`); resp.Status != fasthttp.StatusBadRequest || !strings.Contains(resp.Body, "invalid_body") {
 		t.Errorf("invalid JSON: %d %q", resp.Status, resp.Body)
 	}
-	if n := len(g.up.requests()); n != 1 {
+	if n := len(g.up.requests()); n != 2 {
 		t.Errorf("invalid JSON forwarded")
 	}
 	for _, line := range g.waitLog(1) {

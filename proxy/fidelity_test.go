@@ -87,15 +87,23 @@ func TestEmailsInEveryForwardedByte(t *testing.T) {
 		t.Errorf("decision log lacks email_redacted: %s", lines[0])
 	}
 
+	// An address followed by '-' or digits is still an address.
+	g.do(fromVisitor, "GET", "/g/collect?v=2&tid=G-1&_p=1&gcs=G111&gcd=13r3r3r2r5l1&cid=1.2&ep.contact=john.doe@gmail.com1&dl=https%3A%2F%2Fshop.example%2Finvite%2Fjohn.doe%40gmail.com-42%2F", nil, "")
+	if got := g.up.requests(); len(got) != 2 || strings.Contains(got[1].URI, "gmail") || strings.Contains(got[1].URI, "john.doe") || !strings.Contains(got[1].URI, "-42") {
+		t.Errorf("address with a suffix: %+v", got)
+	}
+
 	// An address in an Ads path cannot be cut out: nothing leaves.
-	if r := g.do(fromVisitor, "GET", "/pagead/conversion/123/jo%40example.com/?gcs=G111", nil, ""); r.Status != fasthttp.StatusNoContent {
-		t.Errorf("ads path with an address: status %d", r.Status)
+	for _, path := range []string{"/pagead/conversion/123/jo%40example.com/?gcs=G111", "/pagead/conversion/123/john.doe@gmail.com-42/?gcs=G111"} {
+		if r := g.do(fromVisitor, "GET", path, nil, ""); r.Status != fasthttp.StatusNoContent {
+			t.Errorf("ads path with an address: status %d", r.Status)
+		}
 	}
 	if r := g.do(fromVisitor, "GET", "/gtag/js?id=jo%40example.com", nil, ""); r.Status != fasthttp.StatusForbidden {
 		t.Errorf("script id with an address: status %d", r.Status)
 	}
-	if n := len(g.up.requests()); n != 1 {
-		t.Errorf("upstream got %d requests, want only the first", n)
+	if n := len(g.up.requests()); n != 2 {
+		t.Errorf("upstream got %d requests, want only the first two", n)
 	}
 }
 

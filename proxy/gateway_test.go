@@ -173,7 +173,7 @@ func TestNoSignalByRegion(t *testing.T) {
 			r := onlyRequest(t, g.up)
 			q := query(t, r.URI)
 			if tt.denied {
-				if q.Get("gcs") != "G100" || q.Get("gcd") != "13m3m3m3m1" || q.Get("cid") == "414801335.1715625262" {
+				if q.Get("gcs") != "G100" || q.Get("gcd") != "13m3m3m2m5l1" || q.Get("cid") == "414801335.1715625262" {
 					t.Errorf("not denied: %s", r.URI)
 				}
 				return

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/consentgate/consentgate/config"
 	"github.com/consentgate/consentgate/consentmode"
+	"github.com/consentgate/consentgate/declog"
 	"github.com/consentgate/consentgate/delivery"
 )
 
@@ -42,7 +44,7 @@ type Handler struct {
 	ready   atomic.Bool
 	reqs    sync.Pool // *outbound
 	metrics *Metrics
-	dlog    *DecisionLog
+	dlog    *declog.Log
 	scripts *scriptCache
 	// delivery is nil until StartDelivery: every hit is then proxied.
 	delivery *delivery.Delivery
@@ -68,7 +70,7 @@ type snapshot struct {
 
 // NewHandler returns a Handler serving cfg. It is not ready until
 // MarkReady. Close releases its script cache.
-func NewHandler(cfg *config.Config, log *zap.Logger, m *Metrics, dlog *DecisionLog, opts Options) (*Handler, error) {
+func NewHandler(cfg *config.Config, log *zap.Logger, m *Metrics, dlog *declog.Log, opts Options) (*Handler, error) {
 	if opts.RouteScheme == "" {
 		opts.RouteScheme = "https"
 	}
@@ -208,6 +210,8 @@ func (h *Handler) prepare(rt *snapshot, req *fasthttp.Request, region consentmod
 		GPC:        h.gpc(&req.Header),
 		Region:     region,
 		Day:        p.now.Unix() / 86400,
+		Now:        p.now.Unix(),
+		Nonce:      rand.Uint64(), // ids of a hit without _p: one per hit
 		ClientIP:   client,
 		TagGateway: cfg.Upstream != nil,
 		Headers:    &o.headers,
@@ -433,6 +437,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
 	if conflict {
 		h.metrics.conflicting(conflictGeo)
 	}
+	reg = cfg.Policy.Resolve(reg) // an unassigned code (QQ) is no country
 
 	var p prepared
 	p.route = -1
@@ -492,7 +497,7 @@ func (h *Handler) proxy(ctx *fasthttp.RequestCtx, p *prepared, origin []byte, al
 	} else if d.ServerContainer {
 		ctx.Response.ResetBody()
 		ctx.Response.Header.Del("Content-Type")
-		ctx.SetStatusCode(fasthttp.StatusNoContent)
+		setStatus(&ctx.Response, fasthttp.StatusNoContent)
 	} else {
 		if cfg.Upstream != nil {
 			rewriteLocation(&ctx.Response, cfg)
@@ -586,9 +591,17 @@ func dropOffsiteLocation(resp *fasthttp.Response, ctx *fasthttp.RequestCtx) {
 	}
 	resp.Header.Del("Location")
 	if sc := resp.StatusCode(); sc >= 300 && sc < 400 {
-		resp.SetStatusCode(fasthttp.StatusNoContent)
+		setStatus(resp, fasthttp.StatusNoContent)
 		resp.ResetBody()
 	}
+}
+
+// setStatus replaces the status of an upstream response. The reason
+// phrase Google sent ("Found") is dropped with its code, so the status
+// line says "204 No Content", not "204 Found".
+func setStatus(resp *fasthttp.Response, code int) {
+	resp.SetStatusCode(code)
+	resp.Header.SetStatusMessage(nil)
 }
 
 // rewriteLocation points a Location at the tag-gateway upstream's
@@ -637,5 +650,18 @@ func (h *Handler) record(ctx *fasthttp.RequestCtx, p *prepared, status int, late
 	} else if p.out != nil || d.Family == consentmode.FamilyScript {
 		mode = "sync"
 	}
-	h.dlog.add(logEntry{at: start, hit: h.dlog.nextHit(), d: *d, cfg: p.cfg, status: status, latency: latency, errKind: errKind, delivery: mode})
+	if h.dlog == nil {
+		return
+	}
+	// The hit's consent inputs, for the record (declog copies what it
+	// keeps). The cookies are gathered on the stack: Peek("Cookie")
+	// allocates.
+	var cookies [1024]byte
+	hit := declog.Hit{Query: ctx.URI().QueryString(), Cookie: appendCookies(cookies[:0], &ctx.Request.Header), GPC: h.gpc(&ctx.Request.Header)}
+	if p.route >= 0 {
+		r := &consentmode.Routes[p.route]
+		_, hit.Matrix = r.SplitPath(p.path)
+		hit.PathTag = r.PathTag(p.path)
+	}
+	h.dlog.Add(declog.Entry{At: start, Hit: h.dlog.NextHit(), Decision: *d, Config: p.cfg, Status: status, Latency: latency, ErrKind: errKind, Delivery: mode}, &hit)
 }

@@ -1,3 +1,5 @@
+//go:build !nokafka
+
 package proxy
 
 import (
@@ -16,7 +18,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttputil"
 	"go.uber.org/zap"
 
-	"github.com/consentgate/consentgate/config"
+	"github.com/consentgate/consentgate/declog"
 )
 
 const kafkaTopic = "consentgate.decisions"
@@ -31,11 +33,11 @@ func newKafkaGateway(t *testing.T, yaml string) (*gateway, func()) {
 		t.Fatal("config has no log.decisions.kafka.brokers")
 	}
 	g := &gateway{t: t, up: newFakeUpstream(t), ln: fasthttputil.NewInmemoryListener(), m: NewMetrics("test"), logs: &syncBuffer{}, done: make(chan struct{})}
-	ks, err := NewKafkaSink(cfg.Log.Kafka, g.m, zap.NewNop())
+	ks, err := declog.NewKafkaSink(cfg.Log.Kafka, g.m.Set(), zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.dlog = newDecisionLogSinks(g.logs, func() error { return nil }, g.m, ks)
+	g.dlog = declog.New(g.logs, nil, g.m.Set(), declog.WithKafka(ks))
 	g.h, err = NewHandler(cfg, zap.NewNop(), g.m, g.dlog, Options{
 		Dial:        func(string) (net.Conn, error) { return g.up.ln.Dial() },
 		Now:         fixedNow,
@@ -291,38 +293,4 @@ func TestKafkaSASL(t *testing.T) {
 			}
 		})
 	}
-}
-
-// BenchmarkKafkaSinkWrite measures what the decision log's writer
-// goroutine pays per record for the Kafka stream (copy, TryProduce), with
-// the producer batching, compressing and sending to franz-go's
-// in-process cluster in the background (which discards the records).
-func BenchmarkKafkaSinkWrite(b *testing.B) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, kafkaTopic), kfake.BlackholeProduce())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cluster.Close()
-	b.Setenv("CONSENTGATE_LOG_DECISIONS_KAFKA_BROKERS", strings.Join(cluster.ListenAddrs(), ","))
-	cfg, err := config.Load("")
-	if err != nil {
-		b.Fatal(err)
-	}
-	m := NewMetrics("bench")
-	ks, err := NewKafkaSink(cfg.Log.Kafka, m, zap.NewNop())
-	if err != nil {
-		b.Fatal(err)
-	}
-	line := []byte(`{"ts":"2026-11-30T06:45:30.170356216Z","hit":1,"route":"ga4_collect","family":"ga4","region":"DE","action":"cookieless","enforced":true,"consent":{"ad_storage":"denied","analytics_storage":"denied","ad_user_data":"denied","ad_personalization":"denied"},"sources":{"ad_storage":"gcs","analytics_storage":"gcs","ad_user_data":"region_default:DE","ad_personalization":"region_default:DE"},"claimed":{"ad_storage":"denied","analytics_storage":"denied"},"reasons":["analytics_storage_denied","ad_storage_denied","ad_user_data_denied","ad_personalization_denied","region_default"],"removed":["cid","uid","cookie:_ga","header:Cookie"],"status":204,"upstream_ms":3,"error":"","policy_version":"cfd43d67e58c"}` + "\n")
-	b.ReportAllocs()
-	b.SetBytes(int64(len(line)))
-	for b.Loop() {
-		_, _ = ks.Write(line)
-	}
-	b.StopTimer()
-	if err := ks.Close(); err != nil {
-		b.Fatal(err)
-	}
-	full, failed := kafkaDropped(m)
-	b.ReportMetric(float64(full+failed)/float64(b.N), "dropped/op")
 }

@@ -39,7 +39,6 @@ type Metrics struct {
 	budget        atomic.Pointer[budget] // the public server's, for the gauges
 	cache         counterVec[cacheResult]
 	reloads       counterVec[reloadResult]
-	logDropped    *metrics.Counter
 	inFlight      *metrics.Gauge
 	enforcing     *metrics.Gauge
 	delivery      *delivery.Metrics
@@ -140,6 +139,10 @@ func familyLabel(f consentmode.Family) string {
 	return f.String()
 }
 
+// Set is the set holding every series, for the decision log's and the
+// Kafka sink's own (declog.Open, declog.NewKafkaSink).
+func (m *Metrics) Set() *metrics.Set { return m.set }
+
 // NewMetrics creates every series in a fresh set.
 func NewMetrics(version string) *Metrics {
 	s := metrics.NewSet()
@@ -163,7 +166,7 @@ func NewMetrics(version string) *Metrics {
 	// Operations: script cache, reloads, decision log, build.
 	m.cache = newCounterVec(s, `consentgate_script_cache_total{result=`, numCacheResults)
 	m.reloads = newCounterVec(s, `consentgate_config_reloads_total{result=`, numReloadResults)
-	m.logDropped = s.NewCounter(`consentgate_decision_log_dropped_total`)
+	s.NewCounter(`consentgate_decision_log_dropped_total`) // counted by declog.Log
 	m.enforcing = s.NewGauge(`consentgate_enforcing`, nil)
 	s.NewGauge(fmt.Sprintf(`consentgate_build_info{version=%q}`, version), nil).Set(1)
 	m.delivery = delivery.NewMetrics(s, deliveryLabels())
@@ -295,13 +298,15 @@ func (m *Metrics) newBudgetGauges(s *metrics.Set) {
 }
 
 // WritePrometheus writes every metric in the Prometheus text format, with
-// the Go runtime and process metrics. With metadata exposed
+// the Go runtime and process metrics and the open and allowed file
+// descriptors. With metadata exposed
 // (metrics.ExposeMetadata, as serve does), every # HELP line carries the
 // text of Help.
 func (m *Metrics) WritePrometheus(w io.Writer) {
 	var buf bytes.Buffer
 	m.set.WritePrometheus(&buf)
 	metrics.WriteProcessMetrics(&buf)
+	metrics.WriteFDMetrics(&buf) // process_open_fds and process_max_fds: connections, the spool and files share them
 	b := buf.Bytes()
 	for len(b) > 0 {
 		line := b

@@ -1,6 +1,9 @@
 package proxy
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // help says what each of the gateway's metric families counts. It is the
 // # HELP text of /metrics and the metrics table of docs/operators.md.
@@ -28,7 +31,18 @@ var help = map[string]string{
 	"consentgate_delivery_accepted_total":    "Queued hits accepted (answered 204), by family.",
 	"consentgate_delivery_delivered_total":   "Queued hits delivered upstream, by family.",
 	"consentgate_delivery_retried_total":     "Delivery attempts that failed and will be retried, by cause: refused, timeout, 5xx, 429, other.",
-	"consentgate_delivery_dropped_total":     "Queued hits given up, by cause: max_age, rejected_4xx, spool_corrupt, shutdown (no spool), malformed.",
+	"consentgate_delivery_dropped_total":     "Queued hits given up, by cause: max_age, rejected_4xx, spool_corrupt (one per hit lost to a damaged spool record), shutdown (no spool), malformed.",
+
+	"consentgate_delivery_spool_errors_total": "Spool operations that failed, by op: append (the hit got 503), read, sync, ack (kept and written again), dir, seal, remove, close.",
+
+	// The per-upstream gauges of the delivery lanes (present once delivery
+	// has started; the spool ones only with delivery.spool.dir).
+	"consentgate_delivery_queue_depth":        "Queued hits waiting in memory for a worker, by upstream (at most delivery.queue_size).",
+	"consentgate_delivery_inflight":           "Queued hits being sent to the upstream now, by upstream (at most delivery.workers).",
+	"consentgate_delivery_oldest_age_seconds": "Age in seconds of the oldest hit not yet delivered, by upstream; hits older than delivery.max_age are dropped.",
+	"consentgate_delivery_circuit_open":       "1 while the upstream's circuit is open (recent attempts failed, delivery paused and retried later), else 0.",
+	"consentgate_delivery_spool_bytes":        "Bytes of hits in the on-disk spool not yet delivered, by upstream; at delivery.spool.max_bytes new queued hits get 503.",
+	"consentgate_delivery_spool_records":      "Hits in the on-disk spool not yet delivered, by upstream.",
 
 	"consentgate_decision_kafka_records_total":    "Decision-log records the Kafka brokers acknowledged (log.decisions.kafka; present when configured).",
 	"consentgate_decision_kafka_dropped_total":    "Decision-log records not streamed to Kafka, by cause: buffer_full (brokers slow or away), delivery_failed (not acknowledged in time, or left at shutdown).",
@@ -53,8 +67,24 @@ var help = map[string]string{
 	"process_virtual_memory_bytes":  "Virtual memory of the process in bytes.",
 }
 
+// Families lists the gateway's own metric families (consentgate_*), each
+// with a text in help: the families NewMetrics registers, the delivery
+// lanes' and the Kafka sink's. docs/operators.md's table is made from it.
+func Families() []string {
+	var out []string
+	for n := range help {
+		if strings.HasPrefix(n, "consentgate_") {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Help returns the # HELP text of a metric family. Runtime and process
-// metrics without their own text get one made from their name.
+// metrics without their own text get one made from their name; a
+// consentgate_* family without a text gets a placeholder that
+// TestMetricsHelp refuses.
 func Help(name string) string {
 	if h := help[name]; h != "" {
 		return h

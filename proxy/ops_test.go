@@ -19,6 +19,7 @@ import (
 
 	"github.com/consentgate/consentgate/config"
 	"github.com/consentgate/consentgate/consentmode"
+	"github.com/consentgate/consentgate/declog"
 )
 
 func scrape(t *testing.T, h *Handler, path, method, body string) (int, string) {
@@ -95,20 +96,39 @@ func writeFile(t *testing.T, path, content string) {
 // reloadLog is a logger for a Reloader whose entries a test can wait for.
 type reloadLog struct {
 	t       *testing.T
-	entries chan zapcore.Entry
+	entries chan observer.LoggedEntry
 }
 
 func newReloadLog(t *testing.T) (*reloadLog, *zap.Logger) {
-	l := &reloadLog{t: t, entries: make(chan zapcore.Entry, 64)}
-	core, _ := observer.New(zapcore.DebugLevel)
-	return l, zap.New(core, zap.Hooks(func(e zapcore.Entry) error {
-		l.entries <- e
-		return nil
-	}))
+	l := &reloadLog{t: t, entries: make(chan observer.LoggedEntry, 64)}
+	return l, zap.New(reloadCore{zapcore.DebugLevel, nil, l.entries})
 }
 
+// reloadCore sends every entry, with its fields, to a channel.
+type reloadCore struct {
+	zapcore.LevelEnabler
+	fields []zapcore.Field
+	out    chan<- observer.LoggedEntry
+}
+
+func (c reloadCore) With(f []zapcore.Field) zapcore.Core {
+	c.fields = append(append([]zapcore.Field(nil), c.fields...), f...)
+	return c
+}
+func (c reloadCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	return ce.AddCore(e, c)
+}
+func (c reloadCore) Write(e zapcore.Entry, f []zapcore.Field) error {
+	c.out <- observer.LoggedEntry{Entry: e, Context: append(append([]zapcore.Field(nil), c.fields...), f...)}
+	return nil
+}
+func (c reloadCore) Sync() error { return nil }
+
 // wait returns the next entry with message msg, skipping others.
-func (l *reloadLog) wait(msg string) zapcore.Entry {
+func (l *reloadLog) wait(msg string) zapcore.Entry { l.t.Helper(); return l.waitEntry(msg).Entry }
+
+// waitEntry is wait with the entry's fields.
+func (l *reloadLog) waitEntry(msg string) observer.LoggedEntry {
 	l.t.Helper()
 	timeout := time.After(10 * time.Second)
 	for {
@@ -330,12 +350,12 @@ func contextWithCancel() (context.Context, context.CancelFunc) {
 // TestDecisionLogAddAfterClose: a request that outlived the shutdown
 // timeout must not panic on the closed log.
 func TestDecisionLogAddAfterClose(t *testing.T) {
-	l := newDecisionLog(&syncBuffer{}, func() error { return nil }, NewMetrics("t"))
+	l := declog.New(&syncBuffer{}, nil, NewMetrics("t").Set())
 	cfg := loadConfig(t, "")
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	l.add(logEntry{cfg: cfg, d: consentmode.Decision{Action: consentmode.ActionBlock}})
+	l.Add(declog.Entry{Config: cfg, Decision: consentmode.Decision{Action: consentmode.ActionBlock}}, nil)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -83,6 +83,7 @@ func (r *Reloader) run(ctx context.Context, w *fsnotify.Watcher) {
 	target, _ := filepath.Abs(r.path)
 	var timer *time.Timer
 	var fire <-chan time.Time
+	var last fsnotify.Event // the event that armed the timer
 	for {
 		select {
 		case <-ctx.Done():
@@ -100,6 +101,7 @@ func (r *Reloader) run(ctx context.Context, w *fsnotify.Watcher) {
 			if abs, _ := filepath.Abs(ev.Name); abs != target && filepath.Base(ev.Name) != "..data" {
 				continue
 			}
+			last = ev
 			if timer == nil {
 				timer = time.NewTimer(debounce)
 			} else {
@@ -114,6 +116,7 @@ func (r *Reloader) run(ctx context.Context, w *fsnotify.Watcher) {
 			r.log.Warn("config file watch", zap.Error(err))
 		case <-fire:
 			fire = nil
+			r.log.Info("config file changed: reloading", zap.String("config", r.path), zap.String("file", last.Name), zap.String("event", strings.ToLower(last.Op.String())))
 			_ = r.Reload() // logged and counted by Reload
 		}
 	}
@@ -151,7 +154,7 @@ func (r *Reloader) Reload() error {
 	old := r.h.Config()
 	if cfg.Same(old) {
 		r.m.reload(reloadUnchanged)
-		r.log.Info("config reload: nothing changed", zap.String("config", r.path), zap.String("policy_version", cfg.PolicyVersion))
+		r.log.Info("config reload: nothing changed", zap.String("config", r.source()), zap.String("policy_version", cfg.PolicyVersion))
 		return nil
 	}
 	r.h.SetConfig(cfg)

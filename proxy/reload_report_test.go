@@ -149,3 +149,47 @@ func problemKey(err error) string {
 	}
 	return ""
 }
+
+// TestReloadNamesItsTrigger: a reload the file watch starts says which
+// file changed and how before the reload's own line, and a reload of the
+// embedded config names it "embedded", not "".
+func TestReloadNamesItsTrigger(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	base := "cookieless: {secret: \"test-secret-0123456789\"}\n"
+	writeFile(t, path, base)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newGateway(t, "")
+	g.h.SetConfig(cfg)
+	logs, log := newReloadLog(t)
+	r := NewReloader(g.h, g.m, log, path, func() (*config.Config, error) { return config.Load(path) })
+	ctx, cancel := contextWithCancel()
+	defer func() { cancel(); r.Wait() }()
+	r.Start(ctx)
+	writeFile(t, path, base+"consent: {mode: basic}\n")
+	e := logs.waitEntry("config file changed: reloading")
+	want := map[string]any{"config": path, "file": path}
+	got := e.ContextMap()
+	delete(got, "event") // write, create or rename: as the editor and the file system make it
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("trigger line (-want +got):\n%s", diff)
+	}
+	logs.wait("config reloaded")
+
+	embedded, err := config.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.h.SetConfig(embedded)
+	logs2, log2 := newReloadLog(t)
+	r2 := NewReloader(g.h, g.m, log2, "", func() (*config.Config, error) { return embedded, nil })
+	if err := r2.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	want = map[string]any{"config": "embedded", "policy_version": embedded.PolicyVersion}
+	if diff := cmp.Diff(want, logs2.waitEntry("config reload: nothing changed").ContextMap()); diff != "" {
+		t.Errorf("SIGHUP on the embedded config (-want +got):\n%s", diff)
+	}
+}

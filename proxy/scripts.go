@@ -28,6 +28,12 @@ import (
 //     window is served at once while one background refresh per key runs;
 //     a slow or hanging upstream never holds up a script request that has
 //     a cached copy.
+//   - Variants are bounded. Every script parameter but id (l, cx, gtm,
+//     gtm_*) comes from the client and changes the key; a tag (path, id
+//     and region) has at most maxScriptVariants variants besides its plain
+//     one fetched per window (cache.max_ttl + cache.stale_for). A further
+//     variant is answered 429 script_variants without reaching Google, so
+//     a client cannot make every script request a fetch.
 //   - Entries cost their bytes; the cache holds at most cache.max_bytes.
 //   - ristretto sets are asynchronous and may be dropped: callers never
 //     depend on a hit, a fetch hands its result to every waiter directly.
@@ -70,11 +76,31 @@ type scriptCache struct {
 	c        *ristretto.Cache[[]byte, *scriptEntry]
 	mu       sync.Mutex
 	inflight map[string]*scriptCall
+	// variants maps a tag's key (scriptTagKey) to its variants; under mu.
+	variants map[string]*variantSet
 	// wg counts background refreshes; close waits for them.
 	wg sync.WaitGroup
 	// joined, when set (by tests, before any request), runs each time a
 	// caller starts waiting for another caller's fetch.
 	joined func()
+}
+
+// maxScriptVariants bounds the variants of one tag (path, id and region)
+// besides the plain one: a site uses one dataLayer name (l) and, in GTM
+// preview, one environment at a time, and gtag moves to a new gtm version
+// now and then; 8 leaves room for that with old versions still cached.
+const maxScriptVariants = 8
+
+// maxScriptTags bounds the tags whose variants are tracked. When full the
+// record starts afresh: each new tag id is an upstream fetch anyway (the
+// tag allowlist is what bounds those).
+const maxScriptTags = 4096
+
+// variantSet is one tag's variants fetched in the current window.
+type variantSet struct {
+	n     int
+	keys  [maxScriptVariants]string
+	until [maxScriptVariants]time.Time // when each slot may be reused
 }
 
 type scriptCall struct {
@@ -93,7 +119,7 @@ func newScriptCache(maxBytes int64) (*scriptCache, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &scriptCache{c: c, inflight: map[string]*scriptCall{}}, nil
+	return &scriptCache{c: c, inflight: map[string]*scriptCall{}, variants: map[string]*variantSet{}}, nil
 }
 
 // close waits for background refreshes (each bounded by the upstream
@@ -167,6 +193,60 @@ func (s *scriptCache) store(e *scriptEntry, keep time.Duration) {
 	s.c.Wait()
 }
 
+// admit reports whether the variant of a tag may be fetched: it is one
+// of the tag's variants of the window, or a slot is free (never used, or
+// its window over). Admitted variants hold their slot until now+window.
+func (s *scriptCache) admit(tag, variant []byte, now time.Time, window time.Duration) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	vs := s.variants[string(tag)]
+	if vs == nil {
+		if len(s.variants) >= maxScriptTags {
+			clear(s.variants)
+		}
+		vs = &variantSet{}
+		s.variants[string(tag)] = vs
+	}
+	free := -1
+	for i := range vs.n {
+		if vs.keys[i] == string(variant) {
+			vs.until[i] = now.Add(window)
+			return true
+		}
+		if free < 0 && now.After(vs.until[i]) {
+			free = i
+		}
+	}
+	if free < 0 && vs.n < maxScriptVariants {
+		free = vs.n
+		vs.n++
+	}
+	if free < 0 {
+		return false
+	}
+	vs.keys[free], vs.until[free] = string(variant), now.Add(window)
+	return true
+}
+
+// scriptTagKey appends the key of a tag for the variant bound: upstream,
+// path, id and region. variant is what the request adds to it: the
+// selecting parameters other than id (empty for the plain script).
+func scriptTagKey(dst []byte, up upstream, cfg *config.Config, path []byte, args *fasthttp.Args, region consentmode.Region) (tag, variant []byte) {
+	dst = append(append(dst, up.host...), cfg.PathPrefix...)
+	dst = append(dst, path...)
+	dst = append(dst, "?id="...)
+	dst = fasthttp.AppendQuotedArg(dst, args.Peek("id"))
+	dst = append(append(dst, '|'), region.String()...)
+	mark := len(dst)
+	for _, name := range scriptParams[1:] {
+		if v := args.Peek(name); v != nil {
+			dst = append(append(append(dst, '&'), name...), '=')
+			dst = fasthttp.AppendQuotedArg(dst, v)
+		}
+	}
+	return dst[:mark], dst[mark:]
+}
+
 // scriptKey appends the cache key: path, the selecting parameters in a
 // fixed order, and the region.
 func scriptKey(dst []byte, path []byte, args *fasthttp.Args, region consentmode.Region) []byte {
@@ -233,6 +313,12 @@ func (h *Handler) serveScript(ctx *fasthttp.RequestCtx, p *prepared, reg consent
 		up, route := p.up, p.route
 		h.scripts.refresh(k, func() (*scriptEntry, error) { return h.fetchScript(cfg, up, route, k, uri, reg) })
 	default:
+		tag, variant := scriptTagKey(nil, p.up, cfg, path, args, reg)
+		if len(variant) > 0 && !h.scripts.admit(tag, variant, now, cfg.Cache.MaxTTL+cfg.Cache.StaleFor) {
+			h.writeError(ctx, errScriptVariants, p.route)
+			h.record(ctx, p, ctx.Response.StatusCode(), 0, nil, start)
+			return
+		}
 		fresh, err, coalesced := h.scripts.fetch(key, func() (*scriptEntry, error) {
 			return h.fetchScript(cfg, p.up, p.route, string(key), string(scriptURI(nil, p.up, cfg, path, args)), reg)
 		})

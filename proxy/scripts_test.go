@@ -264,3 +264,49 @@ func TestScriptStaleWhileRevalidate(t *testing.T) {
 		t.Errorf("after the refresh: %v %+v", err, r)
 	}
 }
+
+// TestScriptVariantsBounded: 200 script requests for one tag, each with a
+// different client-chosen l, reach the upstream at most
+// maxScriptVariants+1 times (the plain script and the bound); the rest are
+// refused locally. Cached variants keep being served, other tags and
+// regions have their own bound, and a slot frees after the window.
+func TestScriptVariantsBounded(t *testing.T) {
+	g := newGateway(t, "")
+	var fetches, status atomic.Int32
+	scriptUpstream(g, &fetches, &status)
+	de := map[string]string{"CF-IPCountry": "DE"}
+	if r := g.do(fromProxy, "GET", "/gtag/js?id=G-AAA", de, ""); r.Status != 200 {
+		t.Fatalf("plain script: %d", r.Status)
+	}
+	refused := 0
+	for i := range 200 {
+		r := g.do(fromProxy, "GET", fmt.Sprintf("/gtag/js?id=G-AAA&l=dl%d", i), de, "")
+		switch r.Status {
+		case 200:
+		case fasthttp.StatusTooManyRequests:
+			refused++
+		default:
+			t.Fatalf("l=dl%d: status %d", i, r.Status)
+		}
+	}
+	if n := int(fetches.Load()); n != maxScriptVariants+1 || refused != 200-maxScriptVariants {
+		t.Errorf("%d upstream fetches, %d refused; want %d and %d", n, refused, maxScriptVariants+1, 200-maxScriptVariants)
+	}
+	// Variants within the bound stay cached; cx and gtm_* count the same.
+	if r := g.do(fromProxy, "GET", "/gtag/js?id=G-AAA&l=dl3", de, ""); r.Status != 200 {
+		t.Errorf("a cached variant: %d", r.Status)
+	}
+	if r := g.do(fromProxy, "GET", "/gtm.js?id=GTM-AAA&gtm_auth=x&gtm_preview=env-1", de, ""); r.Status != 200 {
+		t.Errorf("another tag's variant: %d", r.Status)
+	}
+	if r := g.do(fromProxy, "GET", "/gtag/js?id=G-AAA&cx=c&gtm=45x", de, ""); r.Status != fasthttp.StatusTooManyRequests {
+		t.Errorf("cx/gtm variant over the bound: %d", r.Status)
+	}
+	before := fetches.Load()
+	// After the window (max_ttl + stale_for) the slots are free again.
+	cfg := g.h.Config()
+	g.advance(cfg.Cache.MaxTTL + cfg.Cache.StaleFor + time.Minute)
+	if r := g.do(fromProxy, "GET", "/gtag/js?id=G-AAA&l=other", de, ""); r.Status != 200 || fetches.Load() != before+1 {
+		t.Errorf("after the window: %d, %d fetches", r.Status, fetches.Load()-before)
+	}
+}

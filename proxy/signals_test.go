@@ -19,7 +19,7 @@ func TestSignalsEnforcedEndToEnd(t *testing.T) {
 	}{
 		{"CMP cookie (OneTrust)", "", map[string]string{"Cookie": "OptanonConsent=groups=C0001%3A1%2CC0002%3A0%2CC0004%3A1; _ga=GA1.1.1"},
 			map[string]string{"gcs": "G110", "gcd": "13r3q3r2r5l1"}},
-		{"TCF gdpr_consent", "&gdpr=1&gdpr_consent=tcunavailable", nil,
+		{"TCF gdpr_consent", "&gdpr=1&gdpr_consent=notatcstring", nil,
 			map[string]string{"gcs": "G101", "gcd": "13q3r3q2q5l1", "npa": "1"}},
 		{"GPC", "", map[string]string{"Sec-GPC": "1"},
 			map[string]string{"gcd": "13r3r3r2q5l1", "npa": "1", "rdp": "1"}},

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/consentgate/consentgate/config"
 	"github.com/consentgate/consentgate/consentmode"
+	"github.com/consentgate/consentgate/declog"
 	"github.com/consentgate/consentgate/proxy"
 )
 
@@ -31,12 +34,12 @@ type auditResult struct {
 	Where       string             `json:"hit"`
 	Explanation *proxy.Explanation `json:"decision"`
 	Violations  []violation        `json:"violations,omitempty"`
-	Logged      *proxy.Record      `json:"logged,omitempty"`
+	Logged      *declog.Record     `json:"logged,omitempty"`
 }
 
 // record is the decision record of r, and whether the hit was rejected
 // (explained hits only: nothing was decided).
-func (r *auditResult) record() (rec *proxy.Record, rejected bool) {
+func (r *auditResult) record() (rec *declog.Record, rejected bool) {
 	if r.Logged != nil {
 		return r.Logged, false
 	}
@@ -49,11 +52,19 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 	path := configFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	regionFlag := fs.String("region", "", "visitor region `CC` for hits without a geo header")
-	if err := parseFlags(fs, reorder(args, map[string]bool{"json": true, "h": true, "help": true}), stdout, stderr); err != nil {
+	verifyFlag := fs.Bool("verify", false, "check the decision logs' hash chain and signatures instead (exit 0 verified, 3 unsigned, 4 tampered)")
+	pubkey := fs.String("pubkey", "", "with --verify: the public key `FILE` (consentgate keygen) that signs the checkpoints")
+	if err := parseFlags(fs, reorder(args, map[string]bool{"json": true, "verify": true, "h": true, "help": true}), stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
 		return usageError(fs, stderr, "give at least one FILE")
+	}
+	if *verifyFlag {
+		return verifyLogs(fs.Args(), *pubkey, *asJSON, stdout, stderr)
+	}
+	if *pubkey != "" {
+		return usageError(fs, stderr, "--pubkey goes with --verify")
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {
@@ -64,12 +75,14 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("--region %q is not an ISO 3166 code", *regionFlag)
 		}
 	}
-	h, err := newOfflineHandler(cfg)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-
+	// The handler (the proxy's decision path) is built for the first
+	// captured hit only: a decision log is audited with declog alone.
+	var h *proxy.Handler
+	defer func() {
+		if h != nil {
+			h.Close()
+		}
+	}()
 	var results []auditResult
 	skipped := 0
 	for _, file := range fs.Args() {
@@ -78,6 +91,11 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		skipped += skip
+		if len(hits) > 0 && h == nil {
+			if h, err = newOfflineHandler(cfg); err != nil {
+				return err
+			}
+		}
 		for _, hit := range hits {
 			results = append(results, auditOne(h, cfg, hit, *regionFlag))
 		}
@@ -119,7 +137,7 @@ func auditOne(h *proxy.Handler, cfg *config.Config, hit auditHit, region string)
 	}
 	e, err := h.Explain(proxy.Hit{Method: hit.Method, URL: hit.URL, Headers: hit.Headers, Body: hit.Body, Region: region})
 	if err != nil {
-		return auditResult{Where: hit.Where, Explanation: &proxy.Explanation{Record: proxy.Record{Error: err.Error()}}}
+		return auditResult{Where: hit.Where, Explanation: &proxy.Explanation{Record: declog.Record{Error: err.Error()}}}
 	}
 	return auditResult{Where: hit.Where, Explanation: e, Violations: checkInvariants(e, hit.URL, hit.Body, cfg.Policy.AdsDataRedaction)}
 }
@@ -153,7 +171,7 @@ func auditLogged(l loggedRecord) auditResult {
 
 // loggedRecord is a decision-log line read back, and where it was.
 type loggedRecord struct {
-	proxy.Record
+	declog.Record
 	where string
 }
 
@@ -224,7 +242,7 @@ func readHAR(path string, data []byte) (hits []auditHit, skipped int, ok bool) {
 	return hits, skipped, true
 }
 
-// readDecisionLog reads a decision log: one proxy.Record per line.
+// readDecisionLog reads a decision log: one declog.Record per line.
 func readDecisionLog(path string, data []byte) ([]loggedRecord, error) {
 	var logged []loggedRecord
 	for n, line := range bytes.Split(data, []byte("\n")) {
@@ -232,12 +250,14 @@ func readDecisionLog(path string, data []byte) ([]loggedRecord, error) {
 		if len(line) == 0 {
 			continue
 		}
-		var l loggedRecord
-		if err := json.Unmarshal(line, &l.Record); err != nil || l.Route == "" || l.Action == "" {
+		r, err := declog.ParseRecord(line)
+		if errors.Is(err, declog.ErrMark) {
+			continue // a chain header or checkpoint: audit --verify checks those
+		}
+		if err != nil {
 			return nil, fmt.Errorf("%s:%d: neither a HAR file nor a decision log line", path, n+1)
 		}
-		l.where = fmt.Sprintf("%s:%d", path, n+1)
-		logged = append(logged, l)
+		logged = append(logged, loggedRecord{Record: r, where: fmt.Sprintf("%s:%d", path, n+1)})
 	}
 	return logged, nil
 }
@@ -442,4 +462,91 @@ func status(vs []violation) string {
 		return "ok"
 	}
 	return "FAIL"
+}
+
+// verifyLogs checks the hash chain and the checkpoint signatures of the
+// decision logs in files, in the order given (rotated files first).
+func verifyLogs(files []string, pubkey string, asJSON bool, stdout, stderr io.Writer) error {
+	var pub ed25519.PublicKey
+	if pubkey != "" {
+		var err error
+		if pub, err = declog.ReadPublicKey(pubkey); err != nil {
+			return err
+		}
+	}
+	v := declog.NewVerifier(pub)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		v.File(f, data)
+	}
+	rep := v.Report()
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		printVerify(stdout, rep)
+	}
+	switch rep.Verdict {
+	case declog.Tampered:
+		fmt.Fprintf(stderr, "audit --verify: TAMPERED: %d problem(s)\n", len(rep.Problems))
+		return errTampered
+	case declog.Unsigned:
+		fmt.Fprintf(stderr, "audit --verify: chain intact, but %s\n", unsignedWhy(rep, pub != nil))
+		return errUnsigned
+	}
+	return nil
+}
+
+func unsignedWhy(rep *declog.Report, haveKey bool) string {
+	switch {
+	case rep.Lines == 0:
+		return "no lines to verify"
+	case !haveKey:
+		return "no --pubkey: signatures not checked"
+	}
+	n := 0
+	for _, s := range rep.Unsigned {
+		n += s.Lines
+	}
+	return fmt.Sprintf("%d line(s) not covered by a valid signature", n)
+}
+
+func printVerify(w io.Writer, rep *declog.Report) {
+	fmt.Fprintf(w, "files    %s\n", strings.Join(rep.Files, " "))
+	fmt.Fprintf(w, "lines    %d (%d decision records)\n", rep.Lines, rep.Records)
+	switch {
+	case rep.Start == "":
+		fmt.Fprintf(w, "chain    none: no line carries seq and prev\n")
+	case strings.Trim(rep.Start, "0") == "":
+		fmt.Fprintf(w, "chain    starts in the first file\n")
+	default:
+		fmt.Fprintf(w, "chain    continues a line with SHA-256 %s (an earlier file)\n", rep.Start)
+	}
+	if rep.KeyID != "" {
+		fmt.Fprintf(w, "key      %s\n", rep.KeyID)
+	}
+	for _, s := range rep.Signed {
+		fmt.Fprintf(w, "signed   %s\n", spanText(s))
+	}
+	for _, s := range rep.Unsigned {
+		fmt.Fprintf(w, "UNSIGNED %s\n", spanText(s))
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintf(w, "TAMPERED %s %s: %s\n", p.Pos, p.Kind, p.Detail)
+	}
+	fmt.Fprintf(w, "verdict  %s\n", rep.Verdict)
+}
+
+func spanText(s declog.Span) string {
+	seq := ""
+	if s.From.Seq != 0 {
+		seq = fmt.Sprintf(", seq %d-%d", s.From.Seq, s.To.Seq)
+	}
+	return fmt.Sprintf("%s - %s (%d lines%s)", s.From, s.To, s.Lines, seq)
 }

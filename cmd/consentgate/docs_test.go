@@ -163,7 +163,7 @@ const explainExampleURL = "https://metrics.shop.example/g/collect?v=2&tid=G-ABC1
 func metricsSection() string {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "| metric | meaning |\n|---|---|\n")
-	for _, n := range proxy.NewMetrics("docs").Names() {
+	for _, n := range proxy.Families() {
 		fmt.Fprintf(&b, "| `%s` | %s |\n", n, proxy.Help(n))
 	}
 	fmt.Fprintf(&b, "\nPlus the Go runtime and process metrics (`go_*`, `process_*`).\n")

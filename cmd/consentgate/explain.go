@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -134,7 +135,12 @@ func printExplanation(w io.Writer, e *proxy.Explanation) {
 		fmt.Fprintf(w, "         %-19s %-8s %-22s %s\n", consentmode.Type(t), e.Consent[t], e.Sources[t], saidText(e, consentmode.Type(t)))
 	}
 	fmt.Fprintf(w, "reasons  %s\n", strings.Join(e.Reasons, ", "))
-	fmt.Fprintf(w, "removed  %s\n", strings.Join(e.Removed, ", "))
+	removed, replaced := splitReplaced(e)
+	fmt.Fprintf(w, "removed  %s\n", strings.Join(removed, ", "))
+	if len(replaced) > 0 {
+		fmt.Fprintf(w, "replaced %s (the forward carries the gateway's value, not the hit's)\n", strings.Join(replaced, ", "))
+	}
+	fmt.Fprintf(w, "client   %s (%s)\n", e.ClientIP, clientFromText[e.ClientIPFrom])
 	if e.Forward == nil {
 		fmt.Fprintf(w, "forward  nothing (the browser gets HTTP %d)\n", e.Status)
 	} else {
@@ -156,7 +162,55 @@ func printExplanation(w io.Writer, e *proxy.Explanation) {
 			fmt.Fprintln(w, "delivery sync: the browser gets the upstream's answer")
 		}
 	}
-	fmt.Fprintf(w, "policy   %s\n", e.PolicyVersion)
+	fmt.Fprintf(w, "policy   %s (consent.profile %s)\n", e.PolicyVersion, e.Profile)
+}
+
+// clientFromText says in words where explain's client IP came from.
+var clientFromText = map[string]string{
+	"given":           "given with --client-ip",
+	"x-forwarded-for": "the X-Forwarded-For header, believed from explain's stand-in peer 127.0.0.1, a trusted proxy",
+	"peer":            "none given: explain's stand-in peer; use --client-ip or an X-Forwarded-For header",
+}
+
+// splitReplaced splits the removed fields into those the forward no
+// longer has and those it carries with the gateway's value instead of
+// the hit's (a cookieless cid and sid, a trimmed Referer): "removed cid"
+// beside a forward with a cid would mislead.
+func splitReplaced(e *proxy.Explanation) (removed, replaced []string) {
+	if e.Forward == nil {
+		return e.Removed, nil
+	}
+	params := map[string]bool{}
+	for _, q := range append([]string{e.Forward.URL[strings.IndexByte(e.Forward.URL, '?')+1:]}, strings.Split(e.Forward.Body, "\n")...) {
+		if v, err := url.ParseQuery(q); err == nil {
+			for k := range v {
+				params[k] = true
+			}
+		}
+	}
+	cookies := map[string]bool{}
+	for _, c := range strings.Split(e.Forward.Headers["Cookie"], ";") {
+		name, _, _ := strings.Cut(strings.TrimSpace(c), "=")
+		cookies[name] = name != ""
+	}
+	for _, f := range e.Removed {
+		kind, name, ok := strings.Cut(f, ":")
+		var kept bool
+		switch {
+		case !ok:
+			kept = params[f]
+		case kind == "header":
+			_, kept = e.Forward.Headers[name]
+		case kind == "cookie":
+			kept = cookies[name]
+		}
+		if kept {
+			replaced = append(replaced, f)
+		} else {
+			removed = append(removed, f)
+		}
+	}
+	return removed, replaced
 }
 
 // saidText lists what each input of the hit said about type t, and flags

@@ -322,7 +322,7 @@ func (g *gateway) metrics() (map[string]float64, error) {
 
 // refusalReasons are the consentgate_rejected_total reasons of a queue
 // hit refused with 503.
-var refusalReasons = []string{"queue_full", "spool_error"}
+var refusalReasons = []string{"queue_full", "spool_error", "shutting_down"}
 
 // droppedByCause renders the consentgate_delivery_dropped_total samples as
 // "cause=n,...", and the hits refused with 503 as "503:reason=n" ("none"

@@ -187,6 +187,7 @@ func TestFaultUpstreamRefused(t *testing.T) {
 	m := settled(t, gw, ls)
 	report(t, "refused-15s", ls, uc, droppedByCause(m))
 	details(t, ls, uc, took)
+	checkBalance(t, ls, uc, 0, spoolSettled(t, gw), m)
 	if last := up.lastFirstDelivery(backlog); !last.IsZero() {
 		t.Logf("the %d requests accepted before the upstream came back were all delivered %v after it did", len(backlog), last.Sub(recovered).Round(10*time.Millisecond))
 	}
@@ -217,6 +218,7 @@ func TestFaultUpstreamHang(t *testing.T) {
 	m := settled(t, gw, ls)
 	report(t, "hang-10s", ls, uc, droppedByCause(m))
 	details(t, ls, uc, took)
+	checkBalance(t, ls, uc, 0, spoolSettled(t, gw), m)
 	t.Logf("during the hang: %d requests, p50 %v p99 %v max %v", during.sent, during.p50, during.p99, during.max)
 	checkCommon(t, ls, uc)
 	if ls.accepted != ls.sent {
@@ -273,9 +275,10 @@ func faultSIGTERM(t *testing.T, mode upMode) {
 	l.wait()
 	ls := l.stats()
 	uc, took := up.waitDelivered(ls.acceptedReqs, deliverWithin)
-	m2 := scrape(t, gw2)
+	m2 := spoolSettled(t, gw2)
 	report(t, name, ls, uc, "before "+droppedByCause(m1)+"; after "+droppedByCause(m2))
 	details(t, ls, uc, took)
+	checkBalance(t, ls, uc, 0, m2, m1, m2)
 	t.Logf("accepted before the restart and delivered only after it (replayed from the spool): %d", beforeRestart.missing)
 	checkCommon(t, ls, uc)
 	if _, err := gw2.terminate(30 * time.Second); err != nil {
@@ -295,9 +298,12 @@ func TestFaultKill9(t *testing.T) {
 	l := startLoad(t, loadSpec{target: cfg.listen, rate: faultRate, count: 12 * faultRate, timeout: faultTimeout, postEvery: 10, secretEvery: 7})
 	var kills []time.Time
 	var before []string
+	var scrapes []map[string]float64
 	kill := func(g *gateway) {
 		t.Helper()
-		before = append(before, droppedByCause(scrape(t, g)))
+		m := scrape(t, g)
+		scrapes = append(scrapes, m)
+		before = append(before, droppedByCause(m))
 		kills = append(kills, time.Now())
 		g.kill9()
 		_, size, badMode, secret := spoolFiles(t, cfg.spoolDir)
@@ -322,7 +328,7 @@ func TestFaultKill9(t *testing.T) {
 	l.wait()
 	ls := l.stats()
 	uc, took := up.waitDelivered(ls.acceptedReqs, deliverWithin)
-	m3 := scrape(t, gw3)
+	m3 := spoolSettled(t, gw3)
 	report(t, "kill9-restart", ls, uc, "before "+strings.Join(before, ", ")+"; after "+droppedByCause(m3))
 	details(t, ls, uc, took)
 
@@ -339,6 +345,7 @@ func TestFaultKill9(t *testing.T) {
 	if uc.missing > window {
 		t.Errorf("kill -9 lost %d accepted requests, more than the %d accepted within the sync windows", uc.missing, window)
 	}
+	checkBalance(t, ls, uc, window, m3, append(scrapes, m3)...)
 	if uc.secrets != 0 {
 		t.Errorf("the upstream received %d requests carrying identifiers the decision removed", uc.secrets)
 	}
@@ -412,6 +419,7 @@ func faultSpoolFull(t *testing.T, spool bool) {
 	m2 := settled(t, gw, ls)
 	report(t, name, ls, uc, droppedByCause(m2))
 	details(t, ls, uc, took)
+	checkBalance(t, ls, uc, 0, spoolSettled(t, gw), m2)
 	t.Logf("503 answers %d, with Retry-After %d", ls.r503, ls.r503RetryAfter)
 	checkCommon(t, ls, uc)
 	if ls.r503 == 0 {
@@ -480,6 +488,7 @@ func TestFaultMaxAge(t *testing.T) {
 	m = settled(t, gw, ls)
 	report(t, "max-age-2s", ls, uc, droppedByCause(m))
 	details(t, ls, uc, 0)
+	checkBalance(t, ls, uc, 0, spoolSettled(t, gw), m)
 	expired := m[`consentgate_delivery_dropped_total{cause="max_age"}`]
 	t.Logf("dropped for max_age: %g; undelivered: %d", expired, uc.missing)
 	if expired == 0 {
@@ -602,6 +611,7 @@ func TestFaultUpstreamStatuses(t *testing.T) {
 	m := settled(t, gw, ls)
 	report(t, "400-503-429", ls, uc, droppedByCause(m))
 	details(t, ls, uc, took)
+	checkBalance(t, ls, uc, 0, spoolSettled(t, gw), m)
 	t.Logf("answered 400 by the upstream: %d requests (%d extra 400s = retried 4xx); requests during 3 s of 429 (Retry-After: 3): %d",
 		uc.rejected, uc.rejectedX, uc.byMode[up429])
 	checkCommon(t, ls, uc)

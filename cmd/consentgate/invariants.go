@@ -26,7 +26,7 @@ func checkInvariants(e *proxy.Explanation, originalURL, originalBody string, red
 	if e.Error != "" {
 		return nil // rejected: nothing leaves
 	}
-	c := &invariantCheck{d: d, f: e.Forward}
+	c := &invariantCheck{d: d, f: e.Forward, strict: e.Profile != consentmode.ProfileGoogle.String()}
 	if d.Action == consentmode.ActionBlock {
 		if c.f != nil {
 			c.add("blocked_forwards_nothing", "a blocked hit would be forwarded")
@@ -52,6 +52,9 @@ type invariantCheck struct {
 	fwd     map[string][]string // the forwarded parameters
 	cookies []string            // the forwarded cookie names
 	vs      []violation
+	// strict is consent.profile strict: no user ids or properties leave
+	// under denied analytics_storage (google keeps them, as Google does).
+	strict bool
 }
 
 func (c *invariantCheck) add(inv, detail string) { c.vs = append(c.vs, violation{inv, detail}) }
@@ -71,6 +74,9 @@ func (c *invariantCheck) analytics(orig map[string][]string) {
 	st := &c.d.Consent
 	if c.web() && st.Denied(consentmode.AnalyticsStorage) {
 		for _, k := range []string{"cid", "sid"} {
+			if c.d.Reasons.Has(consentmode.ReasonTagClientID) {
+				break // cookieless.client_id: tag kept the tag's page-scoped ids
+			}
 			for _, v := range orig[k] {
 				if contains(c.fwd[k], v) {
 					c.add("analytics_denied_no_original_ids", k+" "+"forwarded unchanged")
@@ -78,7 +84,7 @@ func (c *invariantCheck) analytics(orig map[string][]string) {
 			}
 		}
 		for k := range c.fwd {
-			if k == "uid" || strings.HasPrefix(k, "up.") || strings.HasPrefix(k, "upn.") {
+			if c.strict && (k == "uid" || strings.HasPrefix(k, "up.") || strings.HasPrefix(k, "upn.")) {
 				c.add("analytics_denied_no_user_ids", k+" forwarded")
 			}
 		}
@@ -89,8 +95,8 @@ func (c *invariantCheck) analytics(orig map[string][]string) {
 		}
 	}
 	if st.Denied(consentmode.AnalyticsStorage) || st.Denied(consentmode.AdStorage) {
-		if c.d.Family != consentmode.FamilyMP && linkerInURLs(c.fwd) {
-			c.add("storage_denied_no_linker", "_gl forwarded inside a URL")
+		if c.d.Family != consentmode.FamilyMP && deniedLinker(c.fwd, st) {
+			c.add("storage_denied_no_linker", "_gl with a part of a denied storage type forwarded")
 		}
 	}
 }
@@ -220,8 +226,50 @@ func analyticsCookie(c string) bool {
 // urlValues are the parameters that carry URLs.
 var urlValues = []string{"dl", "dr", "url", "ref", "~oref", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9", "u10"}
 
-func linkerInURLs(params map[string][]string) bool {
-	return clickIDInURLs(params, "_gl")
+// deniedLinker reports whether a _gl linker leaves (as a parameter or in
+// a URL-valued one) with a part whose storage type is denied: _ga, _ga_*
+// and _fplc are analytics_storage's, _gcl_* ad_storage's, anything else
+// (or a value that is not a linker) needs both.
+func deniedLinker(params map[string][]string, st *consentmode.State) bool {
+	values := append([]string(nil), params["_gl"]...)
+	for _, k := range urlValues {
+		for _, v := range params[k] {
+			if u, err := url.Parse(v); err == nil {
+				values = append(values, u.Query()["_gl"]...)
+				if frag, err := url.ParseQuery(u.Fragment); err == nil {
+					values = append(values, frag["_gl"]...)
+				}
+			}
+		}
+	}
+	an, ad := st.Granted(consentmode.AnalyticsStorage), st.Granted(consentmode.AdStorage)
+	for _, v := range values {
+		parts := strings.Split(v, "*")
+		if len(parts) < 4 || len(parts)%2 != 0 || parts[0] != "1" {
+			if !an || !ad {
+				return true
+			}
+			continue
+		}
+		for i := 2; i < len(parts); i += 2 {
+			name := parts[i]
+			switch {
+			case name == "_ga" || strings.HasPrefix(name, "_ga_") || name == "_fplc":
+				if !an {
+					return true
+				}
+			case strings.HasPrefix(name, "_gcl_"):
+				if !ad {
+					return true
+				}
+			default:
+				if !an || !ad {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // clickIDInURLs reports whether the parameter name appears in the query

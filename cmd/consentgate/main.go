@@ -5,8 +5,12 @@
 //	consentgate serve   [--config FILE]
 //	consentgate explain [--config FILE] [--json] [-X METHOD] [-H 'Name: value']... [--body TEXT|@FILE] [--region CC] [--client-ip IP] URL
 //	consentgate audit   [--config FILE] [--json] [--region CC] FILE...
-//	consentgate rules   [--config FILE] [--json]
+//	consentgate audit   --verify [--pubkey FILE] [--json] LOG...
+//	consentgate keygen  [--out PREFIX]
+//	consentgate replay  --config PROPOSED [--base FILE] [--json] LOG...
+//	consentgate rules   [--config FILE] [--json] [--diff OLD NEW]
 //	consentgate check   [--config FILE]
+//	consentgate config  [--config FILE]
 //	consentgate version
 package main
 
@@ -31,6 +35,14 @@ var errUsage = errors.New("usage")
 // audit invariant (exit status 1, no extra message).
 var errFailed = errors.New("failed")
 
+// errUnsigned and errTampered are audit --verify's findings: the chain is
+// intact but not all of it is signed (exit status 3), or a line is
+// missing, out of order, edited or truncated, or a signature fails (4).
+var (
+	errUnsigned = errors.New("unsigned")
+	errTampered = errors.New("tampered")
+)
+
 func main() {
 	if version == "dev" {
 		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
@@ -44,6 +56,10 @@ func main() {
 		os.Exit(2)
 	case errors.Is(err, errFailed):
 		os.Exit(1)
+	case errors.Is(err, errUnsigned):
+		os.Exit(3)
+	case errors.Is(err, errTampered):
+		os.Exit(4)
 	default:
 		fmt.Fprintln(os.Stderr, "consentgate:", err)
 		os.Exit(1)
@@ -71,7 +87,7 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 		}
 		topUsage(stdout)
 		return nil
-	case "--version", "-v":
+	case "--version", "-version", "-v":
 		name = "version"
 	}
 	for _, c := range commands() {

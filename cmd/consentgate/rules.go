@@ -21,6 +21,7 @@ type rulesDoc struct {
 	UAForward        bool                    `json:"ua_forward"`
 	MPEnabled        bool                    `json:"mp_enabled"`
 	ClientID         string                  `json:"cookieless_client_id"`
+	Profile          string                  `json:"profile"`
 	CORS             string                  `json:"cors"`
 	Inputs           []consentmode.InputRule `json:"inputs"`
 	Tags             []string                `json:"tags"`
@@ -102,7 +103,7 @@ func buildRulesDoc(cfg *config.Config) *rulesDoc {
 	p := cfg.Policy
 	d := &rulesDoc{PolicyVersion: cfg.PolicyVersion, Mode: p.Mode.String(), Enforce: cfg.Enforce,
 		AdsDataRedaction: p.AdsDataRedaction, UAForward: p.UAForward, MPEnabled: p.MPEnabled, ResponseHeaders: consentmode.ResponseHeaders,
-		ClientID: "ephemeral", CORS: cfg.CORSRule(), Inputs: consentmode.InputRules}
+		ClientID: "ephemeral", Profile: p.Profile.String(), CORS: cfg.CORSRule(), Inputs: consentmode.InputRules}
 	if p.ClientIDTag {
 		d.ClientID = "tag"
 	}
@@ -190,8 +191,15 @@ func cmdRules(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("rules")
 	path := configFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON instead of Markdown")
-	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+	diff := fs.Bool("diff", false, "compare the rule tables of two configs: OLD NEW")
+	if err := parseFlags(fs, reorder(args, map[string]bool{"json": true, "diff": true, "h": true, "help": true}), stdout, stderr); err != nil {
 		return err
+	}
+	if *diff {
+		if fs.NArg() != 2 {
+			return usageError(fs, stderr, "--diff takes two config files: OLD NEW")
+		}
+		return rulesDiff(fs.Arg(0), fs.Arg(1), *asJSON, stdout)
 	}
 	if fs.NArg() > 0 {
 		return usageError(fs, stderr, "unexpected argument "+fs.Arg(0))
@@ -280,8 +288,8 @@ func writeRegionsMarkdown(w io.Writer, d *rulesDoc) {
 
 func writeRulesMarkdown(w io.Writer, d *rulesDoc) {
 	fmt.Fprintf(w, "# consentgate effective rules\n\n")
-	fmt.Fprintf(w, "Policy version `%s`. Mode **%s**, enforce **%v**, ads_data_redaction **%v** (Ads and Floodlight only), ua.forward **%v**, mp.enabled **%v**, cookieless.client_id **%s**.\n",
-		d.PolicyVersion, d.Mode, d.Enforce, d.AdsDataRedaction, d.UAForward, d.MPEnabled, d.ClientID)
+	fmt.Fprintf(w, "Policy version `%s`. Mode **%s**, profile **%s**, enforce **%v**, ads_data_redaction **%v** (Ads and Floodlight only), ua.forward **%v**, mp.enabled **%v**, cookieless.client_id **%s**.\n",
+		d.PolicyVersion, d.Mode, d.Profile, d.Enforce, d.AdsDataRedaction, d.UAForward, d.MPEnabled, d.ClientID)
 	fmt.Fprintf(w, "CORS: %s.\n", d.CORS)
 	if len(d.Tags) == 0 {
 		fmt.Fprintf(w, "Tag allowlist: none (any tag id).\n\n")

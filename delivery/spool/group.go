@@ -53,7 +53,7 @@ func (s *Spool) Enqueue(at int64, payload []byte) (Ticket, error) {
 	}
 	n := int64(frameHeader + recordHead + len(payload))
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if s.closed {
 		return Ticket{}, ErrClosed
 	}
@@ -105,7 +105,7 @@ func (t Ticket) Wait() (uint64, error) {
 	if g.members == 0 {
 		s.freeGroup(g)
 	}
-	s.mu.Unlock()
+	s.unlock()
 	if err != nil {
 		return 0, err
 	}
@@ -128,7 +128,7 @@ func (s *Spool) writeOpen() {
 	}
 	seg := s.active
 	if err == nil {
-		s.mu.Unlock()
+		s.unlock()
 		// Outside the lock: acknowledgements, stats and readers go on.
 		_, err = seg.f.Write(g.buf)
 		s.mu.Lock()

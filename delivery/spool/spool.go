@@ -10,7 +10,21 @@
 // fsynced every Options.SyncInterval, which bounds what a crash of the
 // machine (power loss, kernel panic) can lose. Acknowledgements are
 // written at the same interval: records delivered in the last interval
-// before a crash are sent again after it (at-least-once delivery).
+// before a crash are sent again after it (at-least-once delivery). The
+// directory is fsynced after a segment or acknowledgement file is
+// created. A failed write of acknowledgements keeps them to be written
+// again; errors of the background fsync loop go to Options.OnError.
+//
+// Damage: a frame that fails its checksum ends the readable part of its
+// segment. Open cuts such a tail off and counts the records it held
+// (Stats.Lost); a Reader that meets one mid-segment reports it, and
+// Reader.Skip gives up the rest of that segment only, counting the records
+// lost. Records of other segments are unaffected.
+//
+// Sequence numbers increase across restarts as long as a segment is left;
+// acknowledgement files without their segment (a crash between the two
+// removals of a delivered segment) are removed by Open, so they can never
+// acknowledge a later record with the same number.
 //
 // One process owns a spool directory: Open takes an exclusive lock (flock)
 // on its LOCK file and fails with ErrLocked when another process holds it.
@@ -26,6 +40,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -42,6 +57,12 @@ type Options struct {
 	SegmentBytes int64
 	// SyncInterval is the fsync period. Zero means 50 ms.
 	SyncInterval time.Duration
+	// OnError, when set, is called with each error no caller sees: op is
+	// "sync" (fsync of a segment or acknowledgement file), "ack" (writing
+	// acknowledgements; they are kept and written again), "dir" (fsync of
+	// the directory), "seal" or "remove". It is called without the
+	// spool's lock held, from the goroutine whose call met the error.
+	OnError func(op string, err error)
 }
 
 // Errors of Open and Append.
@@ -57,9 +78,12 @@ type Stats struct {
 	Records  int64 // records not yet acknowledged
 	Segments int
 	// Corrupt is the number of damaged segment tails found by Open (each
-	// skipped and truncated); CorruptBytes their size.
+	// skipped and truncated); CorruptBytes their size; Lost the number of
+	// records they held that were not acknowledged (a torn last write,
+	// never acknowledged to its sender, counts none).
 	Corrupt      int
 	CorruptBytes int64
+	Lost         int64
 	// Writes is the number of write(2) calls that appended records since
 	// Open: with group commit, far fewer than the records appended.
 	Writes int64
@@ -77,6 +101,7 @@ type Spool struct {
 	next    uint64     // sequence number of the next record
 	bytes   int64
 	records int64
+	errq    []opError // reported under mu, passed on by unlock
 	closed  bool
 
 	// Group commit (group.go): the group being formed, the bytes of
@@ -97,11 +122,20 @@ type Spool struct {
 	done chan struct{}
 }
 
+// segFile is what the spool writes a segment through (an *os.File; a
+// test wraps it to fail or shorten writes).
+type segFile interface {
+	io.Writer
+	Sync() error
+	Close() error
+}
+
 type segment struct {
 	first, last uint64 // sequence numbers; last < first while empty
 	path        string
-	f           *os.File // write handle while active
+	f           segFile  // write handle while active
 	ack         *os.File // the ack side file, opened on the first ack
+	ackSize     int64    // whole entries written to ack
 	size        int64
 	outstanding int
 	sealed      bool
@@ -110,6 +144,15 @@ type segment struct {
 }
 
 func segName(first uint64) string { return fmt.Sprintf("%020d.seg", first) }
+
+// segFirst returns the first sequence number a segment's name gives, or 0.
+func segFirst(path string) uint64 {
+	n, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(path), ".seg"), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
+}
 
 func ackPath(segPath string) string { return strings.TrimSuffix(segPath, ".seg") + ".ack" }
 
@@ -167,44 +210,81 @@ func (s *Spool) load() error {
 		return fmt.Errorf("spool: %w", err)
 	}
 	sort.Strings(names) // zero-padded first sequence numbers sort in order
-	for _, name := range names {
-		seg, err := s.loadSegment(name)
+	if err := removeOrphanAcks(s.dir, names); err != nil {
+		return err
+	}
+	for i, name := range names {
+		var nextFirst uint64 // 0: the last segment
+		if i+1 < len(names) {
+			nextFirst = segFirst(names[i+1])
+		}
+		seg, end, err := s.loadSegment(name, nextFirst)
 		if err != nil {
 			return err
 		}
+		// Never reuse a number: not one of a record cut off as damaged,
+		// nor one a segment's name has claimed.
+		s.next = max(s.next, end+1, segFirst(name))
 		if seg == nil {
 			continue
 		}
 		s.segs = append(s.segs, seg)
 		s.bytes += seg.size
 		s.records += int64(seg.outstanding)
-		if seg.last >= s.next {
-			s.next = seg.last + 1
+	}
+	return nil
+}
+
+// removeOrphanAcks deletes the ack files whose segment is gone: a crash
+// between the two removals of a delivered segment leaves one, and it
+// would acknowledge later records that get the same numbers.
+func removeOrphanAcks(dir string, segs []string) error {
+	acks, err := filepath.Glob(filepath.Join(dir, "*.ack"))
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	for _, a := range acks {
+		if _, found := slices.BinarySearch(segs, strings.TrimSuffix(a, ".ack")+".seg"); found {
+			continue
+		}
+		if err := os.Remove(a); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("spool: remove orphaned %s: %w", filepath.Base(a), err)
 		}
 	}
 	return nil
 }
 
-// loadSegment checks one segment file. It returns nil when nothing in it
-// is left to deliver (the files are then removed).
-func (s *Spool) loadSegment(name string) (*segment, error) {
+// loadSegment checks one segment file; nextFirst is the first sequence
+// number of the next segment (0: none). It returns nil when nothing in it
+// is left to deliver (the files are then removed), and the highest
+// sequence number the segment held or may have held.
+func (s *Spool) loadSegment(name string, nextFirst uint64) (*segment, uint64, error) {
 	b, err := os.ReadFile(name)
 	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
+		return nil, 0, fmt.Errorf("spool: %w", err)
 	}
-	acks := readAcks(ackPath(name))
+	acks, err := readAcks(ackPath(name))
+	if err != nil {
+		return nil, 0, err
+	}
 	seg := &segment{path: name, sealed: true}
-	first := true
+	from := max(segFirst(name), 1) // the first number not yet seen
+	seen := false
 	off := 0
+	var derr error
 	for off < len(b) {
 		rec, n, err := DecodeFrame(b[off:])
+		if err == nil && (rec.Seq < from || rec.Seq > maxSeq) {
+			err = ErrCorrupt // numbers only grow, from the segment's name on
+		}
 		if err != nil {
+			derr = err
 			break
 		}
-		if first {
-			seg.first, first = rec.Seq, false
+		if !seen {
+			seg.first, seen = rec.Seq, true
 		}
-		seg.last = rec.Seq
+		seg.last, from = rec.Seq, rec.Seq+1
 		if _, ok := acks[rec.Seq]; ok {
 			s.acked[rec.Seq] = struct{}{}
 		} else {
@@ -212,38 +292,143 @@ func (s *Spool) loadSegment(name string) (*segment, error) {
 		}
 		off += n
 	}
+	end := from - 1
 	if off < len(b) {
+		tail := b[off:]
+		if last := tailEnd(tail, derr, from, nextFirst); last >= from {
+			end = last
+			s.stats.Lost += int64(last-from+1) - countIn(acks, from, last)
+		}
 		s.stats.Corrupt++
-		s.stats.CorruptBytes += int64(len(b) - off)
+		s.stats.CorruptBytes += int64(len(tail))
 		if err := os.Truncate(name, int64(off)); err != nil {
-			return nil, fmt.Errorf("spool: truncate damaged segment: %w", err)
+			return nil, 0, fmt.Errorf("spool: truncate damaged segment: %w", err)
 		}
 	}
 	seg.size = int64(off)
 	if seg.outstanding == 0 {
-		removeSegment(name)
-		return nil, nil
+		if err := removeSegment(name); err != nil {
+			return nil, 0, fmt.Errorf("spool: remove delivered segment: %w", err)
+		}
+		return nil, end, nil
 	}
-	return seg, nil
+	return seg, end, nil
 }
 
-// readAcks returns the sequence numbers listed in an ack file (a torn
-// last entry is ignored; a missing file lists none).
-func readAcks(path string) map[uint64]struct{} {
+// maxSeq bounds sequence numbers: a larger one is damage (a spool would
+// need centuries to get there), and arithmetic on numbers stays clear of
+// overflow.
+const maxSeq = 1 << 62
+
+// minFrame is the size of a frame with an empty payload.
+const minFrame = frameHeader + recordHead
+
+// tailEnd returns the last sequence number a damaged segment tail may
+// have held (from-1: none). from is the number after the last good record,
+// derr what decoding the tail's first frame gave. The next segment's first
+// number bounds it (capped by how many frames fit in the tail); without a
+// next segment, the highest-numbered intact frame found after the damage
+// does, else the damaged frame alone. A tail that is only a frame cut short
+// at the end of the last segment is a write that never returned: it held
+// no accepted record.
+func tailEnd(tail []byte, derr error, from, nextFirst uint64) uint64 {
+	fit := from + max(uint64(len(tail)/minFrame), 1) - 1 // the most frames the tail can hold
+	switch {
+	case nextFirst > from:
+		return min(nextFirst-1, fit)
+	case nextFirst != 0:
+		return from - 1
+	}
+	if last := scanTail(tail, from, fit); last >= from {
+		return last
+	}
+	if errors.Is(derr, ErrCorrupt) {
+		return from
+	}
+	return from - 1
+}
+
+// scanTail looks for intact frames after the damaged one at the start of
+// tail and returns the highest sequence number among them in [from, fit]
+// (from-1: none). A frame is trusted only with a plausible number and a
+// matching checksum.
+func scanTail(tail []byte, from, fit uint64) uint64 {
+	last := from - 1
+	for off := 1; off+minFrame <= len(tail); {
+		n := frameLen(tail[off:])
+		if n == 0 || off+n > len(tail) {
+			off++
+			continue
+		}
+		if seq := binary.LittleEndian.Uint64(tail[off+frameHeader:]); seq < from || seq > fit {
+			off++
+			continue
+		}
+		rec, n, err := DecodeFrame(tail[off:])
+		if err != nil {
+			off++
+			continue
+		}
+		last = max(last, rec.Seq)
+		off += n
+	}
+	return last
+}
+
+// countIn returns how many of the numbers in set lie in [lo, hi].
+func countIn(set map[uint64]struct{}, lo, hi uint64) int64 {
+	var n int64
+	for q := range set {
+		if lo <= q && q <= hi {
+			n++
+		}
+	}
+	return n
+}
+
+// readAcks returns the sequence numbers listed in an ack file (a missing
+// file lists none). A torn last entry (a crash mid-write) is cut off, so
+// that later entries are appended at whole-entry offsets.
+func readAcks(path string) (map[uint64]struct{}, error) {
 	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
-		return nil
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	if torn := len(b) % 8; torn != 0 {
+		b = b[:len(b)-torn]
+		if err := os.Truncate(path, int64(len(b))); err != nil {
+			return nil, fmt.Errorf("spool: trim torn acknowledgement: %w", err)
+		}
 	}
 	m := make(map[uint64]struct{}, len(b)/8)
 	for ; len(b) >= 8; b = b[8:] {
 		m[binary.LittleEndian.Uint64(b)] = struct{}{}
 	}
-	return m
+	return m, nil
 }
 
-func removeSegment(path string) {
-	_ = os.Remove(path)
-	_ = os.Remove(ackPath(path))
+// syncDir fsyncs a directory, so that a file created or renamed in it
+// survives a crash of the machine.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	return errors.Join(err, d.Close())
+}
+
+// removeSegment deletes a segment and then its ack file (a crash between
+// the two leaves an orphaned ack file, which Open removes).
+func removeSegment(path string) error {
+	err := os.Remove(path)
+	if err2 := os.Remove(ackPath(path)); !errors.Is(err2, os.ErrNotExist) {
+		err = errors.Join(err, err2)
+	}
+	return err
 }
 
 // Append writes one record accepted at (Unix nanoseconds) and returns its
@@ -271,7 +456,34 @@ func (s *Spool) rotateTo(first uint64) error {
 	seg := &segment{first: first, last: first - 1, path: path, f: f}
 	s.segs = append(s.segs, seg)
 	s.active = seg
+	if err := syncDir(s.dir); err != nil {
+		s.report("dir", err)
+	}
 	return nil
+}
+
+// report queues an error no caller sees for Options.OnError; unlock
+// passes it on. Called with mu held.
+func (s *Spool) report(op string, err error) {
+	if s.opt.OnError != nil {
+		s.errq = append(s.errq, opError{op, fmt.Errorf("spool: %s: %w", op, err)})
+	}
+}
+
+type opError struct {
+	op  string
+	err error
+}
+
+// unlock releases mu, then passes the errors reported meanwhile to
+// Options.OnError (which may log: not under the lock appends wait on).
+func (s *Spool) unlock() {
+	q := s.errq
+	s.errq = nil
+	s.mu.Unlock()
+	for _, e := range q {
+		s.opt.OnError(e.op, e.err)
+	}
 }
 
 // sealActive closes the active segment for writing. Called with mu held.
@@ -282,8 +494,9 @@ func (s *Spool) sealActive() {
 	}
 	s.active = nil
 	seg.sealed = true
-	_ = seg.f.Sync()
-	_ = seg.f.Close()
+	if err := errors.Join(seg.f.Sync(), seg.f.Close()); err != nil {
+		s.report("seal", err)
+	}
 	seg.f = nil
 	seg.dirty = false
 	if seg.outstanding == 0 {
@@ -298,7 +511,9 @@ func (s *Spool) dropSegment(seg *segment) {
 		_ = seg.ack.Close()
 		seg.ack = nil
 	}
-	removeSegment(seg.path)
+	if err := removeSegment(seg.path); err != nil {
+		s.report("remove", err)
+	}
 	s.bytes -= seg.size
 	if i := slices.Index(s.segs, seg); i >= 0 {
 		s.segs = slices.Delete(s.segs, i, i+1)
@@ -309,7 +524,7 @@ func (s *Spool) dropSegment(seg *segment) {
 // record must be acknowledged at most once.
 func (s *Spool) Ack(seq uint64) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	seg := s.segmentOf(seq)
 	if seg == nil || seg.outstanding == 0 {
 		return
@@ -321,6 +536,38 @@ func (s *Spool) Ack(seq uint64) {
 		return
 	}
 	seg.pending = binary.LittleEndian.AppendUint64(seg.pending, seq)
+}
+
+// discard gives up the records from seq on of the segment that starts
+// at first (a damaged part no reader can get past): they are counted as
+// acknowledged, and written as such, so that Open does not count them
+// again. The segment is sealed if it is active (later records go to a new
+// one) and deleted once nothing in it is outstanding. It returns how many
+// records were given up and the segment's last sequence number.
+func (s *Spool) discard(first, seq uint64) (int, uint64) {
+	s.mu.Lock()
+	defer s.unlock()
+	seg := s.segmentOf(first)
+	if seg == nil || seg.first != first {
+		return 0, seq - 1 // deleted meanwhile: everything in it was done
+	}
+	n := 0
+	for q := max(seq, seg.first); q <= seg.last && n < seg.outstanding; q++ {
+		if _, ok := s.acked[q]; ok {
+			continue
+		}
+		n++
+		seg.pending = binary.LittleEndian.AppendUint64(seg.pending, q)
+	}
+	seg.outstanding -= n
+	s.records -= int64(n)
+	switch {
+	case seg == s.active:
+		s.sealActive() // later records go to a new segment; deletes it when done
+	case seg.outstanding == 0:
+		s.dropSegment(seg)
+	}
+	return n, seg.last
 }
 
 // segmentOf returns the segment holding seq. Called with mu held.
@@ -357,31 +604,54 @@ func (s *Spool) syncLoop() {
 		case <-s.stop:
 			return
 		case <-t.C:
+			// Sync has reported each error by op already.
 			_ = s.Sync()
 		}
 	}
 }
 
-// Sync writes pending acknowledgements and fsyncs what changed.
+// Sync writes pending acknowledgements and fsyncs what changed. Each
+// error is also passed to Options.OnError; acknowledgements that could not
+// be written stay pending for the next Sync.
 func (s *Spool) Sync() error {
-	var files []*os.File
-	var errs []error
+	var files []segFile
+	var failed []opError // passed on once the lock is released
+	fail := func(op string, err error) {
+		failed = append(failed, opError{op, fmt.Errorf("spool: %s: %w", op, err)})
+	}
+	created := false
 	s.mu.Lock()
 	for _, seg := range s.segs {
 		if len(seg.pending) > 0 {
 			if seg.ack == nil {
 				f, err := os.OpenFile(ackPath(seg.path), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 				if err != nil {
-					errs = append(errs, err)
+					fail("ack", err)
 					continue
 				}
-				seg.ack = f
+				fi, err := f.Stat()
+				if err != nil {
+					_ = f.Close()
+					fail("ack", err)
+					continue
+				}
+				size := fi.Size()
+				if torn := size % 8; torn != 0 { // left by an earlier failed write
+					if err := f.Truncate(size - torn); err != nil {
+						_ = f.Close()
+						fail("ack", err)
+						continue
+					}
+					size -= torn
+				}
+				seg.ack, seg.ackSize, created = f, size, true
 			}
-			if _, err := seg.ack.Write(seg.pending); err != nil {
-				errs = append(errs, err)
+			if err := seg.writeAcks(); err != nil {
+				fail("ack", err)
 			}
-			seg.pending = seg.pending[:0]
-			files = append(files, seg.ack)
+			if seg.ack != nil {
+				files = append(files, seg.ack)
+			}
 		}
 		if seg.dirty && seg.f != nil {
 			seg.dirty = false
@@ -389,17 +659,50 @@ func (s *Spool) Sync() error {
 		}
 	}
 	s.mu.Unlock()
+	if created {
+		if err := syncDir(s.dir); err != nil {
+			fail("dir", err)
+		}
+	}
 	// fsync outside the lock: appends go on meanwhile. A file closed by
 	// a concurrent seal was synced there.
 	for _, f := range files {
 		if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
-			errs = append(errs, err)
+			fail("sync", err)
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("spool: sync: %w", errors.Join(errs...))
+	errs := make([]error, len(failed))
+	for i, e := range failed {
+		errs[i] = e.err
+		if s.opt.OnError != nil {
+			s.opt.OnError(e.op, e.err)
+		}
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// writeAcks appends the pending acknowledgements to the ack file. What is
+// not written stays pending; a torn entry is cut off again, so that the
+// file holds whole entries only. Called with the spool's mu held.
+func (seg *segment) writeAcks() error {
+	n, err := seg.ack.Write(seg.pending)
+	whole := n - n%8
+	seg.ackSize += int64(whole)
+	seg.pending = seg.pending[:copy(seg.pending, seg.pending[whole:])]
+	if err == nil {
+		return nil
+	}
+	if n != whole {
+		if terr := seg.ack.Truncate(seg.ackSize); terr != nil {
+			// The file now ends mid-entry: write no more to it. Open
+			// trims the torn entry; the pending ones are written to a
+			// fresh handle next time.
+			_ = seg.ack.Close()
+			seg.ack = nil
+			return errors.Join(err, terr)
+		}
+	}
+	return err
 }
 
 // Close writes pending acknowledgements, fsyncs, closes every file and
@@ -426,7 +729,7 @@ func (s *Spool) Close() error {
 			seg.ack = nil
 		}
 	}
-	s.mu.Unlock()
+	s.unlock()
 	return errors.Join(err, s.lock.Close())
 }
 
@@ -455,6 +758,21 @@ func (r *Reader) Seek(seq uint64) {
 // Position returns the sequence number of the next record Next looks for.
 func (r *Reader) Position() uint64 { return r.from }
 
+// Skip gives up the rest of the segment in which Next reported damage
+// (an error wrapping ErrCorrupt): its records from the one Next looked for
+// on are acknowledged as lost, and the reader goes on with the next
+// segment. It returns how many records were lost (acknowledged ones, and
+// those before the reader's position, are not counted).
+func (r *Reader) Skip() int {
+	if r.seg == 0 {
+		return 0
+	}
+	r.Close()
+	n, last := r.s.discard(r.seg, r.from)
+	r.from = max(r.from, last+1)
+	return n
+}
+
 // Close releases the reader's file.
 func (r *Reader) Close() {
 	if r.f != nil {
@@ -465,7 +783,10 @@ func (r *Reader) Close() {
 
 // Next returns the next record not yet read. The record's Payload is
 // valid until the next call. It returns io.EOF when every record appended
-// so far has been read; a later Append makes more available.
+// so far has been read; a later Append makes more available. An error
+// wrapping ErrCorrupt means the rest of the current segment cannot be read
+// (damaged, or the disk failed to read it): call Skip to go on. Any other
+// error (a segment that cannot be opened) may pass: call Next again later.
 func (r *Reader) Next() (Record, error) {
 	for {
 		if r.f == nil {
@@ -555,7 +876,7 @@ func (r *Reader) frame() (Record, error) {
 			r.r += n
 			return rec, nil
 		} else if errors.Is(err, ErrCorrupt) {
-			return Record{}, fmt.Errorf("%w in %s at offset %d", err, segName(r.seg), r.pos+int64(r.r))
+			return Record{}, r.damaged(nil)
 		}
 		// Short: compact, make room for the whole frame, read more.
 		if r.r > 0 {
@@ -569,12 +890,21 @@ func (r *Reader) frame() (Record, error) {
 		// Read no further than the appends that have returned: a frame
 		// being written is not there yet.
 		end := r.pos + int64(len(r.buf))
+		committed := int64(-1) // unknown once the segment is deleted
 		r.s.mu.Lock()
-		if seg := r.s.segmentOf(r.seg); seg != nil && seg.first == r.seg && seg.size < end {
-			end = seg.size
+		if seg := r.s.segmentOf(r.seg); seg != nil && seg.first == r.seg {
+			committed = seg.size
 		}
 		r.s.mu.Unlock()
+		if committed >= 0 && committed < end {
+			end = committed
+		}
 		if end <= r.pos+int64(r.w) {
+			if r.w > 0 && end == committed {
+				// Appends end on whole frames: a frame that runs past
+				// them has a damaged length.
+				return Record{}, r.damaged(nil)
+			}
 			return Record{}, io.EOF
 		}
 		n, err := r.f.ReadAt(r.buf[r.w:end-r.pos], r.pos+int64(r.w))
@@ -583,9 +913,19 @@ func (r *Reader) frame() (Record, error) {
 			if err == nil || errors.Is(err, io.EOF) {
 				return Record{}, io.EOF
 			}
-			return Record{}, fmt.Errorf("spool: read: %w", err)
+			return Record{}, r.damaged(err)
 		}
 	}
+}
+
+// damaged returns the error of an unreadable frame at the reader's
+// position; err is the read's error, if any.
+func (r *Reader) damaged(err error) error {
+	at := r.pos + int64(r.r)
+	if err != nil {
+		return fmt.Errorf("%w: %s at offset %d: %w", ErrCorrupt, segName(r.seg), at, err)
+	}
+	return fmt.Errorf("%w in %s at offset %d", ErrCorrupt, segName(r.seg), at)
 }
 
 // Dir returns the spool's directory.

@@ -14,6 +14,7 @@ for arch in amd64 arm64; do
 	case "$d" in *"statically linked"*) ;; *) fail "$f is not static: $d" ;; esac
 	case "$arch:$d" in amd64:*x86-64* | arm64:*aarch64*) ;; *) fail "$f is not $arch: $d" ;; esac
 done
-[ "$("$t/consentgate-v0.0.0-test-linux-amd64" version)" = "consentgate v0.0.0-test" ] || fail "version: $("$t/consentgate-v0.0.0-test-linux-amd64" version)"
+[ "$("$t/consentgate-v0.0.0-test-linux-amd64" version | head -n 1)" = "consentgate v0.0.0-test" ] || fail "version: $("$t/consentgate-v0.0.0-test-linux-amd64" version)"
+"$t/consentgate-v0.0.0-test-linux-amd64" version | grep -q '^built: ' || fail "version names no build date"
 make -s release VERSION=not-semver DIST="$t/x" >/dev/null 2>&1 && fail "make release accepted a non-semantic version"
 echo "release OK: $(cd "$t" && ls consentgate-* | tr '\n' ' ')"

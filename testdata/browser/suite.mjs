@@ -85,12 +85,21 @@ const upstream = http.createServer((req, res) => {
 // ---- edge: the load balancer in front of the gateway --------------------
 
 let region = 'DE';
+// dropP makes the edge remove _p from /g/collect hits, as a client that
+// leaves it out would send them (server-built and third-party clients).
+let dropP = false;
 const edge = http.createServer((req, res) => {
   const headers = { ...req.headers };
   delete headers.connection;
   headers['x-forwarded-for'] = req.socket.remoteAddress;
   headers['x-forwarded-countryregion'] = region;
-  const up = http.request({ host: ip.gateway, port: port.gateway, localAddress: ip.edge, method: req.method, path: req.url, headers }, (r) => {
+  let reqPath = req.url;
+  if (dropP && reqPath.startsWith('/g/collect')) {
+    const u = new URL(reqPath, 'http://x');
+    u.searchParams.delete('_p');
+    reqPath = u.pathname + u.search;
+  }
+  const up = http.request({ host: ip.gateway, port: port.gateway, localAddress: ip.edge, method: req.method, path: reqPath, headers }, (r) => {
     res.writeHead(r.statusCode, r.headers);
     r.pipe(res);
   });
@@ -210,6 +219,7 @@ async function main() {
 // and checks that the browser saw no failed request.
 async function run(s) {
   region = s.region;
+  dropP = !!s.dropP;
   received = [];
   const ctx = await browser.newContext();
   const page = await ctx.newPage();
@@ -323,7 +333,10 @@ const scenarios = [
   },
   {
     name: 'gtag-style page, DE: accept analytics only',
-    page: '/gtag.html?_gl=1*abc*_ga*MTE.',
+    // The linker carries the client id (_ga, analytics: granted) and a
+    // stored click (_gcl_aw, ad_storage: denied): not every part is
+    // allowed, so it goes, and its click id comes back as a plain gclid.
+    page: '/gtag.html?_gl=1*abc*_ga*MTE.*_gcl_aw*R0NMLjE3MDAwMDAwMDAuQ2owTElOSw..',
     region: 'DE',
     hits: 3,
     act: async (page) => {
@@ -344,7 +357,8 @@ const scenarios = [
         assert.equal(h.q.get('gcs'), 'G101');
         assert.equal(h.q.get('npa'), '1');
         assert.match(h.headers.cookie || '', /(^|; )_ga=/);
-        assert.ok(!(h.q.get('dl') || '').includes('_gl'), 'ad_storage denied: _gl removed');
+        assert.ok(!(h.q.get('dl') || '').includes('_gl'), 'ad_storage denied: a linker with a _gcl_ part removed');
+        assert.ok((h.q.get('dl') || '').includes('gclid=Cj0LINK'), 'the linker\'s click id kept as gclid');
         assert.equal(h.headers['x-forwarded-for'], '127.0.0.1');
       }
     },
@@ -375,6 +389,43 @@ const scenarios = [
       assert.equal(revokeE.q.get('gcs'), 'G100');
       const revokeS = byEvent(hs, 'scroll')[1];
       assertCookieless(revokeS, sent, 'beacon after the revoke');
+    },
+  },
+  {
+    // Two visitors (here from the same address and browser) must never
+    // become one client to Google. The pinned @minimal-analytics/ga4
+    // sends a random _p; the edge takes it out (dropP), as clients that
+    // leave it out send their hits: each then gets an id of its own.
+    name: 'consent-unaware GA4 client, DE: two visitors without _p get different ids',
+    page: '/unaware.html',
+    region: 'DE',
+    dropP: true,
+    hits: 2,
+    act: async (page) => {
+      await until('the first page_view', () => hits().some((h) => h.q.get('en') === 'page_view'));
+      const other = await page.context().browser().newContext();
+      try {
+        const p2 = await other.newPage();
+        await p2.goto(SITE + '/unaware.html');
+        await until('the second page_view', () => hits().filter((h) => h.q.get('en') === 'page_view').length >= 2);
+      } finally {
+        await other.close();
+      }
+    },
+    check: (hs, sent) => {
+      const pvs = byEvent(hs, 'page_view');
+      assert.ok(pvs.length >= 2, 'two page views');
+      const [a, b] = pvs;
+      assert.equal(a.q.get('_p'), null, 'the hit reached the gateway without _p');
+      assert.notEqual(a.q.get('cid'), b.q.get('cid'), 'two visitors share a client id');
+      for (const h of [a, b]) {
+        assert.ok(!sent.some((x) => x.get('cid') === h.q.get('cid')), 'the tag\'s own cid left on a denied hit');
+        const cidTime = Number((h.q.get('cid') || '').split('.')[1]);
+        const sidTime = Number(h.q.get('sid') || cidTime);
+        const now = Date.now() / 1000 + 5;
+        assert.ok(cidTime <= sidTime && sidTime <= now, `implausible times: cid ${h.q.get('cid')} sid ${h.q.get('sid')}`);
+        assert.equal(h.headers.cookie, undefined);
+      }
     },
   },
   {

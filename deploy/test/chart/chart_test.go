@@ -37,6 +37,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/consentgate/consentgate/config"
+	"github.com/consentgate/consentgate/consentmode"
 )
 
 var update = flag.Bool("update", false, "rewrite the plain manifests under deploy/kubernetes")
@@ -410,6 +411,57 @@ func TestChartInvariants(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestChartSpoolFitsItsVolume: the spool volume (the emptyDir's size
+// limit, or each claim) holds the spool budget of every upstream the
+// rendered config delivers to in queue mode, so that the gateway's own
+// back-pressure (503 when a budget is full) comes before the kubelet
+// evicts the pod, and spooled hits are not lost to the eviction.
+func TestChartSpoolFitsItsVolume(t *testing.T) {
+	sets := append(slices.Clone(valueSets), struct{ name, values, kind string }{"persistent spool, default size", `
+cookieless: {secret: ` + testSecret + `}
+persistence: {enabled: true}
+spool: {maxBytesPerUpstream: 1073741824}
+`, "StatefulSet"})
+	for _, tt := range sets {
+		t.Run(tt.name, func(t *testing.T) {
+			r := mustRender(t, tt.values)
+			tmpl, kind := r.podSpec(t)
+			cfg := loadPodConfig(t, r, &tmpl.Spec.Containers[0])
+			var size int64
+			if kind == "StatefulSet" {
+				size = r.statefulSet.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests.Storage().Value()
+			}
+			for _, v := range tmpl.Spec.Volumes {
+				if v.Name == "data" && v.EmptyDir != nil && v.EmptyDir.SizeLimit != nil {
+					size = v.EmptyDir.SizeLimit.Value()
+				}
+			}
+			lanes := queueUpstreams(cfg)
+			if need := cfg.Delivery.SpoolMaxBytes * int64(len(lanes)); size < need+cfg.Delivery.SpoolSegmentBytes {
+				t.Errorf("spool volume of %d bytes; the budgets of %v need %d (delivery.spool.max_bytes %d each) and a segment more",
+					size, lanes, need, cfg.Delivery.SpoolMaxBytes)
+			}
+		})
+	}
+}
+
+// queueUpstreams lists the upstreams cfg delivers queued hits to: its
+// upstream in tag-gateway style, else the hosts of the routes of every
+// family in queue mode (each has a lane and a spool budget of its own).
+func queueUpstreams(cfg *config.Config) []string {
+	if cfg.Upstream != nil {
+		return []string{cfg.Upstream.Host}
+	}
+	var hosts []string
+	for _, r := range consentmode.Routes {
+		if r.Kind != consentmode.KindScript && cfg.Delivery.Mode(r.Family) == config.DeliveryQueue && !slices.Contains(hosts, r.Host) {
+			hosts = append(hosts, r.Host)
+		}
+	}
+	sort.Strings(hosts)
+	return hosts
 }
 
 // TestChartReplicasAndAutoscaling: replicas come from the HPA when it is

@@ -62,6 +62,12 @@ app.kubernetes.io/part-of: consentgate
 {{- if or (hasKey $timeouts "drain") (hasKey $timeouts "shutdown") (hasKey $delivery "drain") -}}
 {{- fail "set drainSeconds, shutdownSeconds and deliveryDrainSeconds, not config.timeouts.drain/shutdown or config.delivery.drain: the chart derives the termination grace period from them" -}}
 {{- end -}}
+{{- $spool := get $delivery "spool" | default dict -}}
+{{- if hasKey $spool "max_bytes" -}}
+{{- fail "set spool.maxBytesPerUpstream, not config.delivery.spool.max_bytes: the chart sizes the spool volume from it" -}}
+{{- end -}}
+{{- $_ := set $spool "max_bytes" (int64 .Values.spool.maxBytesPerUpstream) -}}
+{{- $_ := set $delivery "spool" $spool -}}
 {{- $_ := set $delivery "drain" (printf "%ds" (int .Values.deliveryDrainSeconds)) -}}
 {{- $_ := set $cfg "delivery" $delivery -}}
 {{- $_ := set $timeouts "drain" (printf "%ds" (int .Values.drainSeconds)) -}}
@@ -90,4 +96,12 @@ app.kubernetes.io/part-of: consentgate
 {{- else -}}
 {{- $grace -}}
 {{- end -}}
+{{- end -}}
+
+{{/* Size of the spool volume: the spool budget of every upstream with
+queued delivery plus 64 MiB, so that the gateway's own back-pressure (503
+when an upstream's budget is full) comes before the kubelet's eviction of
+an over-full emptyDir. spool.sizeLimit or persistence.size replace it. */}}
+{{- define "consentgate.spoolVolumeSize" -}}
+{{- add (mul (int64 .Values.spool.maxBytesPerUpstream) (int64 .Values.spool.upstreams)) 67108864 -}}
 {{- end -}}

@@ -107,7 +107,7 @@ spec:
     {{- if not .Values.persistence.enabled }}
     - name: data
       emptyDir:
-        sizeLimit: {{ .Values.spool.sizeLimit }}
+        sizeLimit: {{ .Values.spool.sizeLimit | default (include "consentgate.spoolVolumeSize" .) }}
     {{- end }}
   {{- if .Values.topologySpread.enabled }}
   topologySpreadConstraints:

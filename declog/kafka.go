@@ -1,4 +1,6 @@
-package proxy
+//go:build !nokafka
+
+package declog
 
 import (
 	"context"
@@ -48,8 +50,12 @@ type KafkaSink struct {
 
 // NewKafkaSink connects lazily to the brokers of k: it returns without
 // waiting for them, and the first records wait in the buffer until a
-// broker answers. Close flushes and stops it.
-func NewKafkaSink(k *config.Kafka, m *Metrics, log *zap.Logger) (*KafkaSink, error) {
+// broker answers. Its metrics go to set (nil: a private set). Close
+// flushes and stops it.
+func NewKafkaSink(k *config.Kafka, set *metrics.Set, log *zap.Logger) (*KafkaSink, error) {
+	if set == nil {
+		set = metrics.NewSet()
+	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(k.Brokers...),
 		kgo.DefaultProduceTopic(k.Topic),
@@ -105,11 +111,11 @@ func NewKafkaSink(k *config.Kafka, m *Metrics, log *zap.Logger) (*KafkaSink, err
 		closeTimeout: k.CloseTimeout,
 		headers:      []kgo.RecordHeader{{Key: "source", Value: []byte(host)}},
 		log:          log,
-		delivered:    m.set.GetOrCreateCounter(`consentgate_decision_kafka_records_total`),
-		droppedFull:  m.set.GetOrCreateCounter(`consentgate_decision_kafka_dropped_total{cause="buffer_full"}`),
-		droppedFail:  m.set.GetOrCreateCounter(`consentgate_decision_kafka_dropped_total{cause="delivery_failed"}`),
+		delivered:    set.GetOrCreateCounter(`consentgate_decision_kafka_records_total`),
+		droppedFull:  set.GetOrCreateCounter(`consentgate_decision_kafka_dropped_total{cause="buffer_full"}`),
+		droppedFail:  set.GetOrCreateCounter(`consentgate_decision_kafka_dropped_total{cause="delivery_failed"}`),
 	}
-	m.set.GetOrCreateGauge(`consentgate_decision_kafka_buffered_records`, func() float64 { return float64(cl.BufferedProduceRecords()) })
+	set.GetOrCreateGauge(`consentgate_decision_kafka_buffered_records`, func() float64 { return float64(cl.BufferedProduceRecords()) })
 	return s, nil
 }
 

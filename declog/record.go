@@ -1,4 +1,4 @@
-package proxy
+package declog
 
 import (
 	"encoding/json"
@@ -14,7 +14,7 @@ import (
 
 // Record is one decision as every output shows it: the decision log writes
 // one per line (MarshalLogObject), explain, /debug/explain and audit print
-// it (JSON), and audit reads decision-log lines back into it. newRecord is
+// it (JSON), and audit reads decision-log lines back into it. NewRecord is
 // the only place a consentmode.Decision becomes one.
 type Record struct {
 	// Time and Hit are set on decision-log lines: when the request was
@@ -54,11 +54,17 @@ type Record struct {
 	// the reason it was rejected in explain (nothing is forwarded then).
 	Error         string `json:"error,omitempty"`
 	PolicyVersion string `json:"policy_version"`
+	// Inputs are the hit's consent inputs (log only).
+	Inputs *Inputs `json:"inputs,omitempty"`
+	// Seq and Prev chain the line to the one before it (log only, with a
+	// Chain): its number and the SHA-256 of the previous line.
+	Seq  uint64 `json:"seq,omitempty"`
+	Prev string `json:"prev,omitempty"`
 }
 
-// newRecord renders d, decided under cfg. Hits that matched no route
+// NewRecord renders d, decided under cfg. Hits that matched no route
 // have only the configuration's fields.
-func newRecord(d *consentmode.Decision, cfg *config.Config, matched bool) Record {
+func NewRecord(d *consentmode.Decision, cfg *config.Config, matched bool) Record {
 	r := Record{
 		Reasons:       d.Reasons.Strings(),
 		Removed:       d.Removed.Names(),
@@ -88,8 +94,8 @@ func newRecord(d *consentmode.Decision, cfg *config.Config, matched bool) Record
 	return r
 }
 
-// addSaid fills Said from d: what each of the hit's consent inputs said.
-func (r *Record) addSaid(d *consentmode.Decision) {
+// AddSaid fills Said from d: what each of the hit's consent inputs said.
+func (r *Record) AddSaid(d *consentmode.Decision) {
 	for t := range consentmode.NumTypes {
 		name := consentmode.Type(t).String()
 		for i, input := range consentmode.SaidInputs {
@@ -136,6 +142,15 @@ func (r *Record) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddFloat64("upstream_ms", r.UpstreamMS)
 	enc.AddString("error", r.Error)
 	enc.AddString("policy_version", r.PolicyVersion)
+	if r.Inputs != nil {
+		if err := enc.AddObject("inputs", r.Inputs); err != nil {
+			return err
+		}
+	}
+	if r.Seq != 0 {
+		enc.AddUint64("seq", r.Seq)
+		enc.AddString("prev", r.Prev)
+	}
 	return nil
 }
 
@@ -180,7 +195,7 @@ func (v *TypeValues) UnmarshalJSON(b []byte) error {
 	for name, s := range m {
 		t, ok := consentmode.TypeByName(name)
 		if !ok {
-			return fmt.Errorf("proxy: %q is not a consent type", name)
+			return fmt.Errorf("declog: %q is not a consent type", name)
 		}
 		v[t] = s
 	}
