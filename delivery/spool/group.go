@@ -140,6 +140,15 @@ func (s *Spool) writeOpen() {
 			err = fmt.Errorf("spool: write: %w", err)
 		}
 	}
+	if err != nil && s.next == g.last+1 {
+		// No group took numbers after ours: give them back, so that the
+		// next segment starts where this one's torn tail does and Open
+		// counts nothing lost for hits that were refused. (When a later
+		// group holds numbers already, the gap stays and Open counts the
+		// refused hits of the torn tail as lost: an over-count, never an
+		// under-count.)
+		s.next = g.first
+	}
 	s.grouped -= g.bytes
 	if err == nil {
 		if seg.outstanding == 0 && seg.size == 0 {
