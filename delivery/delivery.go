@@ -397,12 +397,14 @@ wait:
 			for n := len(l.ch); n > 0; n-- {
 				q := <-l.ch
 				d.m.dropped[dropShutdown].Inc()
+				l.inflight.Add(-1)
 				putQueued(q)
 			}
 			l.releaseRetries()
 			continue
 		}
 		for n := len(l.ch); n > 0; n-- {
+			l.inflight.Add(-1)
 			putQueued(<-l.ch) // still in the spool
 		}
 		l.releaseRetries()
@@ -439,7 +441,7 @@ func (d *Delivery) Idle() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, l := range d.lanes {
-		if len(l.ch) > 0 || l.inflight.Load() > 0 {
+		if l.inflight.Load() > 0 {
 			return false
 		}
 		l.mu.Lock()
@@ -513,8 +515,12 @@ type Lane struct {
 	room     chan struct{} // a sender took hits from ch (replay waits for it)
 	reserved atomic.Int64  // slots of ch that accepts are about to fill
 	memBytes atomic.Int64  // payload bytes in ch
-	inflight atomic.Int64  // hits out of the memory queue, not yet settled
-	held     atomic.Int64  // accept time of the hit replay waits to queue, 0 when none
+	// inflight counts the hits handed to the memory queue and not yet
+	// settled: queued, held by a sender, written or waiting for a retry.
+	// It is counted before the channel send, since a sender waiting on ch
+	// takes a hit without its ever showing in len(ch).
+	inflight atomic.Int64
+	held     atomic.Int64 // accept time of the hit replay waits to queue, 0 when none
 	senders  []*sender
 	circuit  circuit
 
@@ -561,12 +567,14 @@ func (l *Lane) Accept(route int, out *fasthttp.Request, path, query []byte, at t
 			putQueued(q)
 			return ErrQueueFull
 		}
+		l.inflight.Add(1) // before the send: a waiting sender takes q at once
 		select {
 		case l.ch <- q:
 			l.memBytes.Add(n)
 			l.d.family(l.d.m.accepted, route).Inc()
 			return nil
 		default:
+			l.inflight.Add(-1)
 			putQueued(q)
 			return ErrQueueFull
 		}
@@ -595,6 +603,7 @@ func (l *Lane) Accept(route int, out *fasthttp.Request, path, query []byte, at t
 	if toMemory {
 		if err == nil {
 			q.seq = seq
+			l.inflight.Add(1)
 			l.ch <- q // room was reserved
 		} else {
 			l.memBytes.Add(-n)
@@ -723,6 +732,7 @@ func (l *Lane) push(ctx context.Context, q *queued) bool {
 		l.mu.Lock()
 		if len(l.ch)+int(l.reserved.Load()) < cap(l.ch) && (l.memBytes.Load()+n <= l.d.cfg.QueueBytes || l.memBytes.Load() == 0) {
 			l.memBytes.Add(n)
+			l.inflight.Add(1)
 			l.ch <- q
 			l.mu.Unlock()
 			return true
@@ -901,7 +911,7 @@ var laneGauges = []struct {
 	value func(l *Lane) float64
 }{
 	{"consentgate_delivery_queue_depth", false, func(l *Lane) float64 { return float64(len(l.ch)) }},
-	{"consentgate_delivery_inflight", false, func(l *Lane) float64 { return float64(l.inflight.Load()) }},
+	{"consentgate_delivery_inflight", false, func(l *Lane) float64 { return float64(max(l.inflight.Load()-int64(len(l.ch)), 0)) }},
 	{"consentgate_delivery_oldest_age_seconds", false, (*Lane).oldestAge},
 	{"consentgate_delivery_circuit_open", false, func(l *Lane) float64 {
 		if l.circuit.open.Load() {

@@ -159,7 +159,6 @@ func classifyUpstream(err error) upstreamErrKind {
 	return upErrOther
 }
 
-
 // DropCauses lists the cause labels of consentgate_delivery_dropped_total.
 func DropCauses() []string { return append([]string(nil), dropCauseNames[:]...) }
 

@@ -143,8 +143,6 @@ func (s *sender) take(q *queued, n int) {
 		}
 		break
 	}
-	// Out of the memory queue until settled (retries already count).
-	l.inflight.Add(int64(fresh))
 	if fresh > 0 {
 		select {
 		case l.room <- struct{}{}:

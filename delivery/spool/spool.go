@@ -112,7 +112,7 @@ type Spool struct {
 	writing    bool
 	wrote      *sync.Cond
 	freeGroups []*group
-	stats   Stats // Corrupt and CorruptBytes, set by Open
+	stats      Stats // Corrupt and CorruptBytes, set by Open
 
 	// acked holds the records of the segments found by Open that their
 	// ack files list; Readers skip them. Never written after Open.
