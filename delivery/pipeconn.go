@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"errors"
+	"math"
 	"net"
 	"sync"
 	"time"
@@ -68,6 +69,10 @@ var (
 type upConn interface {
 	// pending is the number of hits written and not answered.
 	pending() int
+	// limit is the most hits the connection carries at once by the
+	// upstream's word (HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS); the
+	// sender's window applies as well.
+	limit() int
 	// alive reports whether the connection can take more hits.
 	alive() bool
 	// send writes batch. With errConnDead nothing was sent and batch is
@@ -161,6 +166,9 @@ func (c *pconn) pending() int {
 	defer c.mu.Unlock()
 	return len(c.inflight) - c.head
 }
+
+// limit: an HTTP/1.1 upstream states none; the sender's window applies.
+func (c *pconn) limit() int { return math.MaxInt }
 
 // alive reports whether the connection can take more hits.
 func (c *pconn) alive() bool {

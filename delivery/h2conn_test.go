@@ -1,0 +1,627 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// h2Upstream is Go's own HTTP/2 server over TLS, recording every request
+// it receives: on which connection, the hit's n, and what came with it.
+type h2Upstream struct {
+	ts *httptest.Server
+
+	mu          sync.Mutex
+	conns       int
+	got         []h2Req
+	inFlight    int
+	maxInFlight int
+}
+
+type h2Req struct {
+	conn, n      int
+	proto        string
+	method, host string
+	ua           string
+	path         string
+	body         []byte
+	length       int64
+}
+
+type connKey struct{}
+
+// newH2Upstream starts the server; handle answers request r, the hit n
+// (its query parameter n), after it is recorded and its body read.
+func newH2Upstream(t *testing.T, conf *http2.Server, handle func(w http.ResponseWriter, r *http.Request, n int)) *h2Upstream {
+	t.Helper()
+	u := &h2Upstream{}
+	u.ts = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		u.mu.Lock()
+		u.got = append(u.got, h2Req{conn: r.Context().Value(connKey{}).(int), n: n, proto: r.Proto, method: r.Method,
+			host: r.Host, ua: r.Header.Get("User-Agent"), path: r.URL.Path, body: body, length: r.ContentLength})
+		u.inFlight++
+		u.maxInFlight = max(u.maxInFlight, u.inFlight)
+		u.mu.Unlock()
+		defer func() {
+			u.mu.Lock()
+			u.inFlight--
+			u.mu.Unlock()
+		}()
+		handle(w, r, n)
+	}))
+	u.ts.Config.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		u.conns++
+		return context.WithValue(ctx, connKey{}, u.conns-1)
+	}
+	u.ts.Config.ErrorLog = nil
+	if err := http2.ConfigureServer(u.ts.Config, conf); err != nil {
+		t.Fatal(err)
+	}
+	u.ts.TLS = u.ts.Config.TLSConfig
+	u.ts.StartTLS()
+	t.Cleanup(u.ts.Close)
+	return u
+}
+
+// client is a HostClient for the server, its first dial waiting for gate.
+func (u *h2Upstream) client(gate chan struct{}) *fasthttp.HostClient {
+	return tlsClient(u.ts, gatedDial(u.ts.Listener.Addr().String(), gate))
+}
+
+// tlsClient trusts ts's certificate.
+func tlsClient(ts *httptest.Server, dial fasthttp.DialFunc) *fasthttp.HostClient {
+	pool := x509.NewCertPool()
+	pool.AddCert(ts.Certificate())
+	return &fasthttp.HostClient{Addr: ts.Listener.Addr().String(), IsTLS: true, Dial: dial,
+		TLSConfig: &tls.Config{RootCAs: pool}}
+}
+
+func (u *h2Upstream) requests() []h2Req {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.got)
+}
+
+// h2Obs is one call of Options.Observe.
+type h2Obs struct {
+	tag, status int
+	err         error
+}
+
+// startH2 starts delivery without a spool, offering HTTP/2, over one
+// connection of window hits; every Observe call is sent on obs.
+func startH2(t *testing.T, window int, obs chan h2Obs) (*Delivery, *metrics.Set) {
+	t.Helper()
+	set := metrics.NewSet()
+	d, err := Start(Options{MaxAge: time.Minute, QueueSize: 1024, QueueBytes: 16 << 20, Workers: window, PipelineConns: 1, HTTP2: true,
+		Timeout: 5 * time.Second, Metrics: NewMetrics(set, []string{"a"}),
+		Observe: func(tag int, _ time.Duration, status int, err error) { obs <- h2Obs{tag, status, err} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Shutdown(0) })
+	return d, set
+}
+
+// awaitAnswers reads obs until n hits are answered; it returns the
+// answers by tag and the errors seen on the way.
+func awaitAnswers(t *testing.T, obs chan h2Obs, n int) (map[int][]int, []h2Obs) {
+	t.Helper()
+	answers := map[int][]int{}
+	var errs []h2Obs
+	timeout := time.After(30 * time.Second)
+	for got := 0; got < n; {
+		select {
+		case o := <-obs:
+			if o.err != nil {
+				errs = append(errs, o)
+				continue
+			}
+			answers[o.tag] = append(answers[o.tag], o.status)
+			got++
+		case <-timeout:
+			t.Fatalf("%d of %d hits answered; errors %v", got, n, errs)
+		}
+	}
+	return answers, errs
+}
+
+func counter(set *metrics.Set, name string) uint64 {
+	return set.GetOrCreateCounter(name).Get()
+}
+
+// Many hits are streams of one HTTP/2 connection, written in far fewer
+// writes than hits, and each is settled by the answer on its own stream:
+// the server answers hit n with a status of its own.
+func TestH2ManyStreamsFewWrites(t *testing.T) {
+	const n = 100
+	statusOf := func(n int) int { return 200 + n%7 }
+	u := newH2Upstream(t, &http2.Server{}, func(w http.ResponseWriter, _ *http.Request, n int) {
+		w.Header().Set("X-N", strconv.Itoa(n))
+		w.WriteHeader(statusOf(n))
+	})
+	gate := make(chan struct{})
+	obs := make(chan h2Obs, 2*n)
+	d, set := startH2(t, n, obs)
+	l, err := d.Lane(Upstream{Scheme: "https", Host: "collect.example", Client: u.client(gate)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptN(t, l, 0, n)
+	close(gate)
+	answers, errs := awaitAnswers(t, obs, n)
+	if len(errs) > 0 {
+		t.Errorf("errors: %v", errs)
+	}
+	for i := range n {
+		if got := answers[i]; len(got) != 1 || got[0] != statusOf(i) {
+			t.Errorf("hit %d settled with %v, its own answer was %d", i, got, statusOf(i))
+		}
+	}
+	got := u.requests()
+	if len(got) != n {
+		t.Fatalf("server got %d requests, want %d", len(got), n)
+	}
+	seen := map[int]bool{}
+	for _, r := range got {
+		if r.conn != 0 || r.proto != "HTTP/2.0" || r.method != "GET" || r.host != "collect.example" || r.ua != "test" || r.path != "/g/collect" {
+			t.Errorf("server got %+v, want GET /g/collect over HTTP/2.0 on connection 0, Host collect.example, User-Agent test", r)
+		}
+		if seen[r.n] {
+			t.Errorf("hit %d received twice", r.n)
+		}
+		seen[r.n] = true
+	}
+	writes := counter(set, `consentgate_delivery_upstream_writes_total{upstream="https://collect.example"}`)
+	if writes == 0 || writes > 8 {
+		t.Errorf("%d hits took %d writes, want a few", n, writes)
+	}
+	t.Logf("%d hits, %d writes", n, writes)
+	if got := counter(set, `consentgate_delivery_delivered_total{family="a"}`); got != n {
+		t.Errorf("delivered %d, want %d", got, n)
+	}
+}
+
+// postHit is a POST hit whose body is size bytes of a pattern of its own.
+func postHit(i, size int) *fasthttp.Request {
+	req := hit("/x")
+	req.Header.SetMethod("POST")
+	req.Header.Set("Content-Type", "text/plain")
+	req.Header.Set("Connection", "keep-alive")
+	req.SetBody(postBody(i, size))
+	return req
+}
+
+func postBody(i, size int) []byte {
+	b := make([]byte, size)
+	for j := range b {
+		b[j] = byte('a' + (i+j/1000)%26)
+	}
+	return b
+}
+
+// Request bodies larger than the server's flow-control windows (65535 on
+// the stream and on the connection) arrive whole: the rest of each body
+// waits for the server's WINDOW_UPDATE.
+func TestH2BodyLargerThanWindow(t *testing.T) {
+	const n, size = 3, 200_000
+	u := newH2Upstream(t, &http2.Server{MaxUploadBufferPerStream: 65535, MaxUploadBufferPerConnection: 65535},
+		func(w http.ResponseWriter, _ *http.Request, _ int) { w.WriteHeader(http.StatusNoContent) })
+	gate := make(chan struct{})
+	obs := make(chan h2Obs, 2*n)
+	d, set := startH2(t, n, obs)
+	l, err := d.Lane(Upstream{Scheme: "https", Host: "collect.example", Client: u.client(gate)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := l.Accept(i, postHit(i, size), []byte("/g/collect"), fmt.Appendf(nil, "n=%d", i), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(gate)
+	if _, errs := awaitAnswers(t, obs, n); len(errs) > 0 {
+		t.Errorf("errors: %v", errs)
+	}
+	got := u.requests()
+	if len(got) != n {
+		t.Fatalf("server got %d requests, want %d", len(got), n)
+	}
+	for _, r := range got {
+		if r.method != "POST" || r.length != size || !bytes.Equal(r.body, postBody(r.n, size)) {
+			t.Errorf("hit %d: server got %s with Content-Length %d and a body of %d bytes (intact: %v), want POST with its %d bytes",
+				r.n, r.method, r.length, len(r.body), bytes.Equal(r.body, postBody(r.n, size)), size)
+		}
+	}
+	if got := counter(set, `consentgate_delivery_delivered_total{family="a"}`); got != n {
+		t.Errorf("delivered %d, want %d", got, n)
+	}
+}
+
+// A server that allows few streams at once (SETTINGS_MAX_CONCURRENT_STREAMS
+// 2) gets every hit, never more than 2 at a time: none is refused or reset
+// on the way, although the sender's window is far larger.
+func TestH2StreamLimit(t *testing.T) {
+	const n, limit = 40, 2
+	u := newH2Upstream(t, &http2.Server{MaxConcurrentStreams: limit},
+		func(w http.ResponseWriter, _ *http.Request, _ int) { w.WriteHeader(http.StatusNoContent) })
+	gate := make(chan struct{})
+	obs := make(chan h2Obs, 2*n)
+	d, set := startH2(t, n, obs)
+	l, err := d.Lane(Upstream{Scheme: "https", Host: "collect.example", Client: u.client(gate)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptN(t, l, 0, n)
+	close(gate)
+	answers, errs := awaitAnswers(t, obs, n)
+	if len(errs) > 0 {
+		t.Errorf("streams refused or reset: %v", errs)
+	}
+	for i := range n {
+		if len(answers[i]) != 1 {
+			t.Errorf("hit %d answered %d times", i, len(answers[i]))
+		}
+	}
+	got := u.requests()
+	if len(got) != n {
+		t.Errorf("server got %d requests, want %d", len(got), n)
+	}
+	u.mu.Lock()
+	if u.maxInFlight > limit || u.conns != 1 {
+		t.Errorf("%d requests in flight at once over %d connections, want at most %d over one", u.maxInFlight, u.conns, limit)
+	}
+	u.mu.Unlock()
+	if got := counter(set, `consentgate_delivery_delivered_total{family="a"}`); got != n {
+		t.Errorf("delivered %d, want %d", got, n)
+	}
+}
+
+// A stream the server resets (a handler aborting: RST_STREAM) is sent
+// again; the other streams of its connection are answered once, and the
+// connection stays.
+func TestH2ResetStreamRetried(t *testing.T) {
+	const n, reset = 10, 3
+	var once sync.Once
+	u := newH2Upstream(t, &http2.Server{}, func(w http.ResponseWriter, _ *http.Request, n int) {
+		if n == reset {
+			aborted := false
+			once.Do(func() { aborted = true })
+			if aborted {
+				panic(http.ErrAbortHandler)
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	gate := make(chan struct{})
+	obs := make(chan h2Obs, 2*n)
+	d, set := startH2(t, n, obs)
+	l, err := d.Lane(Upstream{Scheme: "https", Host: "collect.example", Client: u.client(gate)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptN(t, l, 0, n)
+	close(gate)
+	answers, errs := awaitAnswers(t, obs, n)
+	if len(errs) != 1 || errs[0].tag != reset {
+		t.Errorf("errors %v, want one, of the reset hit %d", errs, reset)
+	}
+	for i := range n {
+		if len(answers[i]) != 1 {
+			t.Errorf("hit %d answered %d times", i, len(answers[i]))
+		}
+	}
+	times := map[int]int{}
+	for _, r := range u.requests() {
+		times[r.n]++
+	}
+	for i := range n {
+		want := 1
+		if i == reset {
+			want = 2
+		}
+		if times[i] != want {
+			t.Errorf("server got hit %d %d times, want %d", i, times[i], want)
+		}
+	}
+	u.mu.Lock()
+	if u.conns != 1 {
+		t.Errorf("%d connections, want the one", u.conns)
+	}
+	u.mu.Unlock()
+	if got := counter(set, `consentgate_delivery_delivered_total{family="a"}`); got != n {
+		t.Errorf("delivered %d, want %d", got, n)
+	}
+}
+
+// A server shutting down sends GOAWAY while streams are in flight: they
+// are answered on the old connection, the hits not yet sent go out on a
+// new one (to a second server here), and no hit is sent twice.
+func TestH2GoAwayFromShutdown(t *testing.T) {
+	const n, limit = 20, 4
+	var (
+		blockedMu sync.Mutex
+		blocked   int
+	)
+	full := make(chan struct{}) // limit handlers of server a are waiting
+	release := make(chan struct{})
+	a := newH2Upstream(t, &http2.Server{MaxConcurrentStreams: limit}, func(w http.ResponseWriter, _ *http.Request, n int) {
+		if n >= 2 {
+			blockedMu.Lock()
+			blocked++
+			if blocked == limit {
+				close(full)
+			}
+			blockedMu.Unlock()
+			<-release
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	b := newH2Upstream(t, &http2.Server{}, func(w http.ResponseWriter, _ *http.Request, _ int) { w.WriteHeader(http.StatusNoContent) })
+	gate := make(chan struct{})
+	redial := make(chan struct{})
+	dials := 0
+	hc := tlsClient(a.ts, func(string) (net.Conn, error) {
+		<-gate
+		dials++ // one sender dials: no lock needed
+		if dials == 1 {
+			return net.Dial("tcp", a.ts.Listener.Addr().String())
+		}
+		if dials == 2 {
+			close(redial)
+		}
+		return net.Dial("tcp", b.ts.Listener.Addr().String())
+	})
+	obs := make(chan h2Obs, 2*n)
+	d, set := startH2(t, n, obs)
+	l, err := d.Lane(Upstream{Scheme: "https", Host: "collect.example", Client: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptN(t, l, 0, n)
+	close(gate)
+	<-full
+	shut := make(chan error, 1)
+	go func() { shut <- a.ts.Config.Shutdown(context.Background()) }()
+	<-redial // the client took the GOAWAY: no new streams on a
+	close(release)
+	answers, errs := awaitAnswers(t, obs, n)
+	if len(errs) > 0 {
+		t.Errorf("errors: %v", errs)
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	for i := range n {
+		if len(answers[i]) != 1 {
+			t.Errorf("hit %d answered %d times", i, len(answers[i]))
+		}
+	}
+	on := map[int]string{}
+	for name, u := range map[string]*h2Upstream{"a": a, "b": b} {
+		for _, r := range u.requests() {
+			if on[r.n] != "" {
+				t.Errorf("hit %d sent to %s and %s", r.n, on[r.n], name)
+			}
+			on[r.n] = name
+		}
+	}
+	onA, onB := 0, 0
+	for i := range n {
+		switch on[i] {
+		case "a":
+			onA++
+		case "b":
+			onB++
+		default:
+			t.Errorf("hit %d never received", i)
+		}
+	}
+	if onA != 2+limit || onB != n-2-limit {
+		t.Errorf("%d hits on the server that went away, %d on the next, want %d and %d", onA, onB, 2+limit, n-2-limit)
+	}
+	if got := counter(set, `consentgate_delivery_delivered_total{family="a"}`); got != n {
+		t.Errorf("delivered %d, want %d", got, n)
+	}
+}
+
+// rawH2 is an HTTP/2 server written for these tests with the Framer, for
+// what Go's server does not do on demand: on each connection it reads the
+// HEADERS of batch(conn) streams, then plays script(conn, fr, ids), ids
+// being the streams in the order they came; the connection is dropped
+// when script returns false.
+type rawH2 struct {
+	ts     *httptest.Server
+	batch  func(conn int) int
+	script func(conn int, fr *http2.Framer, ids []uint32) bool
+
+	mu  sync.Mutex
+	got [][]int // per connection: the n of each stream, in order
+}
+
+func newRawH2(t *testing.T, batch func(conn int) int, script func(conn int, fr *http2.Framer, ids []uint32) bool) *rawH2 {
+	t.Helper()
+	u := &rawH2{batch: batch, script: script}
+	u.ts = httptest.NewUnstartedServer(http.NotFoundHandler())
+	u.ts.TLS = &tls.Config{NextProtos: []string{"h2"}}
+	u.ts.Config.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){
+		"h2": func(_ *http.Server, c *tls.Conn, _ http.Handler) { u.serve(c) },
+	}
+	u.ts.StartTLS()
+	t.Cleanup(u.ts.Close)
+	return u
+}
+
+func (u *rawH2) serve(c *tls.Conn) {
+	defer c.Close()
+	preface := make([]byte, len(http2.ClientPreface))
+	if _, err := io.ReadFull(c, preface); err != nil || string(preface) != http2.ClientPreface {
+		return
+	}
+	fr := http2.NewFramer(c, c)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if err := fr.WriteSettings(); err != nil {
+		return
+	}
+	u.mu.Lock()
+	conn := len(u.got)
+	u.got = append(u.got, nil)
+	u.mu.Unlock()
+	var ids []uint32
+	for len(ids) < u.batch(conn) {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				_ = fr.WriteSettingsAck()
+			}
+		case *http2.MetaHeadersFrame:
+			_, q, _ := strings.Cut(f.PseudoValue("path"), "n=")
+			n, _ := strconv.Atoi(q)
+			ids = append(ids, f.StreamID)
+			u.mu.Lock()
+			u.got[conn] = append(u.got[conn], n)
+			u.mu.Unlock()
+		}
+	}
+	if !u.script(conn, fr, ids) {
+		return
+	}
+	// Read until the client closes, so that what was written arrives.
+	for {
+		if _, err := fr.ReadFrame(); err != nil {
+			return
+		}
+	}
+}
+
+// requests is the n of each stream per connection, each connection's
+// sorted (retries come back in the order of their jittered backoff).
+func (u *rawH2) requests() [][]int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := make([][]int, len(u.got))
+	for i, g := range u.got {
+		out[i] = slices.Sorted(slices.Values(g))
+	}
+	return out
+}
+
+// answer204 writes a 204 answer ending stream id.
+func answer204(fr *http2.Framer, id uint32) {
+	var b bytes.Buffer
+	_ = hpack.NewEncoder(&b).WriteField(hpack.HeaderField{Name: ":status", Value: "204"})
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: b.Bytes(), EndStream: true, EndHeaders: true})
+}
+
+// runRaw delivers n hits to u over one HTTP/2 connection at a time and
+// checks that each is answered once; it returns what the server got.
+func runRaw(t *testing.T, u *rawH2, n int) [][]int {
+	t.Helper()
+	gate := make(chan struct{})
+	obs := make(chan h2Obs, 4*n)
+	d, set := startH2(t, n, obs)
+	hc := tlsClient(u.ts, gatedDial(u.ts.Listener.Addr().String(), gate))
+	l, err := d.Lane(Upstream{Scheme: "https", Host: "collect.example", Client: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptN(t, l, 0, n)
+	close(gate)
+	answers, _ := awaitAnswers(t, obs, n)
+	for i := range n {
+		if len(answers[i]) != 1 {
+			t.Errorf("hit %d answered %d times", i, len(answers[i]))
+		}
+	}
+	if got := counter(set, `consentgate_delivery_delivered_total{family="a"}`); got != uint64(n) {
+		t.Errorf("delivered %d, want %d", got, n)
+	}
+	return u.requests()
+}
+
+// A GOAWAY whose last stream is in the middle of a batch: the streams
+// above it come back at once and are sent again on a new connection,
+// the stream it kept is answered on the old one after the GOAWAY, and
+// the streams answered before are not sent again.
+func TestH2GoAwayRetriesStreamsAboveLast(t *testing.T) {
+	const n, kept = 10, 3 // hits 0..2 answered, 3 kept and answered after the GOAWAY, 4..9 refused
+	u := newRawH2(t, func(conn int) int {
+		if conn == 0 {
+			return n
+		}
+		return n - kept - 1
+	}, func(conn int, fr *http2.Framer, ids []uint32) bool {
+		if conn > 0 {
+			for _, id := range ids {
+				answer204(fr, id)
+			}
+			return true
+		}
+		for _, id := range ids[:kept] {
+			answer204(fr, id)
+		}
+		_ = fr.WriteGoAway(ids[kept], http2.ErrCodeNo, nil)
+		answer204(fr, ids[kept])
+		return true
+	})
+	got := runRaw(t, u, n)
+	want := [][]int{{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, {4, 5, 6, 7, 8, 9}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("server got %v, want %v", got, want)
+	}
+}
+
+// A connection that breaks mid-batch, after a stream was refused: the
+// streams answered are settled, exactly the refused and the unanswered
+// ones are sent again on a new connection.
+func TestH2BrokenConnectionRetriesTheUnanswered(t *testing.T) {
+	const n, answered = 10, 4
+	u := newRawH2(t, func(conn int) int {
+		if conn == 0 {
+			return n
+		}
+		return n - answered
+	}, func(conn int, fr *http2.Framer, ids []uint32) bool {
+		if conn > 0 {
+			for _, id := range ids {
+				answer204(fr, id)
+			}
+			return true
+		}
+		for _, id := range ids[:answered] {
+			answer204(fr, id)
+		}
+		_ = fr.WriteRSTStream(ids[answered], http2.ErrCodeRefusedStream)
+		return false // and the connection drops
+	})
+	got := runRaw(t, u, n)
+	want := [][]int{{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, {4, 5, 6, 7, 8, 9}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("server got %v, want %v", got, want)
+	}
+}
