@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -539,8 +540,9 @@ func answer204(fr *http2.Framer, id uint32) {
 }
 
 // runRaw delivers n hits to u over one HTTP/2 connection at a time and
-// checks that each is answered once; it returns what the server got.
-func runRaw(t *testing.T, u *rawH2, n int) [][]int {
+// checks that each is answered once; it returns what the server got and
+// the errors observed.
+func runRaw(t *testing.T, u *rawH2, n int) ([][]int, []h2Obs) {
 	t.Helper()
 	gate := make(chan struct{})
 	obs := make(chan h2Obs, 4*n)
@@ -552,7 +554,7 @@ func runRaw(t *testing.T, u *rawH2, n int) [][]int {
 	}
 	acceptN(t, l, 0, n)
 	close(gate)
-	answers, _ := awaitAnswers(t, obs, n)
+	answers, errs := awaitAnswers(t, obs, n)
 	for i := range n {
 		if len(answers[i]) != 1 {
 			t.Errorf("hit %d answered %d times", i, len(answers[i]))
@@ -561,7 +563,7 @@ func runRaw(t *testing.T, u *rawH2, n int) [][]int {
 	if got := counter(set, `consentgate_delivery_delivered_total{family="a"}`); got != uint64(n) {
 		t.Errorf("delivered %d, want %d", got, n)
 	}
-	return u.requests()
+	return u.requests(), errs
 }
 
 // A GOAWAY whose last stream is in the middle of a batch: the streams
@@ -587,9 +589,14 @@ func TestH2GoAwayRetriesStreamsAboveLast(t *testing.T) {
 		}
 		_ = fr.WriteGoAway(ids[kept], http2.ErrCodeNo, nil)
 		answer204(fr, ids[kept])
-		return true
+		return true // and the connection stays open
 	})
-	got := runRaw(t, u, n)
+	got, errs := runRaw(t, u, n)
+	// The refused streams come back when the GOAWAY arrives, not when
+	// their answers time out.
+	if len(errs) != 1 || !errors.Is(errs[0].err, errH2GoAway) {
+		t.Errorf("errors %v, want the GOAWAY once", errs)
+	}
 	want := [][]int{{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, {4, 5, 6, 7, 8, 9}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("server got %v, want %v", got, want)
@@ -619,9 +626,110 @@ func TestH2BrokenConnectionRetriesTheUnanswered(t *testing.T) {
 		_ = fr.WriteRSTStream(ids[answered], http2.ErrCodeRefusedStream)
 		return false // and the connection drops
 	})
-	got := runRaw(t, u, n)
+	got, errs := runRaw(t, u, n)
+	for _, o := range errs {
+		if classifyUpstream(o.err) == upErrTimeout {
+			t.Errorf("hit %d came back on a timeout: %v", o.tag, o.err)
+		}
+	}
 	want := [][]int{{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, {4, 5, 6, 7, 8, 9}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("server got %v, want %v", got, want)
 	}
+}
+
+// h2Fields is what parseWire and fields make of a request text, as one
+// string per header: "name: value".
+func h2Fields(r *wireRequest) []string {
+	var out []string
+	r.fields(func(name, value []byte) { out = append(out, string(name)+": "+string(value)) })
+	return out
+}
+
+func TestParseWire(t *testing.T) {
+	for _, tc := range []struct {
+		name                    string
+		wire                    string
+		method, path, authority string
+		fields                  []string
+		body                    string
+		err                     bool
+	}{
+		{name: "get", wire: "GET /g/collect?v=2&n=1 HTTP/1.1\r\nHost: collect.example\r\nUser-Agent: test\r\n\r\n",
+			method: "GET", path: "/g/collect?v=2&n=1", authority: "collect.example", fields: []string{"user-agent: test"}},
+		{name: "post with body", wire: "POST /g/collect HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nab\r\nc",
+			method: "POST", path: "/g/collect", authority: "h", fields: []string{"content-type: text/plain", "content-length: 5"}, body: "ab\r\nc"},
+		{name: "connection-specific headers dropped",
+			wire:   "GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\nProxy-Connection: x\r\nTransfer-Encoding: chunked\r\nUpgrade: h2c\r\nTE: gzip\r\nX-A: 1\r\n\r\n",
+			method: "GET", path: "/", authority: "h", fields: []string{"x-a: 1"}},
+		{name: "te trailers kept", wire: "GET / HTTP/1.1\r\nHost: h\r\nTE: trailers\r\n\r\n",
+			method: "GET", path: "/", authority: "h", fields: []string{"te: trailers"}},
+		{name: "names lower-cased, values trimmed", wire: "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For:  203.0.113.1 \r\nACCEPT-Language:\tde\r\n\r\n",
+			method: "GET", path: "/", authority: "h", fields: []string{"x-forwarded-for: 203.0.113.1", "accept-language: de"}},
+		{name: "lines that are not headers left out", wire: "GET / HTTP/1.1\r\nHost: h\r\nno colon\r\nBad Name: x\r\n: empty\r\nX-Ok: y\r\n\r\n",
+			method: "GET", path: "/", authority: "h", fields: []string{"x-ok: y"}},
+		{name: "no host", wire: "GET /a HTTP/1.1\r\nUser-Agent: u\r\n\r\n", method: "GET", path: "/a", fields: []string{"user-agent: u"}},
+		{name: "no version", wire: "GET /a\r\nHost: h\r\n\r\n", method: "GET", path: "/a", authority: "h"},
+		{name: "no end of headers", wire: "GET / HTTP/1.1\r\nHost: h\r\n", err: true},
+		{name: "no target", wire: "GET\r\n\r\n", err: true},
+		{name: "target not a path", wire: "GET http://h/ HTTP/1.1\r\n\r\n", err: true},
+		{name: "empty method", wire: " / HTTP/1.1\r\n\r\n", err: true},
+		{name: "empty", wire: "", err: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := parseWire([]byte(tc.wire))
+			if tc.err {
+				if err == nil {
+					t.Fatalf("parseWire(%q) = %+v, want an error", tc.wire, r)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(r.method) != tc.method || string(r.path) != tc.path || string(r.authority) != tc.authority || string(r.body) != tc.body {
+				t.Errorf("method %q path %q authority %q body %q, want %q %q %q %q", r.method, r.path, r.authority, r.body, tc.method, tc.path, tc.authority, tc.body)
+			}
+			if got := h2Fields(&r); !slices.Equal(got, tc.fields) {
+				t.Errorf("fields %q, want %q", got, tc.fields)
+			}
+		})
+	}
+}
+
+// FuzzParseWire: any request text is taken apart without a panic, and
+// what is taken out may go into an HTTP/2 header block: lower-case
+// token names, none connection-specific, values without control bytes,
+// the path a path, the body the text's tail.
+func FuzzParseWire(f *testing.F) {
+	out := hit("/x")
+	out.Header.Set("Connection", "close")
+	f.Add(appendWire(nil, 0, out, "collect.example", []byte("/g/collect"), []byte("v=2"))[payloadHead:])
+	f.Add(appendWire(nil, 0, postHit(1, 10), "h", []byte("/p"), nil)[payloadHead:])
+	f.Add([]byte("GET / HTTP/1.1\r\nTE: trailers\r\nX: \x7f\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, wire []byte) {
+		r, err := parseWire(wire)
+		if err != nil {
+			return
+		}
+		if len(r.method) == 0 || len(r.path) == 0 || r.path[0] != '/' || !validFieldValue(r.path) || !validFieldValue(r.authority) {
+			t.Fatalf("method %q path %q authority %q", r.method, r.path, r.authority)
+		}
+		if !bytes.HasSuffix(wire, r.body) {
+			t.Fatalf("body %q is not the tail of %q", r.body, wire)
+		}
+		r.fields(func(name, value []byte) {
+			if string(name) != strings.ToLower(string(name)) || !validFieldValue(value) || slices.Contains(h2Dropped, string(name)) || len(name) == 0 {
+				t.Fatalf("field %q: %q", name, value)
+			}
+			for _, b := range name {
+				if b <= ' ' || b == ':' || b >= 0x7f {
+					t.Fatalf("field name %q", name)
+				}
+			}
+			if string(name) == "te" && !strings.EqualFold(string(value), "trailers") {
+				t.Fatalf("te: %q", value)
+			}
+		})
+	})
 }
