@@ -199,6 +199,7 @@ func TestH2ManyStreamsFewWrites(t *testing.T) {
 		t.Errorf("%d hits took %d writes, want a few", n, writes)
 	}
 	t.Logf("%d hits, %d writes", n, writes)
+	d.Shutdown(0) // its readers have ended: every answer is counted
 	if got := counter(set, `consentgate_delivery_delivered_total{family="a"}`); got != n {
 		t.Errorf("delivered %d, want %d", got, n)
 	}
@@ -255,6 +256,7 @@ func TestH2BodyLargerThanWindow(t *testing.T) {
 				r.n, r.method, r.length, len(r.body), bytes.Equal(r.body, postBody(r.n, size)), size)
 		}
 	}
+	d.Shutdown(0) // its readers have ended: every answer is counted
 	if got := counter(set, `consentgate_delivery_delivered_total{family="a"}`); got != n {
 		t.Errorf("delivered %d, want %d", got, n)
 	}
@@ -294,6 +296,7 @@ func TestH2StreamLimit(t *testing.T) {
 		t.Errorf("%d requests in flight at once over %d connections, want at most %d over one", u.maxInFlight, u.conns, limit)
 	}
 	u.mu.Unlock()
+	d.Shutdown(0) // its readers have ended: every answer is counted
 	if got := counter(set, `consentgate_delivery_delivered_total{family="a"}`); got != n {
 		t.Errorf("delivered %d, want %d", got, n)
 	}
@@ -351,6 +354,7 @@ func TestH2ResetStreamRetried(t *testing.T) {
 		t.Errorf("%d connections, want the one", u.conns)
 	}
 	u.mu.Unlock()
+	d.Shutdown(0) // its readers have ended: every answer is counted
 	if got := counter(set, `consentgate_delivery_delivered_total{family="a"}`); got != n {
 		t.Errorf("delivered %d, want %d", got, n)
 	}
@@ -442,6 +446,7 @@ func TestH2GoAwayFromShutdown(t *testing.T) {
 	if onA != 2+limit || onB != n-2-limit {
 		t.Errorf("%d hits on the server that went away, %d on the next, want %d and %d", onA, onB, 2+limit, n-2-limit)
 	}
+	d.Shutdown(0) // its readers have ended: every answer is counted
 	if got := counter(set, `consentgate_delivery_delivered_total{family="a"}`); got != n {
 		t.Errorf("delivered %d, want %d", got, n)
 	}
@@ -560,6 +565,7 @@ func runRaw(t *testing.T, u *rawH2, n int) ([][]int, []h2Obs) {
 			t.Errorf("hit %d answered %d times", i, len(answers[i]))
 		}
 	}
+	d.Shutdown(0) // its readers have ended: every answer is counted
 	if got := counter(set, `consentgate_delivery_delivered_total{family="a"}`); got != uint64(n) {
 		t.Errorf("delivered %d, want %d", got, n)
 	}

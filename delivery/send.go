@@ -12,7 +12,7 @@ import (
 )
 
 // Batched delivery. A lane has a few senders, each owning one upstream
-// connection (pconn). A sender waits for hits in the lane's memory queue;
+// connection (an upConn: HTTP/1.1 pipelined, pconn, or HTTP/2, h2conn). A sender waits for hits in the lane's memory queue;
 // the first hit wakes it, it yields once so that the hits accepted in the
 // same scheduling round are queued too, takes all it may (up to its
 // connection's window), and writes their requests with one write. The
