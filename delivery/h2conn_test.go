@@ -262,6 +262,46 @@ func TestH2BodyLargerThanWindow(t *testing.T) {
 	}
 }
 
+// Answers with bodies larger than the client's windows flow: the reader
+// discards them and opens its windows again. The server allows one
+// stream at a time, so each next hit waits for the whole body before it;
+// a stalled body would end the connection on its timeout instead.
+func TestH2LargeResponseBodies(t *testing.T) {
+	const n, size = 4, 3 << 20
+	werrs := make(chan error, n)
+	u := newH2Upstream(t, &http2.Server{MaxConcurrentStreams: 1}, func(w http.ResponseWriter, _ *http.Request, _ int) {
+		w.WriteHeader(http.StatusOK)
+		_, err := w.Write(make([]byte, size))
+		werrs <- err
+	})
+	gate := make(chan struct{})
+	obs := make(chan h2Obs, 2*n)
+	d, set := startH2(t, n, obs)
+	l, err := d.Lane(Upstream{Scheme: "https", Host: "collect.example", Client: u.client(gate)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptN(t, l, 0, n)
+	close(gate)
+	if _, errs := awaitAnswers(t, obs, n); len(errs) > 0 {
+		t.Errorf("errors: %v", errs)
+	}
+	for range n {
+		if err := <-werrs; err != nil {
+			t.Errorf("server's body write: %v", err)
+		}
+	}
+	d.Shutdown(0) // its readers have ended: every answer is counted
+	u.mu.Lock()
+	if u.conns != 1 || len(u.got) != n {
+		t.Errorf("%d requests over %d connections, want %d over one", len(u.got), u.conns, n)
+	}
+	u.mu.Unlock()
+	if got := counter(set, `consentgate_delivery_delivered_total{family="a"}`); got != n {
+		t.Errorf("delivered %d, want %d", got, n)
+	}
+}
+
 // A server that allows few streams at once (SETTINGS_MAX_CONCURRENT_STREAMS
 // 2) gets every hit, never more than 2 at a time: none is refused or reset
 // on the way, although the sender's window is far larger.
