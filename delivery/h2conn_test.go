@@ -302,6 +302,81 @@ func TestH2LargeResponseBodies(t *testing.T) {
 	}
 }
 
+// An answer whose body is longer than the client's MaxResponseBodySize
+// settles its hit by its status; the client cancels the rest of the body
+// (RST_STREAM) and keeps the connection.
+func TestH2ResponseBodyLimit(t *testing.T) {
+	const n, size = 3, 4 << 20
+	werrs := make(chan error, n)
+	u := newH2Upstream(t, &http2.Server{}, func(w http.ResponseWriter, _ *http.Request, _ int) {
+		w.WriteHeader(http.StatusOK)
+		_, err := w.Write(make([]byte, size))
+		werrs <- err
+	})
+	gate := make(chan struct{})
+	obs := make(chan h2Obs, 2*n)
+	d, set := startH2(t, n, obs)
+	hc := u.client(gate)
+	hc.MaxResponseBodySize = 1000
+	l, err := d.Lane(Upstream{Scheme: "https", Host: "collect.example", Client: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptN(t, l, 0, n)
+	close(gate)
+	answers, errs := awaitAnswers(t, obs, n)
+	if len(errs) > 0 {
+		t.Errorf("errors: %v", errs)
+	}
+	for i := range n {
+		if len(answers[i]) != 1 || answers[i][0] != http.StatusOK {
+			t.Errorf("hit %d answered %v, want 200 once", i, answers[i])
+		}
+	}
+	for range n {
+		if err := <-werrs; err == nil {
+			t.Errorf("the server wrote a %d-byte body in full, want it cancelled", size)
+		}
+	}
+	d.Shutdown(0) // its readers have ended: every answer is counted
+	u.mu.Lock()
+	if u.conns != 1 {
+		t.Errorf("%d connections, want one", u.conns)
+	}
+	u.mu.Unlock()
+	if got := counter(set, `consentgate_delivery_delivered_total{family="a"}`); got != n {
+		t.Errorf("delivered %d, want %d", got, n)
+	}
+}
+
+// With HTTP/2 off, a TLS upstream that offers it is spoken to in
+// HTTP/1.1 (ALPN).
+func TestH2OffSpeaksHTTP1(t *testing.T) {
+	const n = 5
+	u := newH2Upstream(t, &http2.Server{}, func(w http.ResponseWriter, _ *http.Request, _ int) { w.WriteHeader(http.StatusNoContent) })
+	gate := make(chan struct{})
+	obs := make(chan answer, n)
+	d, _ := startPipelined(t, 1, n, obs)
+	l, err := d.Lane(Upstream{Scheme: "https", Host: "collect.example", Client: u.client(gate)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptN(t, l, 0, n)
+	close(gate)
+	for range n {
+		<-obs
+	}
+	got := u.requests()
+	if len(got) != n {
+		t.Errorf("server got %d requests, want %d", len(got), n)
+	}
+	for _, r := range got {
+		if r.proto != "HTTP/1.1" {
+			t.Errorf("hit %d went over %s, want HTTP/1.1", r.n, r.proto)
+		}
+	}
+}
+
 // A server that allows few streams at once (SETTINGS_MAX_CONCURRENT_STREAMS
 // 2) gets every hit, never more than 2 at a time: none is refused or reset
 // on the way, although the sender's window is far larger.
