@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -374,6 +375,66 @@ func TestH2OffSpeaksHTTP1(t *testing.T) {
 		if r.proto != "HTTP/1.1" {
 			t.Errorf("hit %d went over %s, want HTTP/1.1", r.n, r.proto)
 		}
+	}
+}
+
+// writeCounter counts the writes of a connection below TLS.
+type writeCounter struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c writeCounter) Write(p []byte) (int, error) {
+	c.n.Add(1)
+	return c.Conn.Write(p)
+}
+
+// A batch is one write below TLS too: TLS's records of a write (here 100
+// hits with 2,000-byte bodies, over 200 KB, a dozen records or more) go to
+// the connection together, over HTTP/2 and over HTTP/1.1 alike.
+func TestTLSBatchIsOneWrite(t *testing.T) {
+	for _, h2 := range []bool{true, false} {
+		t.Run(fmt.Sprintf("h2=%v", h2), func(t *testing.T) {
+			const n = 100
+			u := newH2Upstream(t, &http2.Server{}, func(w http.ResponseWriter, _ *http.Request, _ int) { w.WriteHeader(http.StatusNoContent) })
+			gate := make(chan struct{})
+			var raw atomic.Int64
+			hc := tlsClient(u.ts, func(string) (net.Conn, error) {
+				<-gate
+				c, err := net.Dial("tcp", u.ts.Listener.Addr().String())
+				return writeCounter{c, &raw}, err
+			})
+			obs := make(chan h2Obs, 2*n)
+			d, set := startH2(t, n, obs)
+			if !h2 {
+				d.cfg.HTTP2 = false // before the lane's first dial
+			}
+			l, err := d.Lane(Upstream{Scheme: "https", Host: "collect.example", Client: hc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range n {
+				if err := l.Accept(i, postHit(i, 2000), []byte("/g/collect"), fmt.Appendf(nil, "n=%d", i), time.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			close(gate)
+			awaitAnswers(t, obs, n)
+			below := uint64(raw.Load())
+			writes := counter(set, `consentgate_delivery_upstream_writes_total{upstream="https://collect.example"}`)
+			d.Shutdown(0)
+			// The handshake's client writes: ClientHello and Finished.
+			const handshake = 2
+			if below > writes+handshake {
+				t.Errorf("%d writes below TLS for %d batch writes, want at most %d", below, writes, writes+handshake)
+			}
+			t.Logf("%d hits: %d writes, %d below TLS", n, writes, below)
+			for _, r := range u.requests() {
+				if len(r.body) != 2000 {
+					t.Errorf("hit %d arrived with %d body bytes", r.n, len(r.body))
+				}
+			}
+		})
 	}
 }
 

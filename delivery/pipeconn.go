@@ -118,17 +118,18 @@ func dialUp(hc *fasthttp.HostClient, host string, timeout time.Duration, h2 bool
 		if h2 {
 			cfg.NextProtos = []string{"h2", "http/1.1"}
 		}
-		tc := tls.Client(nc, cfg)
+		below := &heldConn{Conn: nc}
+		tc := tls.Client(below, cfg)
 		_ = tc.SetDeadline(time.Now().Add(timeout))
 		if err := tc.Handshake(); err != nil {
 			_ = raw.Close()
 			return nil, err
 		}
 		_ = tc.SetDeadline(time.Time{})
+		nc = &recordBatcher{Conn: tc, below: below}
 		if tc.ConnectionState().NegotiatedProtocol == "h2" {
-			return newH2Conn(tc, host, timeout, hc.MaxResponseBodySize, sink)
+			return newH2Conn(nc, host, timeout, hc.MaxResponseBodySize, sink)
 		}
-		nc = tc
 	}
 	return newPconn(nc, timeout, hc.MaxResponseBodySize, sink), nil
 }
