@@ -93,6 +93,7 @@ var (
 	errH2GoAway    = errors.New("delivery: upstream stopped taking streams (GOAWAY)")
 	errH2BodySize  = errors.New("delivery: upstream answer body too large")
 	errH2Malformed = errors.New("delivery: queued request text malformed")
+	errH2Status    = errors.New("delivery: upstream answered without a final status")
 )
 
 // frameBuf collects frames for one write.
@@ -298,7 +299,7 @@ func (c *h2conn) writeBody(s *h2stream) {
 	s.body = nil
 }
 
-// moreBodies writes what the windows now allow of the request bodies
+// flush writes what the windows now allow of the request bodies
 // still waiting, together with the reader's control frames, in one write.
 // Called by the reader before it blocks.
 func (c *h2conn) flush() error {
@@ -504,18 +505,20 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) {
 		return // a stream already reset
 	}
 	q := s.q
-	status, _ := strconv.Atoi(f.PseudoValue("status"))
-	if q != nil && status < 200 && !f.StreamEnded() {
+	status, err := strconv.Atoi(f.PseudoValue("status"))
+	if q != nil && err == nil && 100 <= status && status < 200 && !f.StreamEnded() {
 		c.mu.Unlock()
 		return // 1xx: the answer follows
 	}
 	s.q = nil
 	c.mu.Unlock()
 	if q != nil {
-		if status < 200 {
-			// An interim answer ending the stream answers nothing.
-			c.end(f.StreamID, http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeProtocol})
-			c.sink.broken([]*queued{q}, errUnsolicited)
+		if err != nil || status < 200 || status > 999 {
+			// No status, or an interim answer ending the stream: not an
+			// answer. The hit is sent again.
+			_ = c.rfr.WriteRSTStream(f.StreamID, http2.ErrCodeProtocol)
+			c.end(f.StreamID, nil)
+			c.sink.broken([]*queued{q}, errH2Status)
 			return
 		}
 		c.resp.Reset()

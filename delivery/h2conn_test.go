@@ -637,6 +637,7 @@ type rawH2 struct {
 	ts     *httptest.Server
 	batch  func(conn int) int
 	script func(conn int, fr *http2.Framer, ids []uint32) bool
+	late   func(conn int, fr *http2.Framer, id uint32)
 
 	mu  sync.Mutex
 	got [][]int // per connection: the n of each stream, in order
@@ -682,23 +683,36 @@ func (u *rawH2) serve(c *tls.Conn) {
 				_ = fr.WriteSettingsAck()
 			}
 		case *http2.MetaHeadersFrame:
-			_, q, _ := strings.Cut(f.PseudoValue("path"), "n=")
-			n, _ := strconv.Atoi(q)
-			ids = append(ids, f.StreamID)
-			u.mu.Lock()
-			u.got[conn] = append(u.got[conn], n)
-			u.mu.Unlock()
+			ids = append(ids, u.record(conn, f))
 		}
 	}
 	if !u.script(conn, fr, ids) {
 		return
 	}
-	// Read until the client closes, so that what was written arrives.
+	// Read until the client closes, so that what was written arrives;
+	// streams opened now are recorded, and answered when late says so.
 	for {
-		if _, err := fr.ReadFrame(); err != nil {
+		f, err := fr.ReadFrame()
+		if err != nil {
 			return
 		}
+		if f, ok := f.(*http2.MetaHeadersFrame); ok {
+			u.record(conn, f)
+			if u.late != nil {
+				u.late(conn, fr, f.StreamID)
+			}
+		}
 	}
+}
+
+// record notes the hit n of a request's HEADERS.
+func (u *rawH2) record(conn int, f *http2.MetaHeadersFrame) uint32 {
+	_, q, _ := strings.Cut(f.PseudoValue("path"), "n=")
+	n, _ := strconv.Atoi(q)
+	u.mu.Lock()
+	u.got[conn] = append(u.got[conn], n)
+	u.mu.Unlock()
+	return f.StreamID
 }
 
 // requests is the n of each stream per connection, each connection's
@@ -914,4 +928,60 @@ func FuzzParseWire(f *testing.F) {
 			}
 		})
 	})
+}
+
+// The server's PING is acknowledged: this server answers nothing until
+// it has its PING back.
+func TestH2PingAnswered(t *testing.T) {
+	const n = 3
+	u := newRawH2(t, func(int) int { return n }, func(_ int, fr *http2.Framer, ids []uint32) bool {
+		data := [8]byte{'c', 'g'}
+		if err := fr.WritePing(false, data); err != nil {
+			return false
+		}
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return false
+			}
+			if p, ok := f.(*http2.PingFrame); ok && p.IsAck() && p.Data == data {
+				break
+			}
+		}
+		for _, id := range ids {
+			answer204(fr, id)
+		}
+		return true
+	})
+	got, errs := runRaw(t, u, n)
+	if len(got) != 1 || len(errs) > 0 {
+		t.Errorf("server got %v, errors %v: want one connection, no error", got, errs)
+	}
+}
+
+// An answer without a status is no answer: its hit is sent again (on
+// the same connection: a stream failed, not the connection); the others
+// of the batch are settled by theirs.
+func TestH2AnswerWithoutStatus(t *testing.T) {
+	const n = 4
+	u := newRawH2(t, func(int) int { return n }, func(_ int, fr *http2.Framer, ids []uint32) bool {
+		var b bytes.Buffer
+		_ = hpack.NewEncoder(&b).WriteField(hpack.HeaderField{Name: "x-a", Value: "1"})
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: ids[1], BlockFragment: b.Bytes(), EndStream: true, EndHeaders: true})
+		for _, id := range ids {
+			if id != ids[1] {
+				answer204(fr, id)
+			}
+		}
+		return true
+	})
+	u.late = func(_ int, fr *http2.Framer, id uint32) { answer204(fr, id) }
+	got, errs := runRaw(t, u, n)
+	want := [][]int{{0, 1, 1, 2, 3}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("server got %v, want %v", got, want)
+	}
+	if len(errs) != 1 || errs[0].tag != 1 || !errors.Is(errs[0].err, errH2Status) {
+		t.Errorf("errors %v, want hit 1's missing status", errs)
+	}
 }
