@@ -263,7 +263,9 @@ func (c *h2conn) writeHeaders(s *h2stream, r *wireRequest) {
 	c.field(":method", r.method)
 	c.field(":scheme", []byte("https"))
 	c.field(":authority", authority)
-	c.field(":path", r.path)
+	// Each hit's path differs (its query): indexed, it would push the
+	// headers that do repeat out of the peer's table.
+	_ = c.henc.WriteField(hpack.HeaderField{Name: ":path", Value: string(r.path), Sensitive: true})
 	r.fields(func(name, value []byte) { c.field(string(name), value) })
 	block := c.hbuf.Bytes()
 	first := block[:min(len(block), c.maxFrame)]

@@ -639,8 +639,9 @@ type rawH2 struct {
 	script func(conn int, fr *http2.Framer, ids []uint32) bool
 	late   func(conn int, fr *http2.Framer, id uint32)
 
-	mu  sync.Mutex
-	got [][]int // per connection: the n of each stream, in order
+	mu    sync.Mutex
+	got   [][]int             // per connection: the n of each stream, in order
+	paths []hpack.HeaderField // every :path as decoded
 }
 
 func newRawH2(t *testing.T, batch func(conn int) int, script func(conn int, fr *http2.Framer, ids []uint32) bool) *rawH2 {
@@ -711,6 +712,11 @@ func (u *rawH2) record(conn int, f *http2.MetaHeadersFrame) uint32 {
 	n, _ := strconv.Atoi(q)
 	u.mu.Lock()
 	u.got[conn] = append(u.got[conn], n)
+	for _, hf := range f.Fields {
+		if hf.Name == ":path" {
+			u.paths = append(u.paths, hf)
+		}
+	}
 	u.mu.Unlock()
 	return f.StreamID
 }
@@ -956,6 +962,30 @@ func TestH2PingAnswered(t *testing.T) {
 	got, errs := runRaw(t, u, n)
 	if len(got) != 1 || len(errs) > 0 {
 		t.Errorf("server got %v, errors %v: want one connection, no error", got, errs)
+	}
+}
+
+// A hit's :path (with its query, different for every hit) is sent as a
+// literal never indexed, so that it does not push the headers that repeat
+// out of the HPACK tables.
+func TestH2PathNotIndexed(t *testing.T) {
+	const n = 3
+	u := newRawH2(t, func(int) int { return n }, func(_ int, fr *http2.Framer, ids []uint32) bool {
+		for _, id := range ids {
+			answer204(fr, id)
+		}
+		return true
+	})
+	runRaw(t, u, n)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.paths) != n {
+		t.Fatalf("paths %v, want %d", u.paths, n)
+	}
+	for _, hf := range u.paths {
+		if !hf.Sensitive || !strings.HasPrefix(hf.Value, "/g/collect?n=") {
+			t.Errorf("path %+v, want /g/collect?n=… never indexed", hf)
+		}
 	}
 }
 
