@@ -42,6 +42,7 @@ type h2Req struct {
 	proto        string
 	method, host string
 	ua           string
+	big          string
 	path         string
 	body         []byte
 	length       int64
@@ -59,7 +60,7 @@ func newH2Upstream(t *testing.T, conf *http2.Server, handle func(w http.Response
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 		u.mu.Lock()
 		u.got = append(u.got, h2Req{conn: r.Context().Value(connKey{}).(int), n: n, proto: r.Proto, method: r.Method,
-			host: r.Host, ua: r.Header.Get("User-Agent"), path: r.URL.Path, body: body, length: r.ContentLength})
+			host: r.Host, ua: r.Header.Get("User-Agent"), big: r.Header.Get("X-Big"), path: r.URL.Path, body: body, length: r.ContentLength})
 		u.inFlight++
 		u.maxInFlight = max(u.maxInFlight, u.inFlight)
 		u.mu.Unlock()
@@ -638,6 +639,8 @@ type rawH2 struct {
 	batch  func(conn int) int
 	script func(conn int, fr *http2.Framer, ids []uint32) bool
 	late   func(conn int, fr *http2.Framer, id uint32)
+	// settings are the server's first SETTINGS.
+	settings []http2.Setting
 
 	mu    sync.Mutex
 	got   [][]int             // per connection: the n of each stream, in order
@@ -665,7 +668,7 @@ func (u *rawH2) serve(c *tls.Conn) {
 	}
 	fr := http2.NewFramer(c, c)
 	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	if err := fr.WriteSettings(); err != nil {
+	if err := fr.WriteSettings(u.settings...); err != nil {
 		return
 	}
 	u.mu.Lock()
@@ -1013,5 +1016,97 @@ func TestH2AnswerWithoutStatus(t *testing.T) {
 	}
 	if len(errs) != 1 || errs[0].tag != 1 || !errors.Is(errs[0].err, errH2Status) {
 		t.Errorf("errors %v, want hit 1's missing status", errs)
+	}
+}
+
+// A server that starts with a stream window of 0 gets the request bodies
+// when a later SETTINGS opens the windows (no WINDOW_UPDATE at all).
+func TestH2BodyWaitsForSettings(t *testing.T) {
+	const n, size = 3, 1000
+	bodies := map[int][]byte{}
+	u := newRawH2(t, func(int) int { return n }, func(_ int, fr *http2.Framer, ids []uint32) bool {
+		// Nothing of the bodies may have come yet: they come after this.
+		if err := fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 65535}); err != nil {
+			return false
+		}
+		for ended := 0; ended < n; {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return false
+			}
+			if d, ok := f.(*http2.DataFrame); ok {
+				i := slices.Index(ids, d.StreamID)
+				bodies[i] = append(bodies[i], d.Data()...)
+				if d.StreamEnded() {
+					ended++
+					answer204(fr, d.StreamID)
+				}
+			}
+		}
+		return true
+	})
+	u.settings = []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 0}}
+	gate := make(chan struct{})
+	obs := make(chan h2Obs, 2*n)
+	d, _ := startH2(t, n, obs)
+	hc := tlsClient(u.ts, gatedDial(u.ts.Listener.Addr().String(), gate))
+	l, err := d.Lane(Upstream{Scheme: "https", Host: "collect.example", Client: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := l.Accept(i, postHit(i, size), []byte("/g/collect"), fmt.Appendf(nil, "n=%d", i), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(gate)
+	if _, errs := awaitAnswers(t, obs, n); len(errs) > 0 {
+		t.Errorf("errors: %v", errs)
+	}
+	d.Shutdown(0)
+	got := u.requests()
+	if len(got) != 1 {
+		t.Fatalf("server got %v, want one connection", got)
+	}
+	// Streams are opened in the order of the hits.
+	for i := range n {
+		if !bytes.Equal(bodies[i], postBody(i, size)) {
+			t.Errorf("hit %d: body of %d bytes, want its %d", i, len(bodies[i]), size)
+		}
+	}
+}
+
+// A header block larger than a frame goes out as HEADERS and
+// CONTINUATION frames.
+func TestH2LargeHeaderBlock(t *testing.T) {
+	const n = 2
+	big := strings.Repeat("abcdefghij", 4000) // 40 KB: three frames of 16 KB
+	u := newH2Upstream(t, &http2.Server{}, func(w http.ResponseWriter, _ *http.Request, _ int) { w.WriteHeader(http.StatusNoContent) })
+	gate := make(chan struct{})
+	obs := make(chan h2Obs, 2*n)
+	d, _ := startH2(t, n, obs)
+	l, err := d.Lane(Upstream{Scheme: "https", Host: "collect.example", Client: u.client(gate)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		req := hit("/x")
+		req.Header.Set("X-Big", big)
+		if err := l.Accept(i, req, []byte("/g/collect"), fmt.Appendf(nil, "n=%d", i), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(gate)
+	if _, errs := awaitAnswers(t, obs, n); len(errs) > 0 {
+		t.Errorf("errors: %v", errs)
+	}
+	got := u.requests()
+	if len(got) != n {
+		t.Fatalf("server got %d requests, want %d", len(got), n)
+	}
+	for _, r := range got {
+		if r.big != big {
+			t.Errorf("hit %d: X-Big of %d bytes, want %d", r.n, len(r.big), len(big))
+		}
 	}
 }
