@@ -178,6 +178,7 @@ func TestBatchSharesWritesAndMatchesAnswers(t *testing.T) {
 		t.Errorf("%d hits took %d writes, want a few", n, writes)
 	}
 	t.Logf("%d hits, %d writes", n, writes)
+	d.Shutdown(0) // its readers have ended: every answer is counted (Observe comes first)
 	if got := set.GetOrCreateCounter(`consentgate_delivery_delivered_total{family="a"}`).Get(); got != n {
 		t.Errorf("delivered %d, want %d", got, n)
 	}
@@ -225,6 +226,7 @@ func TestBatchRetriesExactlyTheUnanswered(t *testing.T) {
 			t.Errorf("unanswered hit %d sent %d times on the new connection, want 1 (connections %v)", i, again[i], got)
 		}
 	}
+	d.Shutdown(0) // its readers have ended: every answer is counted (Observe comes first)
 	if got := set.GetOrCreateCounter(`consentgate_delivery_delivered_total{family="a"}`).Get(); got != n {
 		t.Errorf("delivered %d, want %d", got, n)
 	}
@@ -275,6 +277,7 @@ func TestBatchConnectionCloseAnswer(t *testing.T) {
 		}
 		seen[a.tag] = true
 	}
+	d.Shutdown(0) // its readers have ended: every answer is counted (Observe comes first)
 	if got := set.GetOrCreateCounter(`consentgate_delivery_delivered_total{family="a"}`).Get(); got != n {
 		t.Errorf("delivered %d, want %d", got, n)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"errors"
+	"math"
 	"net"
 	"sync"
 	"time"
@@ -68,6 +69,10 @@ var (
 type upConn interface {
 	// pending is the number of hits written and not answered.
 	pending() int
+	// limit is the most hits the connection carries at once by the
+	// upstream's word (HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS); the
+	// sender's window applies as well.
+	limit() int
 	// alive reports whether the connection can take more hits.
 	alive() bool
 	// send writes batch. With errConnDead nothing was sent and batch is
@@ -113,17 +118,18 @@ func dialUp(hc *fasthttp.HostClient, host string, timeout time.Duration, h2 bool
 		if h2 {
 			cfg.NextProtos = []string{"h2", "http/1.1"}
 		}
-		tc := tls.Client(nc, cfg)
+		below := &heldConn{Conn: nc}
+		tc := tls.Client(below, cfg)
 		_ = tc.SetDeadline(time.Now().Add(timeout))
 		if err := tc.Handshake(); err != nil {
 			_ = raw.Close()
 			return nil, err
 		}
 		_ = tc.SetDeadline(time.Time{})
+		nc = &recordBatcher{Conn: tc, below: below}
 		if tc.ConnectionState().NegotiatedProtocol == "h2" {
-			return newH2Conn(tc, host, timeout, hc.MaxResponseBodySize, sink)
+			return newH2Conn(nc, host, timeout, hc.MaxResponseBodySize, sink)
 		}
-		nc = tc
 	}
 	return newPconn(nc, timeout, hc.MaxResponseBodySize, sink), nil
 }
@@ -161,6 +167,9 @@ func (c *pconn) pending() int {
 	defer c.mu.Unlock()
 	return len(c.inflight) - c.head
 }
+
+// limit: an HTTP/1.1 upstream states none; the sender's window applies.
+func (c *pconn) limit() int { return math.MaxInt }
 
 // alive reports whether the connection can take more hits.
 func (c *pconn) alive() bool {

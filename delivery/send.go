@@ -12,7 +12,7 @@ import (
 )
 
 // Batched delivery. A lane has a few senders, each owning one upstream
-// connection (pconn). A sender waits for hits in the lane's memory queue;
+// connection (an upConn: HTTP/1.1 pipelined, pconn, or HTTP/2, h2conn). A sender waits for hits in the lane's memory queue;
 // the first hit wakes it, it yields once so that the hits accepted in the
 // same scheduling round are queued too, takes all it may (up to its
 // connection's window), and writes their requests with one write. The
@@ -32,6 +32,10 @@ type sender struct {
 	mu   sync.Mutex // guards c and held against oldestAge
 	c    upConn
 	held []*queued // taken from the queue, not yet written
+	// retired are earlier connections that took no new hits but still
+	// had some to answer (an HTTP/2 upstream's GOAWAY lets the streams
+	// it kept finish); stop closes them too.
+	retired []upConn
 }
 
 // run sends until delivery stops; what it holds then stays in the spool
@@ -47,7 +51,7 @@ func (s *sender) run() {
 		// that stays in the memory queue, where it counts against its bounds.
 		room := s.window
 		if c := s.live(); c != nil {
-			if room -= c.pending(); room <= 0 {
+			if room = s.room(c); room <= 0 {
 				select {
 				case <-ctx.Done():
 					s.stop()
@@ -85,7 +89,7 @@ func (s *sender) run() {
 			l.failed(s.takeHeld(batch[:0]), err)
 			continue
 		}
-		if room = s.window - c.pending(); room <= 0 {
+		if room = s.room(c); room <= 0 {
 			continue
 		}
 		probe := l.circuit.isProbing()
@@ -106,6 +110,12 @@ func (s *sender) run() {
 			s.mu.Unlock()
 		}
 	}
+}
+
+// room is how many more hits c may carry: the sender's window and the
+// upstream's own limit, less what is in flight.
+func (s *sender) room(c upConn) int {
+	return min(s.window, c.limit()) - c.pending()
 }
 
 // live returns the sender's connection when it can take hits.
@@ -194,6 +204,12 @@ func (s *sender) conn() (upConn, error) {
 		return nil, err
 	}
 	s.mu.Lock()
+	if s.c != nil {
+		s.retired = slices.DeleteFunc(s.retired, func(c upConn) bool { return c.pending() == 0 })
+		if s.c.pending() > 0 {
+			s.retired = append(s.retired, s.c)
+		}
+	}
 	s.c = nc
 	s.mu.Unlock()
 	return nc, nil
@@ -203,9 +219,13 @@ func (s *sender) conn() (upConn, error) {
 // broken and wait in the spool) and releases what the sender holds.
 func (s *sender) stop() {
 	s.mu.Lock()
-	c := s.c
+	c, retired := s.c, s.retired
+	s.retired = nil
 	s.mu.Unlock()
 	if c != nil {
+		c.close()
+	}
+	for _, c := range retired {
 		c.close()
 	}
 	for _, q := range s.takeHeld(nil) {
