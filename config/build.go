@@ -365,7 +365,7 @@ func buildDelivery(c *Config, f *deliveryFile) []error {
 		}
 	}
 	d.MaxAge, d.QueueSize, d.QueueBytes, d.Workers, d.Drain = f.MaxAge, f.QueueSize, f.QueueBytes, f.Workers, f.Drain
-	d.PipelineConns = f.Pipeline
+	d.PipelineConns, d.HTTP2 = f.Pipeline, f.HTTP2
 	if f.Pipeline < 0 || f.Pipeline > f.Workers {
 		ps = append(ps, problem("delivery.pipeline_conns", "%d is not between 0 and delivery.workers (%d)", f.Pipeline, f.Workers))
 	}

@@ -7,29 +7,26 @@ import (
 	"syscall"
 )
 
-// readAhead saves the browser side one or two system calls per request.
+// readAhead saves the browser side a system call per request without
+// holding a buffer on idle connections.
 //
 // With limits.reduce_memory fasthttp releases a connection's read buffer
 // while it waits for the next request and waits by reading one byte, then
 // reads the rest: three read(2) calls per request on a keep-alive
 // connection (the one that returns EAGAIN before the wait, the byte, the
-// rest). Without it, two (the EAGAIN, the request), but 16 KiB held per idle
-// connection. readAhead gives both: it waits for the socket to be readable
-// without reading (the runtime's poller, through syscall.RawConn: no
-// system call while nothing has arrived), then reads what arrived with
-// one read(2) into a pooled buffer, which it hands out to fasthttp's reads
-// and releases as soon as they have taken it all. So a request costs one
-// read, and an idle connection holds no buffer.
+// rest). Without it, two (the EAGAIN, the request), but 16 KiB held per
+// idle connection. readAhead gives both: it reads with syscall.RawConn
+// into a pooled buffer taken only for the read itself (given back when the
+// read finds nothing, before the wait), hands what it read to fasthttp's
+// reads, and releases the buffer as soon as they have taken it all.
 //
-// It skips the read that would return EAGAIN only when the last read did
-// not fill its buffer (then the socket was empty, and new data raises a
-// new edge in the poller); a full last read, and a new connection, are
-// read at once. A spurious wake-up costs one EAGAIN read, as before.
+// It cannot skip the read that returns EAGAIN: the runtime clears a
+// pending readiness before the first attempt (pollReset), so waiting
+// without reading first could miss a request that arrived already.
 type readAhead struct {
-	rc    syscall.RawConn // nil: plain reads
-	buf   *[]byte         // pooled; held only while it has unread bytes
-	r, w  int
-	empty bool // the last read found the socket drained
+	rc   syscall.RawConn // nil: plain reads
+	buf  *[]byte         // pooled; held only while it has unread bytes
+	r, w int
 }
 
 // readAheadSize is the read buffer: a whole hit's headers in one read
@@ -56,16 +53,11 @@ func (ra *readAhead) read(p []byte) (int, error) {
 	// into a pooled buffer, taken only once data is there.
 	direct := len(p) >= readAheadSize
 	var (
-		n, size int
-		rerr    error
-		b       *[]byte
+		n    int
+		rerr error
+		b    *[]byte
 	)
-	wait := ra.empty
 	err := ra.rc.Read(func(fd uintptr) bool {
-		if wait {
-			wait = false
-			return false // wait for readability first: nothing to read yet
-		}
 		dst := p
 		if !direct {
 			if b == nil {
@@ -73,7 +65,6 @@ func (ra *readAhead) read(p []byte) (int, error) {
 			}
 			dst = *b
 		}
-		size = len(dst)
 		for {
 			n, rerr = syscall.Read(int(fd), dst)
 			if !errors.Is(rerr, syscall.EINTR) {
@@ -81,7 +72,11 @@ func (ra *readAhead) read(p []byte) (int, error) {
 			}
 		}
 		if errors.Is(rerr, syscall.EAGAIN) {
-			return false // woken for nothing: wait again
+			if b != nil {
+				readAheadPool.Put(b) // no buffer held while waiting
+				b = nil
+			}
+			return false
 		}
 		return true
 	})
@@ -91,7 +86,6 @@ func (ra *readAhead) read(p []byte) (int, error) {
 	if n < 0 {
 		n = 0
 	}
-	ra.empty = err == nil && n > 0 && n < size
 	if err == nil && n == 0 {
 		err = io.EOF
 	}
