@@ -257,7 +257,7 @@ func (d *Delivery) Lane(up Upstream) (*Lane, error) {
 	// pipeline_conns connections, each carrying its share of the workers'
 	// window; 0: a connection per worker, one hit at a time.
 	conns, window := d.cfg.Workers, 1
-	if n := d.cfg.PipelineConns; n > 0 {
+	if n := min(d.cfg.PipelineConns, d.cfg.Workers); n > 0 {
 		conns, window = n, max((d.cfg.Workers+n-1)/n, 1)
 	}
 	for range conns {

@@ -117,7 +117,8 @@ func (t Ticket) Wait() (uint64, error) {
 // members woken.
 func (s *Spool) writeOpen() {
 	g := s.open
-	s.open = nil
+	s.open, s.inWrite = nil, g
+	defer func() { s.inWrite = nil }()
 	var err error
 	if g == nil {
 		s.writing = false
@@ -184,4 +185,17 @@ func (s *Spool) freeGroup(g *group) {
 	}
 	*g = group{buf: g.buf[:0]}
 	s.freeGroups = append(s.freeGroups, g)
+}
+
+// written returns the sequence number after the last record written:
+// records from it on are enqueued but not in the file yet (a reader must
+// not skip past them). Called with mu held.
+func (s *Spool) written() uint64 {
+	switch {
+	case s.inWrite != nil:
+		return s.inWrite.first
+	case s.open != nil:
+		return s.open.first
+	}
+	return s.next
 }

@@ -108,6 +108,7 @@ type Spool struct {
 	// groups not yet written, whether a group is being written, and the
 	// condition its members wait on.
 	open       *group
+	inWrite    *group // the group being written, nil when none
 	grouped    int64
 	writing    bool
 	wrote      *sync.Cond
@@ -837,9 +838,9 @@ func (r *Reader) open() (bool, error) {
 		}
 	}
 	var path string
-	if seg == nil && r.from < r.s.next {
+	if written := r.s.written(); seg == nil && r.from < written {
 		// No record at or after r.from is left: skip to what comes next.
-		r.from = r.s.next
+		r.from = written
 	}
 	if seg != nil {
 		path, r.seg = seg.path, seg.first
