@@ -10,6 +10,7 @@
 #   bench/perhit.sh                  # 3 rounds of 10 s
 #   ROUNDS=1 DURATION=5 bench/perhit.sh
 #   TARGETS="nginx-proxy cg-queued" bench/perhit.sh
+#   BASELINE_REV=v0.3.0 bench/perhit.sh   # also cg-queued-base: consentgate built from that revision
 #
 # System calls are counted by the kernel for the target's processes only
 # (perf stat -e raw_syscalls:sys_enter and per-call tracepoints, -p PID), so
@@ -58,9 +59,15 @@ mkdir -p "$BIN"
 "$GO" build -o "$BIN/consentgate" ./cmd/consentgate
 "$GO" build -o "$BIN/stub" ./bench/stub
 "$GO" build -o "$BIN/bareproxy" ./bench/bareproxy
+if [ -n "${BASELINE_REV:-}" ]; then
+	mkdir -p "$TMP/base"
+	git -C "$ROOT" archive "$BASELINE_REV" | tar -x -C "$TMP/base"
+	(cd "$TMP/base" && "$GO" build -o "$BIN/consentgate-base" ./cmd/consentgate)
+	TARGETS="$TARGETS cg-queued-base"
+fi
 
 UP=$((BASE + 1)) UPS=$((BASE + 2)) NG204=$((BASE + 3)) NGP=$((BASE + 4)) NGPS=$((BASE + 5))
-FH=$((BASE + 6)) BARE=$((BASE + 7)) CGQ=$((BASE + 8)) CGS=$((BASE + 9)) CGQS=$((BASE + 10))
+FH=$((BASE + 6)) BARE=$((BASE + 7)) CGQ=$((BASE + 8)) CGS=$((BASE + 9)) CGQS=$((BASE + 10)) CGB=$((BASE + 11))
 
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
 	-keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
@@ -133,12 +140,12 @@ timeouts:
   drain: 0s
 EOF
 cg() { # cg NAME PORT [VAR=value...]
-	local name=$1 port=$2
+	local name=$1 port=$2 bin=${CG_BIN:-$BIN/consentgate}
 	shift 2
 	mkdir -p "$TMP/spool-$name"
 	start "$name" env GOMAXPROCS=1 CONSENTGATE_LISTEN="127.0.0.1:$port" CONSENTGATE_ADMIN_LISTEN="127.0.0.1:$((port + 100))" \
 		CONSENTGATE_DELIVERY_SPOOL_DIR="$TMP/spool-$name" SSL_CERT_FILE="$TMP/cert.pem" "$@" \
-		taskset -c 0 "$BIN/consentgate" serve --config "$TMP/cg.yaml"
+		taskset -c 0 "$bin" serve --config "$TMP/cg.yaml"
 }
 cg cgq "$CGQ"
 CGQ_PID=$LAST
@@ -146,8 +153,13 @@ cg cgs "$CGS" CONSENTGATE_DELIVERY_GA4=sync
 CGS_PID=$LAST
 cg cgqs "$CGQS" CONSENTGATE_UPSTREAM="https://127.0.0.1:$UPS"
 CGQS_PID=$LAST
+CGB_PID=
+if [ -n "${BASELINE_REV:-}" ]; then
+	CG_BIN=$BIN/consentgate-base cg cgb "$CGB"
+	CGB_PID=$LAST
+fi
 
-for p in $UP $NG204 $NGP $FH $BARE $CGQ $CGS $CGQS; do wait_port "http://127.0.0.1:$p/"; done
+for p in $UP $NG204 $NGP $FH $BARE $CGQ $CGS $CGQS ${CGB_PID:+$CGB}; do wait_port "http://127.0.0.1:$p/"; done
 wait_port "https://127.0.0.1:$UPS/"
 
 # The hit: GA4 page_view, all denied, Germany (cookieless).
@@ -171,6 +183,7 @@ pids_of() { # the processes whose CPU and system calls count
 	cg-queued) echo "$CGQ_PID" ;;
 	cg-sync) echo "$CGS_PID" ;;
 	cg-queued-tls) echo "$CGQS_PID" ;;
+	cg-queued-base) echo "$CGB_PID" ;;
 	esac
 }
 url_of() {
@@ -183,6 +196,7 @@ url_of() {
 	cg-queued) echo "http://127.0.0.1:$CGQ" ;;
 	cg-sync) echo "http://127.0.0.1:$CGS" ;;
 	cg-queued-tls) echo "http://127.0.0.1:$CGQS" ;;
+	cg-queued-base) echo "http://127.0.0.1:$CGB" ;;
 	esac
 }
 admin_of() {
@@ -190,6 +204,7 @@ admin_of() {
 	cg-queued) echo "http://127.0.0.1:$((CGQ + 100))" ;;
 	cg-sync) echo "http://127.0.0.1:$((CGS + 100))" ;;
 	cg-queued-tls) echo "http://127.0.0.1:$((CGQS + 100))" ;;
+	cg-queued-base) echo "http://127.0.0.1:$((CGB + 100))" ;;
 	esac
 }
 metric_sum() { curl -s "$1/metrics" | awk -v n="$2" 'index($1, n) == 1 { s += $2 } END { printf "%d", s }'; }
@@ -262,6 +277,7 @@ END {
 		R[t] = rb; S[t] = rc; Q[t] = ra
 	}
 	if (("nginx-proxy" in R) && ("cg-queued" in R)) printf "| *cg-queued / nginx-proxy* | %.2fx | %.2fx | %.2fx | |\n", Q["cg-queued"] / Q["nginx-proxy"], R["cg-queued"] / R["nginx-proxy"], S["cg-queued"] / S["nginx-proxy"]
+	if (("nginx-proxy" in R) && ("cg-queued-base" in R)) printf "| *cg-queued-base / nginx-proxy* | %.2fx | %.2fx | %.2fx | |\n", Q["cg-queued-base"] / Q["nginx-proxy"], R["cg-queued-base"] / R["nginx-proxy"], S["cg-queued-base"] / S["nginx-proxy"]
 	if (("nginx-proxy-tls" in R) && ("cg-queued-tls" in R)) printf "| *cg-queued-tls / nginx-proxy-tls* | %.2fx | %.2fx | %.2fx | |\n", Q["cg-queued-tls"] / Q["nginx-proxy-tls"], R["cg-queued-tls"] / R["nginx-proxy-tls"], S["cg-queued-tls"] / S["nginx-proxy-tls"]
 }' "$RES"
 echo
