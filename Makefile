@@ -13,7 +13,7 @@ DIST     ?= dist
 # Release versions are semantic versions from git tags: vMAJOR.MINOR.PATCH[-PRERELEASE].
 SEMVER_RE := ^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$$
 
-.PHONY: all run build test test-unit test-race test-hostile test-faults bench fuzz lint tidy check-configs tcf-vectors bench-load test-browser docs test-deploy release
+.PHONY: all run build test test-unit test-race test-hostile test-faults bench fuzz lint tidy check-configs tcf-vectors bench-load bench-perhit test-browser docs test-deploy release
 
 all: lint test
 
@@ -86,9 +86,15 @@ release:
 	cd $(DIST) && sha256sum consentgate-$(VERSION)-linux-* > SHA256SUMS
 	@cat $(DIST)/SHA256SUMS
 
-## bench-load: consentgate vs nginx under wrk on loopback (see docs/benchmarks.md); installs nginx and wrk if missing
+## bench-load: consentgate vs nginx under wrk on loopback (see docs/benchmarks.md); installs nginx and wrk if missing;
+## then bench/perhit.sh: system calls (by call) and CPU per hit against nginx, plain and TLS upstreams
 bench-load:
 	bench/run.sh
+	bench/perhit.sh
+
+## bench-perhit: only the system-call and CPU-per-hit table (about 4 minutes)
+bench-perhit:
+	bench/perhit.sh
 
 ## lint: gofmt, go vet, golangci-lint (pinned; installed on first use)
 lint:

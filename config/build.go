@@ -365,9 +365,9 @@ func buildDelivery(c *Config, f *deliveryFile) []error {
 		}
 	}
 	d.MaxAge, d.QueueSize, d.QueueBytes, d.Workers, d.Drain = f.MaxAge, f.QueueSize, f.QueueBytes, f.Workers, f.Drain
-	d.PipelineConns = f.Pipeline
-	if f.Pipeline < 0 || f.Pipeline > f.Workers {
-		ps = append(ps, problem("delivery.pipeline_conns", "%d is not between 0 and delivery.workers (%d)", f.Pipeline, f.Workers))
+	d.PipelineConns, d.HTTP2 = f.Pipeline, f.HTTP2
+	if f.Pipeline < 0 {
+		ps = append(ps, problem("delivery.pipeline_conns", "%d is negative (0: a connection per worker)", f.Pipeline))
 	}
 	if dir, err := spoolPath(f.Spool.Dir); err != nil {
 		ps = append(ps, problem("delivery.spool.dir", "%q: %v", f.Spool.Dir, err))

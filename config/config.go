@@ -167,10 +167,12 @@ type Delivery struct {
 	QueueBytes int64
 	// Workers is the number of hits of each upstream in flight at once.
 	Workers int
-	// PipelineConns, when positive, pipelines the workers' requests over
-	// this many connections per upstream (writes coalesced); 0 sends one
-	// request per connection at a time.
+	// PipelineConns, when positive, is the number of connections per
+	// upstream, each carrying Workers/PipelineConns hits at once, written
+	// in batches; 0 sends one request per connection at a time.
 	PipelineConns int
+	// HTTP2 offers HTTP/2 to TLS upstreams.
+	HTTP2 bool
 	// Drain is how long shutdown keeps delivering the queue.
 	Drain time.Duration
 	// SpoolDir is the spool directory; "" disables the spool.
@@ -270,6 +272,7 @@ type deliveryFile struct {
 	QueueBytes int64         `mapstructure:"queue_bytes"`
 	Workers    int           `mapstructure:"workers"`
 	Pipeline   int           `mapstructure:"pipeline_conns"`
+	HTTP2      bool          `mapstructure:"http2"`
 	Drain      time.Duration `mapstructure:"drain"`
 	Spool      struct {
 		Dir          string        `mapstructure:"dir"`

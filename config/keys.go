@@ -38,7 +38,7 @@ var restartKeys = []string{
 	"log.format", "log.decisions.output", "log.decisions.checkpoint", "log.decisions.signing_key", "log.decisions.kafka.",
 	// The delivery lanes keep their queue, workers and spool; only the
 	// per-family modes (delivery.ga4 …) apply on reload.
-	"delivery.max_age", "delivery.queue_size", "delivery.queue_bytes", "delivery.workers", "delivery.pipeline_conns",
+	"delivery.max_age", "delivery.queue_size", "delivery.queue_bytes", "delivery.workers", "delivery.pipeline_conns", "delivery.http2",
 	"delivery.drain", "delivery.spool.",
 }
 

@@ -253,16 +253,15 @@ func (d *Delivery) Lane(up Upstream) (*Lane, error) {
 	if d.closed {
 		return nil, ErrClosed
 	}
-	l := &Lane{d: d, key: key, up: up, do: up.Client, ch: make(chan *queued, d.cfg.QueueSize), wake: make(chan struct{}, 1),
-		more: make(chan struct{}, 1), room: make(chan struct{}, 1), busy: make([]atomic.Int64, d.cfg.Workers)}
-	if n := d.cfg.PipelineConns; n > 0 {
-		hc := up.Client
-		l.do = &fasthttp.PipelineClient{
-			Addr: hc.Addr, IsTLS: hc.IsTLS, TLSConfig: hc.TLSConfig, Dial: hc.Dial, MaxConns: n,
-			MaxPendingRequests: max(d.cfg.Workers/n, 1) * 2, MaxIdleConnDuration: hc.MaxIdleConnDuration,
-			ReadTimeout: d.timeout, WriteTimeout: d.timeout, MaxResponseBodySize: hc.MaxResponseBodySize,
-			ReadBufferSize: 16 << 10, DisablePathNormalizing: true, NoDefaultUserAgentHeader: true, Logger: zapPrintf{d.log},
-		}
+	l := &Lane{d: d, key: key, up: up, ch: make(chan *queued, d.cfg.QueueSize), wake: make(chan struct{}, 1), more: make(chan struct{}, 1), room: make(chan struct{}, 1), retryKick: make(chan struct{}, 1)}
+	// pipeline_conns connections, each carrying its share of the workers'
+	// window; 0: a connection per worker, one hit at a time.
+	conns, window := d.cfg.Workers, 1
+	if n := min(d.cfg.PipelineConns, d.cfg.Workers); n > 0 {
+		conns, window = n, max((d.cfg.Workers+n-1)/n, 1)
+	}
+	for range conns {
+		l.senders = append(l.senders, &sender{l: l, window: window})
 	}
 	if d.cfg.SpoolDir != "" {
 		dir := filepath.Join(d.cfg.SpoolDir, laneDirName(key))
@@ -299,9 +298,9 @@ func (d *Delivery) Lane(up Upstream) (*Lane, error) {
 	}
 	l.registerMetrics()
 	d.lanes[key] = l
-	for i := range d.cfg.Workers {
+	for _, s := range l.senders {
 		d.wg.Add(1)
-		go l.work(i)
+		go s.run()
 	}
 	return l, nil
 }
@@ -398,13 +397,17 @@ wait:
 			for n := len(l.ch); n > 0; n-- {
 				q := <-l.ch
 				d.m.dropped[dropShutdown].Inc()
+				l.inflight.Add(-1)
 				putQueued(q)
 			}
+			l.releaseRetries()
 			continue
 		}
 		for n := len(l.ch); n > 0; n-- {
+			l.inflight.Add(-1)
 			putQueued(<-l.ch) // still in the spool
 		}
+		l.releaseRetries()
 		st := l.sp.Stats()
 		if err := l.sp.Close(); err != nil {
 			l.spoolError(spoolClose, err)
@@ -438,7 +441,7 @@ func (d *Delivery) Idle() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, l := range d.lanes {
-		if len(l.ch) > 0 || l.inflight.Load() > 0 {
+		if l.inflight.Load() > 0 {
 			return false
 		}
 		l.mu.Lock()
@@ -453,26 +456,42 @@ func (d *Delivery) Idle() bool {
 
 // queued is one hit waiting for delivery; pooled.
 type queued struct {
-	payload []byte
+	payload []byte // version 2 (wire.go), as in the spool
+	wire    []byte // the request bytes: within payload, or converted from version 1
 	seq     uint64 // in the spool; 0 when not spooled
 	at      int64  // accepted, Unix nanoseconds
+	tag     int    // the route
+	sent    int64  // last written to a connection, Unix nanoseconds
+	due     int64  // when waiting for a retry: not before, Unix nanoseconds
+	attempt int32  // attempts that failed
 }
 
-var queuedPool = sync.Pool{New: func() any { return new(queued) }}
+// freeQueued keeps finished hits and their payload buffers for reuse. A
+// bounded channel rather than a sync.Pool: the garbage collector empties
+// a pool at every cycle, and under load the hits reallocated after each
+// cycle were most of delivery's allocations (BenchmarkAcceptBatched).
+// At most freeQueued's capacity of buffers (about 1 KiB each) is kept.
+var freeQueued = make(chan *queued, 4096)
+
+func getQueued() *queued {
+	select {
+	case q := <-freeQueued:
+		return q
+	default:
+		return new(queued)
+	}
+}
 
 func putQueued(q *queued) {
 	if cap(q.payload) > 64<<10 {
-		q.payload = nil // do not pin large buffers in the pool
+		q.payload = nil // do not keep large buffers
 	}
-	q.payload = q.payload[:0]
-	queuedPool.Put(q)
-}
-
-// doer sends one request: the upstream's shared HostClient (one request
-// per connection at a time) or a PipelineClient (many per connection,
-// their writes coalesced).
-type doer interface {
-	DoTimeout(req *fasthttp.Request, resp *fasthttp.Response, timeout time.Duration) error
+	q.payload, q.wire = q.payload[:0], nil
+	q.attempt, q.due = 0, 0
+	select {
+	case freeQueued <- q:
+	default:
+	}
 }
 
 // Lane delivers the hits of one upstream.
@@ -480,8 +499,7 @@ type Lane struct {
 	d   *Delivery
 	key string
 	up  Upstream
-	do  doer
-	ch  chan *queued
+	ch  chan *queued // the memory queue, drained by the senders
 	sp  *spool.Spool // nil without a spool
 	dir string       // the spool's directory, absolute
 
@@ -494,12 +512,27 @@ type Lane struct {
 
 	wake     chan struct{} // starts replay
 	more     chan struct{} // a hit was appended in disk mode
-	room     chan struct{} // a worker took a hit from ch
+	room     chan struct{} // a sender took hits from ch (replay waits for it)
+	reserved atomic.Int64  // slots of ch that accepts are about to fill
 	memBytes atomic.Int64  // payload bytes in ch
+	// inflight counts the hits handed to the memory queue and not yet
+	// settled: queued, held by a sender, written or waiting for a retry.
+	// It is counted before the channel send, since a sender waiting on ch
+	// takes a hit without its ever showing in len(ch).
 	inflight atomic.Int64
-	busy     []atomic.Int64 // per worker: accept time of its hit, 0 when idle
-	held     atomic.Int64   // accept time of the hit replay waits to queue, 0 when none
+	held     atomic.Int64 // accept time of the hit replay waits to queue, 0 when none
+	senders  []*sender
 	circuit  circuit
+
+	// Upstream system calls: writes, the hits they carried, reads.
+	writes, written, reads *metrics.Counter
+
+	// Hits waiting for their next attempt (send.go).
+	rmu       sync.Mutex
+	retrying  []*queued
+	rdue      int64       // when rtimer fires, Unix nanoseconds; 0: not set
+	rtimer    *time.Timer // wakes a sender through retryKick
+	retryKick chan struct{}
 }
 
 // signal wakes the goroutine waiting on ch, if any; a signal not yet
@@ -522,9 +555,11 @@ func (l *Lane) Accept(route int, out *fasthttp.Request, path, query []byte, at t
 	if l.d.closed {
 		return ErrClosed
 	}
-	q := queuedPool.Get().(*queued)
-	q.payload = appendPayload(q.payload[:0], route, out, path, query)
+	q := getQueued()
+	q.payload = appendWire(q.payload[:0], route, out, l.up.Host, path, query)
+	q.wire = q.payload[payloadHead:]
 	q.at = at.UnixNano()
+	q.tag = route
 	q.seq = 0
 	n := int64(len(q.payload))
 	if l.sp == nil {
@@ -532,46 +567,76 @@ func (l *Lane) Accept(route int, out *fasthttp.Request, path, query []byte, at t
 			putQueued(q)
 			return ErrQueueFull
 		}
+		l.inflight.Add(1) // before the send: a waiting sender takes q at once
 		select {
 		case l.ch <- q:
 			l.memBytes.Add(n)
 			l.d.family(l.d.m.accepted, route).Inc()
 			return nil
 		default:
+			l.inflight.Add(-1)
 			putQueued(q)
 			return ErrQueueFull
 		}
 	}
+	// The memory-or-disk decision is taken in sequence order (under mu,
+	// with Enqueue); the write is waited for outside mu, so that the hits
+	// accepted together share it (group commit).
 	l.mu.Lock()
-	seq, err := l.sp.Append(q.at, q.payload)
+	t, err := l.sp.Enqueue(q.at, q.payload)
 	if err != nil {
 		l.mu.Unlock()
 		putQueued(q)
-		if errors.Is(err, spool.ErrFull) {
-			return ErrQueueFull
-		}
-		l.spoolError(spoolAppend, err)
-		return ErrSpool
+		return l.acceptError(err)
 	}
-	q.seq = seq
-	l.d.family(l.d.m.accepted, route).Inc()
-	if !l.diskMode && l.memBytes.Load()+n <= l.d.cfg.QueueBytes {
-		select {
-		case l.ch <- q:
-			l.memBytes.Add(n)
-			l.mu.Unlock()
-			return nil
-		default:
-		}
+	toMemory, wake := false, false
+	switch {
+	case !l.diskMode && l.memBytes.Load()+n <= l.d.cfg.QueueBytes && len(l.ch)+int(l.reserved.Load()) < cap(l.ch):
+		toMemory = true
+		l.reserved.Add(1)
+		l.memBytes.Add(n)
+	case !l.diskMode:
+		l.diskMode, l.diskFrom, wake = true, t.Seq(), true
 	}
-	if !l.diskMode {
-		l.diskMode, l.diskFrom = true, seq
+	l.mu.Unlock()
+	seq, err := t.Wait()
+	if toMemory {
+		if err == nil {
+			q.seq = seq
+			l.inflight.Add(1)
+			l.ch <- q // room was reserved
+		} else {
+			l.memBytes.Add(-n)
+		}
+		l.reserved.Add(-1)
+	}
+	if wake {
 		signal(l.wake)
 	}
-	signal(l.more)
-	l.mu.Unlock()
-	putQueued(q) // on disk; replay brings it back
+	if err != nil {
+		if !toMemory {
+			putQueued(q)
+		}
+		return l.acceptError(err)
+	}
+	l.d.family(l.d.m.accepted, route).Inc()
+	if !toMemory {
+		signal(l.more) // replay may read it now
+		putQueued(q)   // on disk; replay brings it back
+	}
 	return nil
+}
+
+// acceptError maps a spool error of Accept to the caller's answer.
+func (l *Lane) acceptError(err error) error {
+	if errors.Is(err, spool.ErrFull) {
+		return ErrQueueFull
+	}
+	if errors.Is(err, spool.ErrClosed) {
+		return ErrClosed
+	}
+	l.spoolError(spoolAppend, err)
+	return ErrSpool
 }
 
 // replay feeds spooled hits that are not in the memory queue to the
@@ -581,6 +646,8 @@ func (l *Lane) replay() {
 	r := l.sp.NewReader()
 	defer r.Close()
 	ctx := l.d.ctx
+	var req fasthttp.Request // converts version-1 payloads
+	var conv []byte
 	for {
 		select {
 		case <-ctx.Done():
@@ -631,8 +698,20 @@ func (l *Lane) replay() {
 				}
 				continue
 			}
-			q := queuedPool.Get().(*queued)
+			q := getQueued()
 			q.payload = append(q.payload[:0], rec.Payload...)
+			var werr error
+			q.tag, q.wire, conv, werr = wireOf(q.payload, l.up.Host, &req, conv)
+			if werr != nil {
+				l.d.m.dropped[dropMalformed].Inc()
+				l.sp.Ack(rec.Seq)
+				putQueued(q)
+				continue
+			}
+			if len(q.payload) == 0 || q.payload[0] != payloadWire {
+				q.payload = append(q.payload[:0], conv...) // converted from version 1
+				q.wire = q.payload[payloadHead:]
+			}
 			q.seq, q.at = rec.Seq, rec.At
 			l.held.Store(q.at)
 			ok := l.push(ctx, q)
@@ -645,109 +724,24 @@ func (l *Lane) replay() {
 	}
 }
 
-// push waits for room in the memory queue: a worker that takes a hit
-// signals room.
+// push waits for room in the memory queue (its slots and bytes, less
+// what accept has reserved) and queues q.
 func (l *Lane) push(ctx context.Context, q *queued) bool {
 	n := int64(len(q.payload))
-	for l.memBytes.Load()+n > l.d.cfg.QueueBytes && l.memBytes.Load() > 0 {
+	for {
+		l.mu.Lock()
+		if len(l.ch)+int(l.reserved.Load()) < cap(l.ch) && (l.memBytes.Load()+n <= l.d.cfg.QueueBytes || l.memBytes.Load() == 0) {
+			l.memBytes.Add(n)
+			l.inflight.Add(1)
+			l.ch <- q
+			l.mu.Unlock()
+			return true
+		}
+		l.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return false
 		case <-l.room:
-		}
-	}
-	select {
-	case l.ch <- q:
-		l.memBytes.Add(n)
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// work is one upstream worker.
-func (l *Lane) work(i int) {
-	defer l.d.wg.Done()
-	ctx := l.d.ctx
-	var req fasthttp.Request
-	var resp fasthttp.Response
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case q := <-l.ch:
-			l.memBytes.Add(-int64(len(q.payload)))
-			signal(l.room)
-			l.inflight.Add(1)
-			l.busy[i].Store(q.at)
-			done := l.deliver(ctx, q, &req, &resp)
-			l.busy[i].Store(0)
-			if done && q.seq != 0 {
-				l.sp.Ack(q.seq)
-			} else if !done && l.sp == nil {
-				l.d.m.dropped[dropShutdown].Inc()
-			}
-			l.inflight.Add(-1)
-			l.d.settle()
-			putQueued(q)
-		}
-	}
-}
-
-// deliver sends q until it is delivered or dropped for good (true), or
-// delivery stops first (false: it stays in the spool).
-func (l *Lane) deliver(ctx context.Context, q *queued, req *fasthttp.Request, resp *fasthttp.Response) bool {
-	route, err := decodePayload(req, q.payload, l.up.Scheme, l.up.Host)
-	if err != nil {
-		l.d.m.dropped[dropMalformed].Inc()
-		return true
-	}
-	d := l.d
-	for attempt := 0; ; attempt++ {
-		if d.now().Sub(time.Unix(0, q.at)) > d.cfg.MaxAge {
-			d.m.dropped[dropMaxAge].Inc()
-			return true
-		}
-		if wait := l.circuit.wait(time.Now()); wait > 0 {
-			if !sleep(ctx, wait) {
-				return false
-			}
-			attempt--
-			continue
-		}
-		start := time.Now()
-		resp.Reset()
-		err := l.do.DoTimeout(req, resp, d.timeout)
-		status := resp.StatusCode()
-		d.observe(route, time.Since(start), status, err)
-		ok, rejected, cause, retryAfter := classify(err, status, resp)
-		switch {
-		case ok:
-			l.closeCircuit()
-			d.family(d.m.delivered, route).Inc()
-			return true
-		case rejected:
-			l.closeCircuit() // the upstream is alive; the hit is bad
-			d.m.dropped[dropRejected4xx].Inc()
-			if ce := d.slog.Check(zap.WarnLevel, "delivery: upstream refused a queued hit; dropped"); ce != nil {
-				ce.Write(zap.String("upstream", l.key), zap.Int("status", status))
-			}
-			return true
-		}
-		d.m.retried[cause].Inc()
-		if wait, opened := l.circuit.failure(time.Now(), retryAfter); opened {
-			if ce := d.slog.Check(zap.WarnLevel, "delivery: circuit open; the upstream is failing"); ce != nil {
-				fields := []zap.Field{zap.String("upstream", l.key), zap.String("class", errClass(err)), zap.Duration("retry_in", wait)}
-				if err != nil {
-					fields = append(fields, zap.Error(err))
-				} else {
-					fields = append(fields, zap.Int("status", status))
-				}
-				ce.Write(fields...)
-			}
-		}
-		if !sleep(ctx, max(backoff(attempt), retryAfter)) {
-			return false
 		}
 	}
 }
@@ -917,7 +911,7 @@ var laneGauges = []struct {
 	value func(l *Lane) float64
 }{
 	{"consentgate_delivery_queue_depth", false, func(l *Lane) float64 { return float64(len(l.ch)) }},
-	{"consentgate_delivery_inflight", false, func(l *Lane) float64 { return float64(l.inflight.Load()) }},
+	{"consentgate_delivery_inflight", false, func(l *Lane) float64 { return float64(max(l.inflight.Load()-int64(len(l.ch)), 0)) }},
 	{"consentgate_delivery_oldest_age_seconds", false, (*Lane).oldestAge},
 	{"consentgate_delivery_circuit_open", false, func(l *Lane) float64 {
 		if l.circuit.open.Load() {
@@ -927,6 +921,7 @@ var laneGauges = []struct {
 	}},
 	{"consentgate_delivery_spool_bytes", true, func(l *Lane) float64 { return float64(l.sp.Stats().Bytes) }},
 	{"consentgate_delivery_spool_records", true, func(l *Lane) float64 { return float64(l.sp.Stats().Records) }},
+	{"consentgate_delivery_spool_writes", true, func(l *Lane) float64 { return float64(l.sp.Stats().Writes) }},
 }
 
 // registerMetrics adds the lane's gauges.
@@ -938,21 +933,55 @@ func (l *Lane) registerMetrics() {
 		value := g.value
 		l.d.m.set.GetOrCreateGauge(fmt.Sprintf("%s{upstream=%q}", g.name, l.key), func() float64 { return value(l) })
 	}
+	l.writes = l.d.m.set.GetOrCreateCounter(fmt.Sprintf("consentgate_delivery_upstream_writes_total{upstream=%q}", l.key))
+	l.written = l.d.m.set.GetOrCreateCounter(fmt.Sprintf("consentgate_delivery_upstream_written_total{upstream=%q}", l.key))
+	l.reads = l.d.m.set.GetOrCreateCounter(fmt.Sprintf("consentgate_delivery_upstream_reads_total{upstream=%q}", l.key))
 }
 
-// oldestAge is the age in seconds of the oldest hit not yet delivered:
-// workers take hits oldest first, so it is held by a worker or, when all
-// are idle, waits in the spool: the next hit replay queues is the oldest
-// there (in disk mode, replay holds it while the memory queue is full).
+// oldestAge is the age in seconds of the oldest hit taken from the
+// memory queue and not yet settled: held by a sender, in flight on a
+// connection or waiting for a retry. Hits still in the memory queue are
+// younger than those (the queue is in order). Computed when the metric
+// is read, so the hit path pays nothing for it.
 func (l *Lane) oldestAge() float64 {
 	oldest := l.held.Load()
-	for i := range l.busy {
-		if at := l.busy[i].Load(); at != 0 && (oldest == 0 || at < oldest) {
+	min := func(at int64) {
+		if at != 0 && (oldest == 0 || at < oldest) {
 			oldest = at
 		}
 	}
+	for _, s := range l.senders {
+		s.mu.Lock()
+		for _, q := range s.held {
+			min(q.at)
+		}
+		c := s.c
+		s.mu.Unlock()
+		if c != nil {
+			min(c.oldest())
+		}
+	}
+	l.rmu.Lock()
+	for _, q := range l.retrying {
+		min(q.at)
+	}
+	l.rmu.Unlock()
 	if oldest == 0 {
 		return 0
 	}
 	return l.d.now().Sub(time.Unix(0, oldest)).Seconds()
+}
+
+// releaseRetries gives up the hits waiting for a retry at shutdown.
+func (l *Lane) releaseRetries() {
+	l.rmu.Lock()
+	qs := l.retrying
+	l.retrying = nil
+	if l.rtimer != nil {
+		l.rtimer.Stop()
+	}
+	l.rmu.Unlock()
+	for _, q := range qs {
+		l.release(q)
+	}
 }

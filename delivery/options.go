@@ -24,10 +24,14 @@ type Options struct {
 	QueueBytes int64
 	// Workers is the number of hits of each lane in flight at once.
 	Workers int
-	// PipelineConns, when positive, pipelines the workers' requests over
-	// this many connections per upstream; 0 sends one request per
-	// connection at a time through the upstream's HostClient.
+	// PipelineConns, when positive, is the number of connections per
+	// upstream, each carrying up to Workers/PipelineConns hits at once,
+	// their requests written in batches (HTTP/1.1 pipelining, or streams
+	// of one HTTP/2 connection). 0: Workers connections of one hit each.
 	PipelineConns int
+	// HTTP2 offers HTTP/2 to TLS upstreams (ALPN); the hits of a batch
+	// are then streams of one connection, their frames written together.
+	HTTP2 bool
 	// SpoolDir is the spool directory; "" keeps hits in memory only.
 	SpoolDir          string
 	SpoolMaxBytes     int64
@@ -154,11 +158,6 @@ func classifyUpstream(err error) upstreamErrKind {
 	}
 	return upErrOther
 }
-
-// zapPrintf adapts zap to fasthttp's Logger.
-type zapPrintf struct{ l *zap.Logger }
-
-func (z zapPrintf) Printf(format string, args ...any) { z.l.Sugar().Debugf(format, args...) }
 
 // DropCauses lists the cause labels of consentgate_delivery_dropped_total.
 func DropCauses() []string { return append([]string(nil), dropCauseNames[:]...) }

@@ -103,7 +103,7 @@ func (h *Handler) StartDelivery() error {
 	cfg := h.Config()
 	dc := cfg.Delivery
 	d, err := delivery.Start(delivery.Options{
-		MaxAge: dc.MaxAge, QueueSize: dc.QueueSize, QueueBytes: dc.QueueBytes, Workers: dc.Workers, PipelineConns: dc.PipelineConns,
+		MaxAge: dc.MaxAge, QueueSize: dc.QueueSize, QueueBytes: dc.QueueBytes, Workers: dc.Workers, PipelineConns: dc.PipelineConns, HTTP2: dc.HTTP2,
 		SpoolDir: dc.SpoolDir, SpoolMaxBytes: dc.SpoolMaxBytes, SpoolSegmentBytes: dc.SpoolSegmentBytes, SpoolSync: dc.SpoolSync,
 		Timeout: cfg.Timeouts.Upstream,
 		Log:     h.log, Metrics: h.metrics.delivery, Now: h.now, LabelOf: deliveryLabel, Observe: h.metrics.upstream,

@@ -226,7 +226,13 @@ func (l *listener) Accept() (net.Conn, error) {
 			continue
 		}
 		l.open.Add(1)
-		return &conn{Conn: c, l: l, b: l.b, key: key, capped: capped}, nil
+		pc := &conn{Conn: c, l: l, b: l.b, key: key, capped: capped}
+		if sc, ok := c.(syscall.Conn); ok {
+			if rc, err := sc.SyscallConn(); err == nil {
+				pc.ra.rc = rc
+			}
+		}
+		return pc, nil
 	}
 }
 
@@ -336,6 +342,8 @@ type conn struct {
 	since      time.Time
 	held       atomic.Int64 // request bytes read since the last request ended
 	cut        atomic.Bool  // over budget: reads fail, the request gets 503
+
+	ra readAhead // read by fasthttp's one reading goroutine only
 }
 
 // Read reads from the connection and counts the bytes against the
@@ -344,7 +352,13 @@ func (c *conn) Read(p []byte) (int, error) {
 	if c.cut.Load() {
 		return 0, errOverBudget
 	}
-	n, err := c.Conn.Read(p)
+	var n int
+	var err error
+	if c.ra.rc != nil {
+		n, err = c.ra.read(p)
+	} else {
+		n, err = c.Conn.Read(p)
+	}
 	if n > 0 && c.b != nil {
 		c.held.Add(int64(n))
 		if c.b.bytes.Add(int64(n)) > c.b.maxBytes && !c.b.makeRoom(c) {

@@ -43,6 +43,12 @@ var help = map[string]string{
 	"consentgate_delivery_circuit_open":       "1 while the upstream's circuit is open (recent attempts failed, delivery paused and retried later), else 0.",
 	"consentgate_delivery_spool_bytes":        "Bytes of hits in the on-disk spool not yet delivered, by upstream; at delivery.spool.max_bytes new queued hits get 503.",
 	"consentgate_delivery_spool_records":      "Hits in the on-disk spool not yet delivered, by upstream.",
+	"consentgate_delivery_spool_writes":       "write(2) calls that appended hits to the spool since start, by upstream; accepted_total over this is the group-commit batch size.",
+
+	// Batched sending: its system calls, by upstream.
+	"consentgate_delivery_upstream_writes_total":  "Writes of requests to the upstream (one per batch), by upstream.",
+	"consentgate_delivery_upstream_written_total": "Hits those writes carried, by upstream; over upstream_writes_total, the hits per write.",
+	"consentgate_delivery_upstream_reads_total":   "Reads of the upstream's answers (system calls, below TLS), by upstream.",
 
 	"consentgate_decision_kafka_records_total":    "Decision-log records the Kafka brokers acknowledged (log.decisions.kafka; present when configured).",
 	"consentgate_decision_kafka_dropped_total":    "Decision-log records not streamed to Kafka, by cause: buffer_full (brokers slow or away), delivery_failed (not acknowledged in time, or left at shutdown).",

@@ -27,10 +27,14 @@ const (
 	up503                  // 503 Service Unavailable
 	up429                  // 429 Too Many Requests with Retry-After
 	up400                  // 400 Bad Request (must not be retried)
+	upBreak                // every breakEvery-th request closes its connection unanswered, with what was pipelined behind it; the rest get 204
 )
 
+// breakEvery is how often upBreak breaks a connection.
+const breakEvery = 4
+
 func (m upMode) String() string {
-	return [...]string{"ok", "refuse", "hang", "503", "429", "400"}[m]
+	return [...]string{"ok", "refuse", "hang", "503", "429", "400", "break"}[m]
 }
 
 // secretMarker is in every identifier the gateway must strip from denied
@@ -152,12 +156,14 @@ func (u *fakeUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	mode, release, retryAfter := u.mode, u.release, u.retryAfter
 	u.requests++
 	u.byMode[mode]++
+	broken := mode == upBreak && u.byMode[mode]%breakEvery == 0
 	u.lastReq = time.Now()
 	if secret {
 		u.secrets++
 	}
-	switch mode {
-	case upOK, upRefuse: // upRefuse: a request that raced the close
+	switch {
+	case broken:
+	case mode == upOK, mode == upRefuse, mode == upBreak: // upRefuse: a request that raced the close
 		now := time.Now()
 		for _, s := range seqs {
 			if u.delivered[s] == 0 {
@@ -165,13 +171,16 @@ func (u *fakeUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			u.delivered[s]++
 		}
-	case up400:
+	case mode == up400:
 		for _, s := range seqs {
 			u.rejected[s]++
 		}
 	}
 	u.mu.Unlock()
 
+	if broken {
+		panic(http.ErrAbortHandler) // the connection closes; what was pipelined behind is never answered
+	}
 	switch mode {
 	case upHang:
 		select {

@@ -4,9 +4,9 @@
 // records that were delivered (acknowledged). A segment whose records are
 // all acknowledged is deleted. Opening a spool replays what is left.
 //
-// Durability: Append writes each record to the segment file with one
-// write(2) before it returns, so a crash of the process (kill -9) loses no
-// appended record. The active segment and the acknowledgement files are
+// Durability: Append returns only after the write(2) that holds its record
+// has returned (appends that arrive together share that write: group
+// commit), so a crash of the process (kill -9) loses no appended record. The active segment and the acknowledgement files are
 // fsynced every Options.SyncInterval, which bounds what a crash of the
 // machine (power loss, kernel panic) can lose. Acknowledgements are
 // written at the same interval: records delivered in the last interval
@@ -84,6 +84,9 @@ type Stats struct {
 	Corrupt      int
 	CorruptBytes int64
 	Lost         int64
+	// Writes is the number of write(2) calls that appended records since
+	// Open: with group commit, far fewer than the records appended.
+	Writes int64
 }
 
 // Spool is an open spool directory. Its methods are safe for concurrent use.
@@ -98,10 +101,19 @@ type Spool struct {
 	next    uint64     // sequence number of the next record
 	bytes   int64
 	records int64
-	frame   []byte    // Append's scratch, guarded by mu
 	errq    []opError // reported under mu, passed on by unlock
 	closed  bool
-	stats   Stats // Corrupt and CorruptBytes, set by Open
+
+	// Group commit (group.go): the group being formed, the bytes of
+	// groups not yet written, whether a group is being written, and the
+	// condition its members wait on.
+	open       *group
+	inWrite    *group // the group being written, nil when none
+	grouped    int64
+	writing    bool
+	wrote      *sync.Cond
+	freeGroups []*group
+	stats      Stats // Corrupt and CorruptBytes, set by Open
 
 	// acked holds the records of the segments found by Open that their
 	// ack files list; Readers skip them. Never written after Open.
@@ -183,6 +195,7 @@ func Open(dir string, opt Options) (*Spool, error) {
 		return nil, err
 	}
 	s := &Spool{dir: dir, opt: opt, lock: lock, next: 1, acked: map[uint64]struct{}{}, stop: make(chan struct{}), done: make(chan struct{})}
+	s.wrote = sync.NewCond(&s.mu)
 	if err := s.load(); err != nil {
 		_ = lock.Close()
 		return nil, err
@@ -420,58 +433,28 @@ func removeSegment(path string) error {
 }
 
 // Append writes one record accepted at (Unix nanoseconds) and returns its
-// sequence number. The payload is copied. It fails with ErrFull when the
-// spool would exceed Options.MaxBytes, and with the write's error when
-// the disk refuses it (nothing is appended then).
+// sequence number once the record is in the segment file. The payload is
+// copied. Appends that arrive together share one write(2) (group commit,
+// group.go). It fails with ErrFull when the spool would exceed
+// Options.MaxBytes, and with the write's error when the disk refuses it
+// (nothing of that write is appended then).
 func (s *Spool) Append(at int64, payload []byte) (uint64, error) {
-	if len(payload) > MaxPayload {
-		return 0, fmt.Errorf("spool: record of %d bytes exceeds %d", len(payload), MaxPayload)
+	t, err := s.Enqueue(at, payload)
+	if err != nil {
+		return 0, err
 	}
-	n := int64(frameHeader + recordHead + len(payload))
-	s.mu.Lock()
-	defer s.unlock()
-	if s.closed {
-		return 0, ErrClosed
-	}
-	if s.bytes+n > s.opt.MaxBytes {
-		return 0, ErrFull
-	}
-	if s.active == nil || s.active.size >= s.opt.SegmentBytes {
-		if err := s.rotate(); err != nil {
-			return 0, err
-		}
-	}
-	seg := s.active
-	seq := s.next
-	s.frame = AppendFrame(s.frame[:0], seq, at, payload)
-	if _, err := seg.f.Write(s.frame); err != nil {
-		// A short write leaves a torn frame: start a new segment so that
-		// the next record does not follow it (Open cuts such a tail).
-		s.sealActive()
-		return 0, fmt.Errorf("spool: write: %w", err)
-	}
-	s.next++
-	if seg.outstanding == 0 && seg.size == 0 {
-		seg.first = seq
-	}
-	seg.last = seq
-	seg.size += n
-	seg.outstanding++
-	seg.dirty = true
-	s.bytes += n
-	s.records++
-	return seq, nil
+	return t.Wait()
 }
 
 // rotate seals the active segment and starts a new one. Called with mu held.
-func (s *Spool) rotate() error {
+func (s *Spool) rotateTo(first uint64) error {
 	s.sealActive()
-	path := filepath.Join(s.dir, segName(s.next))
+	path := filepath.Join(s.dir, segName(first))
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("spool: new segment: %w", err)
 	}
-	seg := &segment{first: s.next, last: s.next - 1, path: path, f: f}
+	seg := &segment{first: first, last: first - 1, path: path, f: f}
 	s.segs = append(s.segs, seg)
 	s.active = seg
 	if err := syncDir(s.dir); err != nil {
@@ -732,6 +715,9 @@ func (s *Spool) Close() error {
 		return nil
 	}
 	s.closed = true
+	for s.writing || s.open != nil {
+		s.wrote.Wait() // appends already taken are written first
+	}
 	s.mu.Unlock()
 	close(s.stop)
 	<-s.done
@@ -852,9 +838,9 @@ func (r *Reader) open() (bool, error) {
 		}
 	}
 	var path string
-	if seg == nil && r.from < r.s.next {
+	if written := r.s.written(); seg == nil && r.from < written {
 		// No record at or after r.from is left: skip to what comes next.
-		r.from = r.s.next
+		r.from = written
 	}
 	if seg != nil {
 		path, r.seg = seg.path, seg.first
