@@ -613,17 +613,16 @@ func (l *Lane) Accept(route int, out *fasthttp.Request, path, query []byte, at t
 	if wake {
 		signal(l.wake)
 	}
+	if !toMemory {
+		// Replay may read it now, or, if its write failed, see that no
+		// record is pending any more.
+		signal(l.more)
+		putQueued(q) // on disk; replay brings it back
+	}
 	if err != nil {
-		if !toMemory {
-			putQueued(q)
-		}
 		return l.acceptError(err)
 	}
 	l.d.family(l.d.m.accepted, route).Inc()
-	if !toMemory {
-		signal(l.more) // replay may read it now
-		putQueued(q)   // on disk; replay brings it back
-	}
 	return nil
 }
 
