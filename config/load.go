@@ -188,7 +188,7 @@ func checkNode(n *yaml.Node, t reflect.Type, key string, lines map[string]int) (
 			if lines != nil {
 				lines[sub] = k.Line
 			}
-			elem := t
+			var elem reflect.Type
 			if t.Kind() == reflect.Struct {
 				f, ok := fieldByTag(t, name)
 				if !ok {

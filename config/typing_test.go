@@ -109,7 +109,17 @@ func TestFileAndEnvironmentTypeAlike(t *testing.T) {
 				if fileErr == nil || envErr == nil {
 					t.Fatalf("%s = %s: file error %v, environment error %v; want both refused", tt.key, tt.give, fileErr, envErr)
 				}
-				msg := func(err error) string { return err.(*ProblemsError).Problems[0].(*Problem).Msg }
+				msg := func(err error) string {
+					var pe *ProblemsError
+					if !errors.As(err, &pe) {
+						t.Fatalf("%v is not a *ProblemsError", err)
+					}
+					var p *Problem
+					if !errors.As(pe.Problems[0], &p) {
+						t.Fatalf("%v is not a *Problem", pe.Problems[0])
+					}
+					return p.Msg
+				}
 				if msg(fileErr) != msg(envErr) {
 					t.Errorf("file says %q, environment %q", msg(fileErr), msg(envErr))
 				}

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -61,7 +62,7 @@ func TestChainVerifies(t *testing.T) {
 			t.Errorf("line %d: %+v %v", i+2, r, err)
 		}
 	}
-	if _, err := ParseRecord([]byte(lines[0])); err != ErrMark {
+	if _, err := ParseRecord([]byte(lines[0])); !errors.Is(err, ErrMark) {
 		t.Errorf("ParseRecord(header) = %v, want ErrMark", err)
 	}
 	rep := verify(pub, strings.Join(lines, ""))

@@ -52,7 +52,7 @@ type connKey struct{}
 
 // newH2Upstream starts the server; handle answers request r, the hit n
 // (its query parameter n), after it is recorded and its body read.
-func newH2Upstream(t *testing.T, conf *http2.Server, handle func(w http.ResponseWriter, r *http.Request, n int)) *h2Upstream {
+func newH2Upstream(t *testing.T, conf *http.HTTP2Config, handle func(w http.ResponseWriter, r *http.Request, n int)) *h2Upstream {
 	t.Helper()
 	u := &h2Upstream{}
 	u.ts = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -78,10 +78,8 @@ func newH2Upstream(t *testing.T, conf *http2.Server, handle func(w http.Response
 		return context.WithValue(ctx, connKey{}, u.conns-1)
 	}
 	u.ts.Config.ErrorLog = nil
-	if err := http2.ConfigureServer(u.ts.Config, conf); err != nil {
-		t.Fatal(err)
-	}
-	u.ts.TLS = u.ts.Config.TLSConfig
+	u.ts.Config.HTTP2 = conf
+	u.ts.EnableHTTP2 = true
 	u.ts.StartTLS()
 	t.Cleanup(u.ts.Close)
 	return u
@@ -160,7 +158,7 @@ func counter(set *metrics.Set, name string) uint64 {
 func TestH2ManyStreamsFewWrites(t *testing.T) {
 	const n = 100
 	statusOf := func(n int) int { return 200 + n%7 }
-	u := newH2Upstream(t, &http2.Server{}, func(w http.ResponseWriter, _ *http.Request, n int) {
+	u := newH2Upstream(t, &http.HTTP2Config{}, func(w http.ResponseWriter, _ *http.Request, n int) {
 		w.Header().Set("X-N", strconv.Itoa(n))
 		w.WriteHeader(statusOf(n))
 	})
@@ -230,7 +228,7 @@ func postBody(i, size int) []byte {
 // waits for the server's WINDOW_UPDATE.
 func TestH2BodyLargerThanWindow(t *testing.T) {
 	const n, size = 3, 200_000
-	u := newH2Upstream(t, &http2.Server{MaxUploadBufferPerStream: 65535, MaxUploadBufferPerConnection: 65535},
+	u := newH2Upstream(t, &http.HTTP2Config{MaxReceiveBufferPerStream: 65535, MaxReceiveBufferPerConnection: 65535},
 		func(w http.ResponseWriter, _ *http.Request, _ int) { w.WriteHeader(http.StatusNoContent) })
 	gate := make(chan struct{})
 	obs := make(chan h2Obs, 2*n)
@@ -271,7 +269,7 @@ func TestH2BodyLargerThanWindow(t *testing.T) {
 func TestH2LargeResponseBodies(t *testing.T) {
 	const n, size = 4, 3 << 20
 	werrs := make(chan error, n)
-	u := newH2Upstream(t, &http2.Server{MaxConcurrentStreams: 1}, func(w http.ResponseWriter, _ *http.Request, _ int) {
+	u := newH2Upstream(t, &http.HTTP2Config{MaxConcurrentStreams: 1}, func(w http.ResponseWriter, _ *http.Request, _ int) {
 		w.WriteHeader(http.StatusOK)
 		_, err := w.Write(make([]byte, size))
 		werrs <- err
@@ -310,7 +308,7 @@ func TestH2LargeResponseBodies(t *testing.T) {
 func TestH2ResponseBodyLimit(t *testing.T) {
 	const n, size = 3, 4 << 20
 	werrs := make(chan error, n)
-	u := newH2Upstream(t, &http2.Server{}, func(w http.ResponseWriter, _ *http.Request, _ int) {
+	u := newH2Upstream(t, &http.HTTP2Config{}, func(w http.ResponseWriter, _ *http.Request, _ int) {
 		w.WriteHeader(http.StatusOK)
 		_, err := w.Write(make([]byte, size))
 		werrs <- err
@@ -355,7 +353,7 @@ func TestH2ResponseBodyLimit(t *testing.T) {
 // HTTP/1.1 (ALPN).
 func TestH2OffSpeaksHTTP1(t *testing.T) {
 	const n = 5
-	u := newH2Upstream(t, &http2.Server{}, func(w http.ResponseWriter, _ *http.Request, _ int) { w.WriteHeader(http.StatusNoContent) })
+	u := newH2Upstream(t, &http.HTTP2Config{}, func(w http.ResponseWriter, _ *http.Request, _ int) { w.WriteHeader(http.StatusNoContent) })
 	gate := make(chan struct{})
 	obs := make(chan answer, n)
 	d, _ := startPipelined(t, 1, n, obs)
@@ -397,7 +395,7 @@ func TestTLSBatchIsOneWrite(t *testing.T) {
 	for _, h2 := range []bool{true, false} {
 		t.Run(fmt.Sprintf("h2=%v", h2), func(t *testing.T) {
 			const n = 100
-			u := newH2Upstream(t, &http2.Server{}, func(w http.ResponseWriter, _ *http.Request, _ int) { w.WriteHeader(http.StatusNoContent) })
+			u := newH2Upstream(t, &http.HTTP2Config{}, func(w http.ResponseWriter, _ *http.Request, _ int) { w.WriteHeader(http.StatusNoContent) })
 			gate := make(chan struct{})
 			var raw atomic.Int64
 			hc := tlsClient(u.ts, func(string) (net.Conn, error) {
@@ -444,7 +442,7 @@ func TestTLSBatchIsOneWrite(t *testing.T) {
 // on the way, although the sender's window is far larger.
 func TestH2StreamLimit(t *testing.T) {
 	const n, limit = 40, 2
-	u := newH2Upstream(t, &http2.Server{MaxConcurrentStreams: limit},
+	u := newH2Upstream(t, &http.HTTP2Config{MaxConcurrentStreams: limit},
 		func(w http.ResponseWriter, _ *http.Request, _ int) { w.WriteHeader(http.StatusNoContent) })
 	gate := make(chan struct{})
 	obs := make(chan h2Obs, 2*n)
@@ -485,7 +483,7 @@ func TestH2StreamLimit(t *testing.T) {
 func TestH2ResetStreamRetried(t *testing.T) {
 	const n, reset = 10, 3
 	var once sync.Once
-	u := newH2Upstream(t, &http2.Server{}, func(w http.ResponseWriter, _ *http.Request, n int) {
+	u := newH2Upstream(t, &http.HTTP2Config{}, func(w http.ResponseWriter, _ *http.Request, n int) {
 		if n == reset {
 			aborted := false
 			once.Do(func() { aborted = true })
@@ -548,7 +546,7 @@ func TestH2GoAwayFromShutdown(t *testing.T) {
 	)
 	full := make(chan struct{}) // limit handlers of server a are waiting
 	release := make(chan struct{})
-	a := newH2Upstream(t, &http2.Server{MaxConcurrentStreams: limit}, func(w http.ResponseWriter, _ *http.Request, n int) {
+	a := newH2Upstream(t, &http.HTTP2Config{MaxConcurrentStreams: limit}, func(w http.ResponseWriter, _ *http.Request, n int) {
 		if n >= 2 {
 			blockedMu.Lock()
 			blocked++
@@ -560,7 +558,7 @@ func TestH2GoAwayFromShutdown(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
-	b := newH2Upstream(t, &http2.Server{}, func(w http.ResponseWriter, _ *http.Request, _ int) { w.WriteHeader(http.StatusNoContent) })
+	b := newH2Upstream(t, &http.HTTP2Config{}, func(w http.ResponseWriter, _ *http.Request, _ int) { w.WriteHeader(http.StatusNoContent) })
 	gate := make(chan struct{})
 	redial := make(chan struct{})
 	dials := 0
@@ -1081,7 +1079,7 @@ func TestH2BodyWaitsForSettings(t *testing.T) {
 func TestH2LargeHeaderBlock(t *testing.T) {
 	const n = 2
 	big := strings.Repeat("abcdefghij", 4000) // 40 KB: three frames of 16 KB
-	u := newH2Upstream(t, &http2.Server{}, func(w http.ResponseWriter, _ *http.Request, _ int) { w.WriteHeader(http.StatusNoContent) })
+	u := newH2Upstream(t, &http.HTTP2Config{}, func(w http.ResponseWriter, _ *http.Request, _ int) { w.WriteHeader(http.StatusNoContent) })
 	gate := make(chan struct{})
 	obs := make(chan h2Obs, 2*n)
 	d, _ := startH2(t, n, obs)

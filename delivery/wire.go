@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"strconv"
@@ -70,7 +69,7 @@ func wireOf(b []byte, host string, req *fasthttp.Request, buf []byte) (tag int, 
 	if len(b) >= payloadHead && b[0] == payloadWire {
 		tag = int(binary.LittleEndian.Uint16(b[1:]))
 		wire = b[payloadHead:]
-		if !bytes.HasPrefix(wire[bytes.IndexByte(wire, ' ')+1:], []byte("/")) || bytes.Index(wire, []byte("\r\n\r\n")) < 0 {
+		if !bytes.HasPrefix(wire[bytes.IndexByte(wire, ' ')+1:], []byte("/")) || !bytes.Contains(wire, []byte("\r\n\r\n")) {
 			return 0, nil, buf, errPayload
 		}
 		return tag, wire, buf, nil
@@ -82,12 +81,4 @@ func wireOf(b []byte, host string, req *fasthttp.Request, buf []byte) (tag int, 
 	uri := req.URI()
 	buf = appendWire(buf[:0], tag, req, host, uri.PathOriginal(), uri.QueryString())
 	return tag, buf[payloadHead:], buf, nil
-}
-
-// readWire parses the request bytes of a version-2 payload into req (for
-// paths that need a fasthttp.Request, and for tests).
-func readWire(req *fasthttp.Request, wire []byte) error {
-	req.Reset()
-	req.Header.DisableNormalizing()
-	return req.Read(bufio.NewReader(bytes.NewReader(wire)))
 }

@@ -188,8 +188,8 @@ func faultSpoolDamaged(t *testing.T, restart bool) {
 	}
 	up.set(upOK)
 	uc := up.waitMissing(ls.acceptedReqs, lost, deliverWithin)
-	m := waitMetric(t, gw, corruptSeries, float64(lost), 10*time.Second)
-	m = waitMetric(t, gw, `consentgate_delivery_spool_records{upstream="`+up.URL()+`"}`, 0, 10*time.Second)
+	waitMetric(t, gw, corruptSeries, float64(lost), 10*time.Second)
+	m := waitMetric(t, gw, `consentgate_delivery_spool_records{upstream="`+up.URL()+`"}`, 0, 10*time.Second)
 	scrapes = append(scrapes, m)
 	report(t, name, ls, uc, droppedByCause(m))
 	details(t, ls, uc, 0)

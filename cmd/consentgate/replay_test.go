@@ -112,7 +112,7 @@ func TestVerifySampleLog(t *testing.T) {
 // TestReplaySamePolicy: replayed under the policy that wrote it, every
 // logged hit is decided as the log says, and nothing changes.
 func TestReplaySamePolicy(t *testing.T) {
-	out, errOut, err := runCLI(t, "replay", "--json", "--config", "../../internal-none.yaml", replayLog)
+	_, errOut, err := runCLI(t, "replay", "--json", "--config", "../../internal-none.yaml", replayLog)
 	if err == nil || !strings.Contains(err.Error(), "internal-none.yaml") {
 		t.Fatalf("a missing --config: err %v %s", err, errOut)
 	}
@@ -120,7 +120,7 @@ func TestReplaySamePolicy(t *testing.T) {
 	if err := os.WriteFile(empty, []byte("log: {level: info}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, errOut, err = runCLI(t, "replay", "--json", "--config", empty, replayLog)
+	out, errOut, err := runCLI(t, "replay", "--json", "--config", empty, replayLog)
 	if err != nil {
 		t.Fatalf("replay: %v %s", err, errOut)
 	}
