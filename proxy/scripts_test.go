@@ -56,7 +56,8 @@ func TestScriptCacheHitAndHeaders(t *testing.T) {
 
 // TestScriptColdStampede: 100 concurrent requests for an uncached script
 // cause exactly one upstream fetch. The upstream holds that fetch until
-// the 99 other requests are waiting for it, then answers.
+// all 100 requests have joined it (the one that started it and the 99
+// others), then answers.
 func TestScriptColdStampede(t *testing.T) {
 	const n = 100
 	g := newGateway(t, "")
@@ -71,7 +72,7 @@ func TestScriptColdStampede(t *testing.T) {
 		ctx.SetBodyString(gtagBody)
 	})
 	joined := make(chan struct{}, n)
-	g.h.scripts.joined = func() { joined <- struct{}{} }
+	g.h.scripts.waiting = func() { joined <- struct{}{} }
 	released := false
 	defer func() {
 		if !released {
@@ -96,7 +97,7 @@ func TestScriptColdStampede(t *testing.T) {
 	}
 	timeout := time.After(10 * time.Second)
 	fetched, waiting := 0, 0
-	for fetched != 1 || waiting != n-1 {
+	for fetched != 1 || waiting != n {
 		select {
 		case <-fetching:
 			fetched++
@@ -106,7 +107,7 @@ func TestScriptColdStampede(t *testing.T) {
 		case <-joined:
 			waiting++
 		case <-timeout:
-			t.Fatalf("%d upstream fetches and %d waiting requests, want 1 and %d", fetched, waiting, n-1)
+			t.Fatalf("%d upstream fetches and %d waiting requests, want 1 and %d", fetched, waiting, n)
 		}
 	}
 	close(release)
