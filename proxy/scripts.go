@@ -185,9 +185,9 @@ func (s *scriptCache) get(key []byte) *scriptEntry {
 //
 // DoChan rather than Do: it returns once the caller has joined the flight,
 // which is where the waiting hook runs; f runs in a goroutine of its own.
-func (s *scriptCache) fetch(key []byte, f func() (*scriptEntry, error)) (e *scriptEntry, err error, coalesced bool) {
+func (s *scriptCache) fetch(key string, f func() (*scriptEntry, error)) (e *scriptEntry, err error, coalesced bool) {
 	led := false
-	ch := s.flight.DoChan(string(key), func() (any, error) {
+	ch := s.flight.DoChan(key, func() (any, error) {
 		led = true // only the caller whose f runs; read after the result arrives
 		return f()
 	})
@@ -333,8 +333,13 @@ func (h *Handler) serveScript(ctx *fasthttp.RequestCtx, p *prepared, reg consent
 			h.record(ctx, p, ctx.Response.StatusCode(), 0, nil, start)
 			return
 		}
-		fresh, err, coalesced := h.scripts.fetch(key, func() (*scriptEntry, error) {
-			return h.fetchScript(cfg, p.up, p.route, string(key), string(scriptURI(nil, p.up, cfg, path, args)), reg)
+		// The fetch may run on another goroutine: it gets copies, and
+		// its closure captures nothing of p, which would then escape
+		// (an allocation on every request, TestProxyAllocs).
+		k, uri := string(key), string(scriptURI(nil, p.up, cfg, path, args))
+		up, route := p.up, p.route
+		fresh, err, coalesced := h.scripts.fetch(k, func() (*scriptEntry, error) {
+			return h.fetchScript(cfg, up, route, k, uri, reg)
 		})
 		if err != nil {
 			h.metrics.scriptCache(cacheError)
