@@ -40,20 +40,24 @@ func queueGatewayWorkers(t *testing.T, dir, spool string, workers int) *gateway 
 	return g
 }
 
-// wait waits until the fake upstream has received n requests, failing
-// the test after 10 s.
+// wait waits until the fake upstream has received n requests and returns
+// them, failing the test after 10 s.
 func (u *fakeUpstream) wait(t *testing.T, n int) []recorded {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
 	for {
-		got := u.requests()
+		u.mu.Lock()
+		got, more := append([]recorded(nil), u.got...), u.more
+		u.mu.Unlock()
 		if len(got) >= n {
 			return got
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-more:
+		case <-timeout.C:
 			t.Fatalf("the upstream got %d requests in 10 s, want %d", len(got), n)
 		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -251,6 +255,8 @@ func waitMetric(t *testing.T, g *gateway, line string) {
 			}
 			t.Fatalf("metrics lack %q; delivery metrics:\n%s", line, strings.Join(got, "\n"))
 		}
+		// The delivery goroutines bump metrics and signal no one: this polls
+		// the condition, and fails the test at the deadline above.
 		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -359,10 +359,12 @@ func TestDryRunForwardsOriginal(t *testing.T) {
 
 func TestUpstreamFailures(t *testing.T) {
 	g := newGateway(t, "timeouts: {upstream: 200ms}")
-	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { time.Sleep(500 * time.Millisecond) })
+	hang := make(chan struct{})
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { <-hang }) // answers only after the gateway gave up
 	if resp := g.do(fromVisitor, "GET", "/g/collect?v=2&tid=G-1&gcs=G100", nil, ""); resp.Status != fasthttp.StatusGatewayTimeout {
 		t.Errorf("slow upstream: %d, want 504", resp.Status)
 	}
+	close(hang)
 	g.up.setRespond(nil)
 	_ = g.up.srv.Shutdown()
 	if resp := g.do(fromVisitor, "GET", "/g/collect?v=2&tid=G-1&gcs=G100", nil, ""); resp.Status != fasthttp.StatusBadGateway {
@@ -452,7 +454,7 @@ func TestHealthEndpoints(t *testing.T) {
 func TestConcurrentBodiesStayApart(t *testing.T) {
 	g := newGateway(t, "")
 	g.up.setRespond(func(ctx *fasthttp.RequestCtx) {
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond) // pacing only: keeps many requests in flight at once; not needed for correctness
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
 	})
 	var wg sync.WaitGroup

@@ -254,7 +254,7 @@ func TestKafkaHangingClusterNeverHoldsUpHits(t *testing.T) {
 		if full+failed == n {
 			break
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // polls a counter franz-go's promises bump; the assertion below fails if it never gets there
 	}
 	if full != n-1 || failed != 1 {
 		t.Errorf("dropped buffer_full=%d delivery_failed=%d, want %d and 1 (the one buffered record, failed at close)", full, failed, n-1)

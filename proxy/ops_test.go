@@ -332,6 +332,9 @@ func TestReloadUnderTraffic(t *testing.T) {
 	}
 }
 
+// waitFor polls cond, for state that changes without an event to wait on
+// (counters, connection counts), and fails the test if it does not hold
+// within 5 s.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
