@@ -49,10 +49,10 @@ type recorded struct {
 // fakeUpstream is a fasthttp server on an in-memory listener that records
 // every request and answers like Google (204, or what respond says).
 type fakeUpstream struct {
-	ln      *fasthttputil.InmemoryListener
-	srv     *fasthttp.Server
-	mu      sync.Mutex
-	got     []recorded
+	ln  *fasthttputil.InmemoryListener
+	srv *fasthttp.Server
+	mu  sync.Mutex
+	got []recorded
 	// more is closed (and replaced) when a request is recorded; under mu.
 	more    chan struct{}
 	respond func(ctx *fasthttp.RequestCtx)
