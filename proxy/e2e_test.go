@@ -24,6 +24,13 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// Every test config drains at once and writes no decision log of its
+	// own, whatever the environment says. Set here rather than with
+	// t.Setenv in loadConfig so that tests using it can run in parallel; a
+	// test that sets more with t.Setenv stays sequential (and runs before
+	// the parallel ones).
+	_ = os.Setenv("CONSENTGATE_TIMEOUTS_DRAIN", "0s")
+	_ = os.Setenv("CONSENTGATE_LOG_DECISIONS_OUTPUT", "off")
 	goleak.VerifyTestMain(m,
 		// fasthttp's own housekeeping goroutines sleep out their period
 		// after Shutdown and CloseIdleConnections, then exit.
@@ -167,8 +174,6 @@ trusted_proxies: ["10.0.0.0/8"]
 
 func loadConfig(t *testing.T, yaml string) *config.Config {
 	t.Helper()
-	t.Setenv("CONSENTGATE_TIMEOUTS_DRAIN", "0s")
-	t.Setenv("CONSENTGATE_LOG_DECISIONS_OUTPUT", "off")
 	if !strings.Contains(yaml, "trusted_proxies") {
 		yaml = testConfig + yaml
 	} else {

@@ -59,6 +59,7 @@ func acceptErr(errno syscall.Errno) error {
 // a backoff, at once. The listener runs in a synctest bubble: its backoff
 // timers run on the bubble's clock.
 func TestAcceptBacksOff(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	synctest.Test(t, func(t *testing.T) {
 		client, server := net.Pipe()
@@ -102,6 +103,7 @@ func TestAcceptBacksOff(t *testing.T) {
 }
 
 func TestAcceptErrorKind(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		give  error
 		kind  acceptErrKind // acceptOther when not retried
@@ -124,6 +126,7 @@ func TestAcceptErrorKind(t *testing.T) {
 }
 
 func TestMaxConnectionsFromLimit(t *testing.T) {
+	t.Parallel()
 	cfg := &config.Config{Limits: config.Limits{MaxConnections: 0}}
 	n, nofile := MaxConnections(cfg)
 	if nofile == 0 {
@@ -143,6 +146,7 @@ func TestMaxConnectionsFromLimit(t *testing.T) {
 // gets 503 max_connections with Retry-After, counted; a closed one frees
 // its slot.
 func TestMaxConnectionsRefused(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "limits: {max_connections: 3}")
 	var held []net.Conn
 	for i := range 3 {
@@ -172,6 +176,7 @@ func TestMaxConnectionsRefused(t *testing.T) {
 // up its reserve descriptor to accept the waiting client and answer it
 // 503 at once, instead of leaving it in the backlog.
 func TestAcceptShedsOnEMFILE(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	client, server := net.Pipe()
 	defer client.Close()
@@ -201,6 +206,7 @@ func TestAcceptShedsOnEMFILE(t *testing.T) {
 // TestPerIPCapIPv6ByPrefix: one IPv6 host holds a whole /64, so the cap
 // counts the /64.
 func TestPerIPCapIPv6ByPrefix(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "limits: {max_conns_per_ip: 2}")
 	a := &net.TCPAddr{IP: net.ParseIP("2001:db8:1:2::1"), Port: 1}
 	b := &net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:ffff::9"), Port: 2}

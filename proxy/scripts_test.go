@@ -27,6 +27,7 @@ func scriptUpstream(g *gateway, fetches *atomic.Int32, status *atomic.Int32) {
 }
 
 func TestScriptCacheHitAndHeaders(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	var fetches, status atomic.Int32
 	scriptUpstream(g, &fetches, &status)
@@ -59,6 +60,7 @@ func TestScriptCacheHitAndHeaders(t *testing.T) {
 // all 100 requests have joined it (the one that started it and the 99
 // others), then answers.
 func TestScriptColdStampede(t *testing.T) {
+	t.Parallel()
 	const n = 100
 	g := newGateway(t, "")
 	fetching, release := make(chan struct{}, n), make(chan struct{})
@@ -129,6 +131,7 @@ func TestScriptColdStampede(t *testing.T) {
 }
 
 func TestScriptStaleAndExpiry(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	var fetches, status atomic.Int32
 	scriptUpstream(g, &fetches, &status)
@@ -164,6 +167,7 @@ func TestScriptStaleAndExpiry(t *testing.T) {
 }
 
 func TestScriptPerRegionKeys(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, `upstream: "http://g-abc123.fps.goog"
 path_prefix: /metrics`)
 	var fetches, status atomic.Int32
@@ -186,6 +190,7 @@ path_prefix: /metrics`)
 }
 
 func TestScriptTagAllowlist(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, `tags: ["G-ABC123"]`)
 	var fetches, status atomic.Int32
 	scriptUpstream(g, &fetches, &status)
@@ -207,6 +212,7 @@ func TestScriptTagAllowlist(t *testing.T) {
 // answers or times out) and exactly one background refresh runs; once it
 // succeeds the fresh copy is served.
 func TestScriptStaleWhileRevalidate(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "timeouts: {upstream: 15s}")
 	var fetches atomic.Int32
 	release := make(chan struct{})
@@ -272,6 +278,7 @@ func TestScriptStaleWhileRevalidate(t *testing.T) {
 // refused locally. Cached variants keep being served, other tags and
 // regions have their own bound, and a slot frees after the window.
 func TestScriptVariantsBounded(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	var fetches, status atomic.Int32
 	scriptUpstream(g, &fetches, &status)
