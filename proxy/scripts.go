@@ -132,9 +132,8 @@ func newScriptCache(maxBytes int64) (*scriptCache, error) {
 	// (new tag ids, regions, variants within their bound) thus costs
 	// upstream fetches, which the tag allowlist and the variant bound
 	// limit, but cannot push the popular scripts out. An entry larger than
-	// MaxCost is never kept. NumCounters is 10 times the entries a full
-	// cache is expected to hold at the smallest scripts, as ristretto
-	// advises.
+	// MaxCost is never kept. NumCounters (10,000) is about ten times the
+	// entries a full default cache holds, as ristretto advises.
 	c, err := ristretto.NewCache(&ristretto.Config[[]byte, *scriptEntry]{
 		NumCounters:        10_000,
 		MaxCost:            maxBytes,
