@@ -21,6 +21,7 @@ func writeConfig(t *testing.T, yaml string) string {
 }
 
 func TestEmbeddedDefault(t *testing.T) {
+	t.Parallel()
 	c, err := Load("")
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +52,7 @@ func TestEmbeddedDefault(t *testing.T) {
 }
 
 func TestUnknownKeyIsAnError(t *testing.T) {
+	t.Parallel()
 	_, err := Load(writeConfig(t, "listen: \":1\"\nconsent:\n  mdoe: basic\n"))
 	if err == nil || !strings.Contains(err.Error(), "mdoe") {
 		t.Fatalf("Load = %v, want an error naming consent.mdoe", err)
@@ -92,6 +94,7 @@ func TestUnknownEnvIsAnError(t *testing.T) {
 
 // TestCheckListsEveryProblem: one Load reports all problems at once.
 func TestCheckListsEveryProblem(t *testing.T) {
+	t.Parallel()
 	yaml := `
 listen: "nope"
 upstream: "ftp://x"
@@ -129,6 +132,7 @@ log: {level: loud, decisions: {sample_forward: 2}}
 }
 
 func TestRegionOverridesMostSpecificWins(t *testing.T) {
+	t.Parallel()
 	c, err := Load(writeConfig(t, `
 consent:
   regions:
@@ -156,6 +160,7 @@ consent:
 }
 
 func TestPolicyVersionTracksConfigNotSecret(t *testing.T) {
+	t.Parallel()
 	a, err := Load(writeConfig(t, "cookieless: {secret: \"k3J9x0PqZ7vB2mWn5tR8\"}\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -174,6 +179,7 @@ func TestPolicyVersionTracksConfigNotSecret(t *testing.T) {
 }
 
 func TestSampleConfigsLoad(t *testing.T) {
+	t.Parallel()
 	files, err := filepath.Glob("../testdata/config/*.yaml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no sample configs: %v", err)
@@ -186,6 +192,7 @@ func TestSampleConfigsLoad(t *testing.T) {
 }
 
 func TestKafkaOffByDefault(t *testing.T) {
+	t.Parallel()
 	c, err := Load("")
 	if err != nil {
 		t.Fatal(err)
@@ -228,6 +235,7 @@ log:
 }
 
 func TestKafkaProblems(t *testing.T) {
+	t.Parallel()
 	_, err := Load(writeConfig(t, `
 log:
   decisions:

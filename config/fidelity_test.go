@@ -6,6 +6,7 @@ import (
 )
 
 func TestClientIDSetting(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		give    string
 		wantTag bool
@@ -36,6 +37,7 @@ func TestClientIDSetting(t *testing.T) {
 // TestSubdomainAdsGeolocationWarning: subdomain style with Ads or
 // Floodlight hits possible warns and points to the tag-gateway style.
 func TestSubdomainAdsGeolocationWarning(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		give string
 		want bool
@@ -57,6 +59,7 @@ func TestSubdomainAdsGeolocationWarning(t *testing.T) {
 }
 
 func TestCORSRule(t *testing.T) {
+	t.Parallel()
 	c, err := Load("")
 	if err != nil {
 		t.Fatal(err)

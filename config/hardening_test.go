@@ -10,6 +10,7 @@ import (
 // silently become the embedded default (a tags allowlist would vanish,
 // upstream would switch to Google's hosts).
 func TestFileThatSetsNothingIsRefused(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name, give string
 		empty      bool
@@ -67,6 +68,7 @@ func TestAdminListenRule(t *testing.T) {
 }
 
 func TestAdminTokenNotInPolicyVersion(t *testing.T) {
+	t.Parallel()
 	a, err := Load(writeConfig(t, "admin: {token: \"aaaaaaaaaaaaaaaaaaaa\"}"))
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +90,7 @@ func TestAdminTokenNotInPolicyVersion(t *testing.T) {
 }
 
 func TestLimitsValidation(t *testing.T) {
+	t.Parallel()
 	for _, give := range []string{
 		"limits: {max_conns_per_ip: 0}",
 		"limits: {max_reading_requests: -1}",

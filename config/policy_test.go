@@ -11,6 +11,7 @@ import (
 // version of the serving gateway whatever its listeners, timeouts, logs,
 // delivery or spool say. Every policy key of Keys needs a row in moves.
 func TestPolicyVersionHashesOnlyPolicy(t *testing.T) {
+	t.Parallel()
 	secret := WithFallbackSecret([]byte("0123456789abcdef0123456789abcdef"))
 	base, err := Load("", secret)
 	if err != nil {

@@ -91,6 +91,7 @@ func TestEnvValueBlamesTheVariable(t *testing.T) {
 // stop the other keys from being validated, and does not cause follow-on
 // errors of its own.
 func TestTypeErrorsDoNotHideValueErrors(t *testing.T) {
+	t.Parallel()
 	_, err := Load(writeConfig(t, "timeouts: {upstream: soon}\nlog: {level: loud}\nlimits: {max_body_bytes: lots}\n"))
 	var pe *ProblemsError
 	if !errors.As(err, &pe) {
@@ -121,6 +122,7 @@ func sortedCopy(s []string) []string {
 }
 
 func TestWeakSecret(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, give string
 		weak       bool
@@ -142,6 +144,7 @@ func TestWeakSecret(t *testing.T) {
 }
 
 func TestEditDistance(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		a, b string
 		want int
@@ -157,6 +160,7 @@ func TestEditDistance(t *testing.T) {
 // Keys; every key of the struct is there, with a description, and every
 // key of default.yaml is a key of the struct.
 func TestKeysDocumentEveryKey(t *testing.T) {
+	t.Parallel()
 	known := map[string]bool{}
 	for _, k := range Keys() {
 		known[k.Name] = true
@@ -184,6 +188,7 @@ func TestKeysDocumentEveryKey(t *testing.T) {
 // TestChangesNameRestartKeys: a reload reports every changed key, and
 // which of them only a restart applies.
 func TestChangesNameRestartKeys(t *testing.T) {
+	t.Parallel()
 	old, err := Load(writeConfig(t, "consent: {mode: advanced}\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -225,6 +230,7 @@ func TestSampleConfigsAreClean(t *testing.T) {
 }
 
 func TestInvalidYAMLNamesTheLine(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, give, want string
 	}{
@@ -246,6 +252,7 @@ func TestInvalidYAMLNamesTheLine(t *testing.T) {
 }
 
 func TestNeedsRestart(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		give string
 		want bool

@@ -12,6 +12,7 @@ import (
 // reach the policy, regions may be named by a listed alias, and bad
 // entries are problems.
 func TestRegionCodes(t *testing.T) {
+	t.Parallel()
 	c, err := Load(writeConfig(t, `
 consent:
   region_aliases: {UK: GB, EL: GR}

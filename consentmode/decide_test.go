@@ -38,6 +38,7 @@ func params(q []byte) map[string][]string {
 // an explicit denial from any of them wins, and the first denier (in the
 // order gcd, gcs, npa, then the optional signals) is reported.
 func TestMergeDisagreeingInputs(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		query   string
@@ -81,6 +82,7 @@ func TestMergeDisagreeingInputs(t *testing.T) {
 }
 
 func TestBatchLineCanOnlyDeny(t *testing.T) {
+	t.Parallel()
 	in := ga4("v=2&tid=G-1&gcs=G111&gcd=13r3r3r2r5l1&_p=9")
 	in.Region = MustRegion("US")
 	in.Body = []byte("en=page_view&cid=1.2\r\nen=scroll&gcs=G100&cid=1.2\r\n")
@@ -103,6 +105,7 @@ func TestBatchLineCanOnlyDeny(t *testing.T) {
 }
 
 func TestCookielessGA4(t *testing.T) {
+	t.Parallel()
 	q := "v=2&tid=G-ABC&_p=1749196701069&gcs=G100&gcd=13p3p3p2p5l1&cid=1174285007.1749196701&sid=1749196701&sct=4&seg=1" +
 		"&uid=u42&up.plan=gold&upn.visits=3&_fplc=abc&ecid=154&_fid=f1&ep.ga_temp_client_id=1174285007.1749196701&ep.page=home&en=page_view" +
 		"&dl=https%3A%2F%2Fshop.example%2F%3F_gl%3D1*abc*_ga*MTE.%26gclid%3DCj0%26utm_source%3Dx&dr=https%3A%2F%2Fref.example%2F%23_gl%3D1*q"
@@ -150,6 +153,7 @@ func TestCookielessGA4(t *testing.T) {
 }
 
 func TestEphemeralID(t *testing.T) {
+	t.Parallel()
 	p := testPolicy()
 	cid := func(q string, day int64, p *Policy) string {
 		in := ga4(q)
@@ -180,6 +184,7 @@ func TestEphemeralID(t *testing.T) {
 }
 
 func TestEmailsRedactedEverywhere(t *testing.T) {
+	t.Parallel()
 	in := ga4("v=2&tid=G-1&gcs=G111&gcd=13r3r3r2r5l1&dt=Hi%20jo%40x.com&ep.form=jo%2540x.com&uid=jo@x.com" +
 		"&dl=https%3A%2F%2Fs.example%2Fu%2Fjo%40x.com%3Fe%3Djo%2540x.com%23m%3Djo%2540x.com")
 	in.Region = MustRegion("US")
@@ -194,6 +199,7 @@ func TestEmailsRedactedEverywhere(t *testing.T) {
 }
 
 func TestTagAllowlist(t *testing.T) {
+	t.Parallel()
 	p := testPolicy()
 	p.Tags = map[string]bool{"G-GOOD": true, "AW-123": true, "DC-77": true}
 	tests := []struct {
@@ -222,6 +228,7 @@ func TestTagAllowlist(t *testing.T) {
 }
 
 func TestServerContainerParams(t *testing.T) {
+	t.Parallel()
 	in := ga4("v=2&tid=G-1&gcs=G111&gcd=13r3r3r2r5l1&sst.rnd=1&sst.gcd=G111&richsstsse")
 	in.Region = MustRegion("US")
 	d, w := decide(in, testPolicy())
@@ -231,6 +238,7 @@ func TestServerContainerParams(t *testing.T) {
 }
 
 func TestClientIPParam(t *testing.T) {
+	t.Parallel()
 	in := ga4("v=2&tid=G-1&_uip=6.6.6.6&gcs=G100")
 	in.Region = MustRegion("US")
 	in.ClientIP = netip.MustParseAddr("203.0.113.77")
@@ -249,6 +257,7 @@ func TestClientIPParam(t *testing.T) {
 // TestUnchangedHitIsByteForByte: a fully consented hit without anything
 // to redact leaves exactly as it came.
 func TestUnchangedHitIsByteForByte(t *testing.T) {
+	t.Parallel()
 	q := "v=2&tid=G-1&gtm=45je&_p=1&gcs=G111&gcd=13r3r3r2r5l1&npa=0&cid=1.2&&en=page_view&dl=https%3A%2F%2Fx.example%2F%3Fa%3D1&weird%20key=%ZZ"
 	in := ga4(q)
 	in.Region = MustRegion("DE")

@@ -25,6 +25,7 @@ func tcDisclosed(tc string, google bool) string {
 // Google's mapping sets the ad types both ways before the region default;
 // explicit denials from the hit, the CMP cookie and US opt-outs still win.
 func TestTCFMerge(t *testing.T) {
+	t.Parallel()
 	G, D := Granted, Denied
 	type srcs = [NumTypes]Source
 	const (
@@ -135,6 +136,7 @@ func TestTCFMerge(t *testing.T) {
 // TestLongEncodedNames: names are matched after decoding whatever their
 // length, so a fully percent-encoded long user property still meets its rule.
 func TestLongEncodedNames(t *testing.T) {
+	t.Parallel()
 	enc := func(s string) string {
 		var b strings.Builder
 		for i := range len(s) {
@@ -180,6 +182,7 @@ func FuzzNormKey(f *testing.F) {
 
 // TestRedactionCorpus: e-mail shapes the redactor must find, in any value.
 func TestRedactionCorpus(t *testing.T) {
+	t.Parallel()
 	corpus := []string{
 		"jo@example.com",
 		"jo@xn--mnchen-3ya.de",   // punycode domain
@@ -220,6 +223,7 @@ func TestRedactionCorpus(t *testing.T) {
 // TestEmailInCookieValueAndPath: Google cookie values and hit paths carry
 // no e-mail address upstream.
 func TestEmailInCookieValueAndPath(t *testing.T) {
+	t.Parallel()
 	in := ga4("v=2&tid=G-1&_p=1&gcs=G111&gcd=13r3r3r2r5l1")
 	in.Region = MustRegion("US")
 	in.Cookie = []byte("_ga=GA1.1.jo%40example.com; _ga_X=GS1.1.1; _gcl_au=1.1.1")
@@ -246,6 +250,7 @@ func TestEmailInCookieValueAndPath(t *testing.T) {
 
 // TestURLValuedParams: every URL-valued parameter gets dl's in-URL rules.
 func TestURLValuedParams(t *testing.T) {
+	t.Parallel()
 	page := url.QueryEscape("https://shop.example/?_gl=1*abc*_ga*MTE.&gclid=Cj0&utm_source=x")
 	for _, name := range []string{"ep.landing", "ep.page_location", "epn.x", "custom"} {
 		in := ga4("v=2&tid=G-1&_p=1&gcs=G100&" + name + "=" + page)
@@ -273,6 +278,7 @@ func TestURLValuedParams(t *testing.T) {
 // TestAdsDataRedactionScope: ads_data_redaction acts on Ads and
 // Floodlight; GA4 keeps click ids under denied ad_storage.
 func TestAdsDataRedactionScope(t *testing.T) {
+	t.Parallel()
 	p := testPolicy()
 	p.AdsDataRedaction = true
 	in := ga4("v=2&tid=G-1&_p=1&gcs=G100&gclid=Cj0&dl=" + url.QueryEscape("https://shop.example/?gclid=Cj0"))
@@ -291,6 +297,7 @@ func TestAdsDataRedactionScope(t *testing.T) {
 // TestClientIDTag: cookieless.client_id: tag keeps the tag's page-scoped
 // ids only when the gateway sees the cookies and cid is not _ga's.
 func TestClientIDTag(t *testing.T) {
+	t.Parallel()
 	const q = "v=2&tid=G-1&_p=1&gcs=G100&cid=555.666&sid=777"
 	tests := []struct {
 		name   string
@@ -352,6 +359,7 @@ func FuzzRedactEmails(f *testing.F) {
 // TestGCDAddedOnce: a gcd elsewhere in the hit (batch lines) is rewritten
 // where it stands; the gateway adds one only to a hit that has none.
 func TestGCDAddedOnce(t *testing.T) {
+	t.Parallel()
 	in := ga4("v=2&tid=G-1&_p=1&cid=1.2")
 	in.Body = []byte("en=page_view&gcd=13r3r3r2r5l1\nen=scroll&gcd=13r3r3r2r5l1")
 	in.Region = MustRegion("US")

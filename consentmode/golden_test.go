@@ -112,6 +112,7 @@ func checkGolden(t *testing.T, name string, got []byte) {
 // public-hits.tsv, in a denied region (DE), a granted one (US), and in DE
 // with ads_data_redaction on.
 func TestGoldenPublicHits(t *testing.T) {
+	t.Parallel()
 	var b bytes.Buffer
 	b.WriteString("# Golden decisions for testdata/public-hits.tsv (go test ./consentmode -update rewrites this file).\n")
 	b.WriteString("# Every hit carries the cookie header of inputFor; day 20000; secret golden-secret-0123456789.\n")
@@ -148,6 +149,7 @@ func TestGoldenPublicHits(t *testing.T) {
 // TestGoldenWriteBack pins the write-back table: for claimed consent
 // parameters and enforced states, the gcs, gcd, npa and rdp that leave.
 func TestGoldenWriteBack(t *testing.T) {
+	t.Parallel()
 	var b bytes.Buffer
 	b.WriteString("# Write-back golden: claimed consent parameters -> what leaves (go test ./consentmode -update).\n")
 	b.WriteString("# columns: region, GPC, claimed query -> action, then the consent parameters of the rewritten query\n\n")

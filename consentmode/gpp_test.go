@@ -175,6 +175,7 @@ func (v *gppVector) want(t *testing.T) GPP {
 }
 
 func TestGPPVectors(t *testing.T) {
+	t.Parallel()
 	for _, v := range gppLoad(t).Vectors {
 		t.Run(v.Name, func(t *testing.T) {
 			want := v.want(t)
@@ -238,6 +239,7 @@ func gppCheckTCF(t *testing.T, tc []byte, lib map[string]any) {
 // TestGPPVectorsCoverage checks that the vectors exercise every US section
 // with every opt-out value, the GPC subsection both ways, and the mixes.
 func TestGPPVectorsCoverage(t *testing.T) {
+	t.Parallel()
 	type key struct{ id, v int }
 	seen := map[key]bool{}
 	var gpc, gpcOff, tcfAndUSP, multiUS, notApplicable, sidMissing, noneApplicable bool
@@ -299,6 +301,7 @@ func TestGPPVectorsCoverage(t *testing.T) {
 // TestGPPLayoutsMatchLibrary compares gppUSLayouts with the bit offsets the
 // library's encoder uses.
 func TestGPPLayoutsMatchLibrary(t *testing.T) {
+	t.Parallel()
 	d := gppLoad(t)
 	if len(d.Layouts) != len(gppUSLayouts) {
 		t.Errorf("library has %d US sections, consentmode %d", len(d.Layouts), len(gppUSLayouts))
@@ -358,6 +361,7 @@ func gppUSCore(id, version, sale, sharing, targeted int) string {
 func gppGPC(on bool) string { return new(bitWriter).add(1, 2).flag(on).String() }
 
 func TestParseGPPSpecHeaders(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		give string
@@ -381,6 +385,7 @@ func TestParseGPPSpecHeaders(t *testing.T) {
 }
 
 func TestParseGPPTCFEU(t *testing.T) {
+	t.Parallel()
 	gpp := []byte("DBACNY~" + tcfSpecExample + "~1YNN")
 	g, err := ParseGPP(gpp, []byte("2"))
 	if err != nil {
@@ -400,6 +405,7 @@ func TestParseGPPTCFEU(t *testing.T) {
 }
 
 func TestParseGPPOptedOut(t *testing.T) {
+	t.Parallel()
 	usnat := func(sale, sharing, targeted int) string { return gppUSCore(7, 2, sale, sharing, targeted) }
 	tests := []struct {
 		name        string
@@ -450,6 +456,7 @@ func TestParseGPPOptedOut(t *testing.T) {
 }
 
 func TestParseGPPMalformed(t *testing.T) {
+	t.Parallel()
 	usnat := gppUSCore(7, 2, 2, 2, 2)
 	valid := gppHeader(7) + "~" + usnat
 	if _, err := ParseGPP([]byte(valid), []byte("7")); err != nil {
@@ -504,6 +511,7 @@ func TestParseGPPMalformed(t *testing.T) {
 }
 
 func TestGPPSectionSetHas(t *testing.T) {
+	t.Parallel()
 	s := GPPSectionSet(1<<2 | 1<<63)
 	tests := []struct {
 		give int

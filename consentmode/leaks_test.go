@@ -62,6 +62,7 @@ func decodedLayers(s string) []string {
 // of percent-encoding, may hold a forbidden string, and what must stay
 // stays. A row that must be blocked says so.
 func TestLeakCorpus(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		url       string
@@ -171,6 +172,7 @@ func TestLeakCorpus(t *testing.T) {
 // TestLinkerKeptWhenEveryPartAllowed: a linker whose every part consent
 // allows travels unchanged (its checksum covers all of it).
 func TestLinkerKeptWhenEveryPartAllowed(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, gcs, gl string
 		keep          bool
@@ -225,6 +227,7 @@ func FuzzLinkers(f *testing.F) {
 // TestLinkerRemovalShapes: a linker without click ids leaves no stray
 // delimiter behind, at any depth of encoding.
 func TestLinkerRemovalShapes(t *testing.T) {
+	t.Parallel()
 	gl := "1*abc*_ga*" + gaB64
 	tests := []struct{ give, want string }{
 		{"https://a/?_gl=" + gl, "https://a/"},
@@ -248,6 +251,7 @@ func TestLinkerRemovalShapes(t *testing.T) {
 
 // TestLinkerPartsDocumented: docs/consent.md lists every row of LinkerParts.
 func TestLinkerPartsDocumented(t *testing.T) {
+	t.Parallel()
 	doc, err := os.ReadFile("../docs/consent.md")
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ func idsOf(q []byte) (cid, sid string) {
 // and third-party clients) gets ids from the per-hit nonce, so two
 // visitors never share one; with _p, the hits of one page load share theirs.
 func TestEphemeralIDsWithoutPageID(t *testing.T) {
+	t.Parallel()
 	const now = 20000*86400 + 50000
 	hit := func(q string, nonce uint64) (string, string) {
 		in := ga4(q)
@@ -48,6 +49,7 @@ func TestEphemeralIDsWithoutPageID(t *testing.T) {
 // TestEphemeralIDTimes: the ids' times are plausible: first visit (cid) <=
 // session start (sid) <= hit time, the page load time when _p is recent.
 func TestEphemeralIDTimes(t *testing.T) {
+	t.Parallel()
 	const now = 20000*86400 + 50000
 	tests := []struct {
 		name, p string
@@ -82,6 +84,7 @@ func TestEphemeralIDTimes(t *testing.T) {
 // follows ad_user_data; without a consent object the fail-closed default
 // applies to both.
 func TestMPUserID(t *testing.T) {
+	t.Parallel()
 	ri, _ := MatchRoute([]byte("/mp/collect"))
 	p := testPolicy()
 	p.MPEnabled = true
@@ -114,6 +117,7 @@ func TestMPUserID(t *testing.T) {
 // ping; the gateway forwards it the same way (cookieless when ad_storage is
 // denied) and keeps the audience endpoints blocked.
 func TestRemarketingPing(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, url string
 		action    Action
@@ -155,6 +159,7 @@ func TestRemarketingPing(t *testing.T) {
 // itself; a gcd saying no consent command ran is replaced whole, so its
 // letters and tail agree.
 func TestWriteBackAgrees(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, query, region string
 		want, notWant       []string
@@ -190,6 +195,7 @@ func TestWriteBackAgrees(t *testing.T) {
 // from a hit with analytics_storage denied; google keeps them, as Google's
 // cookieless pings carry them, and keeps the tag's own page-scoped ids.
 func TestProfiles(t *testing.T) {
+	t.Parallel()
 	const q = "v=2&tid=G-1&_p=1&gcs=G100&cid=555.666&sid=777&uid=u42&up.plan=gold&upn.age=3&sct=4&ecid=99&en=page_view"
 	tests := []struct {
 		profile       Profile

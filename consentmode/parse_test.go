@@ -9,6 +9,7 @@ import (
 )
 
 func TestParseGCS(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		give   string
@@ -43,6 +44,7 @@ func TestParseGCS(t *testing.T) {
 // TestGCDLetterTable pins the letter table and the bit rule of
 // docs/spec.md §2.2 (decoding letters never seen in tables).
 func TestGCDLetterTable(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		give byte
 		want Value
@@ -68,6 +70,7 @@ func TestGCDLetterTable(t *testing.T) {
 }
 
 func TestParseGCD(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		give string
@@ -103,6 +106,7 @@ func TestParseGCD(t *testing.T) {
 // TestGCDDenyLetter pins the gcd row of the write-back table (docs/spec.md
 // §3): the update half of a letter the gateway denies becomes denied.
 func TestGCDDenyLetter(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ give, want byte }{
 		{'t', 'u'}, {'v', 'u'}, {'r', 'q'}, {'n', 'm'}, {'l', 'm'},
 		{'p', 'p'}, {'q', 'q'}, {'u', 'u'}, {'m', 'm'}, // already denied: unchanged
@@ -120,6 +124,7 @@ func TestGCDDenyLetter(t *testing.T) {
 }
 
 func TestAppendGCDDenied(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		give string
@@ -140,6 +145,7 @@ func TestAppendGCDDenied(t *testing.T) {
 }
 
 func TestParseRegion(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		give, want string
 		ok         bool
@@ -161,6 +167,7 @@ func TestParseRegion(t *testing.T) {
 // TestResolveRegion: a code ISO 3166-1 does not assign is an unknown
 // region unless the policy lists it; aliases are mapped only when listed.
 func TestResolveRegion(t *testing.T) {
+	t.Parallel()
 	listed := testPolicy()
 	listed.UserAssigned = map[Region]bool{MustRegion("XK"): true}
 	listed.RegionAliases = map[Region]Region{MustRegion("UK"): MustRegion("GB"), MustRegion("EL"): MustRegion("GR")}
@@ -193,6 +200,7 @@ func TestResolveRegion(t *testing.T) {
 }
 
 func TestNextEmail(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ give, want string }{
 		{"john.doe@example.com", "[redacted]"},
 		{"mail me: a+b@x.co.uk.", "mail me: [redacted]."},
@@ -212,6 +220,7 @@ func TestNextEmail(t *testing.T) {
 }
 
 func TestHoldsEmail(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		give string
 		want bool
@@ -234,6 +243,7 @@ func TestHoldsEmail(t *testing.T) {
 // that the listing names consentmode itself, so an empty answer cannot
 // pass for a clean one.
 func TestPure(t *testing.T) {
+	t.Parallel()
 	const self = "github.com/consentgate/consentgate/consentmode"
 	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", ".").Output()
 	if err != nil {
@@ -257,6 +267,7 @@ func TestPure(t *testing.T) {
 }
 
 func TestCatalogueFits(t *testing.T) {
+	t.Parallel()
 	if n := len(catalogue.names); n > 256 {
 		t.Fatalf("field catalogue has %d entries; FieldSet holds 256", n)
 	}
@@ -266,6 +277,7 @@ func TestCatalogueFits(t *testing.T) {
 }
 
 func TestParseFlag(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		give string
 		want bool
@@ -284,6 +296,7 @@ func TestParseFlag(t *testing.T) {
 }
 
 func TestKnownCountry(t *testing.T) {
+	t.Parallel()
 	for _, c := range DefaultDeniedRegions {
 		if !KnownCountry(MustRegion(c)) {
 			t.Errorf("KnownCountry(%s) = false", c)
@@ -304,6 +317,7 @@ func TestKnownCountry(t *testing.T) {
 // TestAdjacentEmails is a fuzz find: a second address sharing the first
 // one's domain characters must not reach back into the first match.
 func TestAdjacentEmails(t *testing.T) {
+	t.Parallel()
 	got, _ := appendRedactEmails(nil, []byte("0@0.AA@0.AA"))
 	if string(got) != "[redacted]@0.AA" && string(got) != "[redacted][redacted]" {
 		t.Errorf("appendRedactEmails = %q", got)
@@ -314,6 +328,7 @@ func TestAdjacentEmails(t *testing.T) {
 // beyond maxQuotedLocal is still an address (fail closed), redacted from
 // the bound on.
 func TestLongQuotedLocalPart(t *testing.T) {
+	t.Parallel()
 	local := `"john doe` + strings.Repeat(" x", maxQuotedLocal) + `"`
 	v := []byte("a=" + local + "@example.com&b=1")
 	var scratch []byte
@@ -332,6 +347,7 @@ func TestLongQuotedLocalPart(t *testing.T) {
 // TestMayHoldAtIsSound: whenever decoding up to four times yields an '@',
 // mayHoldAt said so on the raw value.
 func TestMayHoldAtIsSound(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{"a%40b", "a%2540b", "a%25%34%30b", "a%%34%30b", "a%4%30b", "a%%340b", "a%25%2540b", "x%252540y"} {
 		if !mayHoldAt([]byte(s)) {
 			t.Errorf("mayHoldAt(%q) = false", s)

@@ -62,6 +62,7 @@ func (w *bitWriter) String() string {
 }
 
 func TestBitReaderReads(t *testing.T) {
+	t.Parallel()
 	w := new(bitWriter).add(2, 6).add(0xABCDE, 20).flag(true).add(0x123456789, 36).add(5, 3)
 	r, ok := newBitReader([]byte(w.String()))
 	if !ok {
@@ -99,6 +100,7 @@ func TestBitReaderReads(t *testing.T) {
 }
 
 func TestNewBitReader(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		give     string
@@ -131,6 +133,7 @@ func TestNewBitReader(t *testing.T) {
 }
 
 func TestBitReaderStandardAlphabetEqualsURL(t *testing.T) {
+	t.Parallel()
 	a, _ := newBitReader([]byte("-_-_"))
 	b, _ := newBitReader([]byte("+/+/"))
 	if x, y := a.readUint(24), b.readUint(24); x != y {
@@ -139,6 +142,7 @@ func TestBitReaderStandardAlphabetEqualsURL(t *testing.T) {
 }
 
 func TestBitReaderBounds(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		op   func(r *bitReader)
@@ -164,6 +168,7 @@ func TestBitReaderBounds(t *testing.T) {
 }
 
 func TestBitReaderFibonacci(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		give string // bits
@@ -195,6 +200,7 @@ func TestBitReaderFibonacci(t *testing.T) {
 }
 
 func TestBitReaderFibonacciRoundTrip(t *testing.T) {
+	t.Parallel()
 	for v := 1; v < 5000; v += 7 {
 		w := new(bitWriter).fibonacci(v).fibonacci(v + 1)
 		r, _ := newBitReader([]byte(w.String()))
@@ -205,6 +211,7 @@ func TestBitReaderFibonacciRoundTrip(t *testing.T) {
 }
 
 func TestBitReaderFibonacciErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		give string
@@ -225,6 +232,7 @@ func TestBitReaderFibonacciErrors(t *testing.T) {
 // TestBitReaderWidths reads values of every width 1..64 at every offset
 // within a character back from what bitWriter wrote.
 func TestBitReaderWidths(t *testing.T) {
+	t.Parallel()
 	const pattern = 0xF0E1D2C3B4A59687
 	for offset := range 6 {
 		for n := 1; n <= 64; n++ {

@@ -54,6 +54,7 @@ func granted(extra string) *Input {
 // claims everything granted: the signal's denials win, name their source,
 // and are written back into the forwarded hit.
 func TestSignalsDenyWhatTheHitClaims(t *testing.T) {
+	t.Parallel()
 	esc := url.QueryEscape
 	tests := []struct {
 		name      string
@@ -119,6 +120,7 @@ func TestSignalsDenyWhatTheHitClaims(t *testing.T) {
 }
 
 func TestTCFStrictGovernsAnalytics(t *testing.T) {
+	t.Parallel()
 	p := testPolicy()
 	for _, r := range []Region{MustRegion("DE")} {
 		rule := p.Regions[r]
@@ -138,6 +140,7 @@ func TestTCFStrictGovernsAnalytics(t *testing.T) {
 // processing for US state laws, is written only for visitors in the US or
 // of unknown region (fail closed).
 func TestRDPOnlyForUSVisitors(t *testing.T) {
+	t.Parallel()
 	for region, want := range map[string]bool{"US": true, "US-CA": true, "": true, "DE": false, "FR": false, "BR": false} {
 		in := granted("")
 		in.Region = MustRegion(region)
@@ -150,6 +153,7 @@ func TestRDPOnlyForUSVisitors(t *testing.T) {
 }
 
 func TestOptOutDeniesAdUserDataSwitch(t *testing.T) {
+	t.Parallel()
 	p := testPolicy()
 	p.Default.OptOutDeniesAdUserData = true
 	in := granted("")
@@ -162,6 +166,7 @@ func TestOptOutDeniesAdUserDataSwitch(t *testing.T) {
 }
 
 func TestRegionSignalSwitches(t *testing.T) {
+	t.Parallel()
 	p := testPolicy()
 	p.Default.Signals = p.Default.Signals.With(SignalGPC, false)
 	in := granted("&us_privacy=1YYN")
@@ -180,6 +185,7 @@ func TestRegionSignalSwitches(t *testing.T) {
 // TestCMPCookieMappings checks the shipped presets and the custom formats
 // against real-shaped cookie values. A CMP cookie only denies.
 func TestCMPCookieMappings(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		mapping CMPCookie
@@ -219,6 +225,7 @@ func TestCMPCookieMappings(t *testing.T) {
 
 // TestCMPCookieIsDenyOnly: a cookie that grants cannot raise what the hit claims.
 func TestCMPCookieIsDenyOnly(t *testing.T) {
+	t.Parallel()
 	p := testPolicy()
 	p.CMPCookies = []CMPCookie{CMPPresets["onetrust"]}
 	in := ga4("v=2&tid=G-1&gcs=G100&gcd=13q3q3q2q5l1")
@@ -239,6 +246,7 @@ func TestCMPCookieIsDenyOnly(t *testing.T) {
 // ad_personalization, the higher-precedence one is reported, and the
 // hit's own claim of granted never wins.
 func TestEveryPairOfDeniers(t *testing.T) {
+	t.Parallel()
 	type denier struct {
 		src    Source
 		query  string

@@ -239,6 +239,7 @@ func tcfProbes(ts *TCString) []int {
 }
 
 func TestTCVectors(t *testing.T) {
+	t.Parallel()
 	for _, v := range tcfLoadVectors(t) {
 		t.Run(v.Name, func(t *testing.T) {
 			want := v.want(t)
@@ -277,6 +278,7 @@ func TestTCVectors(t *testing.T) {
 // they are meant to, so a change to the generator cannot quietly drop a
 // case.
 func TestTCVectorsCoverage(t *testing.T) {
+	t.Parallel()
 	var (
 		consent, li                    uint32
 		features                       uint16
@@ -358,6 +360,7 @@ func TestTCVectorsCoverage(t *testing.T) {
 }
 
 func TestParseTCSpecExample(t *testing.T) {
+	t.Parallel()
 	want := TCFacts{
 		TCCore: TCCore{
 			Version:           2,
@@ -395,6 +398,7 @@ func TestParseTCSpecExample(t *testing.T) {
 }
 
 func TestParseTCVendorLookup(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		give   int
@@ -438,6 +442,7 @@ func tcfCore() *bitWriter {
 func tcfEmptyVendors(w *bitWriter) *bitWriter { return w.add(0, 16).flag(false) }
 
 func TestParseTCMalformed(t *testing.T) {
+	t.Parallel()
 	valid := tcfEmptyVendors(tcfEmptyVendors(tcfCore())).add(0, 12).String()
 	if _, err := ParseTC([]byte(valid), 1); err != nil {
 		t.Fatalf("the base string of this table does not parse: %v", err)
@@ -493,6 +498,7 @@ func TestParseTCMalformed(t *testing.T) {
 // TestParseTCTruncated cuts the IAB spec example short at every length: each
 // prefix that lacks a field must be refused, never read as zeros.
 func TestParseTCTruncated(t *testing.T) {
+	t.Parallel()
 	// The IAB spec example needs 275 bits: 46 characters.
 	for n := range 46 {
 		if _, err := ParseTC([]byte(tcfSpecExample[:n]), 8); !errors.Is(err, ErrMalformedTC) {
@@ -505,6 +511,7 @@ func TestParseTCTruncated(t *testing.T) {
 }
 
 func TestParseTCTolerated(t *testing.T) {
+	t.Parallel()
 	want, err := ParseTC([]byte(tcfSpecExample), 6)
 	if err != nil {
 		t.Fatal(err)
@@ -535,6 +542,7 @@ func TestParseTCTolerated(t *testing.T) {
 // TestParseTCStandardAlphabet rewrites library vectors with '+' and '/'
 // for '-' and '_': the result must not change.
 func TestParseTCStandardAlphabet(t *testing.T) {
+	t.Parallel()
 	n := 0
 	for _, v := range tcfLoadVectors(t) {
 		if !strings.ContainsAny(v.TC, "-_") {
@@ -554,6 +562,7 @@ func TestParseTCStandardAlphabet(t *testing.T) {
 }
 
 func TestTCRestrictionString(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		give TCRestriction
 		want string
@@ -583,6 +592,7 @@ func tcfGoogle(purposes ...int) TCFacts {
 }
 
 func TestGoogleDenials(t *testing.T) {
+	t.Parallel()
 	type denials struct{ AdStorage, Analytics, AdUserData, AdPersonalization bool }
 	all := tcfGoogle(1, 2, 3, 4, 7)
 	with := func(f TCFacts, change func(*TCFacts)) TCFacts {
@@ -646,6 +656,7 @@ func TestGoogleDenials(t *testing.T) {
 // vector: Google consented and disclosed, purposes 1-11, a "require
 // consent" restriction on purpose 7 that consent satisfies.
 func TestGoogleDenialsTypical(t *testing.T) {
+	t.Parallel()
 	v := tcfVectorNamed(t, "typical")
 	f, err := ParseTC([]byte(v.TC), TCGoogleVendorID)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 )
 
 func TestParseUSPrivacy(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name         string
 		give         string
@@ -40,6 +41,7 @@ func TestParseUSPrivacy(t *testing.T) {
 }
 
 func TestParseUSPrivacyMalformed(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		give string
@@ -66,6 +68,7 @@ func TestParseUSPrivacyMalformed(t *testing.T) {
 }
 
 func TestUSPrivacyString(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		give USPrivacy

@@ -51,6 +51,7 @@ func verify(pub ed25519.PublicKey, files ...string) *Report {
 // checkpoint, each line chained to the one before; with the key it is
 // verified, without it unsigned.
 func TestChainVerifies(t *testing.T) {
+	t.Parallel()
 	pub, priv := newKey(t)
 	lines := chainedLog(t, priv, 3)
 	if len(lines) != 5 || !strings.Contains(lines[0], `"kind":"header"`) || !strings.Contains(lines[4], `"kind":"checkpoint"`) {
@@ -77,6 +78,7 @@ func TestChainVerifies(t *testing.T) {
 // TestVerifyFindsTampering: each kind of tampering is found, at the line
 // where it happened.
 func TestVerifyFindsTampering(t *testing.T) {
+	t.Parallel()
 	pub, priv := newKey(t)
 	lines := chainedLog(t, priv, 5) // 1 header, 2-6 records, 7 checkpoint
 	edit := func(f func(l []string) []string) string {
@@ -115,6 +117,7 @@ func TestVerifyFindsTampering(t *testing.T) {
 // TestVerifyForgedCheckpoint: a checkpoint re-signed with another key
 // over the right chain fails its signature check.
 func TestVerifyForgedCheckpoint(t *testing.T) {
+	t.Parallel()
 	pub, priv := newKey(t)
 	lines := chainedLog(t, priv, 2)
 	_, other := newKey(t)
@@ -135,6 +138,7 @@ func TestVerifyForgedCheckpoint(t *testing.T) {
 // continues it from the state file; a crash's partial line is reported
 // and the chain goes on after it.
 func TestChainContinuesAcrossRestartAndRotation(t *testing.T) {
+	t.Parallel()
 	pub, priv := newKey(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "decisions.log")
@@ -194,6 +198,7 @@ func TestChainContinuesAcrossRestartAndRotation(t *testing.T) {
 // TestCheckpointEveryInterval: a checkpoint follows each interval in
 // which records were written, none for an idle one.
 func TestCheckpointEveryInterval(t *testing.T) {
+	t.Parallel()
 	pub, priv := newKey(t)
 	synctest.Test(t, func(t *testing.T) {
 		var buf syncBuffer
@@ -243,6 +248,7 @@ func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 // TestChainToDevNull: a log to a device keeps no state file beside it.
 func TestChainToDevNull(t *testing.T) {
+	t.Parallel()
 	c := Chain{}
 	if err := c.resume(os.DevNull); err != nil || c.statePath != "" {
 		t.Errorf("resume(%s): %v, state file %q", os.DevNull, err, c.statePath)

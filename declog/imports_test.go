@@ -11,6 +11,7 @@ import (
 // neither the hit path (proxy, delivery) nor fasthttp, with or without
 // the Kafka sink, and the nokafka build leaves franz-go out.
 func TestImports(t *testing.T) {
+	t.Parallel()
 	const module = "github.com/consentgate/consentgate/"
 	forbidden := []string{module + "proxy", module + "delivery", "github.com/valyala/fasthttp"}
 	for _, tt := range []struct {

@@ -22,6 +22,7 @@ var identifyingHit = Hit{
 // the names of its catalogue parameters and cookies, never a value of
 // another parameter or cookie.
 func TestRecordInputs(t *testing.T) {
+	t.Parallel()
 	var buf syncBuffer
 	l := New(&buf, nil, nil)
 	l.Add(loggedDecision(t), &identifyingHit)
@@ -66,6 +67,7 @@ func TestRecordInputs(t *testing.T) {
 // (an e-mail address, an overlong string) is recorded as "?", which a
 // replay reads as malformed.
 func TestRecordInputsFailClosed(t *testing.T) {
+	t.Parallel()
 	x := readHit(&Hit{Query: []byte("gcs=jo%40example.com&gcd=" + strings.Repeat("1", 40) + "&npa=&tid=G-1")})
 	in := x.inputs()
 	if in.Values[InputGCS] != "?" || in.Values[InputGCD] != "?" || in.Values[InputNPA] != "?" || in.Values[InputTag] != "G-1" {
@@ -77,6 +79,7 @@ func TestRecordInputsFailClosed(t *testing.T) {
 // answers as the catalogue's own lookup does, for every name of the
 // catalogue and names one byte off.
 func TestNameIndex(t *testing.T) {
+	t.Parallel()
 	var keys []string
 	for _, n := range consentmode.FieldNames() {
 		keys = append(keys, n, n+"x", n[:len(n)-1], "x"+n, strings.ToUpper(n), strings.TrimPrefix(n, "cookie:"), "cookie:"+n)
@@ -131,6 +134,7 @@ func readHitCorpus(t testing.TB) []Hit {
 // TestReadHitMatchesOld: readHit records what it recorded before its name
 // index and switch (oldReadHit), for recorded and odd hits.
 func TestReadHitMatchesOld(t *testing.T) {
+	t.Parallel()
 	for i, h := range readHitCorpus(t) {
 		checkReadHit(t, i, &h)
 	}

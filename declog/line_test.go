@@ -25,6 +25,7 @@ var oddStrings = []string{
 // JSON encoder wrote it, for odd strings in every string field, odd
 // numbers and times in several zones.
 func TestLineMatchesZap(t *testing.T) {
+	t.Parallel()
 	e := loggedDecision(t)
 	base := NewRecord(&e.Decision, e.Config, true)
 	base.Time, base.Hit, base.Status = time.Date(2026, 11, 30, 8, 0, 0, 900_000_000, time.UTC), 7, 204
@@ -72,6 +73,7 @@ func TestLineMatchesZap(t *testing.T) {
 // recorded inputs, regions and CMP cookies as sources, odd
 // configurations) is what zap wrote of the record the log built of it.
 func TestLogMatchesZap(t *testing.T) {
+	t.Parallel()
 	e := loggedDecision(t)
 	cfg := *e.Config
 	policy := *cfg.Policy

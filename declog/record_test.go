@@ -50,6 +50,7 @@ func loggedDecision(t testing.TB) Entry {
 // field, into the Record NewRecord made of the decision. A field written to
 // the log but missing from Record fails the decode.
 func TestDecisionLogLineIsRecord(t *testing.T) {
+	t.Parallel()
 	var buf syncBuffer
 	l := New(&buf, nil, nil)
 	e := loggedDecision(t)

@@ -14,6 +14,7 @@ import (
 // TestDashboardUsesRealMetrics keeps deploy/grafana/consentgate.json in
 // step with the metrics the gateway exports.
 func TestDashboardUsesRealMetrics(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("../deploy/grafana/consentgate.json")
 	if err != nil {
 		t.Fatal(err)

@@ -40,26 +40,31 @@ func queueGatewayWorkers(t *testing.T, dir, spool string, workers int) *gateway 
 	return g
 }
 
-// wait waits until the fake upstream has received n requests, failing
-// the test after 10 s.
+// wait waits until the fake upstream has received n requests and returns
+// them, failing the test after 10 s.
 func (u *fakeUpstream) wait(t *testing.T, n int) []recorded {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
 	for {
-		got := u.requests()
+		u.mu.Lock()
+		got, more := append([]recorded(nil), u.got...), u.more
+		u.mu.Unlock()
 		if len(got) >= n {
 			return got
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-more:
+		case <-timeout.C:
 			t.Fatalf("the upstream got %d requests in 10 s, want %d", len(got), n)
 		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 
 const queuedHit = "/g/collect?v=2&tid=G-ABC123&_p=1&gcs=G100&cid=1174285007.1749196701&uid=SECRETUSER&en=page_view&ep.n=%d"
 
 func TestQueuedHitIsAnsweredThenDeliveredRewritten(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	g := queueGateway(t, dir, "")
 	block := make(chan struct{})
@@ -103,6 +108,7 @@ func TestQueuedHitIsAnsweredThenDeliveredRewritten(t *testing.T) {
 }
 
 func TestQueueRetries(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		fail      func(ctx *fasthttp.RequestCtx)
@@ -145,6 +151,7 @@ func TestQueueRetries(t *testing.T) {
 // TestSpoolReplayAfterRestart: hits accepted while the upstream fails are
 // delivered by the next process that opens the spool, oldest first.
 func TestSpoolReplayAfterRestart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	g := queueGateway(t, dir, "")
 	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(503) })
@@ -179,6 +186,7 @@ func TestSpoolReplayAfterRestart(t *testing.T) {
 // TestQueueFullAnswers503: with the memory queue and the spool full, a hit
 // is refused with 503 and Retry-After, and counted.
 func TestQueueFullAnswers503(t *testing.T) {
+	t.Parallel()
 	g := queueGateway(t, t.TempDir(), "max_bytes: 2000, segment_bytes: 1000")
 	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(503) })
 	var refused *response
@@ -199,6 +207,7 @@ func TestQueueFullAnswers503(t *testing.T) {
 }
 
 func TestSpoolDirLocked(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	queueGateway(t, dir, "")
 	g := newGateway(t, fmt.Sprintf("delivery: {spool: {dir: %q}}\n", dir))
@@ -210,6 +219,7 @@ func TestSpoolDirLocked(t *testing.T) {
 // TestSyncFamiliesUnchanged: Ads stays synchronous by default; the browser
 // gets the upstream's answer.
 func TestSyncFamiliesUnchanged(t *testing.T) {
+	t.Parallel()
 	g := queueGateway(t, t.TempDir(), "")
 	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(200); ctx.SetBodyString("GIF") })
 	r := g.do(fromProxy, "GET", "/pagead/conversion/123456/?gcs=G111&label=x", nil, "")
@@ -251,6 +261,8 @@ func waitMetric(t *testing.T, g *gateway, line string) {
 			}
 			t.Fatalf("metrics lack %q; delivery metrics:\n%s", line, strings.Join(got, "\n"))
 		}
+		// The delivery goroutines bump metrics and signal no one: this polls
+		// the condition, and fails the test at the deadline above.
 		time.Sleep(5 * time.Millisecond)
 	}
 }
@@ -258,6 +270,7 @@ func waitMetric(t *testing.T, g *gateway, line string) {
 // TestQueuePipelined: with delivery.pipeline_conns the workers' requests
 // share a few pipelined connections; every hit still arrives once.
 func TestQueuePipelined(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, fmt.Sprintf("delivery: {spool: {dir: %q}, workers: 8, pipeline_conns: 2}\n", t.TempDir()))
 	if err := g.h.StartDelivery(); err != nil {
 		t.Fatal(err)
@@ -282,6 +295,7 @@ func TestQueuePipelined(t *testing.T) {
 // the lanes; a reload that turns GA4 to sync takes effect for new hits
 // while the queued ones are still delivered.
 func TestReloadKeepsQueue(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	g := queueGateway(t, dir, "")
 	var fail atomic.Bool
@@ -321,6 +335,7 @@ func TestReloadKeepsQueue(t *testing.T) {
 // back. Every accepted hit arrives exactly once (503s are not processed
 // upstream, so a retry is no duplicate).
 func TestQueueFlappingUpstream(t *testing.T) {
+	t.Parallel()
 	g := queueGatewayWorkers(t, t.TempDir(), "segment_bytes: 4096", 4)
 	var n atomic.Int64
 	var outage atomic.Int64 // when the 100th attempt came: 300 ms of failures follow
@@ -422,6 +437,7 @@ func distinctHits(u *fakeUpstream) map[string]bool {
 // has not reached costs only the rest of that segment; every hit there is
 // counted dropped (spool_corrupt) and every later segment is delivered.
 func TestDamagedRecordWhileRunning(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	g := queueGatewayWorkers(t, dir, "segment_bytes: 4096", 1)
 	block := make(chan struct{})
@@ -447,6 +463,7 @@ func TestDamagedRecordWhileRunning(t *testing.T) {
 // TestDamagedRecordBeforeRestart: a record damaged while the gateway was
 // stopped costs the rest of its segment, counted once per hit.
 func TestDamagedRecordBeforeRestart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	g := queueGateway(t, dir, "segment_bytes: 4096")
 	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(503) })
@@ -498,6 +515,7 @@ func observedQueueGateway(t *testing.T, yaml string) (*gateway, *observer.Observ
 // once the disk takes them: the delivered hit is not sent again after a
 // restart.
 func TestSpoolAckErrorCountedAndKept(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	g, logs := observedQueueGateway(t, fmt.Sprintf("delivery: {spool: {dir: %q, sync_interval: 5ms}, queue_size: 4, workers: 1}\n", dir))
 	block := make(chan struct{})
@@ -535,6 +553,7 @@ func TestSpoolAckErrorCountedAndKept(t *testing.T) {
 // TestUpstreamMarkerAtomic: the UPSTREAM file names the lane's upstream
 // and no temporary file is left beside it.
 func TestUpstreamMarkerAtomic(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	queueGateway(t, dir, "")
 	b, err := os.ReadFile(filepath.Join(laneDir(dir), "UPSTREAM"))
@@ -550,6 +569,7 @@ func TestUpstreamMarkerAtomic(t *testing.T) {
 // answers 503 shutting_down (counted), and the hit in flight is still
 // delivered within the drain.
 func TestShutdownRefusesAccepts(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	g := queueGateway(t, dir, "")
 	block := make(chan struct{})
@@ -582,6 +602,7 @@ func TestShutdownRefusesAccepts(t *testing.T) {
 // Shutdown runs are each delivered or dropped with cause shutdown; none is
 // left in a queue nobody reads.
 func TestShutdownCountsEveryAccepted(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "delivery: {spool: {dir: \"\"}, queue_size: 1000, workers: 1}\n")
 	if err := g.h.StartDelivery(); err != nil {
 		t.Fatal(err)
@@ -644,6 +665,7 @@ func TestShutdownCountsEveryAccepted(t *testing.T) {
 // failure) and closing, a 4xx drop and what stays spooled at shutdown are
 // each logged.
 func TestDeliveryFailuresLogged(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	g, logs := observedQueueGateway(t, fmt.Sprintf("delivery: {spool: {dir: %q, sync_interval: 5ms}, queue_size: 4, workers: 1}\n", dir))
 	var n atomic.Int32

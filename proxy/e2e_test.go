@@ -24,6 +24,13 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// Every test config drains at once and writes no decision log of its
+	// own, whatever the environment says. Set here rather than with
+	// t.Setenv in loadConfig so that tests using it can run in parallel; a
+	// test that sets more with t.Setenv stays sequential (and runs before
+	// the parallel ones).
+	_ = os.Setenv("CONSENTGATE_TIMEOUTS_DRAIN", "0s")
+	_ = os.Setenv("CONSENTGATE_LOG_DECISIONS_OUTPUT", "off")
 	goleak.VerifyTestMain(m,
 		// fasthttp's own housekeeping goroutines sleep out their period
 		// after Shutdown and CloseIdleConnections, then exit.
@@ -49,16 +56,18 @@ type recorded struct {
 // fakeUpstream is a fasthttp server on an in-memory listener that records
 // every request and answers like Google (204, or what respond says).
 type fakeUpstream struct {
-	ln      *fasthttputil.InmemoryListener
-	srv     *fasthttp.Server
-	mu      sync.Mutex
-	got     []recorded
+	ln  *fasthttputil.InmemoryListener
+	srv *fasthttp.Server
+	mu  sync.Mutex
+	got []recorded
+	// more is closed (and replaced) when a request is recorded; under mu.
+	more    chan struct{}
 	respond func(ctx *fasthttp.RequestCtx)
 	done    chan struct{}
 }
 
 func newFakeUpstream(t *testing.T) *fakeUpstream {
-	u := &fakeUpstream{ln: fasthttputil.NewInmemoryListener(), done: make(chan struct{})}
+	u := &fakeUpstream{ln: fasthttputil.NewInmemoryListener(), done: make(chan struct{}), more: make(chan struct{})}
 	u.srv = &fasthttp.Server{Logger: quiet{}, Handler: func(ctx *fasthttp.RequestCtx) {
 		r := recorded{Method: string(ctx.Method()), Host: string(ctx.Host()), URI: string(ctx.RequestURI()), Header: map[string]string{}, Body: string(ctx.PostBody())}
 		for k, v := range ctx.Request.Header.All() {
@@ -66,6 +75,8 @@ func newFakeUpstream(t *testing.T) *fakeUpstream {
 		}
 		u.mu.Lock()
 		u.got = append(u.got, r)
+		close(u.more)
+		u.more = make(chan struct{})
 		respond := u.respond
 		u.mu.Unlock()
 		if respond != nil {
@@ -119,12 +130,33 @@ func (g *gateway) advance(d time.Duration) { g.clock.Add(int64(d)) }
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
+	// more is closed (and replaced) on each Write; under mu.
+	more chan struct{}
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.more != nil {
+		close(s.more)
+		s.more = nil
+	}
 	return s.b.Write(p)
+}
+
+// lines returns the complete lines written so far and a channel closed
+// at the next Write.
+func (s *syncBuffer) lines() ([]string, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.more == nil {
+		s.more = make(chan struct{})
+	}
+	var lines []string
+	if t := strings.TrimSpace(s.b.String()); t != "" {
+		lines = strings.Split(t, "\n")
+	}
+	return lines, s.more
 }
 func (s *syncBuffer) Sync() error { return nil }
 func (s *syncBuffer) String() string {
@@ -142,8 +174,6 @@ trusted_proxies: ["10.0.0.0/8"]
 
 func loadConfig(t *testing.T, yaml string) *config.Config {
 	t.Helper()
-	t.Setenv("CONSENTGATE_TIMEOUTS_DRAIN", "0s")
-	t.Setenv("CONSENTGATE_LOG_DECISIONS_OUTPUT", "off")
 	if !strings.Contains(yaml, "trusted_proxies") {
 		yaml = testConfig + yaml
 	} else {
@@ -269,20 +299,29 @@ func (g *gateway) tryRaw(from net.Addr, req string) (*response, error) {
 	return r, nil
 }
 
-// waitLog waits until the decision log holds n lines.
+// waitLog waits until the decision log holds n lines and returns them;
+// it fails the test if they are not there within 10 s. The log encodes
+// lines on its own goroutine into a buffer it flushes every second; it
+// tells no one when a line is encoded, so waitLog flushes it each time
+// its flush ticker fires (every 5 ms) and wakes at once on any write.
 func (g *gateway) waitLog(n int) []string {
 	g.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	flush := time.NewTicker(5 * time.Millisecond)
+	defer flush.Stop()
 	for {
 		_ = g.dlog.Flush()
-		lines := strings.Split(strings.TrimSpace(g.logs.String()), "\n")
-		if g.logs.String() == "" {
-			lines = nil
-		}
-		if len(lines) >= n || time.Now().After(deadline) {
+		lines, more := g.logs.lines()
+		if len(lines) >= n {
 			return lines
 		}
-		time.Sleep(10 * time.Millisecond)
+		select {
+		case <-more:
+		case <-flush.C:
+		case <-timeout.C:
+			g.t.Fatalf("the decision log holds %d lines after 10 s, want %d:\n%s", len(lines), n, strings.Join(lines, "\n"))
+		}
 	}
 }
 

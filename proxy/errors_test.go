@@ -27,6 +27,7 @@ var _ net.Error = timeoutErr{}
 // TestWriteError: every error becomes one status, body, Retry-After and
 // counter in one place.
 func TestWriteError(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name       string
 		give       error
@@ -78,6 +79,7 @@ func TestWriteError(t *testing.T) {
 // counts in its own series, labelled with its name; upstreamFailed counts
 // in none.
 func TestRejectReasonsAreCounted(t *testing.T) {
+	t.Parallel()
 	m := NewMetrics("t")
 	for r := range numRejectReasons {
 		m.rejected(r)
@@ -113,6 +115,7 @@ func TestRejectReasonsAreCounted(t *testing.T) {
 // TestRejectReasonsDocumented: the status table of docs/limits.md names
 // every reject reason, so a new one cannot go undocumented.
 func TestRejectReasonsDocumented(t *testing.T) {
+	t.Parallel()
 	doc, err := os.ReadFile("../docs/limits.md")
 	if err != nil {
 		t.Fatal(err)

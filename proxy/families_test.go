@@ -8,6 +8,7 @@ import (
 )
 
 func TestAdsConversionDenied(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	g.do(fromProxy, "GET", "/pagead/conversion/1071635065/?random=1&en=conversion&gcs=G100&gcd=13q3q3q2q5l1&auid=1235240376.1778240583"+
 		"&gclaw=CjwKCAjw_x&gclgb=x&gac=y&em=tv.1~em.vEeV7ovnKnq&ecsid=9&value=49&oid=7192923&url=https%3A%2F%2Fshop.example%2Fthanks%3Fgclid%3DCj0",
@@ -31,6 +32,7 @@ func TestAdsConversionDenied(t *testing.T) {
 }
 
 func TestAdsRedactionRemovesClickIDs(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "consent: {ads_data_redaction: true}")
 	g.do(fromProxy, "GET", "/ccm/collect?tid=AW-1&en=page_view&gcs=G100&gclid=Cj0&dl=https%3A%2F%2Fshop.example%2F%3Fgclid%3DCj0%26wbraid%3Dw%26x%3D1",
 		map[string]string{"CF-IPCountry": "DE"}, "")
@@ -41,6 +43,7 @@ func TestAdsRedactionRemovesClickIDs(t *testing.T) {
 }
 
 func TestAdsRemarketingAndFormData(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	for _, uri := range []string{
 		"/rmkt/collect/1071635065/?random=1&en=add_to_cart&gcs=G111&gcd=13r3r3r2p5l1", // ad_personalization denied
@@ -71,6 +74,7 @@ func TestAdsRemarketingAndFormData(t *testing.T) {
 }
 
 func TestFloodlightMatrix(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	path := "/activity;src=14804749;type=delif0;cat=allvi0;ord=5426429458572;npa=0;auiddc=2106096883.1779186070;" +
 		"u1=https%3A%2F%2Fwww.delife.de%2F%3Fe%3Djo%2540x.com;u3=28249;gcs=G100;gcd=13q3q3q2q5l1;~oref=https%3A%2F%2Fwww.delife.de%2F%3Fgclid%3DCj0?"
@@ -94,6 +98,7 @@ func TestFloodlightMatrix(t *testing.T) {
 }
 
 func TestUniversalAnalytics(t *testing.T) {
+	t.Parallel()
 	hit := "/j/collect?v=1&_v=j101&t=pageview&tid=UA-692547-2&cid=414801335.1715625262&_gid=196473.1&jid=1388679807&gjid=654531532&aip=1&dl=https%3A%2F%2Fx.example%2F"
 	blocked := newGateway(t, "")
 	if resp := blocked.do(fromProxy, "POST", hit, map[string]string{"CF-IPCountry": "US"}, ""); resp.Status != fasthttp.StatusNoContent {
@@ -124,6 +129,7 @@ func TestUniversalAnalytics(t *testing.T) {
 }
 
 func TestMeasurementProtocol(t *testing.T) {
+	t.Parallel()
 	off := newGateway(t, "")
 	if resp := off.do(fromVisitor, "POST", "/mp/collect?measurement_id=G-1&api_secret=s", nil, `{"client_id":"1"}`); resp.Status != fasthttp.StatusNotFound {
 		t.Errorf("MP while disabled: %d", resp.Status)
@@ -165,6 +171,7 @@ func TestMeasurementProtocol(t *testing.T) {
 // TestFloodlightGtagPath: gtag's Floodlight hits carry their parameters in
 // the last path segment of /ddm/fls/ (review find: they once left untouched).
 func TestFloodlightGtagPath(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	g.do(fromProxy, "GET", "/ddm/fls/i/dc_pre=CJ2xqtbz;src=8712345;type=sales0;cat=purch0;ord=1;auiddc=706136819.1613932803;"+
 		"u1=jo%40example.com;gcs=G111;gcd=13v3v3v3v5l1;~oref=https%3A%2F%2Fs.example%2F%3F_gl%3D1*x?", map[string]string{"CF-IPCountry": "DE", "Cookie": "_gcl_au=1.1.1"}, "")

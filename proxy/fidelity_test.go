@@ -11,6 +11,7 @@ import (
 // request Host's registrable domain get CORS headers with credentials;
 // others get none; a list replaces the default.
 func TestCORSDefaultSameSite(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	tests := []struct {
 		origin string
@@ -53,6 +54,7 @@ func TestCORSDefaultSameSite(t *testing.T) {
 // TestEmailsInEveryForwardedByte: forwarded headers, Google cookie
 // values, the path and script ids carry no e-mail address upstream.
 func TestEmailsInEveryForwardedByte(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "consent: {default: granted, unknown_region: granted}\n")
 	resp := g.do(fromVisitor, "GET", "/g/collect?v=2&tid=G-1&_p=1&gcs=G111&gcd=13r3r3r2r5l1&cid=1.2", map[string]string{
 		"User-Agent":         "Mozilla/5.0 (jo@example.com)",

@@ -35,6 +35,7 @@ func onlyRequest(t *testing.T, up *fakeUpstream) recorded {
 }
 
 func TestDeniedHitLeavesCookieless(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	g.up.setRespond(func(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.Set("Set-Cookie", "_ga=GA1.1.9.9; Path=/")
@@ -88,6 +89,7 @@ func TestDeniedHitLeavesCookieless(t *testing.T) {
 }
 
 func TestGrantedHitForwardedWithHygiene(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	g.up.setRespond(func(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.Add("Set-Cookie", "_ga=GA1.1.9.9; Path=/")
@@ -152,6 +154,7 @@ func TestGrantedHitForwardedWithHygiene(t *testing.T) {
 // region is DE (from a trusted geo header) or unknown, and forwarded
 // unchanged when it is US.
 func TestNoSignalByRegion(t *testing.T) {
+	t.Parallel()
 	hit := "/g/collect?v=2&tid=G-ABC123&_p=7&gcd=13l3l3l3l1&cid=414801335.1715625262&en=page_view"
 	tests := []struct {
 		name    string
@@ -187,6 +190,7 @@ func TestNoSignalByRegion(t *testing.T) {
 }
 
 func TestMalformedConsentDenies(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	g.do(fromProxy, "GET", "/g/collect?v=2&tid=G-1&gcs=G1x1&gcd=13r3r3r2r5l1&cid=1.2&uid=9", map[string]string{"CF-IPCountry": "US"}, "")
 	q := query(t, onlyRequest(t, g.up).URI)
@@ -196,6 +200,7 @@ func TestMalformedConsentDenies(t *testing.T) {
 }
 
 func TestBatchedPost(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	body := "en=page_view&_et=1\r\nen=scroll&uid=u9&up.x=1\r\nen=user_engagement&ep.ga_temp_client_id=1.2\r\n"
 	g.do(fromProxy, "POST", "/g/collect?v=2&tid=G-1&_p=5&gcs=G100&cid=1.2", map[string]string{"CF-IPCountry": "FR", "Content-Type": "text/plain;charset=UTF-8"}, body)
@@ -210,6 +215,7 @@ func TestBatchedPost(t *testing.T) {
 }
 
 func TestOversizeRejected(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "limits: {max_body_bytes: 1024, max_url_bytes: 2048, max_header_bytes: 4096}")
 	tests := []struct {
 		name   string
@@ -237,6 +243,7 @@ func TestOversizeRejected(t *testing.T) {
 }
 
 func TestCORS(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, `cors: {allowed_origins: ["https://shop.example"]}`)
 	pre := g.do(fromVisitor, "OPTIONS", "/g/collect?v=2", map[string]string{
 		"Origin": "https://shop.example", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}, "")
@@ -262,6 +269,7 @@ func TestCORS(t *testing.T) {
 }
 
 func TestUnknownPathsAndMethods(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	for _, tt := range []struct {
 		method, uri string
@@ -295,6 +303,7 @@ func TestUnknownPathsAndMethods(t *testing.T) {
 }
 
 func TestBlockedHitsForwardNothing(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, `tags: ["G-GOOD"]`)
 	for _, uri := range []string{
 		"/j/collect?v=1&t=pageview&tid=UA-1-1&cid=1.2", // Universal Analytics: sunset
@@ -311,6 +320,7 @@ func TestBlockedHitsForwardNothing(t *testing.T) {
 }
 
 func TestServerContainerAnswered204(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	g.up.setRespond(func(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("text/event-stream")
@@ -326,6 +336,7 @@ func TestServerContainerAnswered204(t *testing.T) {
 }
 
 func TestTagGatewayStyle(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, `upstream: "http://g-abc123.fps.goog"
 path_prefix: /metrics`)
 	g.do(fromProxy, "POST", "/metrics/g/collect?v=2&tid=G-ABC123&gcs=G100&cid=1.2", map[string]string{"X-Forwarded-CountryRegion": "de-by", "X-Forwarded-For": "198.51.100.23"}, "")
@@ -345,6 +356,7 @@ path_prefix: /metrics`)
 }
 
 func TestDryRunForwardsOriginal(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "consent: {enforce: false}")
 	g.do(fromVisitor, "GET", deniedHit, map[string]string{"Cookie": "_ga=1"}, "")
 	r := onlyRequest(t, g.up)
@@ -358,11 +370,14 @@ func TestDryRunForwardsOriginal(t *testing.T) {
 }
 
 func TestUpstreamFailures(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "timeouts: {upstream: 200ms}")
-	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { time.Sleep(500 * time.Millisecond) })
+	hang := make(chan struct{})
+	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { <-hang }) // answers only after the gateway gave up
 	if resp := g.do(fromVisitor, "GET", "/g/collect?v=2&tid=G-1&gcs=G100", nil, ""); resp.Status != fasthttp.StatusGatewayTimeout {
 		t.Errorf("slow upstream: %d, want 504", resp.Status)
 	}
+	close(hang)
 	g.up.setRespond(nil)
 	_ = g.up.srv.Shutdown()
 	if resp := g.do(fromVisitor, "GET", "/g/collect?v=2&tid=G-1&gcs=G100", nil, ""); resp.Status != fasthttp.StatusBadGateway {
@@ -373,6 +388,7 @@ func TestUpstreamFailures(t *testing.T) {
 // TestExplainMatchesServe: the hit sent through serve reaches the
 // upstream exactly as explain says.
 func TestExplainMatchesServe(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	headers := map[string]string{"CF-IPCountry": "DE", "Cookie": "_ga=GA1.1.1; other=1", "Referer": "https://shop.example/a?b", "User-Agent": "UA"}
 	g.do(fromProxy, "GET", deniedHit, headers, "")
@@ -408,6 +424,7 @@ func TestExplainMatchesServe(t *testing.T) {
 
 // TestDecisionLogHoldsNoIdentifiers sends known identifiers and searches the log.
 func TestDecisionLogHoldsNoIdentifiers(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	g.do(fromProxy, "GET", deniedHit, map[string]string{"CF-IPCountry": "DE", "Cookie": "_ga=GA1.1.SECRETGA"}, "")
 	g.do(fromProxy, "GET", "/g/collect?v=2&tid=G-ABC123&gcs=G111&gcd=13r3r3r2r5l1&cid=777.888&uid=USERXYZ", map[string]string{"CF-IPCountry": "US"}, "")
@@ -433,6 +450,7 @@ func TestDecisionLogHoldsNoIdentifiers(t *testing.T) {
 }
 
 func TestHealthEndpoints(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	if r := g.do(fromVisitor, "GET", "/healthz", nil, ""); r.Status != 200 {
 		t.Errorf("/healthz %d", r.Status)
@@ -450,9 +468,10 @@ func TestHealthEndpoints(t *testing.T) {
 // rewritten body, however many requests run at once (the rewrite buffers
 // are pooled).
 func TestConcurrentBodiesStayApart(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	g.up.setRespond(func(ctx *fasthttp.RequestCtx) {
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond) // pacing only: keeps many requests in flight at once; not needed for correctness
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
 	})
 	var wg sync.WaitGroup
@@ -483,6 +502,7 @@ func TestConcurrentBodiesStayApart(t *testing.T) {
 // TestGeoSpoofing: a header the browser adds cannot turn a denied region
 // into a granted one.
 func TestGeoSpoofing(t *testing.T) {
+	t.Parallel()
 	hit := "/g/collect?v=2&tid=G-1&gcd=13l3l3l3l1&cid=1.2&uid=u"
 	for _, tt := range []struct {
 		name    string
@@ -508,6 +528,7 @@ func TestGeoSpoofing(t *testing.T) {
 }
 
 func TestIPHeadersNeverTravel(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	g.do(fromProxy, "GET", "/g/collect?v=2&tid=G-1&gcs=G100", map[string]string{
 		"X-Cluster-Client-Ip": "198.51.100.23", "CloudFront-Viewer-Address": "198.51.100.23:443", "X-Envoy-External-Address": "198.51.100.23",
@@ -525,6 +546,7 @@ func TestIPHeadersNeverTravel(t *testing.T) {
 }
 
 func TestPathTricksRejected(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	for _, uri := range []string{
 		"/pagead/1p-conversion/123/../1p-user-list/123/?gcd=13q3q3q2q5l1",
@@ -547,6 +569,7 @@ func TestPathTricksRejected(t *testing.T) {
 }
 
 func TestDryRunKeepsSiteCookiesHome(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "consent: {enforce: false}")
 	g.do(fromProxy, "GET", deniedHit, map[string]string{"Cookie": "PHPSESSID=s3cr3t; _ga=GA1.1.1"}, "")
 	if c := onlyRequest(t, g.up).Header["Cookie"]; c != "_ga=GA1.1.1" {

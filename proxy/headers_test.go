@@ -35,22 +35,34 @@ func sampleHeader(r consentmode.HeaderRule) (name, value string, extra map[strin
 // TestHeaderTable sends one header of every row of
 // consentmode.RequestHeaders through the gateway and checks what the
 // upstream received and what the decision log reported against the row:
-// the table is the specification of header hygiene.
+// the table is the specification of header hygiene. The rows share one
+// gateway and run one after another: row i's hit is the upstream's i-th
+// request and the decision log's i-th line.
 func TestHeaderTable(t *testing.T) {
+	t.Parallel()
 	const hit = "/g/collect?v=2&tid=G-ABC123&gcs=G111&gcd=13r3r3r2r5l1&cid=1.2&en=page_view"
+	g, parent := newGateway(t, ""), t
+	sent := 0
 	for _, r := range consentmode.RequestHeaders {
 		if r.Op == consentmode.HeaderTransport {
 			continue // the client's own: fasthttp writes these
 		}
+		i := sent
+		sent++
 		t.Run(r.Name, func(t *testing.T) {
-			g := newGateway(t, "")
 			name, value, extra := sampleHeader(r)
 			headers := map[string]string{name: value, "CF-IPCountry": "US"}
 			for k, v := range extra {
 				headers[k] = v
 			}
+			g.t = t // the row's failures are the row's
+			defer func() { g.t = parent }()
 			g.do(fromProxy, "GET", hit, headers, "")
-			up := onlyRequest(t, g.up)
+			reqs := g.up.requests()
+			if len(reqs) != i+1 {
+				t.Fatalf("upstream received %d requests after row %d, want %d", len(reqs), i, i+1)
+			}
+			up := reqs[i]
 			var got string
 			var sent bool
 			for k, v := range up.Header {
@@ -59,7 +71,7 @@ func TestHeaderTable(t *testing.T) {
 				}
 			}
 			var line struct{ Removed []string }
-			if err := json.Unmarshal([]byte(g.waitLog(1)[0]), &line); err != nil {
+			if err := json.Unmarshal([]byte(g.waitLog(i + 1)[i]), &line); err != nil {
 				t.Fatal(err)
 			}
 			reported := r.Field != "" && slices.Contains(line.Removed, r.Field)
@@ -88,6 +100,7 @@ func TestHeaderTable(t *testing.T) {
 // TestHeaderTableIndex checks that every row is reachable: a header of
 // each row is looked up to that row.
 func TestHeaderTableIndex(t *testing.T) {
+	t.Parallel()
 	geo := []string{"CF-IPCountry"}
 	for _, r := range consentmode.RequestHeaders {
 		if r.Name == consentmode.HeaderListed {

@@ -21,6 +21,7 @@ import (
 // TestChunkedBodyOverLimit: a chunked body over limits.max_body_bytes is
 // a 413 like a Content-Length one, whether it comes in one chunk or many.
 func TestChunkedBodyOverLimit(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	for name, chunks := range map[string][]int{"one chunk": {160 << 10}, "many chunks": {16 << 10, 16 << 10, 16 << 10, 16 << 10, 16 << 10, 16 << 10, 16 << 10, 16 << 10, 16 << 10, 16 << 10}} {
 		var b strings.Builder
@@ -57,6 +58,7 @@ func rawHit(method, uri string, headers [][2]string, body string) string {
 // header must not let the first (granted) copy decide: the region is
 // unknown, the hit leaves cookieless (no cid, uid or full IP), counted.
 func TestRepeatedGeoHeader(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	hit := "/g/collect?v=2&tid=G-ABC123&cid=1174285007.1749196701&uid=u42&en=page_view" // no consent signal: the region's default decides
 	for name, hdrs := range map[string][][2]string{
@@ -103,6 +105,7 @@ func grepLines(s, sub string) string {
 
 // TestRepeatedSecGPC: Sec-GPC 0 then 1 is an opt-out.
 func TestRepeatedSecGPC(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	hit := "/g/collect?v=2&tid=G-ABC123&gcs=G111&gcd=13r3r3r2r5l1&npa=0&cid=1.2&en=page_view"
 	g.raw(fromProxy, rawHit("GET", hit, [][2]string{{"CF-IPCountry", "US"}, {"Sec-GPC", "0"}, {"Sec-GPC", "1"}}, ""))
@@ -115,6 +118,7 @@ func TestRepeatedSecGPC(t *testing.T) {
 // TestBodyEncodings: any Content-Encoding but identity, in any copy, and
 // a compressed-looking body without a header are 415; nothing leaves.
 func TestBodyEncodings(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
@@ -176,6 +180,7 @@ func routeExample(r *consentmode.Route) string {
 // ("..;", "%2e", overlong UTF-8), ';' parameters or an empty segment
 // inserted anywhere in its path is a 400 bad_path, and nothing leaves.
 func TestBadPathsEveryRoute(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "upstream: http://gw.example\nmp: {enabled: true}\nua: {forward: true}\n")
 	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(200); ctx.SetBodyString("x") })
 	for i := range consentmode.Routes {
@@ -216,6 +221,7 @@ func TestBadPathsEveryRoute(t *testing.T) {
 }
 
 func TestCleanPathAllowsReal(t *testing.T) {
+	t.Parallel()
 	for _, p := range []string{
 		"/g/collect", "/", "/pagead/conversion/1071635065/", "/metrics/g/collect",
 		"/activity;src=14804749;type=delif0;cat=allvi0;ord=1;u1=https%3A%2F%2Fwww.delife.de%2F%3Fa%3D%2e;~oref=https%3A%2F%2Fwww.delife.de%2F",
@@ -250,6 +256,7 @@ func FuzzCleanPath(f *testing.F) {
 // while serving is refused; the tags allowlist and upstream stay. A
 // reload of an unchanged file says so.
 func TestReloadOfEmptyFileKeepsServing(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.yaml")
 	base := "cookieless: {secret: \"test-secret-0123456789\"}\ntrusted_proxies: [\"10.0.0.0/8\"]\ntags: [G-ABC123]\nupstream: http://gw.example\n"
@@ -285,6 +292,7 @@ func TestReloadOfEmptyFileKeepsServing(t *testing.T) {
 
 // TestAdminToken: with admin.token every admin path but health needs it.
 func TestAdminToken(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "admin_listen: \"0.0.0.0:9090\"\nadmin: {token: \"s3cret-admin-token-0123\"}\n")
 	adm := func(path, auth string) int {
 		var ctx fasthttp.RequestCtx
@@ -358,6 +366,7 @@ const stalledBody = "POST /g/collect?v=2&tid=G-1 HTTP/1.1\r\nHost: m.shop.exampl
 // addresses and trusted proxies are not affected, and a closed
 // connection gives its slot back.
 func TestPerIPConnectionCap(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "limits: {max_conns_per_ip: 3}")
 	var held []net.Conn
 	for range 3 {
@@ -396,6 +405,7 @@ func TestPerIPConnectionCap(t *testing.T) {
 // bodies in flight, a normal hit is still served and the longest stalled
 // reader gets 503 over_budget.
 func TestReadingCapCutsLongestReader(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "limits: {max_reading_requests: 4}")
 	g.srv.budget.minAge = 0
 	var stalled []net.Conn
@@ -424,6 +434,7 @@ func TestReadingCapCutsLongestReader(t *testing.T) {
 // TestReadingCapRefusesNewcomer: when every reader is younger than the
 // eviction age, the newcomer gets the 503 instead.
 func TestReadingCapRefusesNewcomer(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "limits: {max_reading_requests: 2}")
 	g.srv.budget.minAge = time.Hour
 	var stalled []net.Conn
@@ -448,6 +459,7 @@ func TestReadingCapRefusesNewcomer(t *testing.T) {
 // large body cuts the longest reader, or (all too young) is refused
 // itself; a small hit always passes. The budget is given back.
 func TestByteBudget(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "limits: {max_buffered_bytes: 100000}")
 	body := strings.Repeat("a", 30000)
 	for _, minAge := range []time.Duration{time.Hour, 0} {
@@ -500,6 +512,7 @@ func BenchmarkInputChecks(b *testing.B) {
 // loopback, a reload to a file that moves it to 127.0.0.1 without a
 // token is refused: the bound listener only moves on restart.
 func TestReloadCannotDropAdminToken(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "admin_listen: \"0.0.0.0:9090\"\nadmin: {token: \"s3cret-admin-token-0123\"}\n")
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	writeFile(t, path, "cookieless: {secret: \"test-secret-0123456789\"}\nadmin_listen: \"127.0.0.1:9090\"\n")

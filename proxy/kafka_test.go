@@ -79,6 +79,7 @@ var kafkaHits = []struct {
 // the topic back: every file-log line arrives as one record, byte for
 // byte, and the producer batches with zstd, idempotently, with acks=all.
 func TestKafkaStreamCarriesTheDecisionLog(t *testing.T) {
+	t.Parallel()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, kafkaTopic))
 	if err != nil {
 		t.Fatal(err)
@@ -231,6 +232,7 @@ func silentBroker(t *testing.T) string {
 // and forwarded, the file log still gets every line, and each record
 // beyond the buffer is dropped and counted, not waited for.
 func TestKafkaHangingClusterNeverHoldsUpHits(t *testing.T) {
+	t.Parallel()
 	g, closeGateway := newKafkaGateway(t, kafkaConfig([]string{silentBroker(t)}, "      max_buffered_records: 1\n      close_timeout: 50ms\n"))
 	const n = 20
 	for i := range n {
@@ -254,7 +256,7 @@ func TestKafkaHangingClusterNeverHoldsUpHits(t *testing.T) {
 		if full+failed == n {
 			break
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // polls a counter franz-go's promises bump; the assertion below fails if it never gets there
 	}
 	if full != n-1 || failed != 1 {
 		t.Errorf("dropped buffer_full=%d delivery_failed=%d, want %d and 1 (the one buffered record, failed at close)", full, failed, n-1)
@@ -269,6 +271,7 @@ func kafkaDropped(m *Metrics) (full, failed uint64) {
 // TestKafkaSASL: SCRAM credentials from the config reach the broker; a
 // wrong password delivers nothing.
 func TestKafkaSASL(t *testing.T) {
+	t.Parallel()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, kafkaTopic), kfake.Superuser("SCRAM-SHA-256", "gate", "right-password"))
 	if err != nil {
 		t.Fatal(err)

@@ -34,6 +34,7 @@ func (g *gateway) statusLine(uri string) string {
 // cookieless hit is answered "204 No Content", not with the reason phrase
 // of Google's 302.
 func TestWithheldRedirectStatusLine(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	g.up.setRespond(func(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.Set("Location", "https://www.google.com/pagead/1p-conversion/123/?x=1")
@@ -56,6 +57,7 @@ func TestWithheldRedirectStatusLine(t *testing.T) {
 // an alias (EL) counts as its country only when consent.region_aliases
 // maps it, and a user-assigned code (XK) only when listed.
 func TestUnassignedRegionCode(t *testing.T) {
+	t.Parallel()
 	const hit = "/g/collect?v=2&tid=G-ABC123&_p=1&cid=1174285007.1749196701&uid=u42&en=page_view" // no consent signal: the region decides
 	send := func(g *gateway, code string) string {
 		t.Helper()
@@ -90,6 +92,7 @@ func TestUnassignedRegionCode(t *testing.T) {
 // and Ads, and the _gl linker at any depth of encoding on a cookieless
 // GA4 hit (its click id kept as a plain gclid).
 func TestLeaksEndToEnd(t *testing.T) {
+	t.Parallel()
 	const (
 		gaB64 = "MTE3NDI4NTAwNy4xNzQ5MTk2NzAx" // base64 of the client id 1174285007.1749196701
 		gl    = "1*1q2w3e*_ga*" + gaB64 + "*_gcl_aw*R0NMLjE3NDkxOTY3MDEuQ2owS0NRandMaW5rZXJDbGljaw.."
@@ -135,6 +138,7 @@ func TestLeaksEndToEnd(t *testing.T) {
 // denied GA4 hit without _p, as @minimal-analytics/ga4 does, reach the
 // upstream with different client ids; their times are not after the hit.
 func TestCookielessIDsWithoutPageID(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	const hit = "/g/collect?v=2&tid=G-1&gcs=G100&cid=111.222&sid=333&en=page_view"
 	var cids []string

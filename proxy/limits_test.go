@@ -6,6 +6,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/zap"
@@ -54,41 +55,55 @@ func acceptErr(errno syscall.Errno) error {
 // TestAcceptBacksOff: EMFILE, ENFILE, ENOBUFS and ENOMEM from accept are
 // retried with backoff and counted; the listener keeps going and hands
 // out the next connection. (Unwrapped, fasthttp's Serve returned on the
-// first one and the process exited.)
+// first one and the process exited.) Close ends Accept in the middle of
+// a backoff, at once. The listener runs in a synctest bubble: its backoff
+// timers run on the bubble's clock.
 func TestAcceptBacksOff(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
-	client, server := net.Pipe()
-	defer client.Close()
-	f := &failingListener{errs: []error{acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE), acceptErr(syscall.ENFILE),
-		acceptErr(syscall.ENOBUFS), acceptErr(syscall.ENOMEM), acceptErr(syscall.ECONNABORTED)}, conn: server, closed: make(chan struct{})}
-	l := newListener(f, g.h, zap.NewNop(), nil)
-	c, err := l.Accept()
-	if err != nil || c != server {
-		t.Fatalf("Accept = %v, %v; want the connection after the errors", c, err)
-	}
-	for kind, want := range map[acceptErrKind]uint64{acceptEMFILE: 2, acceptENFILE: 1, acceptENOBUFS: 1, acceptENOMEM: 1, acceptOther: 1} {
-		if got := g.m.acceptErrs[kind].Get(); got != want {
-			t.Errorf("accept_errors_total{kind=%q} = %d, want %d", kind, got, want)
+	synctest.Test(t, func(t *testing.T) {
+		client, server := net.Pipe()
+		defer client.Close()
+		f := &failingListener{errs: []error{acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE), acceptErr(syscall.ENFILE),
+			acceptErr(syscall.ENOBUFS), acceptErr(syscall.ENOMEM), acceptErr(syscall.ECONNABORTED)}, conn: server, closed: make(chan struct{})}
+		l := newListener(f, g.h, zap.NewNop(), nil)
+		start := time.Now()
+		c, err := l.Accept()
+		if err != nil || c != server {
+			t.Fatalf("Accept = %v, %v; want the connection after the errors", c, err)
 		}
-	}
-	// Close ends Accept, also in the middle of a backoff.
-	f.errs = []error{acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE),
-		acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE)}
-	done := make(chan error, 1)
-	go func() { _, err := l.Accept(); done <- err }()
-	time.Sleep(20 * time.Millisecond) // somewhere in the backoff
-	_ = l.Close()
-	select {
-	case err := <-done:
-		if !errors.Is(err, net.ErrClosed) {
+		// Six backoffs, doubling from 5 ms: 5+10+20+40+80+160 ms.
+		if d := time.Since(start); d != 315*time.Millisecond {
+			t.Errorf("Accept backed off %v in all, want 315ms", d)
+		}
+		for kind, want := range map[acceptErrKind]uint64{acceptEMFILE: 2, acceptENFILE: 1, acceptENOBUFS: 1, acceptENOMEM: 1, acceptOther: 1} {
+			if got := g.m.acceptErrs[kind].Get(); got != want {
+				t.Errorf("accept_errors_total{kind=%q} = %d, want %d", kind, got, want)
+			}
+		}
+		// Close ends Accept, also in the middle of a backoff.
+		f.errs = []error{acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE),
+			acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE), acceptErr(syscall.EMFILE)}
+		done := make(chan error, 1)
+		go func() { _, err := l.Accept(); done <- err }()
+		time.Sleep(20 * time.Millisecond) // bubble time: past the 5 and 10 ms backoffs, inside the 20 ms one
+		synctest.Wait()
+		if len(f.errs) != 5 {
+			t.Fatalf("%d accept errors left, want 5 (Accept in its third backoff)", len(f.errs))
+		}
+		closing := time.Now()
+		_ = l.Close()
+		if err := <-done; !errors.Is(err, net.ErrClosed) {
 			t.Errorf("Accept after Close = %v", err)
 		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("Close did not end a backing-off Accept")
-	}
+		if d := time.Since(closing); d != 0 {
+			t.Errorf("Accept returned %v after Close, want at once (not when its backoff ended)", d)
+		}
+	})
 }
 
 func TestAcceptErrorKind(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		give  error
 		kind  acceptErrKind // acceptOther when not retried
@@ -111,6 +126,7 @@ func TestAcceptErrorKind(t *testing.T) {
 }
 
 func TestMaxConnectionsFromLimit(t *testing.T) {
+	t.Parallel()
 	cfg := &config.Config{Limits: config.Limits{MaxConnections: 0}}
 	n, nofile := MaxConnections(cfg)
 	if nofile == 0 {
@@ -130,6 +146,7 @@ func TestMaxConnectionsFromLimit(t *testing.T) {
 // gets 503 max_connections with Retry-After, counted; a closed one frees
 // its slot.
 func TestMaxConnectionsRefused(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "limits: {max_connections: 3}")
 	var held []net.Conn
 	for i := range 3 {
@@ -159,6 +176,7 @@ func TestMaxConnectionsRefused(t *testing.T) {
 // up its reserve descriptor to accept the waiting client and answer it
 // 503 at once, instead of leaving it in the backlog.
 func TestAcceptShedsOnEMFILE(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	client, server := net.Pipe()
 	defer client.Close()
@@ -188,6 +206,7 @@ func TestAcceptShedsOnEMFILE(t *testing.T) {
 // TestPerIPCapIPv6ByPrefix: one IPv6 host holds a whole /64, so the cap
 // counts the /64.
 func TestPerIPCapIPv6ByPrefix(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "limits: {max_conns_per_ip: 2}")
 	a := &net.TCPAddr{IP: net.ParseIP("2001:db8:1:2::1"), Port: 1}
 	b := &net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:ffff::9"), Port: 2}

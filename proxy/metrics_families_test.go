@@ -22,6 +22,7 @@ import (
 // placeholder; and Families, which docs/operators.md's table lists, holds
 // exactly the families such a gateway shows.
 func TestMetricsHelpEveryFamily(t *testing.T) {
+	t.Parallel()
 	metrics.ExposeMetadata(true)
 	defer metrics.ExposeMetadata(false)
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, kafkaTopic))

@@ -14,6 +14,7 @@ import (
 // TestMetricsHelp: every series on /metrics has a # HELP line with text,
 // and each of the gateway's own families has a text written for it.
 func TestMetricsHelp(t *testing.T) {
+	t.Parallel()
 	metrics.ExposeMetadata(true)
 	defer metrics.ExposeMetadata(false)
 	var buf bytes.Buffer
@@ -44,6 +45,7 @@ func TestMetricsHelp(t *testing.T) {
 // route and kind, their latency is in the histogram, and the browser's
 // 5xx shows in the responses by status class.
 func TestUpstreamFailureMetrics(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "timeouts: {upstream: 200ms}")
 	release := make(chan struct{})
 	g.up.setRespond(func(ctx *fasthttp.RequestCtx) { <-release }) // answers only after the timeout
@@ -81,6 +83,7 @@ func labels[K catalogue](n K) []string {
 // closed catalogue names every value of it, so a new value cannot go
 // undocumented on /metrics and in docs/operators.md.
 func TestCatalogueLabelsInHelp(t *testing.T) {
+	t.Parallel()
 	var malformed []string
 	for _, in := range malformedInputs {
 		malformed = append(malformed, in.name)
@@ -111,6 +114,7 @@ func TestCatalogueLabelsInHelp(t *testing.T) {
 // TestCatalogueNames: every value of each label catalogue has a name of
 // its own (a value added without one would make an empty label).
 func TestCatalogueNames(t *testing.T) {
+	t.Parallel()
 	for name, ls := range map[string][]string{
 		"rejectReason":    labels(numRejectReasons + 1),
 		"upstreamErrKind": labels(numUpstreamErrKinds),

@@ -33,6 +33,7 @@ func scrape(t *testing.T, h *Handler, path, method, body string) (int, string) {
 }
 
 func TestMetricsEndToEnd(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	g.do(fromProxy, "GET", deniedHit, map[string]string{"CF-IPCountry": "DE"}, "")
 	g.do(fromProxy, "GET", "/g/collect?v=2&tid=G-1&gcs=G1x1", nil, "")
@@ -64,6 +65,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 }
 
 func TestDebugExplain(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	req := `{"method":"GET","url":"https://m.shop.example` + deniedHit + `","headers":{"Cookie":"_ga=1"},"region":"DE"}`
 	status, body := scrape(t, g.h, "/debug/explain", "POST", req)
@@ -332,6 +334,9 @@ func TestReloadUnderTraffic(t *testing.T) {
 	}
 }
 
+// waitFor polls cond, for state that changes without an event to wait on
+// (counters, connection counts), and fails the test if it does not hold
+// within 5 s.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -350,6 +355,7 @@ func contextWithCancel() (context.Context, context.CancelFunc) {
 // TestDecisionLogAddAfterClose: a request that outlived the shutdown
 // timeout must not panic on the closed log.
 func TestDecisionLogAddAfterClose(t *testing.T) {
+	t.Parallel()
 	l := declog.New(&syncBuffer{}, nil, NewMetrics("t").Set())
 	cfg := loadConfig(t, "")
 	if err := l.Close(); err != nil {

@@ -198,6 +198,7 @@ func lineDiff(want, got string) string {
 // TestParityTableDocumented: every row of the parity table is in
 // docs/consent.md, and the table names no row the test does not pin.
 func TestParityTableDocumented(t *testing.T) {
+	t.Parallel()
 	doc, err := os.ReadFile("../docs/consent.md")
 	if err != nil {
 		t.Fatal(err)

@@ -154,6 +154,7 @@ func problemKey(err error) string {
 // file changed and how before the reload's own line, and a reload of the
 // embedded config names it "embedded", not "".
 func TestReloadNamesItsTrigger(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	base := "cookieless: {secret: \"test-secret-0123456789\"}\n"
 	writeFile(t, path, base)

@@ -5,10 +5,12 @@ import (
 	"compress/gzip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/valyala/fasthttp"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/consentgate/consentgate/config"
 	"github.com/consentgate/consentgate/consentmode"
@@ -59,7 +61,8 @@ func (r cacheResult) String() string { return cacheResultNames[r] }
 // they form the cache key and the upstream query.
 var scriptParams = []string{"id", "l", "cx", "gtm", "gtm_auth", "gtm_preview", "gtm_cookies_win", "gtm_debug"}
 
-// scriptEntry is one cached script. It is immutable once stored.
+// scriptEntry is one cached script. It is immutable once stored, but for
+// refreshing.
 type scriptEntry struct {
 	key          string
 	body         []byte
@@ -69,20 +72,29 @@ type scriptEntry struct {
 	lastModified string
 	fetched      time.Time
 	freshUntil   time.Time
+	// refreshing is set while a background refresh of this (expired)
+	// entry runs, so that the stale requests meanwhile start no further
+	// one; the refresh clears it when it ends, whether or not its result
+	// replaced the entry.
+	refreshing atomic.Bool
 }
 
 // scriptCache holds the cache and the in-flight fetches.
 type scriptCache struct {
-	c        *ristretto.Cache[[]byte, *scriptEntry]
-	mu       sync.Mutex
-	inflight map[string]*scriptCall
+	c *ristretto.Cache[[]byte, *scriptEntry]
+	// flight runs one upstream fetch per key at a time, misses and
+	// background refreshes alike; a caller that arrives while one runs
+	// gets its result.
+	flight singleflight.Group
+	mu     sync.Mutex
 	// variants maps a tag's key (scriptTagKey) to its variants; under mu.
 	variants map[string]*variantSet
 	// wg counts background refreshes; close waits for them.
 	wg sync.WaitGroup
-	// joined, when set (by tests, before any request), runs each time a
-	// caller starts waiting for another caller's fetch.
-	joined func()
+	// waiting, when set (by tests, before any request), runs each time a
+	// caller of fetch has joined the key's in-flight fetch (the one it
+	// started or another's) and is about to wait for its result.
+	waiting func()
 }
 
 // maxScriptVariants bounds the variants of one tag (path, id and region)
@@ -103,13 +115,25 @@ type variantSet struct {
 	until [maxScriptVariants]time.Time // when each slot may be reused
 }
 
-type scriptCall struct {
-	done  chan struct{}
-	entry *scriptEntry
-	err   error
-}
-
 func newScriptCache(maxBytes int64) (*scriptCache, error) {
+	// ristretto admits entries with TinyLFU. While the cache has room
+	// (cache.max_bytes, 64 MiB by default: some hundreds of scripts of
+	// 100 to 300 KB with their gzip copy) every Set is kept. Once it is
+	// full, a new entry is kept only if its estimated request count (a
+	// count-min sketch over NumCounters keys behind a doorkeeper bloom
+	// filter, halved now and then so counts age) is at least that of the
+	// least requested of a sample of cached entries; otherwise the Set is
+	// rejected. A script requested once therefore counts about 1 and is
+	// dropped rather than evicting a script that sites keep loading. That
+	// is what we want: the one request is still answered (fetch hands
+	// the fetched entry to its callers, it never reads it back from the
+	// cache), only its next request fetches again, and once a script is
+	// requested again and again it wins its place. A flood of one-off keys
+	// (new tag ids, regions, variants within their bound) thus costs
+	// upstream fetches, which the tag allowlist and the variant bound
+	// limit, but cannot push the popular scripts out. An entry larger than
+	// MaxCost is never kept. NumCounters (10,000) is about ten times the
+	// entries a full default cache holds, as ristretto advises.
 	c, err := ristretto.NewCache(&ristretto.Config[[]byte, *scriptEntry]{
 		NumCounters:        10_000,
 		MaxCost:            maxBytes,
@@ -119,7 +143,7 @@ func newScriptCache(maxBytes int64) (*scriptCache, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &scriptCache{c: c, inflight: map[string]*scriptCall{}, variants: map[string]*variantSet{}}, nil
+	return &scriptCache{c: c, variants: map[string]*variantSet{}}, nil
 }
 
 // close waits for background refreshes (each bounded by the upstream
@@ -129,25 +153,19 @@ func (s *scriptCache) close() {
 	s.c.Close()
 }
 
-// refresh runs f in the background unless a fetch for key is already
-// running; callers that miss meanwhile wait for its result as for fetch.
-func (s *scriptCache) refresh(key string, f func() (*scriptEntry, error)) {
-	s.mu.Lock()
-	if _, ok := s.inflight[key]; ok {
-		s.mu.Unlock()
+// refresh runs f in the background to replace the expired entry old,
+// unless a refresh of old already runs; callers that miss meanwhile wait
+// for its result as for fetch. If a fetch of key is already in flight the
+// refresh joins it rather than fetching again.
+func (s *scriptCache) refresh(old *scriptEntry, key string, f func() (*scriptEntry, error)) {
+	if !old.refreshing.CompareAndSwap(false, true) {
 		return
 	}
-	c := &scriptCall{done: make(chan struct{})}
-	s.inflight[key] = c
 	s.wg.Add(1)
-	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
-		c.entry, c.err = f()
-		s.mu.Lock()
-		delete(s.inflight, key)
-		s.mu.Unlock()
-		close(c.done)
+		defer old.refreshing.Store(false)
+		_, _, _ = s.flight.Do(key, func() (any, error) { return f() })
 	}()
 }
 
@@ -161,28 +179,23 @@ func (s *scriptCache) get(key []byte) *scriptEntry {
 }
 
 // fetch runs f once per key at a time: concurrent callers for the same key
-// wait for the first one's result.
-func (s *scriptCache) fetch(key []byte, f func() (*scriptEntry, error)) (e *scriptEntry, err error, coalesced bool) {
-	s.mu.Lock()
-	if c, ok := s.inflight[string(key)]; ok {
-		s.mu.Unlock()
-		if s.joined != nil {
-			s.joined()
-		}
-		<-c.done
-		return c.entry, c.err, true
+// wait for the first one's result. coalesced reports that the result came
+// from another caller's fetch (or a background refresh).
+//
+// DoChan rather than Do: it returns once the caller has joined the flight,
+// which is where the waiting hook runs; f runs in a goroutine of its own.
+func (s *scriptCache) fetch(key string, f func() (*scriptEntry, error)) (e *scriptEntry, err error, coalesced bool) {
+	led := false
+	ch := s.flight.DoChan(key, func() (any, error) {
+		led = true // only the caller whose f runs; read after the result arrives
+		return f()
+	})
+	if s.waiting != nil {
+		s.waiting()
 	}
-	c := &scriptCall{done: make(chan struct{})}
-	k := string(key)
-	s.inflight[k] = c
-	s.mu.Unlock()
-
-	c.entry, c.err = f()
-	s.mu.Lock()
-	delete(s.inflight, k)
-	s.mu.Unlock()
-	close(c.done)
-	return c.entry, c.err, false
+	r := <-ch
+	e, _ = r.Val.(*scriptEntry)
+	return e, r.Err, !led
 }
 
 // store adds an entry and waits until ristretto has applied it (sets are
@@ -311,7 +324,7 @@ func (h *Handler) serveScript(ctx *fasthttp.RequestCtx, p *prepared, reg consent
 		result = cacheStale
 		k, uri := string(key), string(scriptURI(nil, p.up, cfg, path, args))
 		up, route := p.up, p.route
-		h.scripts.refresh(k, func() (*scriptEntry, error) { return h.fetchScript(cfg, up, route, k, uri, reg) })
+		h.scripts.refresh(e, k, func() (*scriptEntry, error) { return h.fetchScript(cfg, up, route, k, uri, reg) })
 	default:
 		tag, variant := scriptTagKey(nil, p.up, cfg, path, args, reg)
 		if len(variant) > 0 && !h.scripts.admit(tag, variant, now, cfg.Cache.MaxTTL+cfg.Cache.StaleFor) {
@@ -319,8 +332,13 @@ func (h *Handler) serveScript(ctx *fasthttp.RequestCtx, p *prepared, reg consent
 			h.record(ctx, p, ctx.Response.StatusCode(), 0, nil, start)
 			return
 		}
-		fresh, err, coalesced := h.scripts.fetch(key, func() (*scriptEntry, error) {
-			return h.fetchScript(cfg, p.up, p.route, string(key), string(scriptURI(nil, p.up, cfg, path, args)), reg)
+		// The fetch may run on another goroutine: it gets copies, and
+		// its closure captures nothing of p, which would then escape
+		// (an allocation on every request, TestProxyAllocs).
+		k, uri := string(key), string(scriptURI(nil, p.up, cfg, path, args))
+		up, route := p.up, p.route
+		fresh, err, coalesced := h.scripts.fetch(k, func() (*scriptEntry, error) {
+			return h.fetchScript(cfg, up, route, k, uri, reg)
 		})
 		if err != nil {
 			h.metrics.scriptCache(cacheError)

@@ -27,6 +27,7 @@ func scriptUpstream(g *gateway, fetches *atomic.Int32, status *atomic.Int32) {
 }
 
 func TestScriptCacheHitAndHeaders(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	var fetches, status atomic.Int32
 	scriptUpstream(g, &fetches, &status)
@@ -56,8 +57,10 @@ func TestScriptCacheHitAndHeaders(t *testing.T) {
 
 // TestScriptColdStampede: 100 concurrent requests for an uncached script
 // cause exactly one upstream fetch. The upstream holds that fetch until
-// the 99 other requests are waiting for it, then answers.
+// all 100 requests have joined it (the one that started it and the 99
+// others), then answers.
 func TestScriptColdStampede(t *testing.T) {
+	t.Parallel()
 	const n = 100
 	g := newGateway(t, "")
 	fetching, release := make(chan struct{}, n), make(chan struct{})
@@ -71,7 +74,7 @@ func TestScriptColdStampede(t *testing.T) {
 		ctx.SetBodyString(gtagBody)
 	})
 	joined := make(chan struct{}, n)
-	g.h.scripts.joined = func() { joined <- struct{}{} }
+	g.h.scripts.waiting = func() { joined <- struct{}{} }
 	released := false
 	defer func() {
 		if !released {
@@ -96,7 +99,7 @@ func TestScriptColdStampede(t *testing.T) {
 	}
 	timeout := time.After(10 * time.Second)
 	fetched, waiting := 0, 0
-	for fetched != 1 || waiting != n-1 {
+	for fetched != 1 || waiting != n {
 		select {
 		case <-fetching:
 			fetched++
@@ -106,7 +109,7 @@ func TestScriptColdStampede(t *testing.T) {
 		case <-joined:
 			waiting++
 		case <-timeout:
-			t.Fatalf("%d upstream fetches and %d waiting requests, want 1 and %d", fetched, waiting, n-1)
+			t.Fatalf("%d upstream fetches and %d waiting requests, want 1 and %d", fetched, waiting, n)
 		}
 	}
 	close(release)
@@ -128,6 +131,7 @@ func TestScriptColdStampede(t *testing.T) {
 }
 
 func TestScriptStaleAndExpiry(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	var fetches, status atomic.Int32
 	scriptUpstream(g, &fetches, &status)
@@ -163,6 +167,7 @@ func TestScriptStaleAndExpiry(t *testing.T) {
 }
 
 func TestScriptPerRegionKeys(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, `upstream: "http://g-abc123.fps.goog"
 path_prefix: /metrics`)
 	var fetches, status atomic.Int32
@@ -185,6 +190,7 @@ path_prefix: /metrics`)
 }
 
 func TestScriptTagAllowlist(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, `tags: ["G-ABC123"]`)
 	var fetches, status atomic.Int32
 	scriptUpstream(g, &fetches, &status)
@@ -206,6 +212,7 @@ func TestScriptTagAllowlist(t *testing.T) {
 // answers or times out) and exactly one background refresh runs; once it
 // succeeds the fresh copy is served.
 func TestScriptStaleWhileRevalidate(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "timeouts: {upstream: 15s}")
 	var fetches atomic.Int32
 	release := make(chan struct{})
@@ -271,6 +278,7 @@ func TestScriptStaleWhileRevalidate(t *testing.T) {
 // refused locally. Cached variants keep being served, other tags and
 // regions have their own bound, and a slot frees after the window.
 func TestScriptVariantsBounded(t *testing.T) {
+	t.Parallel()
 	g := newGateway(t, "")
 	var fetches, status atomic.Int32
 	scriptUpstream(g, &fetches, &status)

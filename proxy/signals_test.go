@@ -10,6 +10,7 @@ import (
 // with the state the visitor's signals enforce, written back into gcs,
 // gcd, npa and rdp.
 func TestSignalsEnforcedEndToEnd(t *testing.T) {
+	t.Parallel()
 	const claim = "/g/collect?v=2&tid=G-ABC123&_p=1&gcs=G111&gcd=13r3r3r2r5l1&cid=1.2&en=page_view"
 	tests := []struct {
 		name    string

@@ -18,6 +18,7 @@ func runCLI(t *testing.T, args ...string) (string, string, error) {
 }
 
 func TestAuditPublicHits(t *testing.T) {
+	t.Parallel()
 	out, _, err := runCLI(t, "audit", "--region", "DE", "../../testdata/public-hits.tsv")
 	if err != nil {
 		t.Fatalf("audit: %v\n%s", err, out)
@@ -30,6 +31,7 @@ func TestAuditPublicHits(t *testing.T) {
 }
 
 func TestAuditHAR(t *testing.T) {
+	t.Parallel()
 	out, _, err := runCLI(t, "audit", "--json", "../../testdata/audit/sample.har")
 	if err != nil {
 		t.Fatalf("audit: %v", err)
@@ -63,6 +65,7 @@ func TestAuditHAR(t *testing.T) {
 }
 
 func TestAuditDecisionLog(t *testing.T) {
+	t.Parallel()
 	out, _, err := runCLI(t, "audit", "../../testdata/audit/decisions.log")
 	if err != nil {
 		t.Fatalf("audit: %v\n%s", err, out)
@@ -85,6 +88,7 @@ func TestAuditDecisionLog(t *testing.T) {
 // run) breaks the invariants; audit names the hit and the invariant and
 // exits 1.
 func TestAuditFailsOnBrokenPolicy(t *testing.T) {
+	t.Parallel()
 	cfg := filepath.Join(t.TempDir(), "broken.yaml")
 	if err := os.WriteFile(cfg, []byte("consent: {enforce: false}\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -104,6 +108,7 @@ func TestAuditFailsOnBrokenPolicy(t *testing.T) {
 }
 
 func TestExplainJSONContract(t *testing.T) {
+	t.Parallel()
 	out, _, err := runCLI(t, "explain", "--json", "--region", "DE",
 		"https://metrics.shop.example/g/collect?v=2&tid=G-1&_p=1&gcs=G100&cid=1174285007.1749196701&uid=u42&up.plan=gold&en=page_view")
 	if err != nil {
@@ -134,6 +139,7 @@ func TestExplainJSONContract(t *testing.T) {
 }
 
 func TestCheckCommand(t *testing.T) {
+	t.Parallel()
 	if _, _, err := runCLI(t, "check", "--config", "../../testdata/config/subdomain.yaml"); err != nil {
 		t.Errorf("check subdomain.yaml: %v", err)
 	}
@@ -150,6 +156,7 @@ func TestCheckCommand(t *testing.T) {
 // TestDeliveryModeShown: explain and audit say how a hit leaves, from the
 // same delivery settings serve uses.
 func TestDeliveryModeShown(t *testing.T) {
+	t.Parallel()
 	hit := "https://metrics.shop.example/g/collect?v=2&tid=G-1&gcs=G111&cid=1.2&en=page_view"
 	out, _, err := runCLI(t, "explain", "--region", "US", hit)
 	if err != nil || !strings.Contains(out, "delivery queue: the browser gets 204 at once") {

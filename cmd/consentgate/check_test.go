@@ -47,6 +47,7 @@ func TestCheckRefuses(t *testing.T) {
 // first line, then the Go version and platform, the build date, the
 // commit and every dependency, from the build info.
 func TestVersion(t *testing.T) {
+	t.Parallel()
 	for _, arg := range []string{"version", "--version", "-version", "-v"} {
 		out, _, err := runCLI(t, arg)
 		if err != nil {
@@ -146,6 +147,7 @@ func TestCheckCORSAdvice(t *testing.T) {
 // TestListenSuggestsAnAddress: a bare port in listen is refused with the
 // address it probably meant.
 func TestListenSuggestsAnAddress(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "c.yaml")
 	if err := os.WriteFile(path, []byte("listen: 8080\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -215,6 +215,7 @@ func TestDocs(t *testing.T) {
 // file of docs/, and every relative link of the README and docs/ points
 // to a file that exists.
 func TestReadmeLinksEveryDoc(t *testing.T) {
+	t.Parallel()
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ const overClaimHit = "https://metrics.shop.example/g/collect?v=2&tid=G-ABC123&_p
 // value, the deciding source and what each input of the hit said, and
 // flags an over-claim.
 func TestExplainShowsWhatTheHitSaid(t *testing.T) {
+	t.Parallel()
 	out, _, err := runCLI(t, "explain", "--region", "DE", overClaimHit)
 	if err != nil {
 		t.Fatal(err)
@@ -52,6 +53,7 @@ func TestExplainShowsWhatTheHitSaid(t *testing.T) {
 }
 
 func TestAuditTwoColumnTSV(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "hits.tsv")
 	if err := os.WriteFile(path, []byte("GET\t"+overClaimHit+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -66,6 +68,7 @@ func TestAuditTwoColumnTSV(t *testing.T) {
 }
 
 func TestAuditRelativeURLSaysHowToFixIt(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "hits.tsv")
 	if err := os.WriteFile(path, []byte("GET\t/g/collect?v=2&tid=G-1&gcs=G100\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -80,6 +83,7 @@ func TestAuditRelativeURLSaysHowToFixIt(t *testing.T) {
 // gateway's own value is "replaced", not "removed", and explain says
 // which client IP it used and where it came from.
 func TestExplainSaysReplacedAndClientIP(t *testing.T) {
+	t.Parallel()
 	hit := overClaimHit + "&sid=1749196701&uid=u42"
 	tests := []struct {
 		name string

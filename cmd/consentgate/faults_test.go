@@ -127,6 +127,9 @@ func settled(t *testing.T, g *gateway, ls loadStats) map[string]float64 {
 			t.Logf("%s (%d error log lines) metrics:%s", g.name, g.errorLines(), metricsLine(m))
 			return m
 		}
+		// The gateway is another process: its /metrics is the only
+		// signal. This polls it until the counts settle, failing the
+		// test at the deadline.
 		time.Sleep(50 * time.Millisecond)
 	}
 }
@@ -482,6 +485,8 @@ func TestFaultMaxAge(t *testing.T) {
 		if done >= float64(ls.accepted) || time.Now().After(deadline) {
 			break
 		}
+		// Polls the other process's /metrics (no other signal); what is
+		// still missing at the deadline fails checkBalance below.
 		time.Sleep(100 * time.Millisecond)
 	}
 	uc := up.counts(ls.acceptedReqs)
@@ -600,7 +605,7 @@ func TestFaultUpstreamStatuses(t *testing.T) {
 	up.set(upOK)
 	caughtUp()
 	up.set429(3)
-	time.Sleep(3 * time.Second) // the length of the 429 episode
+	time.Sleep(3 * time.Second) // pacing, not synchronisation: the 429 episode lasts 3 s of the load
 	up.set(upOK)
 	if time.Since(l.start) > 19*time.Second {
 		t.Errorf("the 429 episode ended after the load: shorten the schedule")

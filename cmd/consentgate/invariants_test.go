@@ -10,6 +10,7 @@ import (
 // TestCheckInvariantsCatchEachBreach feeds hand-made forwards that break
 // one promise each: every invariant must be able to fail.
 func TestCheckInvariantsCatchEachBreach(t *testing.T) {
+	t.Parallel()
 	denied := consentmode.State{Value: [4]consentmode.Value{consentmode.Denied, consentmode.Denied, consentmode.Denied, consentmode.Denied}}
 	ga4 := consentmode.Decision{Family: consentmode.FamilyGA4, Action: consentmode.ActionCookieless, Consent: denied}
 	ads := consentmode.Decision{Family: consentmode.FamilyAds, Action: consentmode.ActionCookieless, Consent: denied}
@@ -59,6 +60,7 @@ func TestCheckInvariantsCatchEachBreach(t *testing.T) {
 // TestProxyFieldsExist: every field name the proxy reports is in the
 // catalogue (a missing one would silently report another field).
 func TestProxyFieldsExist(t *testing.T) {
+	t.Parallel()
 	for _, name := range []string{"header:Referer", "header:geo", "header:hop-by-hop", "header:X-Forwarded-For", "header:Cookie", "header:other",
 		"header:Authorization", "header:Proxy-Authorization", "header:X-Api-Key"} {
 		if _, ok := consentmode.LookupField(name); !ok {

@@ -24,6 +24,7 @@ import (
 // with their unit, no stack trace on errors, and a level that changes at
 // run time.
 func TestLogFormat(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	log, level, err := newLogger("info", "json", zapcore.AddSync(&buf), false)
 	if err != nil {
@@ -153,6 +154,7 @@ func TestServeFatalErrorsAreLogLines(t *testing.T) {
 // sampled (the first 100 of a second, then every 100th) so a per-hit
 // warning cannot flood stderr, while distinct messages all show.
 func TestLogSampling(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	log, _, err := newLogger("info", "json", zapcore.AddSync(&buf), false, zap.WithClock(fixedClock(now)))

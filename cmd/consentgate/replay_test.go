@@ -103,6 +103,7 @@ func TestRecordReplayLog(t *testing.T) {
 // TestVerifySampleLog: the sample log of docs/auditors.md verifies under
 // its public key.
 func TestVerifySampleLog(t *testing.T) {
+	t.Parallel()
 	out, errOut, err := runCLI(t, "audit", "--verify", "--pubkey", replayPub, replayLog)
 	if err != nil || !strings.Contains(out, "verdict  verified") {
 		t.Errorf("audit --verify of the sample log: %v %s\n%s", err, errOut, out)
@@ -112,6 +113,7 @@ func TestVerifySampleLog(t *testing.T) {
 // TestReplaySamePolicy: replayed under the policy that wrote it, every
 // logged hit is decided as the log says, and nothing changes.
 func TestReplaySamePolicy(t *testing.T) {
+	t.Parallel()
 	_, errOut, err := runCLI(t, "replay", "--json", "--config", "../../internal-none.yaml", replayLog)
 	if err == nil || !strings.Contains(err.Error(), "internal-none.yaml") {
 		t.Fatalf("a missing --config: err %v %s", err, errOut)

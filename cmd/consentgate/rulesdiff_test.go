@@ -8,6 +8,7 @@ import (
 // TestRulesDiff: --diff names each rule-table entry that changes, with
 // both values, and nothing for an unchanged table.
 func TestRulesDiff(t *testing.T) {
+	t.Parallel()
 	out, _, err := runCLI(t, "rules", "--diff", "", "../../testdata/audit/policy-basic.yaml")
 	if err != nil {
 		t.Fatal(err)

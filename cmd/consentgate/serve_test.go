@@ -21,6 +21,7 @@ import (
 // decision log and /metrics show them, SIGHUP reloads the config, SIGTERM
 // drains and exits cleanly.
 func TestServeEndToEnd(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}

@@ -9,6 +9,7 @@ import (
 // TestEveryHelpExitsZero: each subcommand answers --help and -h on stdout
 // with status 0, in one shared format.
 func TestEveryHelpExitsZero(t *testing.T) {
+	t.Parallel()
 	for _, c := range commands() {
 		for _, flag := range []string{"--help", "-h"} {
 			out, errOut, err := runCLI(t, c.name, flag)
@@ -45,6 +46,7 @@ func TestEveryHelpExitsZero(t *testing.T) {
 // TestUsageMistakesExitTwo: a wrong flag or a missing argument prints the
 // command's usage on stderr with status 2.
 func TestUsageMistakesExitTwo(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{{"check", "--nope"}, {"explain"}, {"audit"}, {"serve", "extra"}, {"frobnicate"}, {}} {
 		out, errOut, err := runCLI(t, args...)
 		if !errors.Is(err, errUsage) {

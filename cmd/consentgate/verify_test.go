@@ -110,6 +110,7 @@ func runBin(t *testing.T, bin string, args ...string) (string, int) {
 // the file truncated mid-line, a restart signing with another key. Each
 // is caught with exit status 4 and the right file and line.
 func TestVerifyRealLogs(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
