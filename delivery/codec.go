@@ -9,7 +9,10 @@ import (
 
 // The payload of a queued hit (in memory and in the spool) is the
 // rewritten upstream request, never the browser's: what the decision
-// removed is not there to store.
+// removed is not there to store. Since batched delivery it is written as
+// version 2 (wire.go: the request as it goes on the wire); version 1,
+// below, was written by earlier releases and is still read from their
+// spools (wireOf converts it), never written.
 //
 //	version  u8 (1)
 //	route    u16       the caller's tag (the proxy's route index)
@@ -24,37 +27,6 @@ import (
 const payloadVersion = 1
 
 var errPayload = errors.New("delivery: malformed queued request")
-
-// appendPayload appends the encoding of the upstream request out, bound
-// for route, to dst. path and query are the request's path and query
-// string as prepare set them.
-func appendPayload(dst []byte, route int, out *fasthttp.Request, path, query []byte) []byte {
-	dst = append(dst, payloadVersion)
-	dst = binary.LittleEndian.AppendUint16(dst, uint16(route))
-	m := out.Header.Method()
-	dst = append(append(dst, byte(len(m))), m...)
-	dst = appendBytes32(dst, path)
-	dst = appendBytes32(dst, query)
-	countAt := len(dst)
-	dst = append(dst, 0, 0)
-	n := 0
-	for k, v := range out.Header.All() {
-		if string(k) == fasthttp.HeaderHost || string(k) == fasthttp.HeaderContentLength {
-			continue
-		}
-		dst = binary.LittleEndian.AppendUint16(dst, uint16(len(k)))
-		dst = append(dst, k...)
-		dst = appendBytes32(dst, v)
-		n++
-	}
-	binary.LittleEndian.PutUint16(dst[countAt:], uint16(n))
-	return appendBytes32(dst, out.Body())
-}
-
-func appendBytes32(dst, b []byte) []byte {
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(b)))
-	return append(dst, b...)
-}
 
 // payloadReader walks a payload without allocating.
 type payloadReader struct {

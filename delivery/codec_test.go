@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"bytes"
+	"encoding/binary"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -51,4 +52,36 @@ func FuzzDecodePayload(f *testing.F) {
 			t.Fatalf("round trip changed the request: %q vs %q", req.URI().FullURI(), req2.URI().FullURI())
 		}
 	})
+}
+
+// appendPayload appends the version-1 encoding of the upstream request
+// out, bound for route, to dst, as releases before batched delivery wrote
+// it (the tests make old spools with it). path and query are the request's path and query
+// string as prepare set them.
+func appendPayload(dst []byte, route int, out *fasthttp.Request, path, query []byte) []byte {
+	dst = append(dst, payloadVersion)
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(route))
+	m := out.Header.Method()
+	dst = append(append(dst, byte(len(m))), m...)
+	dst = appendBytes32(dst, path)
+	dst = appendBytes32(dst, query)
+	countAt := len(dst)
+	dst = append(dst, 0, 0)
+	n := 0
+	for k, v := range out.Header.All() {
+		if string(k) == fasthttp.HeaderHost || string(k) == fasthttp.HeaderContentLength {
+			continue
+		}
+		dst = binary.LittleEndian.AppendUint16(dst, uint16(len(k)))
+		dst = append(dst, k...)
+		dst = appendBytes32(dst, v)
+		n++
+	}
+	binary.LittleEndian.PutUint16(dst[countAt:], uint16(n))
+	return appendBytes32(dst, out.Body())
+}
+
+func appendBytes32(dst, b []byte) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(b)))
+	return append(dst, b...)
 }
