@@ -298,8 +298,46 @@ func (rw *rewriter) linkers(v []byte, scope Scope) []byte {
 		return v
 	}
 	out = append(out, v[copied:]...)
+	if rw.deniedLinker(out) {
+		// Taking a linker out joined what was around it into another one
+		// ("_gl_gl%3D%3D0" less its inner "_gl%3D" reads "_gl%3D0"):
+		// the value goes whole rather than a second pass that could do it
+		// again (fails closed; FuzzLinkers found it).
+		out = out[:0]
+	}
 	w.linked = out
 	return out
+}
+
+// deniedLinker reports whether v holds a linker the hit may not carry.
+func (rw *rewriter) deniedLinker(v []byte) bool {
+	if !mayHoldLinker(v) {
+		return false
+	}
+	w := rw.w
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c != '_' && c != '%' {
+			continue
+		}
+		vs, _, ok := linkerAt(v, i)
+		if !ok {
+			continue
+		}
+		val := w.linker[:0]
+		for e := vs; e < len(v); {
+			c, n := layeredChar(v, e, linkerDepth)
+			if !isLinkerChar(c) {
+				break
+			}
+			val = append(val, c)
+			e += n
+		}
+		w.linker = val
+		if !linkerAllowed(val, &rw.d.Consent) {
+			return true
+		}
+	}
+	return false
 }
 
 // linkerClickParams appends, for each click id of a removed linker that
