@@ -83,9 +83,7 @@ func BenchmarkAcceptBatched(b *testing.B) {
 		}
 	})
 	b.StopTimer()
-	for !d.Idle() {
-		time.Sleep(time.Millisecond)
-	}
+	d.Shutdown(time.Minute) // returns once every hit is settled (it waits on their signals)
 	name := func(s string) string { return fmt.Sprintf("%s{upstream=%q}", s, "http://collect.example") }
 	hits := float64(b.N)
 	var spoolWrites float64
