@@ -38,6 +38,7 @@ func build(f *file, o *options) (*Config, []error) {
 	b.log()
 	b.cache()
 	b.add(buildDelivery(b.c, &f.Delivery))
+	b.add(buildVendors(b.c, &f.Vendors))
 
 	c := b.c
 	c.Warnings = append(c.Warnings, warnings(c, f)...)

@@ -57,6 +57,7 @@ type Config struct {
 	Log      Log
 	Cache    Cache
 	Delivery Delivery
+	Vendors  Vendors
 
 	// PolicyVersion is a short hash of the effective configuration (the
 	// secret excluded) and the rule tables.
@@ -259,6 +260,7 @@ type file struct {
 		BrowserMaxAge time.Duration `mapstructure:"browser_max_age"`
 	} `mapstructure:"cache"`
 	Delivery deliveryFile `mapstructure:"delivery"`
+	Vendors  vendorsFile  `mapstructure:"vendors"`
 }
 
 type deliveryFile struct {
@@ -392,7 +394,8 @@ func flatten(f *file) map[string]string {
 // secretKeys are the keys whose values are never shown or hashed into
 // the policy version.
 // log.decisions.signing_key is listed ahead of the key itself.
-var secretKeys = map[string]bool{"cookieless.secret": true, "admin.token": true, "log.decisions.kafka.sasl.password": true, "log.decisions.signing_key": true}
+var secretKeys = map[string]bool{"cookieless.secret": true, "admin.token": true, "log.decisions.kafka.sasl.password": true, "log.decisions.signing_key": true,
+	"vendors.meta.token": true, "vendors.microsoft.token": true, "vendors.tiktok.token": true}
 
 // scalarText writes a leaf value as YAML would: durations with their unit.
 func scalarText(v reflect.Value) string {

@@ -40,6 +40,8 @@ var restartKeys = []string{
 	// per-family modes (delivery.ga4 …) apply on reload.
 	"delivery.max_age", "delivery.queue_size", "delivery.queue_bytes", "delivery.workers", "delivery.pipeline_conns", "delivery.http2",
 	"delivery.drain", "delivery.spool.",
+	// The vendors' lanes and batchers are made at start.
+	"vendors.",
 }
 
 // NeedsRestart reports whether a change of key takes effect only after a
@@ -55,7 +57,7 @@ func NeedsRestart(key string) bool { return matchKey(restartKeys, key) }
 // and delivery (how and when the same bytes leave). A key added below
 // consent. is a policy key without being listed.
 var policyKeys = []string{
-	"upstream", "path_prefix", "tags", "mp.", "ua.", "consent.", "cookieless.", "trusted_proxies", "geo.",
+	"upstream", "path_prefix", "tags", "mp.", "ua.", "consent.", "cookieless.", "trusted_proxies", "geo.", "vendors.",
 }
 
 // PolicyKey reports whether key is hashed into the policy version.
