@@ -1,0 +1,355 @@
+package vendors
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/consentgate/consentgate/config"
+	"github.com/consentgate/consentgate/consentmode"
+)
+
+// queueLen bounds the hits waiting for the builder: Offer drops (and
+// counts) a hit beyond it rather than block the hit path.
+const queueLen = 4096
+
+// Gateway builds the vendors' calls from offered GA4 hits and forwards
+// merchants' own calls, under the consent decision of each.
+type Gateway struct {
+	cfg   *config.Vendors
+	sinks [consentmode.NumVendors]Sink
+	conv  [consentmode.NumVendors]map[string]bool
+	max   int
+	log   *zap.Logger
+	now   func() time.Time
+	m     *gatewayMetrics
+	any   bool
+
+	mu     sync.RWMutex // guards closed against sends on ch
+	closed bool
+	ch     chan *job
+	done   chan struct{}
+}
+
+// job is an offered hit and its plan; the hit's buffers are copies.
+type job struct {
+	p Plan
+	h Hit
+}
+
+// Errors of New and Forward.
+var (
+	ErrNoConfig    = errors.New("vendors: no configuration")
+	ErrVendorOff   = errors.New("vendors: the vendor is not enabled")
+	ErrPayload     = errors.New("vendors: malformed vendor payload")
+	ErrTooMany     = errors.New("vendors: too many events in one payload")
+	ErrPreviewOnly = errors.New("vendors: no sink: the gateway only previews")
+)
+
+// New makes a Gateway. With opts.Sink nil it only plans and previews
+// (explain); otherwise it asks Sink for each enabled vendor's lane and
+// starts the builder goroutine.
+func New(opts Options) (*Gateway, error) {
+	if opts.Config == nil {
+		return nil, ErrNoConfig
+	}
+	g := &Gateway{cfg: opts.Config, log: opts.Log, max: opts.Config.BatchMaxEvents}
+	if g.log == nil {
+		g.log = zap.NewNop()
+	}
+	if g.now = opts.Now; g.now == nil {
+		g.now = time.Now
+	}
+	if g.max < 1 {
+		g.max = 1
+	}
+	set := opts.Metrics
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	g.m = newGatewayMetrics(set)
+	for v := range consentmode.Vendor(consentmode.NumVendors) {
+		g.conv[v] = map[string]bool{}
+		o := g.cfg.On[v]
+		if o == nil {
+			continue
+		}
+		g.any = true
+		if g.max > Specs[v].MaxEvents {
+			g.max = Specs[v].MaxEvents
+		}
+		if o.Endpoint == nil {
+			return nil, fmt.Errorf("vendors: %s has no endpoint", v)
+		}
+		for _, e := range g.cfg.Events {
+			if e.Conversion && e.Name[v] != "" {
+				g.conv[v][e.Name[v]] = true
+			}
+		}
+		if opts.Sink != nil {
+			s, err := opts.Sink(v, o.Endpoint.Scheme, o.Endpoint.Host)
+			if err != nil {
+				return nil, fmt.Errorf("vendors: %s lane: %w", v, err)
+			}
+			g.sinks[v] = s
+		}
+	}
+	if opts.Sink != nil {
+		g.ch = make(chan *job, queueLen)
+		g.done = make(chan struct{})
+		go g.run()
+	}
+	return g, nil
+}
+
+// Plan returns what the hit's events mean for each vendor. query and
+// body are the GA4 hit's; they are not kept. It costs no allocation.
+func (g *Gateway) Plan(f *consentmode.VendorFacts, query, body []byte) Plan {
+	var p Plan
+	if !g.any {
+		return p
+	}
+	var mapped, conv [consentmode.NumVendors]bool
+	see := func(name []byte) {
+		m, ok := g.cfg.Events[string(name)]
+		if !ok {
+			return
+		}
+		for v := range consentmode.Vendor(consentmode.NumVendors) {
+			if g.cfg.On[v] != nil && m.Name[v] != "" {
+				mapped[v] = true
+				conv[v] = conv[v] || m.Conversion
+			}
+		}
+	}
+	qName, _ := rawParam(query, "en")
+	n := 0
+	for rest := body; len(rest) > 0; {
+		var line []byte
+		line, rest, _ = cutByte(rest, '\n')
+		if len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
+		}
+		if len(line) == 0 {
+			continue
+		}
+		n++
+		if name, ok := rawParam(line, "en"); ok {
+			see(name)
+		} else {
+			see(qName)
+		}
+	}
+	if n == 0 {
+		see(qName)
+	}
+	if mapped == ([consentmode.NumVendors]bool{}) {
+		return p
+	}
+	calls := consentmode.DecideVendors(f)
+	for v := range consentmode.Vendor(consentmode.NumVendors) {
+		c := calls[v]
+		if !mapped[v] || (c.Action == consentmode.VendorSend && c.Flags.Has(consentmode.FlagConversionsOnly) && !conv[v]) {
+			continue
+		}
+		p.Calls[v] = c
+	}
+	return p
+}
+
+// Sends reports whether a call of p sends.
+func (p *Plan) Sends() bool {
+	for _, c := range p.Calls {
+		if c.Action == consentmode.VendorSend {
+			return true
+		}
+	}
+	return false
+}
+
+// planned reports whether any call of p is not VendorNone.
+func (p *Plan) planned() bool {
+	return p.Calls != [consentmode.NumVendors]consentmode.VendorCall{}
+}
+
+// Offer hands a hit to the builder without waiting: h is copied, so the
+// caller may reuse its buffers at once. It returns false when the queue
+// is full or the gateway closed (or only previews); the drop is counted
+// per planned vendor. A plan with only blocks is taken too: its events
+// are counted as blocked.
+func (g *Gateway) Offer(p Plan, h *Hit) bool {
+	if !p.planned() {
+		return true
+	}
+	if g.ch == nil {
+		g.dropPlanned(&p, causeClosed)
+		return false
+	}
+	buf := make([]byte, 0, len(h.Query)+len(h.Body)+len(h.Cookie)+len(h.UserAgent))
+	j := &job{p: p, h: *h}
+	buf = append(buf, h.Query...)
+	j.h.Query = buf[:len(buf):len(buf)]
+	buf = append(buf, h.Body...)
+	j.h.Body = buf[len(j.h.Query):len(buf):len(buf)]
+	mark := len(buf)
+	buf = append(buf, h.Cookie...)
+	j.h.Cookie = buf[mark:len(buf):len(buf)]
+	mark = len(buf)
+	buf = append(buf, h.UserAgent...)
+	j.h.UserAgent = buf[mark:len(buf):len(buf)]
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if g.closed {
+		g.dropPlanned(&p, causeClosed)
+		return false
+	}
+	select {
+	case g.ch <- j:
+		return true
+	default:
+		g.dropPlanned(&p, causeQueueFull)
+		return false
+	}
+}
+
+func (g *Gateway) dropPlanned(p *Plan, cause int) {
+	for v, c := range p.Calls {
+		if c.Action == consentmode.VendorSend {
+			g.m.dropped[v][cause].Inc()
+		}
+	}
+}
+
+// Close stops taking hits, builds and hands to the sinks every hit
+// queued, and returns. The caller shuts delivery down after it.
+func (g *Gateway) Close() {
+	if g.ch == nil {
+		return
+	}
+	g.mu.Lock()
+	if !g.closed {
+		g.closed = true
+		close(g.ch)
+	}
+	g.mu.Unlock()
+	<-g.done
+}
+
+// run is the builder goroutine: it adds each hit's events to the open
+// batch of each vendor and flushes every open batch when nothing more is
+// waiting (group commit: a lone hit leaves at once, a burst in batches),
+// and a vendor's batch when it is full.
+func (g *Gateway) run() {
+	defer close(g.done)
+	var w consentmode.Work
+	var batch [consentmode.NumVendors][]any
+	for {
+		j, ok := <-g.ch
+		for ok {
+			g.add(j, &w, &batch)
+			select {
+			case j, ok = <-g.ch:
+				continue
+			default:
+			}
+			break
+		}
+		for v := range batch {
+			g.flush(consentmode.Vendor(v), &batch[v])
+		}
+		if !ok {
+			return
+		}
+	}
+}
+
+func (g *Gateway) add(j *job, w *consentmode.Work, batch *[consentmode.NumVendors][]any) {
+	b := g.build(&j.p, &j.h, w)
+	for v := range b {
+		g.m.events[v][actionBlock].Add(b[v].blocked)
+		g.m.events[v][actionDropped].Add(b[v].dropped)
+		for _, ev := range b[v].events {
+			batch[v] = append(batch[v], ev)
+			if len(batch[v]) >= g.max {
+				g.flush(consentmode.Vendor(v), &batch[v])
+			}
+		}
+	}
+}
+
+// flush hands a vendor's open batch to its sink. A sink error is counted
+// per event and not retried here: delivery retries what it accepted.
+func (g *Gateway) flush(v consentmode.Vendor, batch *[]any) {
+	evs := *batch
+	if len(evs) == 0 {
+		return
+	}
+	*batch = nil
+	if err := g.send(v, nil, evs, time.Time{}); err != nil {
+		g.log.Warn("vendor call refused", zap.Stringer("vendor", v), zap.Int("events", len(evs)), zap.Error(err))
+	}
+}
+
+// send encodes events and hands them to v's sink, counting the outcome.
+func (g *Gateway) send(v consentmode.Vendor, top map[string]any, evs []any, at time.Time) error {
+	r, err := g.request(v, top, evs, false)
+	if err == nil {
+		req := fasthttp.AcquireRequest()
+		req.Header.SetMethod(fasthttp.MethodPost)
+		for _, h := range r.headers {
+			req.Header.Set(h[0], h[1])
+		}
+		req.SetBody(r.body)
+		if at.IsZero() {
+			at = g.now()
+		}
+		err = g.sinks[v].Accept(TagBase+int(v), req, []byte(r.path), nil, at)
+		fasthttp.ReleaseRequest(req)
+	}
+	if err != nil {
+		g.m.dropped[v][causeSinkRefused].Add(len(evs))
+		return err
+	}
+	g.m.calls[v].Inc()
+	g.m.events[v][actionSend].Add(len(evs))
+	return nil
+}
+
+// Call is a vendor call as explain shows it.
+type Call struct {
+	Vendor string          `json:"vendor"`
+	Method string          `json:"method"`
+	URL    string          `json:"url"`
+	Events int             `json:"events"`
+	Body   json.RawMessage `json:"body"`
+}
+
+// Preview returns the calls hit h would make under plan p, built by the
+// builder's code, the token replaced by "REDACTED". Nothing is sent or
+// counted.
+func (g *Gateway) Preview(p Plan, h *Hit) []Call {
+	var w consentmode.Work
+	b := g.build(&p, h, &w)
+	var out []Call
+	for v := range consentmode.Vendor(consentmode.NumVendors) {
+		evs := b[v].events
+		for len(evs) > 0 {
+			n := min(len(evs), g.max)
+			r, err := g.request(v, nil, evs[:n], true)
+			if err != nil {
+				break
+			}
+			u := *g.cfg.On[v].Endpoint
+			u.Path = r.path
+			out = append(out, Call{Vendor: v.String(), Method: fasthttp.MethodPost, URL: u.String(), Events: n, Body: r.body})
+			evs = evs[n:]
+		}
+	}
+	return out
+}
