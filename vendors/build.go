@@ -1,6 +1,7 @@
 package vendors
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -517,7 +518,10 @@ func (g *Gateway) request(v consentmode.Vendor, top map[string]any, events []any
 			body["test_event_code"] = o.TestEventCode
 		}
 	}
-	b, err := json.Marshal(body)
-	r.body = b
+	var buf bytes.Buffer
+	e := json.NewEncoder(&buf)
+	e.SetEscapeHTML(false)
+	err := e.Encode(body)
+	r.body = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	return r, err
 }
