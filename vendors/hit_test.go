@@ -1,0 +1,90 @@
+package vendors
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/consentgate/consentgate/consentmode"
+)
+
+func TestUserHashes(t *testing.T) {
+	t.Parallel()
+	const hexEm = "bc4795ee8be72a7a92a83a67b1ad3de72cc8013906871a9edab60efb93e20fe8"
+	for _, c := range []struct{ in, em, ph string }{
+		{"tv.1~em.vEeV7ovnKnqSqDpnsa095yzIATkGhxqe2rYO-5PiD-g", hexEm, ""},
+		{"tv.1~em." + strings.ToUpper(hexEm) + "~ph.vEeV7ovnKnqSqDpnsa095yzIATkGhxqe2rYO-5PiD-g", hexEm, hexEm},
+		{"tv.1~em.jane@example.com", "", ""},                                        // plain: dropped
+		{"tv.1~em.vEeV7ovnKnqSqDpnsa095yzIATkGhxqe2rYO-5PiD-g~fn.jane@x.de", "", ""}, // any plain e-mail drops all
+		{"tv.1~em.not-a-hash", "", ""},
+		{"tv.1~ph.short", "", ""},
+		{"", "", ""},
+	} {
+		em, ph := userHashes(c.in)
+		if em != c.em || ph != c.ph {
+			t.Errorf("userHashes(%q) = %q, %q; want %q, %q", c.in, em, ph, c.em, c.ph)
+		}
+	}
+}
+
+func TestStripClickIDs(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"https://a.example/p?fbclid=1&x=2&MSCLKID=3&ttclid=4#top": "https://a.example/p?x=2#top",
+		"https://a.example/p?gclid=1":                            "https://a.example/p",
+		"https://a.example/p":                                    "https://a.example/p",
+		"https://a.example/p?fbclidx=1":                          "https://a.example/p?fbclidx=1",
+	} {
+		if got := stripClickIDs(in); got != want {
+			t.Errorf("stripClickIDs(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestParseItem(t *testing.T) {
+	t.Parallel()
+	it, ok := parseItem("idSKU_1~nmTee~pr10.5~qt2~caApparel")
+	if !ok || it != (item{ID: "SKU_1", Name: "Tee", Price: 10.5, HasPrice: true, Qty: 2}) {
+		t.Errorf("parseItem = %+v, %v", it, ok)
+	}
+	if _, ok := parseItem("caApparel~qt2"); ok {
+		t.Error("an item without id or name parsed")
+	}
+}
+
+// TestBuildKeepsDataHome: a uid that is an e-mail, a plain e-mail in em
+// and an e-mail in the referrer do not leave; the Microsoft click id
+// comes from the _uetmsclkid cookie when the page URL has none; a _fbc
+// cookie wins over the fbclid of the URL.
+func TestBuildKeepsDataHome(t *testing.T) {
+	t.Parallel()
+	g, err := New(Options{Config: testConfig(t, "https://api.example")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := consentmode.VendorFacts{Consent: state(G, G, G)}
+	h := purchaseHit()
+	h.Query = []byte("v=2&en=purchase&uid=jane%40example.com&em=tv.1~em.jane%40example.com&dl=https%3A%2F%2Fshop.example%2F%3Ffbclid%3DURLCLICK&dr=https%3A%2F%2Fmail.example%2F%3Fto%3Djane%40example.com")
+	h.Cookie = []byte("_fbc=fb.1.1.COOKIECLICK; _uetmsclkid=_uetMSCOOKIE1")
+	calls := g.Preview(g.Plan(&f, h.Query, h.Body), h)
+	if len(calls) != 3 {
+		t.Fatalf("%d calls", len(calls))
+	}
+	for _, c := range calls {
+		b := string(c.Body)
+		if strings.Contains(b, "jane") || strings.Contains(b, "external_id") || strings.Contains(b, "externalId") || strings.Contains(b, `"em"`) || strings.Contains(b, `"email"`) {
+			t.Errorf("%s: user data left: %s", c.Vendor, b)
+		}
+		if strings.Contains(b, metaToken) || strings.Contains(b, msToken) || strings.Contains(b, ttToken) || strings.Contains(c.URL, "token") {
+			t.Errorf("%s: Preview shows a token", c.Vendor)
+		}
+	}
+	if !strings.Contains(string(calls[0].Body), `"fbc":"fb.1.1.COOKIECLICK"`) {
+		t.Errorf("Meta fbc: %s", calls[0].Body)
+	}
+	if !strings.Contains(string(calls[1].Body), `"msclkid":"MSCOOKIE1"`) {
+		t.Errorf("Microsoft msclkid: %s", calls[1].Body)
+	}
+	if calls[0].URL != "https://api.example/v21.0/1234567890/events" || calls[2].URL != "https://api.example/open_api/v1.3/event/track/" {
+		t.Errorf("URLs %s %s", calls[0].URL, calls[2].URL)
+	}
+}
