@@ -13,7 +13,7 @@ func TestUserHashes(t *testing.T) {
 	for _, c := range []struct{ in, em, ph string }{
 		{"tv.1~em.vEeV7ovnKnqSqDpnsa095yzIATkGhxqe2rYO-5PiD-g", hexEm, ""},
 		{"tv.1~em." + strings.ToUpper(hexEm) + "~ph.vEeV7ovnKnqSqDpnsa095yzIATkGhxqe2rYO-5PiD-g", hexEm, hexEm},
-		{"tv.1~em.jane@example.com", "", ""},                                        // plain: dropped
+		{"tv.1~em.jane@example.com", "", ""},                                         // plain: dropped
 		{"tv.1~em.vEeV7ovnKnqSqDpnsa095yzIATkGhxqe2rYO-5PiD-g~fn.jane@x.de", "", ""}, // any plain e-mail drops all
 		{"tv.1~em.not-a-hash", "", ""},
 		{"tv.1~ph.short", "", ""},
@@ -30,9 +30,9 @@ func TestStripClickIDs(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
 		"https://a.example/p?fbclid=1&x=2&MSCLKID=3&ttclid=4#top": "https://a.example/p?x=2#top",
-		"https://a.example/p?gclid=1":                            "https://a.example/p",
-		"https://a.example/p":                                    "https://a.example/p",
-		"https://a.example/p?fbclidx=1":                          "https://a.example/p?fbclidx=1",
+		"https://a.example/p?gclid=1":                             "https://a.example/p",
+		"https://a.example/p":                                     "https://a.example/p",
+		"https://a.example/p?fbclidx=1":                           "https://a.example/p?fbclidx=1",
 	} {
 		if got := stripClickIDs(in); got != want {
 			t.Errorf("stripClickIDs(%q) = %q, want %q", in, got, want)

@@ -212,7 +212,9 @@ func (f *Fake) auth(v consentmode.Vendor, r *http.Request, doc map[string]any) s
 			got = r.URL.Query().Get("access_token")
 		}
 	case consentmode.VendorMicrosoft:
-		got, _ = strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if t, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			got = t
+		}
 	case consentmode.VendorTikTok:
 		got = r.Header.Get("Access-Token")
 	}
