@@ -225,3 +225,45 @@ func TestEventCounts(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseFlushes: Close comes while the sink is slow and hits are
+// queued; every hit Offer took leaves before Close returns, none after.
+func TestCloseFlushes(t *testing.T) {
+	t.Parallel()
+	c := testConfig(t, "https://api.example")
+	c.On[consentmode.VendorMicrosoft], c.On[consentmode.VendorTikTok] = nil, nil
+	sink := newGatedSink()
+	g, err := New(Options{Config: c, Sink: func(consentmode.Vendor, string, string) (Sink, error) { return sink, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := consentmode.VendorFacts{Consent: state(G, G, G)}
+	taken := 0
+	offer := func(i int) bool {
+		h := hitN(i)
+		ok := g.Offer(g.Plan(&f, h.Query, h.Body), h)
+		if ok {
+			taken++
+		}
+		return ok
+	}
+	offer(0)
+	<-sink.started
+	for i := 1; i < 30; i++ {
+		offer(i)
+	}
+	closed := make(chan struct{})
+	go func() { g.Close(); close(closed) }()
+	// Offer succeeds until Close has shut the queue (it is far from full).
+	for i := 30; offer(i); i++ {
+	}
+	close(sink.release)
+	<-closed
+	n := 0
+	for _, ids := range sink.calls {
+		n += len(ids)
+	}
+	if n != taken {
+		t.Errorf("%d events left, %d hits taken", n, taken)
+	}
+}

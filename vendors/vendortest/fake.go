@@ -187,7 +187,9 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, e := range doc["data"].([]any) {
-		f.events[v] = append(f.events[v], e.(map[string]any))
+		if o, ok := e.(map[string]any); ok {
+			f.events[v] = append(f.events[v], o)
+		}
 	}
 	req.Status = http.StatusOK
 	w.Header().Set("Content-Type", "application/json")
