@@ -35,6 +35,8 @@ type Sink interface {
 type Options struct {
 	Config *config.Vendors
 	// Sink returns the delivery lane of a vendor's endpoint (scheme, host).
+	// Nil makes a Gateway that only plans and previews (explain): Offer
+	// refuses, Forward returns ErrPreviewOnly.
 	Sink    func(v consentmode.Vendor, scheme, host string) (Sink, error)
 	Log     *zap.Logger
 	Metrics *metrics.Set

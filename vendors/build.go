@@ -44,6 +44,10 @@ type Spec struct {
 	Top []string
 	// MaxEvents is the API's limit of events in one call.
 	MaxEvents int
+	// Required are the paths a built event must have: the API rejects
+	// the whole call for one event without them, so the builder drops
+	// such an event (counted as cause "incomplete").
+	Required []string
 }
 
 // flagIndex returns the index of a single flag in Spec.Flags.
@@ -80,6 +84,7 @@ var Specs = [consentmode.NumVendors]Spec{
 		}),
 		Top:       []string{"data", "test_event_code", "partner_agent"},
 		MaxEvents: 1000,
+		Required:  []string{"event_name", "event_time", "action_source", "event_source_url", "user_data.client_user_agent"},
 	},
 	consentmode.VendorMicrosoft: {
 		EventName: "eventName",
@@ -92,6 +97,7 @@ var Specs = [consentmode.NumVendors]Spec{
 		}),
 		Top:       []string{"data", "dataProvider", "continueOnValidationError"},
 		MaxEvents: 1000,
+		Required:  []string{"eventType", "eventTime", "userData"},
 	},
 	consentmode.VendorTikTok: {
 		EventName: "event",
@@ -105,6 +111,7 @@ var Specs = [consentmode.NumVendors]Spec{
 		}),
 		Top:       []string{"event_source", "event_source_id", "data", "test_event_code", "partner_name"},
 		MaxEvents: 1000,
+		Required:  []string{"event", "event_time"},
 	},
 }
 
@@ -427,10 +434,24 @@ func putList(m map[string]any, k, v string) {
 	}
 }
 
+// complete reports whether ev has every path of s.Required.
+func (s *Spec) complete(ev map[string]any) bool {
+	for _, p := range s.Required {
+		o, k := lookup(ev, p, false)
+		if o == nil {
+			return false
+		}
+		if _, ok := o[k]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // built is one vendor's events of a hit, and what happened to the others.
 type built struct {
-	events           []any
-	dropped, blocked int
+	events                       []any
+	dropped, blocked, incomplete int
 }
 
 // build returns each vendor's events of hit h under plan p, flags
@@ -461,6 +482,10 @@ func (g *Gateway) build(p *Plan, h *Hit, w *consentmode.Work) [consentmode.NumVe
 			ev := g.event(v, m.Name[v], f, &ids)
 			if !g.apply(v, c, ev, w) {
 				out[v].dropped++
+				continue
+			}
+			if !Specs[v].complete(ev) {
+				out[v].incomplete++
 				continue
 			}
 			out[v].events = append(out[v].events, ev)

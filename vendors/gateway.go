@@ -274,6 +274,7 @@ func (g *Gateway) add(j *job, w *consentmode.Work, batch *[consentmode.NumVendor
 	for v := range b {
 		g.m.events[v][actionBlock].Add(b[v].blocked)
 		g.m.events[v][actionDropped].Add(b[v].dropped)
+		g.m.dropped[v][causeIncomplete].Add(b[v].incomplete)
 		for _, ev := range b[v].events {
 			batch[v] = append(batch[v], ev)
 			if len(batch[v]) >= g.max {

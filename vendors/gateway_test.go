@@ -267,3 +267,31 @@ func TestCloseFlushes(t *testing.T) {
 		t.Errorf("%d events left, %d hits taken", n, taken)
 	}
 }
+
+// TestIncompleteEvents: a hit without a page URL and User-Agent gives no
+// Meta event (Meta would reject the whole batch for it) and is counted;
+// TikTok, which needs neither, still gets it.
+func TestIncompleteEvents(t *testing.T) {
+	t.Parallel()
+	sink := newGatedSink()
+	close(sink.release)
+	set := metrics.NewSet()
+	g, err := New(Options{Config: testConfig(t, "https://api.example"), Metrics: set, Sink: func(consentmode.Vendor, string, string) (Sink, error) { return sink, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := consentmode.VendorFacts{Consent: state(G, G, G)}
+	h := &Hit{At: time.Unix(1765100000, 0), Query: []byte("v=2&en=purchase&ep.event_id=e1")}
+	g.Offer(g.Plan(&f, h.Query, h.Body), h)
+	g.Close()
+	text := metricsText(set)
+	for _, want := range []string{
+		`consentgate_vendor_dropped_total{vendor="meta",cause="incomplete"} 1`,
+		`consentgate_vendor_calls_total{vendor="meta"} 0`,
+		`consentgate_vendor_calls_total{vendor="tiktok"} 1`,
+	} {
+		if !strings.Contains(text, want+"\n") {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}

@@ -22,10 +22,11 @@ const (
 	causeQueueFull = iota
 	causeSinkRefused
 	causeClosed
+	causeIncomplete // a built event lacks a field the API requires (no page URL, no User-Agent)
 	numCauses
 )
 
-var causeNames = [numCauses]string{"queue_full", "sink_refused", "closed"}
+var causeNames = [numCauses]string{"queue_full", "sink_refused", "closed", "incomplete"}
 
 // gatewayMetrics are the counters of the vendor calls, every label
 // combination registered at New.
