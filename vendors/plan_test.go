@@ -92,3 +92,23 @@ func TestPlanAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestOfferAllocs pins Offer's cost on the hit path: the job and one
+// buffer holding the copies of the hit's bytes. Not parallel; the
+// builder waits in the sink meanwhile, so only Offer allocates.
+func TestOfferAllocs(t *testing.T) {
+	sink := newGatedSink()
+	g, err := New(Options{Config: testConfig(t, "https://api.example"), Sink: func(consentmode.Vendor, string, string) (Sink, error) { return sink, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := consentmode.VendorFacts{Consent: state(G, G, G)}
+	h := purchaseHit()
+	p := g.Plan(&f, h.Query, h.Body)
+	g.Offer(p, h)
+	<-sink.started
+	defer func() { close(sink.release); g.Close() }()
+	if n := testing.AllocsPerRun(100, func() { g.Offer(p, h) }); n > 2 {
+		t.Errorf("Offer allocates %v times, want at most 2", n)
+	}
+}
