@@ -115,6 +115,36 @@ var Specs = [consentmode.NumVendors]Spec{
 	},
 }
 
+// FlagRow is one line of the per-vendor flag table docs/vendors.md
+// prints: what a flag removes from and sets in a vendor's events.
+type FlagRow struct {
+	Vendor string
+	Flag   string
+	Remove []string
+	Set    []string
+}
+
+// FlagTable returns Specs' flag effects, vendor by vendor, flag by flag;
+// flags that do nothing to a vendor are left out.
+func FlagTable() []FlagRow {
+	var out []FlagRow
+	names := consentmode.VendorFlagNames()
+	for v := range consentmode.Vendor(consentmode.NumVendors) {
+		for i, fs := range Specs[v].Flags {
+			if len(fs.Remove) == 0 && len(fs.Set) == 0 {
+				continue
+			}
+			r := FlagRow{Vendor: v.String(), Flag: names[i], Remove: fs.Remove}
+			for _, f := range fs.Set {
+				b, _ := json.Marshal(f.Value)
+				r.Set = append(r.Set, f.Path+"="+string(b))
+			}
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // lookup returns the parent object of a dotted path and its last key;
 // nil when a step is missing or not an object. With create, missing
 // objects are made.
@@ -299,7 +329,9 @@ func (g *Gateway) event(v consentmode.Vendor, name string, f *fields, ids *hitID
 			u["fbc"] = "fb.1." + strconv.FormatInt(ids.atMs, 10) + "." + f.fbclid
 		}
 		putList(u, "em", f.em)
-		putList(u, "ph", f.ph)
+		// No ph: Google hashes the phone in E.164 with its '+', Meta
+		// hashes the digits alone, so Google's hash never matches and
+		// would leave for nothing.
 		putList(u, "external_id", f.extID)
 		cd := map[string]any{}
 		if f.hasValue {

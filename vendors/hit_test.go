@@ -88,3 +88,25 @@ func TestBuildKeepsDataHome(t *testing.T) {
 		t.Errorf("URLs %s %s", calls[0].URL, calls[2].URL)
 	}
 }
+
+// TestFlagTable: the table docs print comes from Specs and names every
+// flag that acts on a vendor.
+func TestFlagTable(t *testing.T) {
+	t.Parallel()
+	rows := FlagTable()
+	got := map[string]bool{}
+	for _, r := range rows {
+		got[r.Vendor+"/"+r.Flag] = true
+	}
+	for _, want := range []string{"meta/no_ids", "meta/no_user_data", "meta/opt_out", "meta/limited_data_use",
+		"microsoft/no_ids", "microsoft/no_user_data", "tiktok/no_ids", "tiktok/no_user_data", "tiktok/limited_data_use"} {
+		if !got[want] {
+			t.Errorf("FlagTable lacks %s", want)
+		}
+	}
+	for _, r := range rows {
+		if r.Vendor == "microsoft" && r.Flag == "no_ids" && (len(r.Set) != 1 || r.Set[0] != `adStorageConsent="D"`) {
+			t.Errorf("microsoft no_ids sets %v", r.Set)
+		}
+	}
+}

@@ -327,6 +327,8 @@ func (s *Schema) walk(v consentmode.Vendor, prefix string, obj map[string]any, p
 			for _, e := range y {
 				if o, isO := e.(map[string]any); isO {
 					s.walk(v, p+"[]", o, ps)
+				} else if t == "array" {
+					*ps = append(*ps, fmt.Sprintf("%s: an element of %s is %T, want object", v, p, e))
 				}
 			}
 		}

@@ -56,6 +56,7 @@ func TestFakeChecksSchema(t *testing.T) {
 		{"wrong type", strings.Replace(okTikTok, `"event_time":1765100000`, `"event_time":"1765100000"`, 1), "data[].event_time is string"},
 		{"integer with a fraction", strings.Replace(okTikTok, `"quantity":2`, `"quantity":2.5`, 1), "data[].properties.contents[].quantity"},
 		{"missing required", strings.Replace(okTikTok, `"event":"CompletePayment",`, ``, 1), "missing required field data[].event"},
+		{"event not an object", strings.Replace(okTikTok, `"data":[{`, `"data":[1,{`, 1), "an element of data is"},
 		{"bad enum", strings.Replace(okTikTok, `"event_source":"web"`, `"event_source":"website"`, 1), "event_source = website"},
 	} {
 		s := start(t)
