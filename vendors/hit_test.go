@@ -1,6 +1,9 @@
 package vendors
 
 import (
+	"go/parser"
+	"go/token"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -107,6 +110,31 @@ func TestFlagTable(t *testing.T) {
 	for _, r := range rows {
 		if r.Vendor == "microsoft" && r.Flag == "no_ids" && (len(r.Set) != 1 || r.Set[0] != `adStorageConsent="D"`) {
 			t.Errorf("microsoft no_ids sets %v", r.Set)
+		}
+	}
+}
+
+// TestImports: the package (not its tests) imports neither delivery,
+// proxy nor declog; it reaches delivery through Sink.
+func TestImports(t *testing.T) {
+	t.Parallel()
+	for _, dir := range []string{".", "vendortest"} {
+		files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+		for _, p := range files {
+			if strings.HasSuffix(p, "_test.go") {
+				continue
+			}
+			f, err := parser.ParseFile(token.NewFileSet(), p, nil, parser.ImportsOnly)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, imp := range f.Imports {
+				for _, bad := range []string{"/delivery", "/proxy", "/declog"} {
+					if strings.Contains(imp.Path.Value, "consentgate/consentgate"+bad) {
+						t.Errorf("%s imports %s", p, imp.Path.Value)
+					}
+				}
+			}
 		}
 	}
 }
