@@ -243,3 +243,40 @@ func golden(t *testing.T, path string, got []byte) {
 		t.Errorf("%s differs:\ngot  %s\nwant %s", path, got, want)
 	}
 }
+
+// FuzzPreview builds calls from arbitrary hits under every consent
+// state: no panic, and every body passes the vendor's schema.
+func FuzzPreview(f *testing.F) {
+	f.Add([]byte(purchaseQuery), []byte(""), []byte(purchaseCookie), uint8(0))
+	f.Add([]byte("v=2&en=purchase"), []byte("en=purchase&pr1=id~qt-1\nen=add_to_cart&epn.value=x"), []byte("_fbc=;_uetmsclkid=_uet"), uint8(3))
+	f.Add([]byte("en=purchase&dl=%zz&em=tv.1~em.%40"), []byte("\r\n\n"), []byte(""), uint8(7))
+	fake, err := vendortest.New(vendortest.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	g, err := New(Options{Config: testConfig(f, "https://api.example")})
+	if err != nil {
+		f.Fatal(err)
+	}
+	var facts []consentmode.VendorFacts
+	for _, c := range consentCases {
+		facts = append(facts, c.facts(f))
+	}
+	f.Fuzz(func(t *testing.T, q, body, cookie []byte, cs uint8) {
+		facts := facts[int(cs)%len(facts)]
+		h := &Hit{At: time.Unix(1765100000, 0), Query: q, Body: body, Cookie: cookie, UserAgent: []byte("UA/1")}
+		for _, c := range g.Preview(g.Plan(&facts, q, body), h) {
+			v, _ := consentmode.ParseVendor(c.Vendor)
+			var doc map[string]any
+			d := json.NewDecoder(bytes.NewReader(c.Body))
+			d.UseNumber()
+			if err := d.Decode(&doc); err != nil {
+				t.Fatalf("%s: %v", c.Vendor, err)
+			}
+			delete(doc, "access_token")
+			if ps := fake.Schema(v).Check(v, doc); len(ps) > 0 {
+				t.Fatalf("%s: %v\n%s", c.Vendor, ps, c.Body)
+			}
+		}
+	})
+}

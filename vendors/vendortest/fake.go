@@ -407,3 +407,6 @@ func (s *Schema) required(v consentmode.Vendor, obj map[string]any, prefix, r st
 		s.required(v, o, join(prefix, head), rest, ps)
 	}
 }
+
+// Schema returns vendor v's schema.
+func (f *Fake) Schema(v consentmode.Vendor) *Schema { return &f.schemas[v] }
