@@ -357,3 +357,17 @@ func VendorTCF(query, cookie []byte, id int) bool {
 	}
 	return !f.VendorConsent || !f.PurposeConsent(1)
 }
+
+// Applied lists the conditions of the VendorRules rows that apply to
+// vendor v (those whose condition holds and whose effect on v is not
+// empty), in table order: explain's "why".
+func (f *VendorFacts) Applied(v Vendor) []VendorCond {
+	var out []VendorCond
+	for i := range VendorRules {
+		r := &VendorRules[i]
+		if r.Effect[v] != (VendorEffect{}) && f.holds(r.Cond, v) {
+			out = append(out, r.Cond)
+		}
+	}
+	return out
+}
