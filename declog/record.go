@@ -267,8 +267,8 @@ var vendorCallNames = func() (n [3][1 << 5]string) {
 	return n
 }()
 
-// vendorCallName is c's name ("" for VendorNone: no call).
-func vendorCallName(c consentmode.VendorCall) string {
+// VendorCallName is c's name ("" for VendorNone: no call).
+func VendorCallName(c consentmode.VendorCall) string {
 	if c.Action == consentmode.VendorNone || int(c.Action) >= len(vendorCallNames) || int(c.Flags) >= len(vendorCallNames[0]) {
 		return ""
 	}
@@ -280,7 +280,7 @@ func vendorCallName(c consentmode.VendorCall) string {
 // one vendor's call as its action).
 func (r *Record) setVendors(calls [consentmode.NumVendors]consentmode.VendorCall, envelope bool) {
 	for v, c := range calls {
-		r.Vendors[v] = vendorCallName(c)
+		r.Vendors[v] = VendorCallName(c)
 	}
 	if envelope {
 		r.Route, r.Family, r.Action = EnvelopeRoute, EnvelopeFamily, ""
@@ -299,4 +299,6 @@ const (
 )
 
 // SetVendors sets the vendor calls of a record made by NewRecord (explain).
-func (r *Record) SetVendors(calls [consentmode.NumVendors]consentmode.VendorCall) { r.setVendors(calls, false) }
+func (r *Record) SetVendors(calls [consentmode.NumVendors]consentmode.VendorCall) {
+	r.setVendors(calls, false)
+}

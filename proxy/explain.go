@@ -35,7 +35,7 @@ type Explanation struct {
 	// VendorCalls are the other vendors' calls the hit would make, built
 	// by the code that sends them (tokens redacted), and VendorWhy the
 	// rows of the vendor mapping that decided each vendor's call.
-	VendorCalls []vendors.Call       `json:"vendor_calls,omitempty"`
+	VendorCalls []vendors.Call      `json:"vendor_calls,omitempty"`
 	VendorWhy   map[string][]string `json:"vendor_why,omitempty"`
 	// Decision is the decision itself, for audit's invariant checks.
 	Decision consentmode.Decision `json:"-"`
