@@ -138,7 +138,7 @@ func buildVendors(c *Config, f *vendorsFile) []error {
 			o.Endpoint = u
 		}
 		if consentmode.Vendor(i) == consentmode.VendorMeta && !regexp.MustCompile(`^v[0-9]{1,3}\.[0-9]{1,2}$`).MatchString(vf.APIVersion) {
-			ps = append(ps, problem(key+".api_version", "%q is not a Graph API version such as v21.0", vf.APIVersion))
+			ps = append(ps, problem(key+".api_version", "%q is not a Graph API version such as v25.0", vf.APIVersion))
 		}
 		if !vendorIDPattern.MatchString(vf.TestEventCode) && vf.TestEventCode != "" {
 			ps = append(ps, problem(key+".test_event_code", "%q is not a test event code", vf.TestEventCode))

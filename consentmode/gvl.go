@@ -4,6 +4,8 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
 )
 
 // gvlExcerpt is the part of the IAB TCF Global Vendor List the gateway
@@ -56,6 +58,10 @@ func init() {
 		}
 		if vendorGVLID[v] == 0 {
 			panic("consentmode: vendored GVL has no vendor named " + name)
+		}
+		// VendorTCF asks for Purpose 1 consent: the vendor must declare it.
+		if e := VendorGVL.Vendors[strconv.Itoa(vendorGVLID[v])]; !slices.Contains(e.Purposes, 1) {
+			panic("consentmode: vendored GVL: " + name + " does not declare Purpose 1 under consent")
 		}
 	}
 }

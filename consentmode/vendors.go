@@ -318,7 +318,8 @@ func FactsOf(d *Decision, gpc bool, query, cookie []byte) VendorFacts {
 // VendorTCF reports whether the hit's TC string denies GVL vendor id: a
 // TC string applies when the hit says gdpr=1 or carries a string
 // (gdpr_consent, or the euconsent-v2 cookie when the query has none), and
-// then the vendor needs vendor consent and Purpose 1 consent. gdpr=1
+// then the vendor needs vendor consent and Purpose 1 consent, and no
+// publisher restriction may forbid it Purpose 1. gdpr=1
 // without a string, a malformed or repeated string and the placeholders
 // "tcunavailable" and "tcempty" deny (fail closed: the vendor is not
 // Google, whose tags fall back to Consent Mode). gdpr=0 without a string
@@ -355,5 +356,19 @@ func VendorTCF(query, cookie []byte, id int) bool {
 	if err != nil {
 		return true
 	}
-	return !f.VendorConsent || !f.PurposeConsent(1)
+	return !f.VendorConsent || !f.PurposeConsent(1) || f.Restriction[0] == TCNotAllowed
+}
+
+// Applied lists the conditions of the VendorRules rows that apply to
+// vendor v (those whose condition holds and whose effect on v is not
+// empty), in table order: explain's "why".
+func (f *VendorFacts) Applied(v Vendor) []VendorCond {
+	var out []VendorCond
+	for i := range VendorRules {
+		r := &VendorRules[i]
+		if r.Effect[v] != (VendorEffect{}) && f.holds(r.Cond, v) {
+			out = append(out, r.Cond)
+		}
+	}
+	return out
 }

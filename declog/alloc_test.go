@@ -36,6 +36,8 @@ func TestWriteAllocs(t *testing.T) {
 	e := loggedDecision(t)
 	e.Decision.Region, _ = consentmode.ParseRegion([]byte("DE"))
 	e.Decision.Consent.Source[0] = consentmode.SourceRegionDefault
+	e.Vendors[consentmode.VendorMicrosoft] = consentmode.VendorCall{Action: consentmode.VendorSend, Flags: consentmode.FlagNoIDs | consentmode.FlagNoUserData}
+	e.Vendors[consentmode.VendorMeta] = consentmode.VendorCall{Action: consentmode.VendorBlock}
 	write := func() {
 		e.inputs = readHit(&identifyingHit) // what Add does; encode returns it to the pool
 		l.write(&e)

@@ -68,7 +68,25 @@ func (r *Record) appendFields(b []byte) []byte {
 	b = append(b, `,"error":`...)
 	b = appendJSONString(b, r.Error)
 	b = append(b, `,"policy_version":`...)
-	return appendJSONString(b, r.PolicyVersion)
+	b = appendJSONString(b, r.PolicyVersion)
+	if !r.Vendors.IsZero() {
+		b = append(b, `,"vendors":`...)
+		b = r.Vendors.appendJSON(b)
+	}
+	return b
+}
+
+// appendJSON appends v as an object keyed by vendor name, in vendor
+// order, empty values left out.
+func (v *VendorValues) appendJSON(b []byte) []byte {
+	b = append(b, '{')
+	for x, s := range v {
+		if s != "" {
+			b = appendKey(b, consentmode.Vendor(x).String())
+			b = appendJSONString(b, s)
+		}
+	}
+	return append(b, '}')
 }
 
 // appendJSON appends v as an object keyed by type name, in type order,

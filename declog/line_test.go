@@ -47,6 +47,10 @@ func TestLineMatchesZap(t *testing.T) {
 		r.Consent[0], r.Sources[1], r.Claimed[3] = s, s, s
 		r.Reasons, r.Removed = []string{s, "x", s}, []string{s}
 		check(r)
+		r.Vendors[consentmode.VendorMicrosoft] = s
+		check(r)
+		r.Vendors = VendorValues{"block", "send+no_ids", s}
+		check(r)
 		r.Inputs, r.Seq, r.Prev = &Inputs{Values: in.Values, Present: in.Present}, 9, s
 		r.Inputs.Values[InputGPP] = s
 		check(r)
@@ -141,6 +145,7 @@ func FuzzRecordEncoding(f *testing.F) {
 			Status: status, Delivery: s2, UpstreamMS: ms, Error: s1, PolicyVersion: s2,
 		}
 		r.Consent[u%consentmode.NumTypes], r.Sources[0], r.Claimed[3] = s1, s2, s1
+		r.Vendors[u%consentmode.NumVendors], r.Vendors[(u>>3)%consentmode.NumVendors] = s2, s1
 		if flag {
 			r.Inputs = &Inputs{GPC: status%2 == 0}
 			r.Inputs.Values[u%uint64(NumInputs)], r.Inputs.Values[InputGCS] = s1, s2

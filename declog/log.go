@@ -62,6 +62,13 @@ type Entry struct {
 	ErrKind string
 	// Delivery is how the hit left: "queue", "sync" or "none" (blocked or refused).
 	Delivery string
+	// Vendors are the other vendors' calls of the hit (all VendorNone
+	// when none is planned).
+	Vendors [consentmode.NumVendors]consentmode.VendorCall
+	// Envelope marks a call of an envelope route (/vendors/<name>/events):
+	// the record's route is "vendor_envelope", its family "vendors" and
+	// its action the vendor's call.
+	Envelope bool
 
 	inputs *hitInputs // copied by Add from its Hit; nil: none
 }
@@ -271,6 +278,7 @@ func (l *Log) encode(e *Entry) []byte {
 	r.Time, r.Hit = e.At, e.Hit
 	r.Status, r.Delivery, r.Error = e.Status, e.Delivery, e.ErrKind
 	r.UpstreamMS = float64(e.Latency) / float64(time.Millisecond)
+	r.setVendors(e.Vendors, e.Envelope)
 	b := r.appendFields(l.line[:0])
 	if x := e.inputs; x != nil {
 		e.inputs = nil

@@ -53,6 +53,10 @@ type Record struct {
 	// the reason it was rejected in explain (nothing is forwarded then).
 	Error         string `json:"error,omitempty"`
 	PolicyVersion string `json:"policy_version"`
+	// Vendors is the call each other vendor got from the hit ("block",
+	// "send", "send+no_user_data+opt_out"); vendors without a call are
+	// left out, and so is the field when none has one.
+	Vendors VendorValues `json:"vendors,omitzero"`
 	// Inputs are the hit's consent inputs (log only).
 	Inputs *Inputs `json:"inputs,omitempty"`
 	// Seq and Prev chain the line to the one before it (log only, with a
@@ -221,4 +225,80 @@ func (v *TypeValues) UnmarshalJSON(b []byte) error {
 		v[t] = s
 	}
 	return nil
+}
+
+// VendorValues holds one value per vendor, indexed by consentmode.Vendor.
+// It reads and writes as an object keyed by vendor name in vendor order,
+// empty values left out.
+type VendorValues [consentmode.NumVendors]string
+
+// IsZero reports whether no vendor has a value (omitzero).
+func (v VendorValues) IsZero() bool { return v == VendorValues{} }
+
+// MarshalJSON writes v as an object in vendor order.
+func (v VendorValues) MarshalJSON() ([]byte, error) { return v.appendJSON(nil), nil }
+
+// UnmarshalJSON reads an object keyed by vendor name; an unknown name is
+// an error.
+func (v *VendorValues) UnmarshalJSON(b []byte) error {
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	*v = VendorValues{}
+	for name, s := range m {
+		x, ok := consentmode.ParseVendor(name)
+		if !ok {
+			return fmt.Errorf("declog: %q is not a vendor", name)
+		}
+		v[x] = s
+	}
+	return nil
+}
+
+// vendorCallNames[a][f] is VendorCall{Action: a, Flags: f}.String(),
+// built once: the log's writer allocates nothing per record.
+var vendorCallNames = func() (n [3][1 << 5]string) {
+	for a := range n {
+		for f := range n[a] {
+			n[a][f] = consentmode.VendorCall{Action: consentmode.VendorAction(a), Flags: consentmode.VendorFlags(f)}.String()
+		}
+	}
+	return n
+}()
+
+// VendorCallName is c's name ("" for VendorNone: no call).
+func VendorCallName(c consentmode.VendorCall) string {
+	if c.Action == consentmode.VendorNone || int(c.Action) >= len(vendorCallNames) || int(c.Flags) >= len(vendorCallNames[0]) {
+		return ""
+	}
+	return vendorCallNames[c.Action][c.Flags]
+}
+
+// setVendors sets r.Vendors from a hit's vendor calls; an envelope route's
+// record is named after it (route vendor_envelope, family vendors, the
+// one vendor's call as its action).
+func (r *Record) setVendors(calls [consentmode.NumVendors]consentmode.VendorCall, envelope bool) {
+	for v, c := range calls {
+		r.Vendors[v] = VendorCallName(c)
+	}
+	if envelope {
+		r.Route, r.Family, r.Action = EnvelopeRoute, EnvelopeFamily, ""
+		for _, s := range r.Vendors {
+			if s != "" {
+				r.Action = s
+			}
+		}
+	}
+}
+
+// The route and family of an envelope route's records.
+const (
+	EnvelopeRoute  = "vendor_envelope"
+	EnvelopeFamily = "vendors"
+)
+
+// SetVendors sets the vendor calls of a record made by NewRecord (explain).
+func (r *Record) SetVendors(calls [consentmode.NumVendors]consentmode.VendorCall) {
+	r.setVendors(calls, false)
 }

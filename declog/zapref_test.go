@@ -36,6 +36,7 @@ func zapRecord(e *Entry, seq uint64, prev string) Record {
 	r.Time, r.Hit = e.At, e.Hit
 	r.Status, r.Delivery, r.Error = e.Status, e.Delivery, e.ErrKind
 	r.UpstreamMS = float64(e.Latency) / float64(time.Millisecond)
+	r.setVendors(e.Vendors, e.Envelope)
 	if e.inputs != nil {
 		r.Inputs = e.inputs.inputs()
 		e.inputs = nil
@@ -74,6 +75,11 @@ func (r *Record) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddFloat64("upstream_ms", r.UpstreamMS)
 	enc.AddString("error", r.Error)
 	enc.AddString("policy_version", r.PolicyVersion)
+	if !r.Vendors.IsZero() {
+		if err := enc.AddObject("vendors", &r.Vendors); err != nil {
+			return err
+		}
+	}
 	if r.Inputs != nil {
 		if err := enc.AddObject("inputs", r.Inputs); err != nil {
 			return err
@@ -91,6 +97,15 @@ func (v *TypeValues) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	for t, s := range v {
 		if s != "" {
 			enc.AddString(consentmode.Type(t).String(), s)
+		}
+	}
+	return nil
+}
+
+func (v *VendorValues) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	for x, s := range v {
+		if s != "" {
+			enc.AddString(consentmode.Vendor(x).String(), s)
 		}
 	}
 	return nil

@@ -44,6 +44,9 @@ const (
 	rejectSpool          // the delivery spool failed
 	rejectScriptVariants // a script variant over the tag's bound (scripts.go)
 	rejectShuttingDown   // delivery is shutting down: no hit is queued any more
+	rejectNoEnvelope     // an envelope route's call without Consent-Envelope
+	rejectBadEnvelope    // an envelope route's call with a malformed Consent-Envelope
+	rejectVendorPayload  // an envelope route's call whose payload is not the vendor's JSON
 
 	// numRejectReasons counts the reasons above: the series of
 	// consentgate_rejected_total.
@@ -79,6 +82,9 @@ var rejectReasonNames = [numRejectReasons + 1]string{
 	rejectSpool:            "spool_error",
 	rejectScriptVariants:   "script_variants",
 	rejectShuttingDown:     "shutting_down",
+	rejectNoEnvelope:       "consent_envelope_missing",
+	rejectBadEnvelope:      "consent_envelope_malformed",
+	rejectVendorPayload:    "vendor_payload_invalid",
 	upstreamFailed:         "upstream_error",
 }
 

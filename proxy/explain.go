@@ -12,6 +12,7 @@ import (
 	"github.com/consentgate/consentgate/config"
 	"github.com/consentgate/consentgate/consentmode"
 	"github.com/consentgate/consentgate/declog"
+	"github.com/consentgate/consentgate/vendors"
 )
 
 // Explanation is what explain reports for one hit (the explain contract
@@ -31,6 +32,11 @@ type Explanation struct {
 	Forward      *Forward `json:"forward,omitempty"`
 	// Profile is consent.profile: "strict" or "google".
 	Profile string `json:"profile"`
+	// VendorCalls are the other vendors' calls the hit would make, built
+	// by the code that sends them (tokens redacted), and VendorWhy the
+	// rows of the vendor mapping that decided each vendor's call.
+	VendorCalls []vendors.Call      `json:"vendor_calls,omitempty"`
+	VendorWhy   map[string][]string `json:"vendor_why,omitempty"`
 	// Decision is the decision itself, for audit's invariant checks.
 	Decision consentmode.Decision `json:"-"`
 }
@@ -91,6 +97,9 @@ func (h *Handler) Explain(hit Hit) (*Explanation, error) {
 	defer h.release(&p)
 	e := &Explanation{Record: declog.NewRecord(&p.decision, cfg, p.route >= 0), Decision: p.decision, ClientIP: client.String(), ClientIPFrom: from, Profile: cfg.Policy.Profile.String()}
 	e.AddSaid(&p.decision)
+	if err == nil {
+		h.explainVendors(e, &p, req, reg, client)
+	}
 	if he := asError(err); he != nil {
 		e.Error, e.Status = he.Reason.String(), he.Status
 		e.Action = consentmode.ActionBlock.String()

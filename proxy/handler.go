@@ -19,6 +19,7 @@ import (
 	"github.com/consentgate/consentgate/consentmode"
 	"github.com/consentgate/consentgate/declog"
 	"github.com/consentgate/consentgate/delivery"
+	"github.com/consentgate/consentgate/vendors"
 )
 
 // Options are the Handler's collaborators; zero values are production defaults.
@@ -48,6 +49,10 @@ type Handler struct {
 	scripts *scriptCache
 	// delivery is nil until StartDelivery: every hit is then proxied.
 	delivery *delivery.Delivery
+	// vendors builds the other vendors' calls (nil: no vendor is on). It
+	// keeps the vendors section of the first config: changing it needs a
+	// restart.
+	vendors *vendors.Gateway
 	// routeScheme is the scheme of the routes' own hosts (subdomain style).
 	routeScheme string
 	// adminListen is the admin address of the first config: the one
@@ -82,6 +87,10 @@ func NewHandler(cfg *config.Config, log *zap.Logger, m *Metrics, dlog *declog.Lo
 		return nil, fmt.Errorf("script cache: %w", err)
 	}
 	h.scripts = sc
+	if h.vendors, err = h.newVendors(cfg); err != nil {
+		sc.close()
+		return nil, fmt.Errorf("vendors: %w", err)
+	}
 	h.SetConfig(cfg)
 	return h, nil
 }
@@ -90,6 +99,9 @@ func NewHandler(cfg *config.Config, log *zap.Logger, m *Metrics, dlog *declog.Lo
 // drain: Server.Run drains at shutdown).
 func (h *Handler) Close() {
 	h.scripts.close()
+	if h.vendors != nil {
+		h.vendors.Close()
+	}
 	if h.delivery != nil {
 		h.delivery.Shutdown(0)
 	}
@@ -171,6 +183,7 @@ type prepared struct {
 	lane     *delivery.Lane // nil: proxied synchronously
 	out      *outbound      // nil when nothing is forwarded
 	queued   bool           // handed to delivery (or refused by it)
+	vendors  vendors.Plan   // the other vendors' calls (GA4 hits)
 }
 
 // prepare matches the route, decides, and (unless the hit is blocked)
@@ -221,6 +234,7 @@ func (h *Handler) prepare(rt *snapshot, req *fasthttp.Request, region consentmod
 	if d.Reasons.Has(consentmode.ReasonInvalidBody) && d.Action == consentmode.ActionBlock {
 		return errInvalidBody
 	}
+	h.planVendors(p, &in)
 	if route.Family == consentmode.FamilyScript {
 		h.release(p) // scripts are fetched by serveScript
 		if d.Action == consentmode.ActionBlock {
@@ -425,6 +439,10 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
 		h.preflight(ctx, origin, allowed)
 		return consentmode.FamilyUnknown
 	}
+	if rest, ok := h.envelopePath(cfg, ctx.URI().PathOriginal()); ok {
+		h.serveEnvelope(ctx, rt, rest, start)
+		return consentmode.FamilyUnknown
+	}
 	if len(origin) > 0 && !allowed && len(cfg.CORSOrigins) > 0 && !sameOrigin(ctx, origin) {
 		h.writeError(ctx, errOriginNotAllowed, -1)
 		return consentmode.FamilyUnknown
@@ -462,13 +480,14 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
 		}
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
 		h.record(ctx, &p, fasthttp.StatusNoContent, 0, nil, start)
-		return d.Family
-	}
-	if l := p.lane; l != nil {
+	} else if l := p.lane; l != nil {
 		h.enqueue(ctx, l, &p, origin, allowed, start)
-		return d.Family
+	} else {
+		h.proxy(ctx, &p, origin, allowed, start)
 	}
-	h.proxy(ctx, &p, origin, allowed, start)
+	if h.vendors != nil {
+		h.offerVendors(ctx, &p, client, reg, start)
+	}
 	return d.Family
 }
 
@@ -663,5 +682,6 @@ func (h *Handler) record(ctx *fasthttp.RequestCtx, p *prepared, status int, late
 		_, hit.Matrix = r.SplitPath(p.path)
 		hit.PathTag = r.PathTag(p.path)
 	}
-	h.dlog.Add(declog.Entry{At: start, Hit: h.dlog.NextHit(), Decision: *d, Config: p.cfg, Status: status, Latency: latency, ErrKind: errKind, Delivery: mode}, &hit)
+	h.dlog.Add(declog.Entry{At: start, Hit: h.dlog.NextHit(), Decision: *d, Config: p.cfg, Status: status, Latency: latency, ErrKind: errKind, Delivery: mode,
+		Vendors: p.vendors.Calls}, &hit)
 }

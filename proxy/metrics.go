@@ -13,6 +13,7 @@ import (
 
 	"github.com/consentgate/consentgate/consentmode"
 	"github.com/consentgate/consentgate/delivery"
+	"github.com/consentgate/consentgate/vendors"
 )
 
 // Metrics are the gateway's Prometheus metrics. Every labelled series is
@@ -34,6 +35,7 @@ type Metrics struct {
 	upErrors      []counterVec[upstreamErrKind]  // [route]
 	responses     [][numClasses]*metrics.Counter // [family][status class]
 	rejectedBy    counterVec[rejectReason]
+	envelopes     [consentmode.NumVendors][len(envelopeResults)]*metrics.Counter
 	conflicts     counterVec[conflictHeader]
 	acceptErrs    counterVec[acceptErrKind]
 	budget        atomic.Pointer[budget] // the public server's, for the gauges
@@ -170,7 +172,25 @@ func NewMetrics(version string) *Metrics {
 	m.enforcing = s.NewGauge(`consentgate_enforcing`, nil)
 	s.NewGauge(fmt.Sprintf(`consentgate_build_info{version=%q}`, version), nil).Set(1)
 	m.delivery = delivery.NewMetrics(s, deliveryLabels())
+	for v := range consentmode.Vendor(consentmode.NumVendors) {
+		for i, r := range envelopeResults {
+			m.envelopes[v][i] = s.NewCounter(fmt.Sprintf(`consentgate_vendor_envelopes_total{vendor=%q,result=%q}`, v.String(), r))
+		}
+	}
 	return m
+}
+
+// envelopeResults label consentgate_vendor_envelopes_total: what became
+// of an envelope route's call.
+var envelopeResults = [...]string{"send", "block", rejectNoEnvelope.String(), rejectBadEnvelope.String(), rejectVendorPayload.String()}
+
+// envelope counts one envelope route's call to vendor v by result.
+func (m *Metrics) envelope(v consentmode.Vendor, result string) {
+	for i, r := range envelopeResults {
+		if r == result && int(v) < len(m.envelopes) {
+			m.envelopes[v][i].Inc()
+		}
+	}
 }
 
 // deliveryLabels are the family labels of delivery's counters, in the
@@ -180,12 +200,18 @@ func deliveryLabels() []string {
 	for _, f := range consentmode.Families() {
 		labels = append(labels, f.String())
 	}
+	for _, v := range consentmode.VendorNames() {
+		labels = append(labels, "vendor_"+v)
+	}
 	return labels
 }
 
 // deliveryLabel is the index in deliveryLabels of route's family (that of
 // GA4, the first, for a route that has none).
 func deliveryLabel(route int) int {
+	if v := route - vendors.TagBase; v >= 0 && v < consentmode.NumVendors {
+		return len(consentmode.Families()) + v
+	}
 	if route >= 0 && route < len(consentmode.Routes) {
 		for i, f := range consentmode.Families() {
 			if f == consentmode.Routes[route].Family {

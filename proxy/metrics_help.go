@@ -18,6 +18,7 @@ var help = map[string]string{
 	"consentgate_upstream_errors_total":      "Upstream failures by family, route and kind: timeout, refused, no_free_conns, other (no answer) and 5xx (a server error answer).",
 	"consentgate_responses_total":            "Responses to browsers by family (none: no route matched) and status class.",
 	"consentgate_rejected_total":             "Requests answered locally with an error status (4xx, 503 over a limit), by reason; nothing was forwarded.",
+	"consentgate_vendor_envelopes_total":     "Calls of the envelope routes (/vendors/<name>/events) by vendor and result: send (queued, consent applied), block (consent allows nothing), or why the call was refused (consent_envelope_missing, consent_envelope_malformed, vendor_payload_invalid).",
 	"consentgate_conflicting_headers_total":  "Headers sent twice with different values (geo, content_type, content_encoding, sec_gpc): the fail-closed answer applied.",
 	"consentgate_accept_errors_total":        "Failed accepts by kind (emfile, enfile, enobufs, enomem, other); the listener backs off and retries.",
 	"consentgate_reading_requests":           "Requests being read now (header or body still arriving).",

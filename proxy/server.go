@@ -128,6 +128,10 @@ func (s *Server) Run(ctx context.Context, public, admin net.Listener) error {
 	default:
 	}
 	wg.Wait()
+	if s.h.vendors != nil {
+		// The vendors' builder hands what it holds to delivery first.
+		s.h.vendors.Close()
+	}
 	if d := s.h.delivery; d != nil {
 		// No hit is accepted any more: deliver what is queued for up to
 		// delivery.drain; the rest stays in the spool.

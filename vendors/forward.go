@@ -33,9 +33,6 @@ func (g *Gateway) Forward(v consentmode.Vendor, c consentmode.VendorCall, payloa
 	default:
 		return 0, nil
 	}
-	if g.sinks[v] == nil {
-		return 0, ErrPreviewOnly
-	}
 	var w consentmode.Work
 	kept := evs[:0]
 	for _, ev := range evs {

@@ -196,6 +196,7 @@ func TestForwardRefuses(t *testing.T) {
 		{"event not an object", `{"data":[1]}`, ErrPayload},
 		{"trailing data", `{"data":[{}]} {}`, ErrPayload},
 		{"too many events", many, ErrTooMany},
+		{"too many events is a payload error", many, ErrPayload},
 	} {
 		if _, err := g.Forward(consentmode.VendorMeta, send(0), []byte(tc.payload), time.Now()); !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)

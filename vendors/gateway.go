@@ -22,14 +22,18 @@ const queueLen = 4096
 // Gateway builds the vendors' calls from offered GA4 hits and forwards
 // merchants' own calls, under the consent decision of each.
 type Gateway struct {
-	cfg   *config.Vendors
-	sinks [consentmode.NumVendors]Sink
-	conv  [consentmode.NumVendors]map[string]bool
-	max   int
-	log   *zap.Logger
-	now   func() time.Time
-	m     *gatewayMetrics
-	any   bool
+	cfg *config.Vendors
+	// sinkOf gives a vendor's lane; it is asked on the first call (the
+	// caller may start delivery after New) and again until it answers.
+	sinkOf func(v consentmode.Vendor, scheme, host string) (Sink, error)
+	sinkMu sync.Mutex
+	sinks  [consentmode.NumVendors]Sink
+	conv   [consentmode.NumVendors]map[string]bool
+	max    int
+	log    *zap.Logger
+	now    func() time.Time
+	m      *gatewayMetrics
+	any    bool
 
 	mu     sync.RWMutex // guards closed against sends on ch
 	closed bool
@@ -45,16 +49,18 @@ type job struct {
 
 // Errors of New and Forward.
 var (
-	ErrNoConfig    = errors.New("vendors: no configuration")
-	ErrVendorOff   = errors.New("vendors: the vendor is not enabled")
-	ErrPayload     = errors.New("vendors: malformed vendor payload")
-	ErrTooMany     = errors.New("vendors: too many events in one payload")
+	ErrNoConfig  = errors.New("vendors: no configuration")
+	ErrVendorOff = errors.New("vendors: the vendor is not enabled")
+	ErrPayload   = errors.New("vendors: malformed vendor payload")
+	// ErrTooMany is an ErrPayload too.
+	ErrTooMany     = fmt.Errorf("%w: too many events", ErrPayload)
 	ErrPreviewOnly = errors.New("vendors: no sink: the gateway only previews")
 )
 
 // New makes a Gateway. With opts.Sink nil it only plans and previews
-// (explain); otherwise it asks Sink for each enabled vendor's lane and
-// starts the builder goroutine.
+// (explain); otherwise it starts the builder goroutine, which asks Sink
+// for a vendor's lane when it first has a call for it (so delivery may
+// start after New), and again after an error.
 func New(opts Options) (*Gateway, error) {
 	if opts.Config == nil {
 		return nil, ErrNoConfig
@@ -92,14 +98,8 @@ func New(opts Options) (*Gateway, error) {
 				g.conv[v][e.Name[v]] = true
 			}
 		}
-		if opts.Sink != nil {
-			s, err := opts.Sink(v, o.Endpoint.Scheme, o.Endpoint.Host)
-			if err != nil {
-				return nil, fmt.Errorf("vendors: %s lane: %w", v, err)
-			}
-			g.sinks[v] = s
-		}
 	}
+	g.sinkOf = opts.Sink
 	if opts.Sink != nil {
 		g.ch = make(chan *job, queueLen)
 		g.done = make(chan struct{})
@@ -300,6 +300,10 @@ func (g *Gateway) flush(v consentmode.Vendor, batch *[]any) {
 // send encodes events and hands them to v's sink, counting the outcome.
 func (g *Gateway) send(v consentmode.Vendor, top map[string]any, evs []any, at time.Time) error {
 	r, err := g.request(v, top, evs, false)
+	var sink Sink
+	if err == nil {
+		sink, err = g.sink(v)
+	}
 	if err == nil {
 		req := fasthttp.AcquireRequest()
 		req.Header.SetMethod(fasthttp.MethodPost)
@@ -310,7 +314,7 @@ func (g *Gateway) send(v consentmode.Vendor, top map[string]any, evs []any, at t
 		if at.IsZero() {
 			at = g.now()
 		}
-		err = g.sinks[v].Accept(TagBase+int(v), req, []byte(r.path), nil, at)
+		err = sink.Accept(TagBase+int(v), req, []byte(r.path), nil, at)
 		fasthttp.ReleaseRequest(req)
 	}
 	if err != nil {
@@ -320,6 +324,25 @@ func (g *Gateway) send(v consentmode.Vendor, top map[string]any, evs []any, at t
 	g.m.calls[v].Inc()
 	g.m.events[v][actionSend].Add(len(evs))
 	return nil
+}
+
+// sink returns v's lane, asking sinkOf the first time.
+func (g *Gateway) sink(v consentmode.Vendor) (Sink, error) {
+	g.sinkMu.Lock()
+	defer g.sinkMu.Unlock()
+	if s := g.sinks[v]; s != nil {
+		return s, nil
+	}
+	if g.sinkOf == nil {
+		return nil, ErrPreviewOnly
+	}
+	o := g.cfg.On[v]
+	s, err := g.sinkOf(v, o.Endpoint.Scheme, o.Endpoint.Host)
+	if err != nil {
+		return nil, fmt.Errorf("vendors: %s lane: %w", v, err)
+	}
+	g.sinks[v] = s
+	return s, nil
 }
 
 // Call is a vendor call as explain shows it.

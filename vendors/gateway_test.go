@@ -295,3 +295,41 @@ func TestIncompleteEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestSinkAskedLate: New does not ask for the lanes (delivery may start
+// after it); the first call does, and asks again after an error.
+func TestSinkAskedLate(t *testing.T) {
+	t.Parallel()
+	sink := newGatedSink()
+	close(sink.release)
+	var mu sync.Mutex
+	asked, ready := 0, false
+	g, err := New(Options{Config: testConfig(t, "https://api.example"), Sink: func(consentmode.Vendor, string, string) (Sink, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		asked++
+		if !ready {
+			return nil, errors.New("delivery is not started")
+		}
+		return sink, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if asked != 0 {
+		t.Fatalf("New asked for %d lanes", asked)
+	}
+	if _, err := g.Forward(consentmode.VendorMeta, send(0), []byte(metaPayload), time.Now()); err == nil {
+		t.Error("Forward without a lane succeeded")
+	}
+	mu.Lock()
+	ready = true
+	mu.Unlock()
+	if n, err := g.Forward(consentmode.VendorMeta, send(0), []byte(metaPayload), time.Now()); n != 1 || err != nil {
+		t.Errorf("Forward = %d, %v", n, err)
+	}
+	g.Close()
+	if len(sink.calls) != 1 || asked != 2 {
+		t.Errorf("%d calls, lanes asked %d times", len(sink.calls), asked)
+	}
+}

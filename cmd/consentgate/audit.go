@@ -139,7 +139,8 @@ func auditOne(h *proxy.Handler, cfg *config.Config, hit auditHit, region string)
 	if err != nil {
 		return auditResult{Where: hit.Where, Explanation: &proxy.Explanation{Record: declog.Record{Error: err.Error()}}}
 	}
-	return auditResult{Where: hit.Where, Explanation: e, Violations: checkInvariants(e, hit.URL, hit.Body, cfg.Policy.AdsDataRedaction)}
+	vs := append(checkInvariants(e, hit.URL, hit.Body, cfg.Policy.AdsDataRedaction), checkVendorInvariants(e)...)
+	return auditResult{Where: hit.Where, Explanation: e, Violations: vs}
 }
 
 // auditLogged checks a decision-log line for consistency: the action must
@@ -150,7 +151,7 @@ func auditLogged(l loggedRecord) auditResult {
 	add := func(inv, detail string) {
 		r.Violations = append(r.Violations, violation{Invariant: inv, Detail: detail})
 	}
-	if !l.Enforced && l.Action != "forward" {
+	if !l.Enforced && l.Action != "forward" && l.Route != declog.EnvelopeRoute {
 		add("unenforced_decision", "dry run: a "+l.Action+" decision was forwarded unchanged")
 	}
 	var storage consentmode.Type = consentmode.NumTypes // none
@@ -163,9 +164,10 @@ func auditLogged(l loggedRecord) auditResult {
 	if storage != consentmode.NumTypes && l.Consent[storage] == "denied" && l.Action != "cookieless" && l.Action != "block" {
 		add("storage_denied_means_cookieless", storage.String()+" denied but action "+l.Action)
 	}
-	if l.Action == "block" && l.Status != 0 && l.Status != http.StatusNoContent {
+	if l.Action == "block" && l.Status != 0 && l.Status != http.StatusNoContent && l.Route != declog.EnvelopeRoute {
 		add("blocked_forwards_nothing", fmt.Sprintf("blocked hit answered %d", l.Status))
 	}
+	r.Violations = append(r.Violations, checkLoggedVendors(&l.Record)...)
 	return r
 }
 

@@ -162,7 +162,29 @@ func printExplanation(w io.Writer, e *proxy.Explanation) {
 			fmt.Fprintln(w, "delivery sync: the browser gets the upstream's answer")
 		}
 	}
+	printVendors(w, e)
 	fmt.Fprintf(w, "policy   %s (consent.profile %s)\n", e.PolicyVersion, e.Profile)
+}
+
+// printVendors prints each other vendor's call of the hit, why, and the
+// request that would leave (token redacted).
+func printVendors(w io.Writer, e *proxy.Explanation) {
+	for v, call := range e.Vendors {
+		if call == "" {
+			continue
+		}
+		name := consentmode.Vendor(v).String()
+		why := "consent allows it all"
+		if len(e.VendorWhy[name]) > 0 {
+			why = strings.Join(e.VendorWhy[name], ", ")
+		}
+		fmt.Fprintf(w, "vendor   %-9s %s (%s)\n", name, strings.ToUpper(call), why)
+		for _, c := range e.VendorCalls {
+			if c.Vendor == name {
+				fmt.Fprintf(w, "         %s %s (%d event(s), queued after the browser is answered)\n         %s\n", c.Method, c.URL, c.Events, c.Body)
+			}
+		}
+	}
 }
 
 // clientFromText says in words where explain's client IP came from.

@@ -33,6 +33,37 @@ type rulesDoc struct {
 	Routes           []routeDoc              `json:"routes"`
 	Regions          regionsDoc              `json:"regions"`
 	CMPCookies       []cmpDoc                `json:"cmp_cookies"`
+	Vendors          vendorsDoc              `json:"vendors"`
+}
+
+// vendorsDoc is the other vendors' part: the mapping (consentmode.VendorRules),
+// the vendored Global Vendor List it reads TCF vendor ids from, and the
+// configured vendors and event mapping.
+type vendorsDoc struct {
+	Enabled []string        `json:"enabled"`
+	GVL     gvlDoc          `json:"gvl"`
+	Rules   []vendorRuleDoc `json:"rules"`
+	Events  []vendorEvent   `json:"events"`
+}
+
+type gvlDoc struct {
+	VendorListVersion int            `json:"vendor_list_version"`
+	TCFPolicyVersion  int            `json:"tcf_policy_version"`
+	LastUpdated       string         `json:"last_updated"`
+	IDs               map[string]int `json:"ids"`
+}
+
+type vendorRuleDoc struct {
+	When    string            `json:"when"`
+	Effect  map[string]string `json:"effect"`
+	Why     string            `json:"why"`
+	Sources []string          `json:"sources"`
+}
+
+type vendorEvent struct {
+	GA4        string            `json:"ga4"`
+	Names      map[string]string `json:"names"`
+	Conversion bool              `json:"conversion"`
 }
 
 type outcomeDoc struct {
@@ -167,7 +198,77 @@ func buildRulesDoc(cfg *config.Config) *rulesDoc {
 		}
 		d.CMPCookies = append(d.CMPCookies, cd)
 	}
+	d.Vendors = buildVendorsDoc(cfg)
 	return d
+}
+
+func buildVendorsDoc(cfg *config.Config) vendorsDoc {
+	g := consentmode.VendorGVL
+	d := vendorsDoc{Enabled: []string{}, GVL: gvlDoc{g.VendorListVersion, g.TCFPolicyVersion, g.LastUpdated, map[string]int{}}}
+	for v := range consentmode.Vendor(consentmode.NumVendors) {
+		if cfg.Vendors.On[v] != nil {
+			d.Enabled = append(d.Enabled, v.String())
+		}
+		if id := consentmode.VendorGVLID(v); id > 0 {
+			d.GVL.IDs[v.String()] = id
+		}
+	}
+	for _, r := range consentmode.VendorRules {
+		rd := vendorRuleDoc{When: r.Cond.String(), Effect: map[string]string{}, Why: r.Why, Sources: r.Sources}
+		for v := range consentmode.Vendor(consentmode.NumVendors) {
+			rd.Effect[v.String()] = r.Effect[v].String()
+		}
+		d.Rules = append(d.Rules, rd)
+	}
+	for name, e := range cfg.Vendors.Events {
+		ed := vendorEvent{GA4: name, Names: map[string]string{}, Conversion: e.Conversion}
+		for v, n := range e.Name {
+			if n != "" {
+				ed.Names[consentmode.Vendor(v).String()] = n
+			}
+		}
+		d.Events = append(d.Events, ed)
+	}
+	sort.Slice(d.Events, func(i, j int) bool { return d.Events[i].GA4 < d.Events[j].GA4 })
+	return d
+}
+
+// writeVendorsMarkdown writes the other vendors' mapping and event table.
+func writeVendorsMarkdown(w io.Writer, d *rulesDoc) {
+	v := d.Vendors
+	names := consentmode.VendorNames()
+	enabled := "none"
+	if len(v.Enabled) > 0 {
+		enabled = strings.Join(v.Enabled, ", ")
+	}
+	fmt.Fprintf(w, "\n## Other vendors\n\nConversions for other vendors are built from GA4 hits (and checked on the envelope routes) under the same consent state (docs/vendors.md). Enabled: %s. ", enabled)
+	fmt.Fprintf(w, "Every row whose condition holds applies; a block wins. A consent type that is not granted counts as denied. ")
+	fmt.Fprintf(w, "TCF vendor ids come from the vendored Global Vendor List, version %d (TCF policy %d, %s):", v.GVL.VendorListVersion, v.GVL.TCFPolicyVersion, v.GVL.LastUpdated)
+	for _, n := range names {
+		if id, ok := v.GVL.IDs[n]; ok {
+			fmt.Fprintf(w, " %s %d", n, id)
+		}
+	}
+	fmt.Fprintf(w, ".\n\n| when | %s | why |\n|---|---|---|---|---|\n", strings.Join(names, " | "))
+	for _, r := range v.Rules {
+		fmt.Fprintf(w, "| %s |", r.When)
+		for _, n := range names {
+			fmt.Fprintf(w, " %s |", r.Effect[n])
+		}
+		fmt.Fprintf(w, " %s |\n", cell(r.Why))
+	}
+	fmt.Fprintf(w, "\n| GA4 event | %s | conversion |\n|---|---|---|---|---|\n", strings.Join(names, " | "))
+	for _, e := range v.Events {
+		fmt.Fprintf(w, "| `%s` |", e.GA4)
+		for _, n := range names {
+			x := e.Names[n]
+			if x == "" {
+				x = "-"
+			}
+			fmt.Fprintf(w, " %s |", x)
+		}
+		fmt.Fprintf(w, " %v |\n", e.Conversion)
+	}
 }
 
 func regionRule(name string, r consentmode.RegionRule) regionRuleDoc {
@@ -319,6 +420,7 @@ func writeRulesMarkdown(w io.Writer, d *rulesDoc) {
 		fmt.Fprintf(w, "| `%s` | %s | %s | %s |\n", in.Input, cell(in.From), cell(in.Types), cell(in.Effect))
 	}
 	writeRegionsMarkdown(w, d)
+	writeVendorsMarkdown(w, d)
 	fmt.Fprintf(w, "\n## CMP cookies (deny-only)\n\n")
 	if len(d.CMPCookies) == 0 {
 		fmt.Fprintf(w, "None configured.\n")
