@@ -215,6 +215,15 @@ func (h *Handler) explainVendors(e *Explanation, p *prepared, req *fasthttp.Requ
 	}
 	if p.vendors.Sends() {
 		hit := vendorHit(req, cookie, p.now, client, reg)
-		e.VendorCalls = h.vendors.Preview(p.vendors, &hit)
+		var skips [consentmode.NumVendors]vendors.Skip
+		e.VendorCalls, skips = h.vendors.Preview(p.vendors, &hit)
+		for v, s := range skips {
+			if s != (vendors.Skip{}) {
+				if e.VendorSkipped == nil {
+					e.VendorSkipped = map[string]vendors.Skip{}
+				}
+				e.VendorSkipped[consentmode.Vendor(v).String()] = s
+			}
+		}
 	}
 }
