@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
@@ -136,6 +137,9 @@ func buildVendors(c *Config, f *vendorsFile) []error {
 		} else {
 			u.Path = ""
 			o.Endpoint = u
+			if u.Scheme == "http" && !Loopback(net.JoinHostPort(u.Hostname(), "80")) {
+				c.Warnings = append(c.Warnings, fmt.Sprintf("%s.endpoint %s is plain http: the API token and the visitors' data would cross the network unencrypted", key, vf.Endpoint))
+			}
 		}
 		if consentmode.Vendor(i) == consentmode.VendorMeta && !regexp.MustCompile(`^v[0-9]{1,3}\.[0-9]{1,2}$`).MatchString(vf.APIVersion) {
 			ps = append(ps, problem(key+".api_version", "%q is not a Graph API version such as v25.0", vf.APIVersion))
