@@ -52,6 +52,7 @@ func TestVendorsConfig(t *testing.T) {
 		{`vendors: {microsoft: {enabled: true, id: "1", token: a, token_file: /nonexistent}}`, "set token_file or token"},
 		{`vendors: {tiktok: {enabled: true, id: "1", token: abc, endpoint: "https://x.example/path"}}`, "vendors.tiktok.endpoint"},
 		{`vendors: {meta: {enabled: true, id: "1", token: abc, api_version: "21"}}`, "is not a Graph API version"},
+		{`vendors: {envelope_token: short}`, "vendors.envelope_token: 5 bytes is too short"},
 		{`vendors: {batch_max_events: 5000}`, "vendors.batch_max_events: 5000 is not in [1, 1000]"},
 		{`vendors: {events: [{ga4: purchase, meta: Purchase}, {ga4: purchase, meta: Lead}]}`, `"purchase" is mapped twice`},
 		{`vendors: {events: [{ga4: "bad name", meta: Purchase}]}`, "is not a GA4 event name"},

@@ -101,13 +101,19 @@ func (h *Handler) serveEnvelope(ctx *fasthttp.RequestCtx, rt *snapshot, rest []b
 	cfg := rt.cfg
 	name, tail, _ := bytes.Cut(rest, []byte("/"))
 	v, ok := consentmode.ParseVendor(string(name))
-	if !ok || string(tail) != "events" || h.vendors == nil || cfg.Vendors.On[v] == nil {
+	if !ok || string(tail) != "events" || h.vendors == nil || cfg.Vendors.On[v] == nil || cfg.Vendors.EnvelopeToken == "" {
 		h.writeError(ctx, errVendorNotFound, -1)
 		return
 	}
+	// The routes spend the merchant's vendor tokens: only its own
+	// backends, holding vendors.envelope_token, may call them.
+	if !bearer(ctx.Request.Header.Peek("Authorization"), cfg.Vendors.EnvelopeToken) {
+		h.writeError(ctx, errUnauthorized, -1)
+		return
+	}
 	if !ctx.IsPost() {
-		ctx.Response.Header.Set("Allow", "POST")
 		h.writeError(ctx, errMethod, -1)
+		ctx.Response.Header.Set("Allow", "POST")
 		return
 	}
 	raw := ctx.Request.Header.Peek(envelopeHeader)

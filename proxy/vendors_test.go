@@ -20,6 +20,8 @@ import (
 // checks each payload against the APIs' documented schema.
 const vendorHost = "vendors.test"
 
+const envelopeToken = "k3J9x0PqZ7vB2mWn5tR8-envelope"
+
 var vendorTokens = [consentmode.NumVendors]string{"meta-token-0123", "ms-token-0123", "tiktok-token-0123"}
 
 // vendorGateway is a queueing gateway with the three vendors on, and the
@@ -31,7 +33,7 @@ func vendorGateway(t *testing.T, modes string) (*gateway, *vendortest.Fake) {
 		t.Fatal(err)
 	}
 	var vs strings.Builder
-	vs.WriteString("vendors:\n")
+	vs.WriteString("vendors:\n  envelope_token: " + envelopeToken + "\n")
 	for v := range consentmode.Vendor(consentmode.NumVendors) {
 		fmt.Fprintf(&vs, "  %s: {enabled: true, id: \"P%d\", token: %s, endpoint: \"http://%s\"}\n", v, v+1, vendorTokens[v], vendorHost)
 	}
@@ -205,7 +207,7 @@ func TestEnvelopeRoutes(t *testing.T) {
 		`"event_source_url":"https://shop.example/thanks","user_data":{"client_user_agent":"UA/1","client_ip_address":"203.0.113.9",` +
 		`"em":["a3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"],"fbp":"fb.1.1.2"},"custom_data":{"value":10,"currency":"EUR"}}]}`
 	post := func(vendor, envelope, body string) *response {
-		h := map[string]string{"Content-Type": "application/json"}
+		h := map[string]string{"Content-Type": "application/json", "Authorization": "Bearer " + envelopeToken}
 		if envelope != "" {
 			h["Consent-Envelope"] = envelope
 		}
@@ -222,6 +224,20 @@ func TestEnvelopeRoutes(t *testing.T) {
 		{"unknown vendor", "snap", "gcs=G111", meta, 404, "unknown_path"},
 		{"ad_storage denied blocks meta", "meta", "gcs=G100&gcd=13q3q3q2q5l1&region=DE", meta, 200, `"action":"block"`},
 		{"ad_user_data denied", "meta", "gcs=G111&gcd=13r3r3q2r5l1&region=DE", meta, 202, `"action":"send+no_user_data"`},
+	}
+	// Only the merchant's backends, holding the envelope token, may spend
+	// its vendor tokens.
+	for _, auth := range []string{"", "Bearer wrong-token-0123456789", "Basic " + envelopeToken} {
+		h := map[string]string{"Content-Type": "application/json", "Consent-Envelope": "gcs=G111&gcd=13r3r3r2r5l1&region=US"}
+		if auth != "" {
+			h["Authorization"] = auth
+		}
+		if r := g.do(fromVisitor, "POST", "/vendors/meta/events", h, meta); r.Status != fasthttp.StatusUnauthorized {
+			t.Errorf("Authorization %q: %d %q, want 401", auth, r.Status, r.Body)
+		}
+	}
+	if r := g.do(fromVisitor, "GET", "/vendors/meta/events", map[string]string{"Authorization": "Bearer " + envelopeToken}, ""); r.Status != fasthttp.StatusMethodNotAllowed || r.get("Allow") != "POST" {
+		t.Errorf("GET: %d, Allow %q", r.Status, r.get("Allow"))
 	}
 	for _, tt := range tests {
 		r := post(tt.vendor, tt.envelope, tt.body)
@@ -296,4 +312,18 @@ func metricsText(g *gateway) string {
 	var b strings.Builder
 	g.m.set.WritePrometheus(&b)
 	return b.String()
+}
+
+// TestEnvelopeRoutesOffWithoutToken: without vendors.envelope_token the
+// routes do not exist, whatever the caller presents.
+func TestEnvelopeRoutesOffWithoutToken(t *testing.T) {
+	t.Parallel()
+	g := newGateway(t, "vendors: {meta: {enabled: true, id: \"1\", token: meta-token-0123, endpoint: \"http://vendors.test\"}}\n")
+	r := g.do(fromVisitor, "POST", "/vendors/meta/events", map[string]string{"Consent-Envelope": "gcs=G111", "Authorization": "Bearer x"}, `{"data":[]}`)
+	if r.Status != fasthttp.StatusNotFound {
+		t.Errorf("%d %q, want 404", r.Status, r.Body)
+	}
+	if n := len(g.up.requests()); n != 0 {
+		t.Errorf("%d requests left", n)
+	}
 }
