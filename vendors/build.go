@@ -221,15 +221,42 @@ func (g *Gateway) apply(v consentmode.Vendor, c consentmode.VendorCall, ev map[s
 			delete(o, k)
 			continue
 		}
-		if r, found := w.RedactEmails(nil, []byte(u)); found {
-			u = string(r)
-		}
 		if c.Flags.Has(consentmode.FlagNoIDs) {
 			u = stripClickIDs(u)
 		}
 		o[k] = u
 	}
+	redactEmails(ev, w)
 	return true
+}
+
+// redactEmails redacts e-mail addresses from every string of v (a decoded
+// JSON value), as consentmode does from every value Google gets: page
+// URLs, titles, item names, the user agent and whatever a merchant's
+// payload carries.
+func redactEmails(v any, w *consentmode.Work) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if s, ok := e.(string); ok {
+				if r, found := w.RedactEmails(nil, []byte(s)); found {
+					x[k] = string(r)
+				}
+				continue
+			}
+			redactEmails(e, w)
+		}
+	case []any:
+		for i, e := range x {
+			if s, ok := e.(string); ok {
+				if r, found := w.RedactEmails(nil, []byte(s)); found {
+					x[i] = string(r)
+				}
+				continue
+			}
+			redactEmails(e, w)
+		}
+	}
 }
 
 func contains(list []string, s string) bool {

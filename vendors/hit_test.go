@@ -5,7 +5,11 @@ import (
 	"go/token"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/consentgate/consentgate/consentmode"
 )
@@ -137,4 +141,61 @@ func TestImports(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestBuildRedactsEveryEmail: an e-mail address in any value of the hit
+// (the page title, an item name, the user agent) leaves redacted, as it
+// does from every value Google gets; the same for a merchant's payload.
+func TestBuildRedactsEveryEmail(t *testing.T) {
+	t.Parallel()
+	g, err := New(Options{Config: testConfig(t, "https://api.example")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := consentmode.VendorFacts{Consent: state(G, G, G)}
+	h := purchaseHit()
+	h.Query = []byte("v=2&en=purchase&ep.event_id=e1&dt=Account%20of%20jane%40example.com&pr1=idSKU-1~nmGift%20for%20jane%40example.com~pr5&dl=https%3A%2F%2Fshop.example%2Fdone")
+	h.UserAgent = []byte("Mozilla/5.0 (contact jane@example.com)")
+	calls, _ := g.Preview(g.Plan(&f, h.Query, h.Body), h)
+	if len(calls) != 3 {
+		t.Fatalf("%d calls", len(calls))
+	}
+	for _, c := range calls {
+		if strings.Contains(string(c.Body), "jane") {
+			t.Errorf("%s: an e-mail address left: %s", c.Vendor, c.Body)
+		}
+	}
+	fake := &recordingSink{}
+	g2, err := New(Options{Config: testConfig(t, "https://api.example"), Sink: func(consentmode.Vendor, string, string) (Sink, error) { return fake, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g2.Close()
+	payload := `{"data":[{"event_name":"Purchase","event_time":1,"action_source":"website","event_source_url":"https://shop.example/?u=jane@example.com",` +
+		`"user_data":{"client_user_agent":"UA jane@example.com"},"custom_data":{"content_name":"jane@example.com"}}]}`
+	if _, err := g2.Forward(consentmode.VendorMeta, consentmode.VendorCall{Action: consentmode.VendorSend}, []byte(payload), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if b := fake.bodies(); len(b) != 1 || strings.Contains(b[0], "jane") {
+		t.Errorf("forwarded: %q", b)
+	}
+}
+
+// recordingSink keeps the body of every call it takes.
+type recordingSink struct {
+	mu sync.Mutex
+	b  []string
+}
+
+func (s *recordingSink) Accept(_ int, out *fasthttp.Request, _, _ []byte, _ time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b = append(s.b, string(out.Body()))
+	return nil
+}
+
+func (s *recordingSink) bodies() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.b...)
 }
