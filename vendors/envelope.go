@@ -41,8 +41,9 @@ func malformed(format string, args ...any) error {
 // ParseEnvelope reads a Consent-Envelope value, a query string such as
 // gcs=G111&gcd=13r3r3r2r5l1&gdpr=1&gdpr_consent=…&gpc=1&region=DE.
 // Unknown or repeated keys, bad escapes, a gpc other than 0 or 1, a bad
-// region and more than MaxEnvelope bytes are errors; so is an empty
-// value. The result does not refer to b. Errors name keys, never values.
+// region and more than MaxEnvelope bytes are errors; so are an empty
+// value and one that states no consent (only gpc, npa, gdpr or region:
+// the region's default would decide, which may grant). The result does not refer to b. Errors name keys, never values.
 func ParseEnvelope(b []byte) (Envelope, error) {
 	var e Envelope
 	if len(b) == 0 {
@@ -97,6 +98,15 @@ func ParseEnvelope(b []byte) (Envelope, error) {
 			return Envelope{}, malformed("%s repeated", k)
 		}
 		seen |= bit
+	}
+	// A call whose envelope states no consent would take the region's
+	// default: fail closed, as the envelope is missing.
+	var state uint16
+	for _, k := range []string{"gcs", "gcd", "gdpr_consent", "gpp", "us_privacy"} {
+		state |= 1 << index(envelopeKeys, k)
+	}
+	if seen&state == 0 {
+		return Envelope{}, malformed("no consent state (gcs, gcd, gdpr_consent, gpp or us_privacy)")
 	}
 	e.Query = q
 	return e, nil
