@@ -43,7 +43,8 @@ type vendorsDoc struct {
 	Enabled []string        `json:"enabled"`
 	GVL     gvlDoc          `json:"gvl"`
 	Rules   []vendorRuleDoc `json:"rules"`
-	Events  []vendorEvent   `json:"events"`
+	// Events is keyed by GA4 event name (rules --diff names them).
+	Events map[string]vendorEvent `json:"events"`
 }
 
 type gvlDoc struct {
@@ -61,7 +62,6 @@ type vendorRuleDoc struct {
 }
 
 type vendorEvent struct {
-	GA4        string            `json:"ga4"`
 	Names      map[string]string `json:"names"`
 	Conversion bool              `json:"conversion"`
 }
@@ -204,7 +204,7 @@ func buildRulesDoc(cfg *config.Config) *rulesDoc {
 
 func buildVendorsDoc(cfg *config.Config) vendorsDoc {
 	g := consentmode.VendorGVL
-	d := vendorsDoc{Enabled: []string{}, GVL: gvlDoc{g.VendorListVersion, g.TCFPolicyVersion, g.LastUpdated, map[string]int{}}}
+	d := vendorsDoc{Enabled: []string{}, Events: map[string]vendorEvent{}, GVL: gvlDoc{g.VendorListVersion, g.TCFPolicyVersion, g.LastUpdated, map[string]int{}}}
 	for v := range consentmode.Vendor(consentmode.NumVendors) {
 		if cfg.Vendors.On[v] != nil {
 			d.Enabled = append(d.Enabled, v.String())
@@ -221,15 +221,14 @@ func buildVendorsDoc(cfg *config.Config) vendorsDoc {
 		d.Rules = append(d.Rules, rd)
 	}
 	for name, e := range cfg.Vendors.Events {
-		ed := vendorEvent{GA4: name, Names: map[string]string{}, Conversion: e.Conversion}
+		ed := vendorEvent{Names: map[string]string{}, Conversion: e.Conversion}
 		for v, n := range e.Name {
 			if n != "" {
 				ed.Names[consentmode.Vendor(v).String()] = n
 			}
 		}
-		d.Events = append(d.Events, ed)
+		d.Events[name] = ed
 	}
-	sort.Slice(d.Events, func(i, j int) bool { return d.Events[i].GA4 < d.Events[j].GA4 })
 	return d
 }
 
@@ -258,8 +257,9 @@ func writeVendorsMarkdown(w io.Writer, d *rulesDoc) {
 		fmt.Fprintf(w, " %s |\n", cell(r.Why))
 	}
 	fmt.Fprintf(w, "\n| GA4 event | %s | conversion |\n|---|---|---|---|---|\n", strings.Join(names, " | "))
-	for _, e := range v.Events {
-		fmt.Fprintf(w, "| `%s` |", e.GA4)
+	for _, name := range sortedKeys(v.Events) {
+		e := v.Events[name]
+		fmt.Fprintf(w, "| `%s` |", name)
 		for _, n := range names {
 			x := e.Names[n]
 			if x == "" {
