@@ -395,7 +395,7 @@ func flatten(f *file) map[string]string {
 // the policy version.
 // log.decisions.signing_key is listed ahead of the key itself.
 var secretKeys = map[string]bool{"cookieless.secret": true, "admin.token": true, "log.decisions.kafka.sasl.password": true, "log.decisions.signing_key": true,
-	"vendors.meta.token": true, "vendors.microsoft.token": true, "vendors.tiktok.token": true}
+	"vendors.envelope_token": true, "vendors.meta.token": true, "vendors.microsoft.token": true, "vendors.tiktok.token": true}
 
 // scalarText writes a leaf value as YAML would: durations with their unit.
 func scalarText(v reflect.Value) string {

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
@@ -25,6 +26,10 @@ type Vendors struct {
 	EventIDParam string
 	// BatchMaxEvents bounds the events of one vendor call.
 	BatchMaxEvents int
+	// EnvelopeToken is the bearer token merchants' backends present on
+	// the envelope routes (/vendors/<name>/events); "" turns the routes
+	// off. Never logged, never in Settings.
+	EnvelopeToken string
 }
 
 // Any reports whether a vendor is on.
@@ -62,6 +67,7 @@ type VendorEvent struct {
 }
 
 type vendorsFile struct {
+	EnvelopeToken  string            `mapstructure:"envelope_token"`
 	EventIDParam   string            `mapstructure:"event_id_param"`
 	BatchMaxEvents int               `mapstructure:"batch_max_events"`
 	Events         []vendorEventFile `mapstructure:"events"`
@@ -98,7 +104,15 @@ var gaEventName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,39}$`)
 func buildVendors(c *Config, f *vendorsFile) []error {
 	var ps []error
 	v := &c.Vendors
-	v.EventIDParam, v.BatchMaxEvents = f.EventIDParam, f.BatchMaxEvents
+	v.EventIDParam, v.BatchMaxEvents, v.EnvelopeToken = f.EventIDParam, f.BatchMaxEvents, f.EnvelopeToken
+	if tok := f.EnvelopeToken; tok != "" {
+		if msg := weakSecret(tok); msg != "" || strings.ContainsAny(tok, " \t\r\n") {
+			if msg == "" {
+				msg = "holds spaces or line breaks"
+			}
+			ps = append(ps, problem("vendors.envelope_token", "%s: generate one with `openssl rand -hex 32`", msg))
+		}
+	}
 	files := [consentmode.NumVendors]*vendorFile{consentmode.VendorMeta: &f.Meta, consentmode.VendorMicrosoft: &f.Microsoft, consentmode.VendorTikTok: &f.TikTok}
 	for i, vf := range files {
 		name := consentmode.Vendor(i).String()
@@ -136,6 +150,9 @@ func buildVendors(c *Config, f *vendorsFile) []error {
 		} else {
 			u.Path = ""
 			o.Endpoint = u
+			if u.Scheme == "http" && !Loopback(net.JoinHostPort(u.Hostname(), "80")) {
+				c.Warnings = append(c.Warnings, fmt.Sprintf("%s.endpoint %s is plain http: the API token and the visitors' data would cross the network unencrypted", key, vf.Endpoint))
+			}
 		}
 		if consentmode.Vendor(i) == consentmode.VendorMeta && !regexp.MustCompile(`^v[0-9]{1,3}\.[0-9]{1,2}$`).MatchString(vf.APIVersion) {
 			ps = append(ps, problem(key+".api_version", "%q is not a Graph API version such as v25.0", vf.APIVersion))

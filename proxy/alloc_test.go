@@ -73,3 +73,37 @@ func TestQueueAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestQueueAllocsVendorsOn: with the other vendors on, a GA4 hit whose
+// event maps to none of them (page_view by default) costs no allocation
+// more: the vendor plan is made, finds nothing, and nothing is offered.
+func TestQueueAllocsVendorsOn(t *testing.T) {
+	t.Setenv("CONSENTGATE_VENDORS_MICROSOFT_ENABLED", "true")
+	t.Setenv("CONSENTGATE_VENDORS_MICROSOFT_ID", "187000001")
+	t.Setenv("CONSENTGATE_VENDORS_MICROSOFT_TOKEN", "ms-token-0123")
+	t.Setenv("CONSENTGATE_VENDORS_META_ENABLED", "true")
+	t.Setenv("CONSENTGATE_VENDORS_META_ID", "1234")
+	t.Setenv("CONSENTGATE_VENDORS_META_TOKEN", "meta-token-0123")
+	g := newBenchQueueGateway(t)
+	if g.h.vendors == nil {
+		t.Fatal("vendors are off")
+	}
+	req := benchRequest(benchHits["GA4Granted"])
+	var ctx fasthttp.RequestCtx
+	serve := func() {
+		g.serve(&ctx, req, fromProxy)
+		for !g.h.delivery.Idle() {
+			goruntime.Gosched()
+		}
+	}
+	for range 4 * g.h.Config().Delivery.Workers {
+		serve()
+	}
+	n := testing.AllocsPerRun(500, serve)
+	for range 2 {
+		n = min(n, testing.AllocsPerRun(500, serve))
+	}
+	if n > maxProxyAllocs {
+		t.Errorf("%v allocations per queued hit with vendors on, pinned at %d", n, maxProxyAllocs)
+	}
+}

@@ -37,6 +37,9 @@ type Explanation struct {
 	// rows of the vendor mapping that decided each vendor's call.
 	VendorCalls []vendors.Call      `json:"vendor_calls,omitempty"`
 	VendorWhy   map[string][]string `json:"vendor_why,omitempty"`
+	// VendorSkipped counts, per vendor, the hit's events that would not
+	// leave although the call is send (conversions only; incomplete).
+	VendorSkipped map[string]vendors.Skip `json:"vendor_skipped,omitempty"`
 	// Decision is the decision itself, for audit's invariant checks.
 	Decision consentmode.Decision `json:"-"`
 }

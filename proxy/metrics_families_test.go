@@ -22,7 +22,8 @@ import (
 // placeholder; and Families, which docs/operators.md's table lists, holds
 // exactly the families such a gateway shows.
 func TestMetricsHelpEveryFamily(t *testing.T) {
-	t.Parallel()
+	// Not parallel: ExposeMetadata is global, and a parallel test's
+	// deferred reset would hide the metadata from this one.
 	metrics.ExposeMetadata(true)
 	defer metrics.ExposeMetadata(false)
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, kafkaTopic))
@@ -31,6 +32,7 @@ func TestMetricsHelpEveryFamily(t *testing.T) {
 	}
 	defer cluster.Close()
 	cfg := strings.Replace(kafkaConfig(cluster.ListenAddrs(), ""), "delivery: {ga4: sync,", fmt.Sprintf("delivery: {ga4: queue, spool: {dir: %q},", t.TempDir()), 1)
+	cfg += "vendors: {meta: {enabled: true, id: \"1\", token: token-1234, endpoint: \"http://127.0.0.1:9\"}}\n"
 	g, closeGateway := newKafkaGateway(t, cfg)
 	defer closeGateway()
 	if err := g.h.StartDelivery(); err != nil {

@@ -14,7 +14,8 @@ import (
 // TestMetricsHelp: every series on /metrics has a # HELP line with text,
 // and each of the gateway's own families has a text written for it.
 func TestMetricsHelp(t *testing.T) {
-	t.Parallel()
+	// Not parallel: ExposeMetadata is global, and a parallel test's
+	// deferred reset would hide the metadata from this one.
 	metrics.ExposeMetadata(true)
 	defer metrics.ExposeMetadata(false)
 	var buf bytes.Buffer

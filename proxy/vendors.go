@@ -101,13 +101,19 @@ func (h *Handler) serveEnvelope(ctx *fasthttp.RequestCtx, rt *snapshot, rest []b
 	cfg := rt.cfg
 	name, tail, _ := bytes.Cut(rest, []byte("/"))
 	v, ok := consentmode.ParseVendor(string(name))
-	if !ok || string(tail) != "events" || h.vendors == nil || cfg.Vendors.On[v] == nil {
+	if !ok || string(tail) != "events" || h.vendors == nil || cfg.Vendors.On[v] == nil || cfg.Vendors.EnvelopeToken == "" {
 		h.writeError(ctx, errVendorNotFound, -1)
 		return
 	}
+	// The routes spend the merchant's vendor tokens: only its own
+	// backends, holding vendors.envelope_token, may call them.
+	if !bearer(ctx.Request.Header.Peek("Authorization"), cfg.Vendors.EnvelopeToken) {
+		h.writeError(ctx, errUnauthorized, -1)
+		return
+	}
 	if !ctx.IsPost() {
-		ctx.Response.Header.Set("Allow", "POST")
 		h.writeError(ctx, errMethod, -1)
+		ctx.Response.Header.Set("Allow", "POST")
 		return
 	}
 	raw := ctx.Request.Header.Peek(envelopeHeader)
@@ -215,6 +221,15 @@ func (h *Handler) explainVendors(e *Explanation, p *prepared, req *fasthttp.Requ
 	}
 	if p.vendors.Sends() {
 		hit := vendorHit(req, cookie, p.now, client, reg)
-		e.VendorCalls = h.vendors.Preview(p.vendors, &hit)
+		var skips [consentmode.NumVendors]vendors.Skip
+		e.VendorCalls, skips = h.vendors.Preview(p.vendors, &hit)
+		for v, s := range skips {
+			if s != (vendors.Skip{}) {
+				if e.VendorSkipped == nil {
+					e.VendorSkipped = map[string]vendors.Skip{}
+				}
+				e.VendorSkipped[consentmode.Vendor(v).String()] = s
+			}
+		}
 	}
 }

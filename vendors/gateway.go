@@ -354,14 +354,24 @@ type Call struct {
 	Body   json.RawMessage `json:"body"`
 }
 
+// Skip counts a vendor's events of a hit that do not leave although its
+// call is send: left out by the consent (conversions_only), or missing a
+// field the API requires (cause "incomplete").
+type Skip struct {
+	Consent    int `json:"by_consent,omitempty"`
+	Incomplete int `json:"incomplete,omitempty"`
+}
+
 // Preview returns the calls hit h would make under plan p, built by the
-// builder's code, the token replaced by "REDACTED". Nothing is sent or
-// counted.
-func (g *Gateway) Preview(p Plan, h *Hit) []Call {
+// builder's code, the token replaced by "REDACTED", and per vendor the
+// events that would not leave. Nothing is sent or counted.
+func (g *Gateway) Preview(p Plan, h *Hit) ([]Call, [consentmode.NumVendors]Skip) {
 	var w consentmode.Work
 	b := g.build(&p, h, &w)
 	var out []Call
+	var skips [consentmode.NumVendors]Skip
 	for v := range consentmode.Vendor(consentmode.NumVendors) {
+		skips[v] = Skip{Consent: b[v].dropped, Incomplete: b[v].incomplete}
 		evs := b[v].events
 		for len(evs) > 0 {
 			n := min(len(evs), g.max)
@@ -375,5 +385,5 @@ func (g *Gateway) Preview(p Plan, h *Hit) []Call {
 			evs = evs[n:]
 		}
 	}
-	return out
+	return out, skips
 }

@@ -68,7 +68,7 @@ func TestBuildKeepsDataHome(t *testing.T) {
 	h := purchaseHit()
 	h.Query = []byte("v=2&en=purchase&uid=jane%40example.com&em=tv.1~em.jane%40example.com&dl=https%3A%2F%2Fshop.example%2F%3Ffbclid%3DURLCLICK&dr=https%3A%2F%2Fmail.example%2F%3Fto%3Djane%40example.com")
 	h.Cookie = []byte("_fbc=fb.1.1.COOKIECLICK; _uetmsclkid=_uetMSCOOKIE1")
-	calls := g.Preview(g.Plan(&f, h.Query, h.Body), h)
+	calls, _ := g.Preview(g.Plan(&f, h.Query, h.Body), h)
 	if len(calls) != 3 {
 		t.Fatalf("%d calls", len(calls))
 	}

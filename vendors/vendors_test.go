@@ -192,7 +192,7 @@ func TestGolden(t *testing.T) {
 			facts := cc.facts(t)
 			h := purchaseHit()
 			p := g.Plan(&facts, h.Query, h.Body)
-			preview := g.Preview(p, h)
+			preview, _ := g.Preview(p, h)
 			if !g.Offer(p, h) {
 				t.Fatal("Offer refused the hit")
 			}
@@ -265,7 +265,8 @@ func FuzzPreview(f *testing.F) {
 	f.Fuzz(func(t *testing.T, q, body, cookie []byte, cs uint8) {
 		facts := facts[int(cs)%len(facts)]
 		h := &Hit{At: time.Unix(1765100000, 0), Query: q, Body: body, Cookie: cookie, UserAgent: []byte("UA/1")}
-		for _, c := range g.Preview(g.Plan(&facts, q, body), h) {
+		calls, _ := g.Preview(g.Plan(&facts, q, body), h)
+		for _, c := range calls {
 			v, _ := consentmode.ParseVendor(c.Vendor)
 			var doc map[string]any
 			d := json.NewDecoder(bytes.NewReader(c.Body))

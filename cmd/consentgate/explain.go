@@ -184,6 +184,12 @@ func printVendors(w io.Writer, e *proxy.Explanation) {
 				fmt.Fprintf(w, "         %s %s (%d event(s), queued after the browser is answered)\n         %s\n", c.Method, c.URL, c.Events, c.Body)
 			}
 		}
+		if s := e.VendorSkipped[name]; s.Consent > 0 {
+			fmt.Fprintf(w, "         %d event(s) left out: not conversions (conversions_only)\n", s.Consent)
+		}
+		if s := e.VendorSkipped[name]; s.Incomplete > 0 {
+			fmt.Fprintf(w, "         %d event(s) left out: a field the API requires is missing (such as the page URL or the user agent)\n", s.Incomplete)
+		}
 	}
 }
 

@@ -68,5 +68,13 @@
         send('scroll', 'beacon', { 'epn.percent_scrolled': '90' }),
       ]);
     };
+    // A purchase as gtag sends it, with the event id the vendors' browser
+    // pixels would send too (de-duplication) and an item.
+    window.purchase = function (eventID) {
+      return send('purchase', 'fetch', {
+        'ep.event_id': eventID, 'ep.transaction_id': 'T-' + eventID, 'epn.value': '59.90', cu: 'EUR',
+        pr1: 'idSKU-1~nmShirt~pr29.95~qt2',
+      });
+    };
   };
 })();
