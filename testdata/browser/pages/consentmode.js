@@ -42,16 +42,6 @@
       .catch((e) => window.tagErrors.push(en + ': ' + e));
   }
 
-  // purchase sends a GA4 purchase the way gtag does for
-  // gtag('event', 'purchase', {event_id, transaction_id, value, currency, items}):
-  // event_id is the id the vendors' pixels would send too (de-duplication).
-  window.purchase = function (eventID) {
-    return send('purchase', 'fetch', {
-      'ep.event_id': eventID, 'ep.transaction_id': eventID, 'epn.value': '42.5', cu: 'EUR',
-      pr1: 'idSKU-1~nmShirt~pr42.5~qt1',
-    });
-  };
-
   window.startTag = function () {
     window.tagReady = send('page_view', 'fetch');
     window.onConsentChoice = function (c) {
