@@ -35,6 +35,7 @@ type gwConfig struct {
 	queueSize    int
 	workers      int
 	maxAge       time.Duration
+	vendors      string // optional: a vendors: section, appended as written
 }
 
 func defaultGWConfig(t *testing.T, up *fakeUpstream) gwConfig {
@@ -69,7 +70,7 @@ delivery:
     max_bytes: %d
     segment_bytes: %d
     sync_interval: %s
-`, c.listen, c.upstream, ga4Mode(), c.maxAge, c.queueSize, c.workers, c.spoolDir, c.spoolMax, c.spoolSegment, c.syncInterval)
+`, c.listen, c.upstream, ga4Mode(), c.maxAge, c.queueSize, c.workers, c.spoolDir, c.spoolMax, c.spoolSegment, c.syncInterval) + c.vendors
 }
 
 // ga4Mode is the GA4 delivery mode under test: queue, unless

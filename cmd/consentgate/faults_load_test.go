@@ -29,6 +29,8 @@ type loadSpec struct {
 	secretEvery int
 	// pad adds an ep.pad parameter of this many bytes to every GET.
 	pad int
+	// query is appended to every request's query string ("&dl=...").
+	query string
 }
 
 // reqResult is what happened to one request.
@@ -79,7 +81,7 @@ func startLoad(t *testing.T, spec loadSpec) *load {
 	if spec.pad > 0 {
 		pad = "&ep.pad=" + strings.Repeat("p", spec.pad)
 	}
-	base := "http://" + spec.target + "/g/collect?v=2&tid=G-TEST123"
+	base := "http://" + spec.target + "/g/collect?v=2&tid=G-TEST123" + spec.query
 	for i := range spec.count {
 		switch {
 		case spec.postEvery > 0 && i%spec.postEvery == spec.postEvery-1:

@@ -9,7 +9,8 @@
 //   page      http://shop.test:18480          127.0.0.21 (this process)
 //   edge      http://metrics.shop.test:18481  127.0.0.22 (this process: the load balancer, sets the geo header)
 //   gateway   127.0.0.23:18482                 the binary, GATEWAY_BIN
-//   upstream  127.0.0.24:18484                 (this process: records what Google would get)
+//   upstream  127.0.0.24:18484                 (this process: records what Google would get, and
+//                                             the Meta, Microsoft and TikTok API calls: their endpoint)
 //
 // Run it with `make test-browser` (testdata/browser/run.sh).
 
@@ -129,6 +130,24 @@ async function until(what, fn, ms = 8000) {
   }
 }
 
+// The vendors (docs/vendors.md), all pointed at the recording upstream.
+const vendor = {
+  meta: { id: '1234567890123', token: 'browser-meta-token', path: '/v25.0/1234567890123/events', idKey: 'event_id' },
+  microsoft: { id: '187000001', token: 'browser-microsoft-token', path: '/v1/187000001/events', idKey: 'eventId' },
+  tiktok: { id: 'CBROWSERPIXEL1', token: 'browser-tiktok-token', path: '/open_api/v1.3/event/track/', idKey: 'event_id' },
+};
+
+// vendorEvents returns the events vendor v's API received, each with
+// the call (headers, parsed JSON body) that carried it.
+function vendorEvents(v) {
+  return received
+    .filter((r) => new URL(r.url, 'http://x').pathname === vendor[v].path)
+    .flatMap((r) => {
+      const json = JSON.parse(r.body);
+      return (json.data || []).map((e) => ({ call: { ...r, json }, e }));
+    });
+}
+
 // hit is one /g/collect request the upstream received, with its query parsed.
 function hits() {
   return received
@@ -164,10 +183,15 @@ consent:
       keys: {analytics_storage: categories}
       granted: ['["necessary","analytics"]', '["necessary","analytics","ads"]']
       denied: ['["necessary"]', '["necessary","ads"]']
+vendors:
+  meta: {enabled: true, id: "${vendor.meta.id}", token: "${vendor.meta.token}", endpoint: "http://${ip.upstream}:${port.upstream}"}
+  microsoft: {enabled: true, id: "${vendor.microsoft.id}", token: "${vendor.microsoft.token}", endpoint: "http://${ip.upstream}:${port.upstream}"}
+  tiktok: {enabled: true, id: "${vendor.tiktok.id}", token: "${vendor.tiktok.token}", endpoint: "http://${ip.upstream}:${port.upstream}"}
 `);
 
 let gateway;
 let browser;
+let logOffset = 0; // the decision log's size when the scenario started
 const failures = [];
 
 async function main() {
@@ -221,6 +245,7 @@ async function run(s) {
   region = s.region;
   dropP = !!s.dropP;
   received = [];
+  logOffset = fs.existsSync(decisions) ? fs.statSync(decisions).size : 0;
   const ctx = await browser.newContext();
   const page = await ctx.newPage();
   page.setDefaultTimeout(8000);
@@ -270,6 +295,28 @@ function assertCookieless(h, sent, why) {
 
 function assertNoEmail(h) {
   assert.ok(!decodeURIComponent(h.url).includes('jo@example.com'), `e-mail address reached the upstream: ${h.url}`);
+}
+
+// purchaseAfter clicks button on the gtag-style page, waits for the
+// hits of the choice, and buys: a GA4 purchase with event id orderID.
+async function purchaseAfter(page, button, orderID) {
+  await page.evaluate(() => window.tagReady);
+  await choose(page, button);
+  await page.waitForFunction(() => window.tagChoice);
+  await page.evaluate(() => window.tagChoice);
+  await page.evaluate((id) => window.purchase(id), orderID);
+}
+
+// vendorLines waits for the decision log's lines of this scenario that
+// carry vendor calls (only hits whose events map to a vendor do) and
+// returns them parsed.
+async function vendorLines() {
+  return until('a decision log line with vendor calls', () => {
+    if (!fs.existsSync(decisions)) return null;
+    const text = fs.readFileSync(decisions).subarray(logOffset).toString('utf8');
+    const lines = text.slice(0, text.lastIndexOf('\n') + 1).split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((l) => l.vendors);
+    return lines.length ? lines : null;
+  });
 }
 
 async function choose(page, button) {
@@ -389,6 +436,77 @@ const scenarios = [
       assert.equal(revokeE.q.get('gcs'), 'G100');
       const revokeS = byEvent(hs, 'scroll')[1];
       assertCookieless(revokeS, sent, 'beacon after the revoke');
+    },
+  },
+  {
+    // The purchase leaves for Google and, under the same consent, for
+    // Meta, Microsoft and TikTok: once each, with the GA4 event id (the
+    // id their browser pixels send too, for de-duplication).
+    name: 'gtag-style page, DE: accept all, then a purchase reaches each vendor once',
+    page: '/gtag.html',
+    region: 'DE',
+    hits: 4,
+    orderID: 'ord-accept-' + Date.now(),
+    act: async function (page) {
+      await purchaseAfter(page, 'Accept all', this.orderID);
+    },
+    check: async function (hs) {
+      const p = byEvent(hs, 'purchase')[0];
+      assert.equal(p.q.get('ep.event_id'), this.orderID, 'the GA4 purchase carries the event id');
+      assert.equal(p.q.get('gcs'), 'G111');
+      await until('the purchase at each vendor', () => Object.keys(vendor).every((v) => vendorEvents(v).length > 0));
+      for (const v of Object.keys(vendor)) {
+        const evs = vendorEvents(v);
+        assert.equal(evs.length, 1, `${v}: ${evs.length} events, want the purchase once`);
+        const { call, e } = evs[0];
+        assert.equal(e[vendor[v].idKey], p.q.get('ep.event_id'), `${v}: event id differs from the GA4 hit's`);
+        assert.ok(!call.body.includes('jo@example.com'), `${v}: an e-mail address left`);
+      }
+      assert.equal(vendorEvents('meta')[0].call.json.access_token, vendor.meta.token, 'meta: access_token in the body');
+      assert.equal(vendorEvents('meta')[0].e.event_name, 'Purchase');
+      assert.equal(vendorEvents('microsoft')[0].call.headers.authorization, `Bearer ${vendor.microsoft.token}`);
+      assert.equal(vendorEvents('microsoft')[0].e.adStorageConsent, 'G');
+      assert.equal(vendorEvents('tiktok')[0].call.headers['access-token'], vendor.tiktok.token);
+      assert.equal(vendorEvents('tiktok')[0].e.event, 'CompletePayment');
+      const [line] = await vendorLines();
+      assert.deepEqual(line.vendors, { meta: 'send', microsoft: 'send', tiktok: 'send' }, 'the decision log\'s vendor calls');
+    },
+  },
+  {
+    // Reject: Meta and TikTok have no cookieless mode and get nothing;
+    // Microsoft gets the conversion with adStorageConsent "D", no ids and
+    // no user data.
+    name: 'gtag-style page, DE: reject all, then a purchase reaches Microsoft only, without ids',
+    page: '/gtag.html?msclkid=MSCLKTEST',
+    region: 'DE',
+    hits: 4,
+    orderID: 'ord-reject-' + Date.now(),
+    act: async function (page) {
+      await purchaseAfter(page, 'Reject all', this.orderID);
+    },
+    check: async function (hs, sent) {
+      const p = byEvent(hs, 'purchase')[0];
+      assertCookieless(p, sent, 'purchase');
+      assert.equal(p.q.get('gcs'), 'G100');
+      assert.equal(p.q.get('ep.event_id'), this.orderID);
+      await until('the purchase at Microsoft', () => vendorEvents('microsoft').length > 0);
+      const ms = vendorEvents('microsoft');
+      assert.equal(ms.length, 1, `microsoft: ${ms.length} events, want the purchase once`);
+      const { call, e } = ms[0];
+      assert.equal(e.eventId, this.orderID);
+      assert.equal(e.adStorageConsent, 'D');
+      assert.equal(call.headers.authorization, `Bearer ${vendor.microsoft.token}`);
+      for (const k of ['msclkid', 'anonymousId', 'em', 'ph', 'externalId', 'clientIpAddress']) {
+        assert.equal(e.userData?.[k], undefined, `microsoft: userData.${k} on a denied purchase`);
+      }
+      assert.ok(!call.body.includes('MSCLKTEST'), 'microsoft: the click id left (in the page URL?)');
+      assert.ok(!call.body.includes('jo@example.com'), 'microsoft: an e-mail address left');
+      for (const v of ['meta', 'tiktok']) assert.deepEqual(vendorEvents(v), [], `${v} got an event after "Reject all"`);
+      // Blocked, not merely late: the decision says so.
+      const [line] = await vendorLines();
+      assert.equal(line.vendors.meta, 'block');
+      assert.equal(line.vendors.tiktok, 'block');
+      assert.match(line.vendors.microsoft, /^send\+no_ids/);
     },
   },
   {
