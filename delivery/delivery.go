@@ -253,12 +253,20 @@ func (d *Delivery) Lane(up Upstream) (*Lane, error) {
 	if d.closed {
 		return nil, ErrClosed
 	}
+	if up.Merge == nil && d.cfg.MergeOf != nil {
+		up.Merge, up.Batch = d.cfg.MergeOf(up.Scheme, up.Host)
+	}
 	l := &Lane{d: d, key: key, up: up, ch: make(chan *queued, d.cfg.QueueSize), wake: make(chan struct{}, 1), more: make(chan struct{}, 1), room: make(chan struct{}, 1), retryKick: make(chan struct{}, 1)}
 	// pipeline_conns connections, each carrying its share of the workers'
 	// window; 0: a connection per worker, one hit at a time.
 	conns, window := d.cfg.Workers, 1
 	if n := min(d.cfg.PipelineConns, d.cfg.Workers); n > 0 {
 		conns, window = n, max((d.cfg.Workers+n-1)/n, 1)
+	}
+	if up.Merge != nil && up.Batch > 1 {
+		// Coalescing: each sender has one merged request of up to Batch
+		// hits in flight (sender.room).
+		conns, window = max(min(d.cfg.PipelineConns, d.cfg.Workers), 1), up.Batch
 	}
 	for range conns {
 		l.senders = append(l.senders, &sender{l: l, window: window})
@@ -464,6 +472,13 @@ type queued struct {
 	sent    int64  // last written to a connection, Unix nanoseconds
 	due     int64  // when waiting for a retry: not before, Unix nanoseconds
 	attempt int32  // attempts that failed
+	// parts, on a merged request of a coalescing lane (merge.go), are the
+	// hits it carries; the merged request itself is not spooled, counted
+	// or settled.
+	parts []*queued
+	// alone marks a hit of a merged request the upstream refused: it is
+	// sent on its own from then on, so that only a bad hit is dropped.
+	alone bool
 }
 
 // freeQueued keeps finished hits and their payload buffers for reuse. A
@@ -487,7 +502,9 @@ func putQueued(q *queued) {
 		q.payload = nil // do not keep large buffers
 	}
 	q.payload, q.wire = q.payload[:0], nil
-	q.attempt, q.due = 0, 0
+	q.attempt, q.due, q.alone = 0, 0, false
+	clear(q.parts)
+	q.parts = q.parts[:0]
 	select {
 	case freeQueued <- q:
 	default:

@@ -52,6 +52,11 @@ type Options struct {
 	// Client returns the client of an upstream found in the spool at
 	// start (a lane left by an earlier run).
 	Client func(scheme, host string) *fasthttp.HostClient
+	// MergeOf, when set, says whether an upstream's lane coalesces
+	// (Upstream.Merge and Batch; nil: it does not). It is asked when a
+	// lane is made without a Merge of its own, so that a lane left in the
+	// spool by an earlier run coalesces too.
+	MergeOf func(scheme, host string) (MergeFunc, int)
 }
 
 func (o *Options) defaults() {
@@ -95,6 +100,14 @@ type Upstream struct {
 	Scheme string // "https" or "http"
 	Host   string // Host header value
 	Client *fasthttp.HostClient
+	// Merge, when set, makes the lane coalesce: each sender keeps one
+	// request in flight and sends every hit waiting meanwhile (up to
+	// Batch) as one request, Merge's merge of their requests (merge.go).
+	// Each hit is still spooled, settled and counted on its own. For APIs
+	// that take many events per call (the other vendors'); nil for
+	// Google's endpoints.
+	Merge MergeFunc
+	Batch int
 }
 
 // GaugeNames lists the metric families every lane adds (labelled by its

@@ -103,8 +103,12 @@ func (s *sender) run() {
 			}
 			continue
 		}
+		if l.up.Merge != nil {
+			batch = l.merge(batch)
+		}
 		buf, err = c.send(batch, buf, time.Now())
 		if errors.Is(err, errConnDead) {
+			batch = unmerge(batch)
 			s.mu.Lock()
 			s.held = slices.Insert(s.held, 0, batch...)
 			s.mu.Unlock()
@@ -115,6 +119,14 @@ func (s *sender) run() {
 // room is how many more hits c may carry: the sender's window and the
 // upstream's own limit, less what is in flight.
 func (s *sender) room(c upConn) int {
+	if s.l.up.Merge != nil && s.l.up.Batch > 1 {
+		// Coalescing: one merged request in flight; meanwhile the hits
+		// that arrive wait to leave together in the next.
+		if c.pending() > 0 {
+			return 0
+		}
+		return s.window
+	}
 	return min(s.window, c.limit()) - c.pending()
 }
 
@@ -235,6 +247,10 @@ func (s *sender) stop() {
 
 // answered settles q with its answer (called by a pconn's reader).
 func (l *Lane) answered(q *queued, resp *fasthttp.Response, latency time.Duration) {
+	if len(q.parts) > 0 {
+		l.answeredMerged(q, resp, latency)
+		return
+	}
 	d := l.d
 	status := resp.StatusCode()
 	d.observe(q.tag, latency, status, nil)
@@ -278,7 +294,7 @@ func (l *Lane) openCircuit(retryAfter time.Duration, err error, status int) {
 // broken takes back hits whose connection failed before their answers
 // (called by a pconn's reader): each is retried.
 func (l *Lane) broken(qs []*queued, err error) {
-	l.failed(qs, err)
+	l.failed(unmerge(qs), err)
 }
 
 // failed retries hits that could not be sent or were not answered.
@@ -332,11 +348,17 @@ func (l *Lane) release(q *queued) {
 // retry schedules q's next attempt after its backoff (or what the
 // upstream asked for, if longer).
 func (l *Lane) retry(q *queued, retryAfter time.Duration) {
+	l.retryAt(q, time.Now().Add(max(backoff(int(q.attempt)), retryAfter)).UnixNano())
+}
+
+// retryAt schedules q's next attempt at due, Unix nanoseconds (the hits of
+// a merged request share one, so that they come due together).
+func (l *Lane) retryAt(q *queued, due int64) {
 	if l.d.ctx.Err() != nil {
 		l.release(q)
 		return
 	}
-	q.due = time.Now().Add(max(backoff(int(q.attempt)), retryAfter)).UnixNano()
+	q.due = due
 	q.attempt++
 	l.rmu.Lock()
 	l.retrying = append(l.retrying, q)

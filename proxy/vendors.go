@@ -233,3 +233,19 @@ func (h *Handler) explainVendors(e *Explanation, p *prepared, req *fasthttp.Requ
 		}
 	}
 }
+
+// vendorMerge makes the lane of a vendor's endpoint coalesce: the events
+// waiting for it leave as one call of up to vendors.batch_max_events
+// (delivery.MergeFunc). A host that is also where Google's hits go (a test
+// setup) keeps an ordinary lane.
+func vendorMerge(cfg *config.Config, scheme, host string) (delivery.MergeFunc, int) {
+	if cfg.Upstream != nil && cfg.Upstream.Scheme == scheme && cfg.Upstream.Host == host {
+		return nil, 0
+	}
+	for _, o := range cfg.Vendors.On {
+		if o != nil && o.Endpoint.Scheme == scheme && o.Endpoint.Host == host {
+			return vendors.Merge, cfg.Vendors.BatchMaxEvents
+		}
+	}
+	return nil, 0
+}

@@ -1,6 +1,7 @@
 package vendors_test
 
 import (
+	"fmt"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -94,5 +95,91 @@ func TestThroughDelivery(t *testing.T) {
 				t.Errorf("%s: the token is in the URL", v)
 			}
 		}
+	}
+}
+
+// TestCoalescedThroughDelivery: with the lanes coalescing (as the proxy
+// makes them: delivery's MergeOf with vendors.Merge), the events of many
+// hits that wait while the API is down leave in far fewer calls than
+// events, every event once, each call passing the schema.
+func TestCoalescedThroughDelivery(t *testing.T) {
+	t.Parallel()
+	tokens := [3]string{"tok-meta-1", "tok-ms-2", "tok-tt-3"}
+	fake, err := vendortest.Start(vendortest.Options{Tokens: tokens})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+	fake.SetDown(true)
+	u, _ := url.Parse(fake.URL)
+	set := metrics.NewSet()
+	d, err := delivery.Start(delivery.Options{MaxAge: time.Minute, QueueSize: 256, QueueBytes: 1 << 20, Workers: 2, PipelineConns: 1, Timeout: 5 * time.Second,
+		Metrics: delivery.NewMetrics(set, []string{"vendor"}),
+		MergeOf: func(string, string) (delivery.MergeFunc, int) { return vendors.Merge, 100 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &config.Vendors{EventIDParam: "ep.event_id", BatchMaxEvents: 100, Events: map[string]config.VendorEvent{
+		"purchase": {Name: [3]string{"Purchase", "purchase", "CompletePayment"}, Conversion: true},
+	}}
+	for v := range consentmode.Vendor(consentmode.NumVendors) {
+		c.On[v] = &config.Vendor{ID: "P1", Token: tokens[v], Endpoint: u, APIVersion: "v21.0"}
+	}
+	g, err := vendors.New(vendors.Options{Config: c, Sink: func(_ consentmode.Vendor, scheme, host string) (vendors.Sink, error) {
+		return d.Lane(delivery.Upstream{Scheme: scheme, Host: host, Client: &fasthttp.HostClient{Addr: host}})
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := consentmode.VendorFacts{Consent: consentmode.State{Value: [consentmode.NumTypes]consentmode.Value{consentmode.Granted, consentmode.Granted, consentmode.Granted, consentmode.Granted}}}
+	const n = 40
+	for i := range n {
+		h := &vendors.Hit{
+			At:        time.Now(),
+			Query:     fmt.Appendf(nil, "v=2&tid=G-1&en=purchase&ep.event_id=evt-%d&epn.value=9.5&cu=EUR&dl=https%%3A%%2F%%2Fshop.example%%2Fdone", i),
+			UserAgent: []byte("UA/1"),
+			ClientIP:  netip.MustParseAddr("203.0.113.9"),
+		}
+		if !g.Offer(g.Plan(&f, h.Query, nil), h) {
+			t.Fatal("Offer refused")
+		}
+	}
+	g.Close()
+	fake.SetDown(false)
+	for v := range consentmode.Vendor(consentmode.NumVendors) {
+		if err := fake.WaitEvents(v, n, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.Shutdown(time.Minute)
+	if vs := fake.Violations(); len(vs) > 0 {
+		t.Fatalf("violations: %v", vs)
+	}
+	all := 0
+	for v := range consentmode.Vendor(consentmode.NumVendors) {
+		ids := map[any]int{}
+		for _, e := range fake.Events(v) {
+			id := e["event_id"]
+			if id == nil {
+				id = e["eventId"]
+			}
+			ids[id]++
+		}
+		for i := range n {
+			if ids[fmt.Sprintf("evt-%d", i)] != 1 {
+				t.Errorf("%s: evt-%d arrived %d times", v, i, ids[fmt.Sprintf("evt-%d", i)])
+			}
+		}
+		calls := 0
+		for _, r := range fake.Received(v) {
+			if r.Status < 300 {
+				calls++
+			}
+		}
+		all += calls
+		t.Logf("%s: %d events in %d accepted calls", v, n, calls)
+	}
+	if all > 3*n/4 {
+		t.Errorf("%d accepted calls for %d events: the lanes do not coalesce", all, 3*n)
 	}
 }

@@ -41,11 +41,12 @@ func (g *Gateway) Forward(v consentmode.Vendor, c consentmode.VendorCall, payloa
 		}
 	}
 	g.m.events[v][actionDropped].Add(len(evs) - len(kept))
-	if len(kept) == 0 {
-		return 0, nil
-	}
-	if err := g.send(v, top, kept, at); err != nil {
-		return 0, err
+	// One call per event, as the builder's: each is spooled and counted
+	// on its own, and the lane merges them again.
+	for i, ev := range kept {
+		if err := g.send(v, top, []any{ev}, at); err != nil {
+			return i, err
+		}
 	}
 	return len(kept), nil
 }

@@ -29,7 +29,6 @@ type Gateway struct {
 	sinkMu sync.Mutex
 	sinks  [consentmode.NumVendors]Sink
 	conv   [consentmode.NumVendors]map[string]bool
-	max    int
 	log    *zap.Logger
 	now    func() time.Time
 	m      *gatewayMetrics
@@ -65,15 +64,12 @@ func New(opts Options) (*Gateway, error) {
 	if opts.Config == nil {
 		return nil, ErrNoConfig
 	}
-	g := &Gateway{cfg: opts.Config, log: opts.Log, max: opts.Config.BatchMaxEvents}
+	g := &Gateway{cfg: opts.Config, log: opts.Log}
 	if g.log == nil {
 		g.log = zap.NewNop()
 	}
 	if g.now = opts.Now; g.now == nil {
 		g.now = time.Now
-	}
-	if g.max < 1 {
-		g.max = 1
 	}
 	set := opts.Metrics
 	if set == nil {
@@ -87,9 +83,6 @@ func New(opts Options) (*Gateway, error) {
 			continue
 		}
 		g.any = true
-		if g.max > Specs[v].MaxEvents {
-			g.max = Specs[v].MaxEvents
-		}
 		if o.Endpoint == nil {
 			return nil, fmt.Errorf("vendors: %s has no endpoint", v)
 		}
@@ -241,59 +234,27 @@ func (g *Gateway) Close() {
 	<-g.done
 }
 
-// run is the builder goroutine: it adds each hit's events to the open
-// batch of each vendor and flushes every open batch when nothing more is
-// waiting (group commit: a lone hit leaves at once, a burst in batches),
-// and a vendor's batch when it is full.
+// run is the builder goroutine: it builds each hit's events and hands
+// each event to its vendor's lane as a call of its own, so that every
+// event is spooled, retried and counted on its own. The lane merges the
+// events waiting for it into one call of up to vendors.batch_max_events
+// (delivery's coalescing lanes): batches grow with the load and the API's
+// latency, and no event waits outside the spool for a batch to fill.
 func (g *Gateway) run() {
 	defer close(g.done)
 	var w consentmode.Work
-	var batch [consentmode.NumVendors][]any
-	for {
-		j, ok := <-g.ch
-		for ok {
-			g.add(j, &w, &batch)
-			select {
-			case j, ok = <-g.ch:
-				continue
-			default:
-			}
-			break
-		}
-		for v := range batch {
-			g.flush(consentmode.Vendor(v), &batch[v])
-		}
-		if !ok {
-			return
-		}
-	}
-}
-
-func (g *Gateway) add(j *job, w *consentmode.Work, batch *[consentmode.NumVendors][]any) {
-	b := g.build(&j.p, &j.h, w)
-	for v := range b {
-		g.m.events[v][actionBlock].Add(b[v].blocked)
-		g.m.events[v][actionDropped].Add(b[v].dropped)
-		g.m.dropped[v][causeIncomplete].Add(b[v].incomplete)
-		for _, ev := range b[v].events {
-			batch[v] = append(batch[v], ev)
-			if len(batch[v]) >= g.max {
-				g.flush(consentmode.Vendor(v), &batch[v])
+	for j := range g.ch {
+		b := g.build(&j.p, &j.h, &w)
+		for v := range b {
+			g.m.events[v][actionBlock].Add(b[v].blocked)
+			g.m.events[v][actionDropped].Add(b[v].dropped)
+			g.m.dropped[v][causeIncomplete].Add(b[v].incomplete)
+			for _, ev := range b[v].events {
+				if err := g.send(consentmode.Vendor(v), nil, []any{ev}, j.h.At); err != nil {
+					g.log.Warn("vendor call refused", zap.Stringer("vendor", consentmode.Vendor(v)), zap.Error(err))
+				}
 			}
 		}
-	}
-}
-
-// flush hands a vendor's open batch to its sink. A sink error is counted
-// per event and not retried here: delivery retries what it accepted.
-func (g *Gateway) flush(v consentmode.Vendor, batch *[]any) {
-	evs := *batch
-	if len(evs) == 0 {
-		return
-	}
-	*batch = nil
-	if err := g.send(v, nil, evs, time.Time{}); err != nil {
-		g.log.Warn("vendor call refused", zap.Stringer("vendor", v), zap.Int("events", len(evs)), zap.Error(err))
 	}
 }
 
@@ -362,7 +323,8 @@ type Skip struct {
 	Incomplete int `json:"incomplete,omitempty"`
 }
 
-// Preview returns the calls hit h would make under plan p, built by the
+// Preview returns the calls hit h would make under plan p (one per event:
+// its lane merges them with the other events waiting), built by the
 // builder's code, the token replaced by "REDACTED", and per vendor the
 // events that would not leave. Nothing is sent or counted.
 func (g *Gateway) Preview(p Plan, h *Hit) ([]Call, [consentmode.NumVendors]Skip) {
@@ -372,17 +334,14 @@ func (g *Gateway) Preview(p Plan, h *Hit) ([]Call, [consentmode.NumVendors]Skip)
 	var skips [consentmode.NumVendors]Skip
 	for v := range consentmode.Vendor(consentmode.NumVendors) {
 		skips[v] = Skip{Consent: b[v].dropped, Incomplete: b[v].incomplete}
-		evs := b[v].events
-		for len(evs) > 0 {
-			n := min(len(evs), g.max)
-			r, err := g.request(v, nil, evs[:n], true)
+		for _, ev := range b[v].events {
+			r, err := g.request(v, nil, []any{ev}, true)
 			if err != nil {
 				break
 			}
 			u := *g.cfg.On[v].Endpoint
 			u.Path = r.path
-			out = append(out, Call{Vendor: v.String(), Method: fasthttp.MethodPost, URL: u.String(), Events: n, Body: r.body})
-			evs = evs[n:]
+			out = append(out, Call{Vendor: v.String(), Method: fasthttp.MethodPost, URL: u.String(), Events: 1, Body: r.body})
 		}
 	}
 	return out, skips

@@ -65,13 +65,13 @@ func hitN(i int) *Hit {
 	return h
 }
 
-// TestBatching offers hits while the sink is slow: they leave in fewer
-// calls of at most BatchMaxEvents, every event once; Close flushes all.
-func TestBatching(t *testing.T) {
+// TestOneCallPerEvent: the builder hands every event to its lane as a
+// call of its own (the lane merges them: TestMergeBuiltCalls), each once,
+// with the vendor's tag and path; Close hands on everything offered.
+func TestOneCallPerEvent(t *testing.T) {
 	t.Parallel()
 	c := testConfig(t, "https://api.example")
 	c.On[consentmode.VendorMicrosoft], c.On[consentmode.VendorTikTok] = nil, nil
-	c.BatchMaxEvents = 7
 	sink := newGatedSink()
 	g, err := New(Options{Config: c, Sink: func(consentmode.Vendor, string, string) (Sink, error) { return sink, nil }})
 	if err != nil {
@@ -94,8 +94,8 @@ func TestBatching(t *testing.T) {
 	g.Close()
 	seen := map[string]int{}
 	for _, ids := range sink.calls {
-		if len(ids) > c.BatchMaxEvents {
-			t.Errorf("a call of %d events, max %d", len(ids), c.BatchMaxEvents)
+		if len(ids) != 1 {
+			t.Errorf("a call of %d events, want 1", len(ids))
 		}
 		for _, id := range ids {
 			seen[id]++
@@ -105,9 +105,6 @@ func TestBatching(t *testing.T) {
 		if id := fmt.Sprintf("evt-%d", i); seen[id] != 1 {
 			t.Errorf("%s sent %d times", id, seen[id])
 		}
-	}
-	if want := 1 + (n-1+6)/7; len(sink.calls) != want {
-		t.Errorf("%d calls, want %d (one for the lone first hit, then full batches)", len(sink.calls), want)
 	}
 	if sink.tags[0] != TagBase+int(consentmode.VendorMeta) || sink.paths[0] != "/v21.0/1234567890/events" {
 		t.Errorf("tag %d path %s", sink.tags[0], sink.paths[0])
