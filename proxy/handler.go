@@ -235,7 +235,9 @@ func (h *Handler) prepare(rt *snapshot, req *fasthttp.Request, region consentmod
 	if d.Reasons.Has(consentmode.ReasonInvalidBody) && d.Action == consentmode.ActionBlock {
 		return errInvalidBody
 	}
-	h.planVendors(p, &in)
+	if h.vendors != nil { // no call at all on the hot path without vendors
+		h.planVendors(p, &in)
+	}
 	if route.Family == consentmode.FamilyScript {
 		h.release(p) // scripts are fetched by serveScript
 		if d.Action == consentmode.ActionBlock {
@@ -440,9 +442,11 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
 		h.preflight(ctx, origin, allowed)
 		return consentmode.FamilyUnknown
 	}
-	if rest, ok := h.envelopePath(cfg, ctx.URI().PathOriginal()); ok {
-		h.serveEnvelope(ctx, rt, rest, start)
-		return consentmode.FamilyUnknown
+	if h.vendors != nil {
+		if rest, ok := envelopePath(cfg, ctx.URI().PathOriginal()); ok {
+			h.serveEnvelope(ctx, rt, rest, start)
+			return consentmode.FamilyUnknown
+		}
 	}
 	if len(origin) > 0 && !allowed && len(cfg.CORSOrigins) > 0 && !sameOrigin(ctx, origin) {
 		h.writeError(ctx, errOriginNotAllowed, -1)

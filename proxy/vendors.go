@@ -52,9 +52,9 @@ func (h *Handler) newVendors(cfg *config.Config) (*vendors.Gateway, error) {
 
 var errNoDelivery = errors.New("proxy: delivery is not started")
 
-// planVendors sets p.vendors for a decided GA4 hit.
+// planVendors sets p.vendors for a decided GA4 hit; h.vendors is set.
 func (h *Handler) planVendors(p *prepared, in *consentmode.Input) {
-	if h.vendors == nil || in.Family != consentmode.FamilyGA4 {
+	if in.Family != consentmode.FamilyGA4 {
 		return
 	}
 	f := consentmode.FactsOf(&p.decision, in.GPC, in.Query, in.Cookie)
@@ -182,10 +182,7 @@ var ga4Route = func() int {
 
 // envelopePath returns the rest of path after path_prefix and
 // /vendors/, and whether path is an envelope route's.
-func (h *Handler) envelopePath(cfg *config.Config, path []byte) ([]byte, bool) {
-	if h.vendors == nil {
-		return nil, false
-	}
+func envelopePath(cfg *config.Config, path []byte) ([]byte, bool) {
 	if cfg.PathPrefix != "" {
 		rest, ok := cutPrefixPath(path, cfg.PathPrefix)
 		if !ok {
