@@ -51,12 +51,12 @@ func Merge(wires [][]byte, dst []byte) ([]byte, error) {
 	}
 	raw, err := json.Marshal(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errMerge, err)
+		return nil, fmt.Errorf("%w: %w", errMerge, err)
 	}
 	top["data"] = raw
 	body, err := json.Marshal(top) // keys sorted, values as they were
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errMerge, err)
+		return nil, fmt.Errorf("%w: %w", errMerge, err)
 	}
 	dst = append(dst, head...)
 	dst = append(dst, "\r\nContent-Length: "...)
