@@ -68,11 +68,12 @@ func vendorHit(req *fasthttp.Request, cookie []byte, at time.Time, client netip.
 		UserAgent: req.Header.UserAgent(), ClientIP: client, Region: reg}
 }
 
-// offerVendors hands an answered GA4 hit to the vendors' builder. Only a
-// hit the browser will not send again (its answer is not an error) is
-// offered: a retried hit would reach the vendors twice.
+// offerVendors hands an answered GA4 hit with a vendor plan to the
+// vendors' builder (a plan that only blocks too: its events are counted).
+// Only a hit the browser will not send again (its answer is not an error)
+// is offered: a retried hit would reach the vendors twice.
 func (h *Handler) offerVendors(ctx *fasthttp.RequestCtx, p *prepared, client netip.Addr, reg consentmode.Region, at time.Time) {
-	if !p.vendors.Sends() || ctx.Response.StatusCode() >= 400 {
+	if p.vendors.Calls == ([consentmode.NumVendors]consentmode.VendorCall{}) || ctx.Response.StatusCode() >= 400 {
 		return
 	}
 	var cookies [1024]byte

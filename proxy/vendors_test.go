@@ -157,6 +157,15 @@ func TestVendorsFromGA4Denied(t *testing.T) {
 	if n, m := len(fake.Received(consentmode.VendorMeta)), len(fake.Received(consentmode.VendorTikTok)); n+m != 0 {
 		t.Errorf("meta got %d calls, tiktok %d, under denied ad_storage", n, m)
 	}
+	for _, want := range []string{
+		`consentgate_vendor_events_total{vendor="meta",action="block"} 1`,
+		`consentgate_vendor_events_total{vendor="tiktok",action="block"} 1`,
+		`consentgate_vendor_events_total{vendor="microsoft",action="send"} 1`,
+	} {
+		if !strings.Contains(metricsText(g), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 }
 
 // TestVendorsNotOfferedOnError: a GA4 hit the browser got an error for
