@@ -235,7 +235,9 @@ func (h *Handler) prepare(rt *snapshot, req *fasthttp.Request, region consentmod
 	if d.Reasons.Has(consentmode.ReasonInvalidBody) && d.Action == consentmode.ActionBlock {
 		return errInvalidBody
 	}
-	if h.vendors != nil { // no call at all on the hot path without vendors
+	if h.vendors != nil && d.Action != consentmode.ActionBlock { // no call at all on the hot path without vendors
+		// A hit the gateway blocks (a tag not allowed, an e-mail it cannot
+		// redact, basic mode) makes no vendor call either.
 		h.planVendors(p, &in)
 	}
 	if route.Family == consentmode.FamilyScript {

@@ -52,9 +52,11 @@ func (h *Handler) newVendors(cfg *config.Config) (*vendors.Gateway, error) {
 
 var errNoDelivery = errors.New("proxy: delivery is not started")
 
-// planVendors sets p.vendors for a decided GA4 hit; h.vendors is set.
+// planVendors sets p.vendors for a decided GA4 hit that is not blocked;
+// h.vendors is set. The consent facts (a TC string to parse) are read
+// only for a hit with an event some vendor takes.
 func (h *Handler) planVendors(p *prepared, in *consentmode.Input) {
-	if in.Family != consentmode.FamilyGA4 {
+	if in.Family != consentmode.FamilyGA4 || !h.vendors.Maps(in.Query, in.Body) {
 		return
 	}
 	f := consentmode.FactsOf(&p.decision, in.GPC, in.Query, in.Cookie)

@@ -26,7 +26,7 @@ var vendorTokens = [consentmode.NumVendors]string{"meta-token-0123", "ms-token-0
 
 // vendorGateway is a queueing gateway with the three vendors on, and the
 // fake APIs behind it; modes adds to the delivery section ("ga4: sync, ").
-func vendorGateway(t *testing.T, modes string) (*gateway, *vendortest.Fake) {
+func vendorGateway(t *testing.T, modes string, extra ...string) (*gateway, *vendortest.Fake) {
 	t.Helper()
 	fake, err := vendortest.New(vendortest.Options{Tokens: vendorTokens})
 	if err != nil {
@@ -37,8 +37,8 @@ func vendorGateway(t *testing.T, modes string) (*gateway, *vendortest.Fake) {
 	for v := range consentmode.Vendor(consentmode.NumVendors) {
 		fmt.Fprintf(&vs, "  %s: {enabled: true, id: \"P%d\", token: %s, endpoint: \"http://%s\"}\n", v, v+1, vendorTokens[v], vendorHost)
 	}
-	g := newGateway(t, fmt.Sprintf("trusted_proxies: [\"10.0.0.0/8\"]\ngeo: {headers: [X-Country]}\ndelivery: {%sspool: {dir: %q, sync_interval: 5ms}, workers: 2}\n%s",
-		modes, t.TempDir(), vs.String()))
+	g := newGateway(t, fmt.Sprintf("trusted_proxies: [\"10.0.0.0/8\"]\ngeo: {headers: [X-Country]}\ndelivery: {%sspool: {dir: %q, sync_interval: 5ms}, workers: 2}\n%s%s",
+		modes, t.TempDir(), vs.String(), strings.Join(extra, "")))
 	api := fasthttpadaptor.NewFastHTTPHandler(fake)
 	g.up.setRespond(func(ctx *fasthttp.RequestCtx) {
 		if string(ctx.Host()) == vendorHost {
@@ -334,5 +334,26 @@ func TestEnvelopeRoutesOffWithoutToken(t *testing.T) {
 	}
 	if n := len(g.up.requests()); n != 0 {
 		t.Errorf("%d requests left", n)
+	}
+}
+
+// TestVendorsNotFromBlockedHits: a GA4 hit the gateway blocks (here: a
+// tag not on the allowlist) makes no vendor call, whatever its consent.
+func TestVendorsNotFromBlockedHits(t *testing.T) {
+	t.Parallel()
+	g, fake := vendorGateway(t, "", "tags: [G-MINE]\n")
+	if r := g.do(fromProxy, "GET", purchaseHit+"&gcs=G111&gcd=13r3r3r2r5l1", purchaseHeaders("US"), ""); r.Status != fasthttp.StatusNoContent {
+		t.Fatalf("status %d", r.Status)
+	}
+	line := g.waitLog(1)[0]
+	if !strings.Contains(line, `"action":"block"`) || strings.Contains(line, `"vendors"`) {
+		t.Errorf("decision log: %s", line)
+	}
+	g.h.vendors.Close()
+	g.h.delivery.Shutdown(5 * time.Second)
+	for v := range consentmode.Vendor(consentmode.NumVendors) {
+		if n := len(fake.Received(v)); n != 0 {
+			t.Errorf("%s got %d calls from a blocked hit", v, n)
+		}
 	}
 }

@@ -42,8 +42,8 @@ func malformed(format string, args ...any) error {
 // gcs=G111&gcd=13r3r3r2r5l1&gdpr=1&gdpr_consent=…&gpc=1&region=DE.
 // Unknown or repeated keys, bad escapes, a gpc other than 0 or 1, a bad
 // region and more than MaxEnvelope bytes are errors; so are an empty
-// value and one that states no consent (only gpc, npa, gdpr or region:
-// the region's default would decide, which may grant). The result does not refer to b. Errors name keys, never values.
+// value and one without gcs or gcd (the region's default would decide,
+// which may grant). The result does not refer to b. Errors name keys, never values.
 func ParseEnvelope(b []byte) (Envelope, error) {
 	var e Envelope
 	if len(b) == 0 {
@@ -99,14 +99,11 @@ func ParseEnvelope(b []byte) (Envelope, error) {
 		}
 		seen |= bit
 	}
-	// A call whose envelope states no consent would take the region's
-	// default: fail closed, as the envelope is missing.
-	var state uint16
-	for _, k := range []string{"gcs", "gcd", "gdpr_consent", "gpp", "us_privacy"} {
-		state |= 1 << index(envelopeKeys, k)
-	}
-	if seen&state == 0 {
-		return Envelope{}, malformed("no consent state (gcs, gcd, gdpr_consent, gpp or us_privacy)")
+	// The envelope must state the Consent Mode state (gcs or gcd): TCF,
+	// GPP and US Privacy only deny, and without a state the region's
+	// default, which may grant, would decide. Fail closed.
+	if seen&(1<<index(envelopeKeys, "gcs")|1<<index(envelopeKeys, "gcd")) == 0 {
+		return Envelope{}, malformed("no consent state (gcs or gcd)")
 	}
 	e.Query = q
 	return e, nil

@@ -108,7 +108,37 @@ func (g *Gateway) Plan(f *consentmode.VendorFacts, query, body []byte) Plan {
 	if !g.any {
 		return p
 	}
-	var mapped, conv [consentmode.NumVendors]bool
+	mapped, conv := g.mapped(query, body)
+	if mapped == ([consentmode.NumVendors]bool{}) {
+		return p
+	}
+	calls := consentmode.DecideVendors(f)
+	for v := range consentmode.Vendor(consentmode.NumVendors) {
+		c := calls[v]
+		if !mapped[v] || (c.Action == consentmode.VendorSend && c.Flags.Has(consentmode.FlagConversionsOnly) && !conv[v]) {
+			continue
+		}
+		p.Calls[v] = c
+	}
+	return p
+}
+
+// Maps reports whether some event of the GA4 hit maps to a vendor that
+// is on: when not, the hit has no vendor plan and its consent facts need
+// not be read. It costs no allocation.
+func (g *Gateway) Maps(query, body []byte) bool {
+	if !g.any {
+		return false
+	}
+	mapped, _ := g.mapped(query, body)
+	return mapped != [consentmode.NumVendors]bool{}
+}
+
+// mapped reads the event names (en) of a GA4 hit, in the query and in
+// each line of a batched body (a line's own en over the query's), and
+// reports which vendors some event maps to, and to which of them a
+// conversion does.
+func (g *Gateway) mapped(query, body []byte) (mapped, conv [consentmode.NumVendors]bool) {
 	see := func(name []byte) {
 		m, ok := g.cfg.Events[string(name)]
 		if !ok {
@@ -142,18 +172,7 @@ func (g *Gateway) Plan(f *consentmode.VendorFacts, query, body []byte) Plan {
 	if n == 0 {
 		see(qName)
 	}
-	if mapped == ([consentmode.NumVendors]bool{}) {
-		return p
-	}
-	calls := consentmode.DecideVendors(f)
-	for v := range consentmode.Vendor(consentmode.NumVendors) {
-		c := calls[v]
-		if !mapped[v] || (c.Action == consentmode.VendorSend && c.Flags.Has(consentmode.FlagConversionsOnly) && !conv[v]) {
-			continue
-		}
-		p.Calls[v] = c
-	}
-	return p
+	return mapped, conv
 }
 
 // Sends reports whether a call of p sends.

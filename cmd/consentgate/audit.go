@@ -167,6 +167,13 @@ func auditLogged(l loggedRecord) auditResult {
 	if l.Action == "block" && l.Status != 0 && l.Status != http.StatusNoContent && l.Route != declog.EnvelopeRoute {
 		add("blocked_forwards_nothing", fmt.Sprintf("blocked hit answered %d", l.Status))
 	}
+	if l.Action == "block" && l.Route != declog.EnvelopeRoute {
+		for v, c := range l.Vendors {
+			if strings.HasPrefix(c, "send") {
+				add("blocked_sends_nothing", fmt.Sprintf("blocked hit sent to %s (%s)", consentmode.Vendor(v), c))
+			}
+		}
+	}
 	r.Violations = append(r.Violations, checkLoggedVendors(&l.Record)...)
 	return r
 }

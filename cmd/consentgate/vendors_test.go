@@ -84,6 +84,13 @@ func TestAuditVendorLog(t *testing.T) {
 	if out, errOut, err := runCLI(t, "audit", p); err != nil {
 		t.Fatalf("audit of consistent vendor lines: %v\n%s\n%s", err, out, errOut)
 	}
+	blocked := strings.Replace(strings.Split(good, "\n")[2], `"action":"forward"`, `"action":"block"`, 1) + "\n"
+	if err := os.WriteFile(p, []byte(blocked), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, err := runCLI(t, "audit", p); !errors.Is(err, errFailed) || !strings.Contains(out, "blocked_sends_nothing") {
+		t.Errorf("a blocked hit with a vendor send: err %v\n%s", err, out)
+	}
 	bad := strings.Replace(good, `"meta":"block"`, `"meta":"send"`, 1)
 	if err := os.WriteFile(p, []byte(bad), 0o600); err != nil {
 		t.Fatal(err)
