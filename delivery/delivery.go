@@ -256,6 +256,9 @@ func (d *Delivery) Lane(up Upstream) (*Lane, error) {
 	if up.Merge == nil && d.cfg.MergeOf != nil {
 		up.Merge, up.Batch = d.cfg.MergeOf(up.Scheme, up.Host)
 	}
+	if up.Batch < 2 {
+		up.Merge = nil // nothing to merge: an ordinary lane
+	}
 	l := &Lane{d: d, key: key, up: up, ch: make(chan *queued, d.cfg.QueueSize), wake: make(chan struct{}, 1), more: make(chan struct{}, 1), room: make(chan struct{}, 1), retryKick: make(chan struct{}, 1)}
 	// pipeline_conns connections, each carrying its share of the workers'
 	// window; 0: a connection per worker, one hit at a time.
@@ -263,7 +266,7 @@ func (d *Delivery) Lane(up Upstream) (*Lane, error) {
 	if n := min(d.cfg.PipelineConns, d.cfg.Workers); n > 0 {
 		conns, window = n, max((d.cfg.Workers+n-1)/n, 1)
 	}
-	if up.Merge != nil && up.Batch > 1 {
+	if up.Merge != nil {
 		// Coalescing: each sender has one merged request of up to Batch
 		// hits in flight (sender.room).
 		conns, window = max(min(d.cfg.PipelineConns, d.cfg.Workers), 1), up.Batch

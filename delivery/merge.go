@@ -29,9 +29,9 @@ import (
 type MergeFunc func(wires [][]byte, dst []byte) ([]byte, error)
 
 // merge replaces the hits of batch that may be merged, those with the
-// same request line (method, path and query: the same endpoint), by one
-// merged request per endpoint whose parts they are, when there are two or
-// more. Hits marked alone stay as they are.
+// same request head but for Content-Length (the same endpoint and
+// credentials), by one merged request per head whose parts they are, when
+// there are two or more. Hits marked alone stay as they are.
 func (l *Lane) merge(batch []*queued) []*queued {
 	var order []string
 	groups := map[string][]*queued{}
@@ -41,8 +41,7 @@ func (l *Lane) merge(batch []*queued) []*queued {
 			out = append(out, q)
 			continue
 		}
-		line, _, _ := bytes.Cut(q.wire, []byte("\r\n"))
-		k := string(line)
+		k := headKey(q.wire)
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
@@ -145,4 +144,20 @@ func dueOf(qs []*queued, retryAfter time.Duration) int64 {
 		attempt = max(attempt, q.attempt)
 	}
 	return time.Now().Add(max(backoff(int(attempt)), retryAfter)).UnixNano()
+}
+
+// headKey is a request's head without its Content-Length line: requests
+// with the same key go to the same endpoint with the same credentials.
+func headKey(wire []byte) string {
+	head, _, _ := bytes.Cut(wire, []byte("\r\n\r\n"))
+	var b []byte
+	for len(head) > 0 {
+		line, rest, _ := bytes.Cut(head, []byte("\r\n"))
+		head = rest
+		if name, _, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(bytes.TrimSpace(name), []byte("Content-Length")) {
+			continue
+		}
+		b = append(append(b, line...), '\n')
+	}
+	return string(b)
 }

@@ -279,3 +279,31 @@ func TestCoalescingGroupsByEndpoint(t *testing.T) {
 		t.Errorf("requests %q, merges %v: want one merged request per endpoint (MergeOf made the lane coalesce)", got, paths)
 	}
 }
+
+// TestCoalescingOffWithBatchOne: a batch of one merges nothing; the lane
+// is an ordinary one.
+func TestCoalescingOffWithBatchOne(t *testing.T) {
+	u := newBodyUpstream(t, func(string) int { return 204 })
+	close(u.hold)
+	merged := false
+	set := metrics.NewSet()
+	d, err := Start(Options{MaxAge: time.Minute, QueueSize: 64, QueueBytes: 1 << 20, Workers: 4, PipelineConns: 1, Timeout: 5 * time.Second,
+		Metrics: NewMetrics(set, []string{"vendor"}), MergeOf: func(string, string) (MergeFunc, int) {
+			return func(w [][]byte, dst []byte) ([]byte, error) { merged = true; return joinBodies(w, dst) }, 1
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := d.Lane(Upstream{Scheme: "http", Host: "api.example", Client: &fasthttp.HostClient{Addr: u.ln.Addr().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		acceptBody(t, l, fmt.Sprint(i))
+	}
+	u.waitRequests(t, 20)
+	d.Shutdown(5 * time.Second)
+	if merged || l.up.Merge != nil {
+		t.Error("a lane with a batch of one merged")
+	}
+}

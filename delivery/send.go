@@ -119,13 +119,15 @@ func (s *sender) run() {
 // room is how many more hits c may carry: the sender's window and the
 // upstream's own limit, less what is in flight.
 func (s *sender) room(c upConn) int {
-	if s.l.up.Merge != nil && s.l.up.Batch > 1 {
+	if s.l.up.Merge != nil {
 		// Coalescing: one merged request in flight; meanwhile the hits
-		// that arrive wait to leave together in the next.
+		// that arrive wait to leave together in the next. Hits that do not
+		// merge leave as requests of their own: no more than the
+		// upstream's own limit (HTTP/2 streams) at once.
 		if c.pending() > 0 {
 			return 0
 		}
-		return s.window
+		return min(s.window, c.limit())
 	}
 	return min(s.window, c.limit()) - c.pending()
 }
