@@ -322,18 +322,21 @@ func FactsOf(d *Decision, gpc bool, query, cookie []byte) VendorFacts {
 // publisher restriction may forbid it Purpose 1. gdpr=1
 // without a string, a malformed or repeated string and the placeholders
 // "tcunavailable" and "tcempty" deny (fail closed: the vendor is not
-// Google, whose tags fall back to Consent Mode). gdpr=0 without a string
-// says nothing.
+// Google, whose tags fall back to Consent Mode); so do contradictory
+// gdpr values. gdpr=0 without a string says nothing.
 func VendorTCF(query, cookie []byte, id int) bool {
 	var gdpr, tc []byte
-	var seenTC, twice bool
+	var seenGDPR, seenTC, twice bool
 	for rest := query; len(rest) > 0; {
 		var pair []byte
 		pair, rest, _ = cutByte(rest, '&')
 		k, v := splitPair(pair)
 		switch string(k) {
 		case "gdpr":
-			gdpr = v
+			if seenGDPR && string(v) != string(gdpr) {
+				twice = true
+			}
+			gdpr, seenGDPR = v, true
 		case "gdpr_consent":
 			if seenTC && string(v) != string(tc) {
 				twice = true

@@ -170,6 +170,8 @@ func TestVendorTCFEdges(t *testing.T) {
 		{"gdpr_consent=not-a-tc-string", "", true},
 		{"gdpr=1&gdpr_consent=" + tcfSpecExample + "&gdpr_consent=CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA", "", true},
 		{"gdpr=1", "euconsent-v2=garbage", true},
+		{"gdpr=1&gdpr=0", "", true},
+		{"gdpr=0&gdpr=0", "", false},
 		{"gdpr=1&gdpr_consent=" + tcfSpecExample, "", true}, // vendors 2, 6, 8 only
 	}
 	for _, tt := range tests {

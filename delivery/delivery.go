@@ -253,8 +253,8 @@ func (d *Delivery) Lane(up Upstream) (*Lane, error) {
 	if d.closed {
 		return nil, ErrClosed
 	}
-	if up.Merge == nil && d.cfg.MergeOf != nil {
-		up.Merge, up.Batch = d.cfg.MergeOf(up.Scheme, up.Host)
+	if d.cfg.Tune != nil {
+		d.cfg.Tune(&up)
 	}
 	if up.Batch < 2 {
 		up.Merge = nil // nothing to merge: an ordinary lane

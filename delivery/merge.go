@@ -106,7 +106,7 @@ func (l *Lane) answeredMerged(m *queued, resp *fasthttp.Response, latency time.D
 	d := l.d
 	status := resp.StatusCode()
 	d.observe(m.tag, latency, status, nil)
-	ok, rejected, cause, retryAfter := classify(nil, status, resp)
+	ok, rejected, cause, retryAfter := l.classify(status, resp)
 	switch {
 	case ok:
 		l.closeCircuit()

@@ -23,6 +23,7 @@ import (
 type bodyUpstream struct {
 	ln     net.Listener
 	answer func(body string) int
+	reply  func(body string) string // the answer's body (nil: none)
 	hold   chan struct{}
 	mu     sync.Mutex
 	got    []string
@@ -65,7 +66,11 @@ func newBodyUpstream(t *testing.T, answer func(string) int) *bodyUpstream {
 					if first {
 						<-u.hold
 					}
-					fmt.Fprintf(c, "HTTP/1.1 %d X\r\nContent-Length: 0\r\n\r\n", u.answer(string(b)))
+					status, reply := u.answer(string(b)), ""
+					if u.reply != nil {
+						reply = u.reply(string(b))
+					}
+					fmt.Fprintf(c, "HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s", status, len(reply), reply)
 				}
 			}()
 		}
@@ -256,7 +261,7 @@ func TestCoalescingGroupsByEndpoint(t *testing.T) {
 	}
 	set := metrics.NewSet()
 	d, err := Start(Options{MaxAge: time.Minute, QueueSize: 64, QueueBytes: 1 << 20, Workers: 2, PipelineConns: 1, Timeout: 5 * time.Second,
-		Metrics: NewMetrics(set, []string{"vendor"}), MergeOf: func(string, string) (MergeFunc, int) { return merge, 10 }})
+		Metrics: NewMetrics(set, []string{"vendor"}), Tune: func(up *Upstream) { up.Merge, up.Batch = merge, 10 }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +281,7 @@ func TestCoalescingGroupsByEndpoint(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	if len(got) != 3 || paths["POST /a HTTP/1.1"] == nil || paths["POST /b HTTP/1.1"] == nil {
-		t.Errorf("requests %q, merges %v: want one merged request per endpoint (MergeOf made the lane coalesce)", got, paths)
+		t.Errorf("requests %q, merges %v: want one merged request per endpoint (Tune made the lane coalesce)", got, paths)
 	}
 }
 
@@ -288,8 +293,9 @@ func TestCoalescingOffWithBatchOne(t *testing.T) {
 	merged := false
 	set := metrics.NewSet()
 	d, err := Start(Options{MaxAge: time.Minute, QueueSize: 64, QueueBytes: 1 << 20, Workers: 4, PipelineConns: 1, Timeout: 5 * time.Second,
-		Metrics: NewMetrics(set, []string{"vendor"}), MergeOf: func(string, string) (MergeFunc, int) {
-			return func(w [][]byte, dst []byte) ([]byte, error) { merged = true; return joinBodies(w, dst) }, 1
+		Metrics: NewMetrics(set, []string{"vendor"}), Tune: func(up *Upstream) {
+			up.Merge = func(w [][]byte, dst []byte) ([]byte, error) { merged = true; return joinBodies(w, dst) }
+			up.Batch = 1
 		}})
 	if err != nil {
 		t.Fatal(err)
@@ -305,5 +311,49 @@ func TestCoalescingOffWithBatchOne(t *testing.T) {
 	d.Shutdown(5 * time.Second)
 	if merged || l.up.Merge != nil {
 		t.Error("a lane with a batch of one merged")
+	}
+}
+
+// TestRefusedInBody: an upstream that says a refusal in a 200's body
+// (Upstream.Refused, as TikTok's API does): the refused hit is dropped
+// and counted as rejected_4xx, not counted delivered; a merged request
+// with it is split, so that the others are delivered.
+func TestRefusedInBody(t *testing.T) {
+	u := newBodyUpstream(t, func(string) int { return 200 })
+	u.reply = func(b string) string {
+		if strings.Contains(b, "bad") {
+			return `{"code":40002}`
+		}
+		return `{"code":0}`
+	}
+	set := metrics.NewSet()
+	d, err := Start(Options{MaxAge: time.Minute, QueueSize: 64, QueueBytes: 1 << 20, Workers: 2, PipelineConns: 1, Timeout: 5 * time.Second,
+		Metrics: NewMetrics(set, []string{"vendor"}), Tune: func(up *Upstream) {
+			up.Merge, up.Batch = joinBodies, 10
+			up.Refused = func(b []byte) bool { return !bytes.Contains(b, []byte(`"code":0`)) }
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := d.Lane(Upstream{Scheme: "http", Host: "api.example", Client: &fasthttp.HostClient{Addr: u.ln.Addr().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptBody(t, l, "first")
+	u.waitRequests(t, 1)
+	for _, b := range []string{"a", "bad", "c"} {
+		acceptBody(t, l, b)
+	}
+	close(u.hold)
+	got := u.waitRequests(t, 5)
+	d.Shutdown(5 * time.Second)
+	if got[1] != "a,bad,c" {
+		t.Errorf("requests %q", got)
+	}
+	if n := counter(set, `consentgate_delivery_delivered_total{family="vendor"}`); n != 3 {
+		t.Errorf("delivered_total %d, want 3 (first, a, c)", n)
+	}
+	if n := counter(set, `consentgate_delivery_dropped_total{cause="rejected_4xx"}`); n != 1 {
+		t.Errorf("dropped rejected_4xx %d, want 1", n)
 	}
 }

@@ -52,11 +52,10 @@ type Options struct {
 	// Client returns the client of an upstream found in the spool at
 	// start (a lane left by an earlier run).
 	Client func(scheme, host string) *fasthttp.HostClient
-	// MergeOf, when set, says whether an upstream's lane coalesces
-	// (Upstream.Merge and Batch; nil: it does not). It is asked when a
-	// lane is made without a Merge of its own, so that a lane left in the
-	// spool by an earlier run coalesces too.
-	MergeOf func(scheme, host string) (MergeFunc, int)
+	// Tune, when set, may set an upstream's Merge, Batch and Refused
+	// when its lane is made (also a lane left in the spool by an earlier
+	// run, whose upstream says only its scheme and host).
+	Tune func(up *Upstream)
 }
 
 func (o *Options) defaults() {
@@ -108,6 +107,12 @@ type Upstream struct {
 	// Google's endpoints.
 	Merge MergeFunc
 	Batch int
+	// Refused, when set, reads the body of a success answer and reports
+	// whether the upstream refused the request after all (an API that
+	// answers 200 with an error code): the hit is then dropped as
+	// rejected_4xx. A lane with Refused speaks HTTP/1.1, whose answers it
+	// reads whole.
+	Refused func(body []byte) bool
 }
 
 // GaugeNames lists the metric families every lane adds (labelled by its

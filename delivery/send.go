@@ -213,7 +213,9 @@ func (s *sender) conn() (upConn, error) {
 		return c, nil
 	}
 	l := s.l
-	nc, err := dialUp(l.up.Client, l.up.Host, l.d.timeout, l.d.cfg.HTTP2, l)
+	// A lane that reads its answers' bodies (Refused) speaks HTTP/1.1:
+	// the HTTP/2 connection settles a hit by its HEADERS.
+	nc, err := dialUp(l.up.Client, l.up.Host, l.d.timeout, l.d.cfg.HTTP2 && l.up.Refused == nil, l)
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +258,7 @@ func (l *Lane) answered(q *queued, resp *fasthttp.Response, latency time.Duratio
 	d := l.d
 	status := resp.StatusCode()
 	d.observe(q.tag, latency, status, nil)
-	ok, rejected, cause, retryAfter := classify(nil, status, resp)
+	ok, rejected, cause, retryAfter := l.classify(status, resp)
 	switch {
 	case ok:
 		l.closeCircuit()
@@ -273,6 +275,16 @@ func (l *Lane) answered(q *queued, resp *fasthttp.Response, latency time.Duratio
 		l.openCircuit(retryAfter, nil, status)
 		l.retry(q, retryAfter)
 	}
+}
+
+// classify judges an answer: by its status, and for an upstream that
+// says errors in a success's body (Upstream.Refused), by that too.
+func (l *Lane) classify(status int, resp *fasthttp.Response) (ok, rejected bool, cause retryCause, retryAfter time.Duration) {
+	ok, rejected, cause, retryAfter = classify(nil, status, resp)
+	if ok && l.up.Refused != nil && l.up.Refused(resp.Body()) {
+		return false, true, 0, 0
+	}
+	return ok, rejected, cause, retryAfter
 }
 
 // openCircuit records a failed attempt (err, or an error answer with

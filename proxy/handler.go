@@ -119,8 +119,8 @@ func (h *Handler) StartDelivery() error {
 		SpoolDir: dc.SpoolDir, SpoolMaxBytes: dc.SpoolMaxBytes, SpoolSegmentBytes: dc.SpoolSegmentBytes, SpoolSync: dc.SpoolSync,
 		Timeout: cfg.Timeouts.Upstream,
 		Log:     h.log, Metrics: h.metrics.delivery, Now: h.now, LabelOf: deliveryLabel, Observe: h.metrics.upstream,
-		Client:  func(scheme, host string) *fasthttp.HostClient { return h.clients.get(scheme, host, cfg).client },
-		MergeOf: func(scheme, host string) (delivery.MergeFunc, int) { return vendorMerge(cfg, scheme, host) },
+		Client: func(scheme, host string) *fasthttp.HostClient { return h.clients.get(scheme, host, cfg).client },
+		Tune:   func(up *delivery.Upstream) { tuneVendorLane(cfg, up) },
 	})
 	if err != nil {
 		return err

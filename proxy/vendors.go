@@ -102,15 +102,16 @@ const envelopeHeader = "Consent-Envelope"
 // envelope, or a malformed one: 400, nothing leaves.
 func (h *Handler) serveEnvelope(ctx *fasthttp.RequestCtx, rt *snapshot, rest []byte, start time.Time) {
 	cfg := rt.cfg
+	vc := h.vendors.Config() // the vendors section is read at start, as the builder's
 	name, tail, _ := bytes.Cut(rest, []byte("/"))
 	v, ok := consentmode.ParseVendor(string(name))
-	if !ok || string(tail) != "events" || h.vendors == nil || cfg.Vendors.On[v] == nil || cfg.Vendors.EnvelopeToken == "" {
+	if !ok || string(tail) != "events" || vc.On[v] == nil || vc.EnvelopeToken == "" {
 		h.writeError(ctx, errVendorNotFound, -1)
 		return
 	}
 	// The routes spend the merchant's vendor tokens: only its own
 	// backends, holding vendors.envelope_token, may call them.
-	if !bearer(ctx.Request.Header.Peek("Authorization"), cfg.Vendors.EnvelopeToken) {
+	if !bearer(ctx.Request.Header.Peek("Authorization"), vc.EnvelopeToken) {
 		h.writeError(ctx, errUnauthorized, -1)
 		return
 	}
@@ -148,7 +149,14 @@ func (h *Handler) serveEnvelope(ctx *fasthttp.RequestCtx, rt *snapshot, rest []b
 		h.metrics.envelope(v, rejectVendorPayload.String())
 		status = ctx.Response.StatusCode()
 	case err != nil:
+		// Delivery did not take the call (queue or spool full, closing):
+		// 503 with Retry-After; the events before it are queued (the
+		// vendors de-duplicate a retried call by event id).
+		if asError(err) == nil {
+			err = errQueueFull // delivery not (or no longer) there: try again
+		}
 		h.writeError(ctx, err, -1)
+		ctx.Response.Header.Set("Consentgate-Queued-Events", strconv.Itoa(events))
 		status = ctx.Response.StatusCode()
 	default:
 		if call.Action != consentmode.VendorSend || events == 0 {
@@ -234,18 +242,21 @@ func (h *Handler) explainVendors(e *Explanation, p *prepared, req *fasthttp.Requ
 	}
 }
 
-// vendorMerge makes the lane of a vendor's endpoint coalesce: the events
-// waiting for it leave as one call of up to vendors.batch_max_events
-// (delivery.MergeFunc). A host that is also where Google's hits go (a test
-// setup) keeps an ordinary lane.
-func vendorMerge(cfg *config.Config, scheme, host string) (delivery.MergeFunc, int) {
-	if cfg.Upstream != nil && cfg.Upstream.Scheme == scheme && cfg.Upstream.Host == host {
-		return nil, 0
+// tuneVendorLane makes the lane of a vendor's endpoint coalesce: the
+// events waiting for it leave as one call of up to
+// vendors.batch_max_events (delivery's coalescing lanes); and reads
+// TikTok's answers, which say an error in a 200's body. A host that is
+// also where Google's hits go (a test setup) keeps an ordinary lane.
+func tuneVendorLane(cfg *config.Config, up *delivery.Upstream) {
+	if cfg.Upstream != nil && cfg.Upstream.Scheme == up.Scheme && cfg.Upstream.Host == up.Host {
+		return
 	}
-	for _, o := range cfg.Vendors.On {
-		if o != nil && o.Endpoint.Scheme == scheme && o.Endpoint.Host == host {
-			return vendors.Merge, cfg.Vendors.BatchMaxEvents
+	for v, o := range cfg.Vendors.On {
+		if o != nil && o.Endpoint.Scheme == up.Scheme && o.Endpoint.Host == up.Host {
+			up.Merge, up.Batch = vendors.Merge, cfg.Vendors.BatchMaxEvents
+			if r := vendors.Refused(consentmode.Vendor(v)); r != nil {
+				up.Refused = r
+			}
 		}
 	}
-	return nil, 0
 }

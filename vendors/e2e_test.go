@@ -99,7 +99,7 @@ func TestThroughDelivery(t *testing.T) {
 }
 
 // TestCoalescedThroughDelivery: with the lanes coalescing (as the proxy
-// makes them: delivery's MergeOf with vendors.Merge), the events of many
+// makes them: delivery's Tune with vendors.Merge), the events of many
 // hits that wait while the API is down leave in far fewer calls than
 // events, every event once, each call passing the schema.
 func TestCoalescedThroughDelivery(t *testing.T) {
@@ -115,7 +115,7 @@ func TestCoalescedThroughDelivery(t *testing.T) {
 	set := metrics.NewSet()
 	d, err := delivery.Start(delivery.Options{MaxAge: time.Minute, QueueSize: 256, QueueBytes: 1 << 20, Workers: 2, PipelineConns: 1, Timeout: 5 * time.Second,
 		Metrics: delivery.NewMetrics(set, []string{"vendor"}),
-		MergeOf: func(string, string) (delivery.MergeFunc, int) { return vendors.Merge, 100 }})
+		Tune:    func(up *delivery.Upstream) { up.Merge, up.Batch = vendors.Merge, 100 }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,10 @@ import (
 // the flags take out with the builder's code (apply), drops events that
 // are not conversions under FlagConversionsOnly, and returns the events
 // handed on. Malformed JSON and more events than the API takes are
-// errors (ErrPayload, ErrTooMany). payload is not kept.
+// errors (ErrPayload, ErrTooMany). When the lane refuses an event (full,
+// closing), Forward stops there and returns the events queued before it
+// with the lane's error; the rest are counted dropped (sink_refused).
+// payload is not kept.
 func (g *Gateway) Forward(v consentmode.Vendor, c consentmode.VendorCall, payload []byte, at time.Time) (int, error) {
 	if int(v) >= consentmode.NumVendors || g.cfg.On[v] == nil {
 		return 0, ErrVendorOff
@@ -45,6 +48,9 @@ func (g *Gateway) Forward(v consentmode.Vendor, c consentmode.VendorCall, payloa
 	// on its own, and the lane merges them again.
 	for i, ev := range kept {
 		if err := g.send(v, top, []any{ev}, at); err != nil {
+			// The rest is not handed on either: counted with the one
+			// refused, and the caller hears how many were queued.
+			g.m.dropped[v][causeSinkRefused].Add(len(kept) - i - 1)
 			return i, err
 		}
 	}

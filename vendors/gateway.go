@@ -10,6 +10,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/consentgate/consentgate/config"
 	"github.com/consentgate/consentgate/consentmode"
@@ -30,6 +31,7 @@ type Gateway struct {
 	sinks  [consentmode.NumVendors]Sink
 	conv   [consentmode.NumVendors]map[string]bool
 	log    *zap.Logger
+	slog   *zap.Logger // log, sampled: per-event lines
 	now    func() time.Time
 	m      *gatewayMetrics
 	any    bool
@@ -68,6 +70,9 @@ func New(opts Options) (*Gateway, error) {
 	if g.log == nil {
 		g.log = zap.NewNop()
 	}
+	g.slog = g.log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return zapcore.NewSamplerWithOptions(c, time.Second, 10, 100)
+	}))
 	if g.now = opts.Now; g.now == nil {
 		g.now = time.Now
 	}
@@ -175,6 +180,10 @@ func (g *Gateway) mapped(query, body []byte) (mapped, conv [consentmode.NumVendo
 	return mapped, conv
 }
 
+// Config is the vendors section the gateway was made with (it keeps it:
+// changing it needs a restart).
+func (g *Gateway) Config() *config.Vendors { return g.cfg }
+
 // Sends reports whether a call of p sends.
 func (p *Plan) Sends() bool {
 	for _, c := range p.Calls {
@@ -270,7 +279,11 @@ func (g *Gateway) run() {
 			g.m.dropped[v][causeIncomplete].Add(b[v].incomplete)
 			for _, ev := range b[v].events {
 				if err := g.send(consentmode.Vendor(v), nil, []any{ev}, j.h.At); err != nil {
-					g.log.Warn("vendor call refused", zap.Stringer("vendor", consentmode.Vendor(v)), zap.Error(err))
+					// Counted (sink_refused); logged sampled: a full spool
+					// refuses every event.
+					if ce := g.slog.Check(zap.WarnLevel, "vendor call refused by delivery"); ce != nil {
+						ce.Write(zap.Stringer("vendor", consentmode.Vendor(v)), zap.Error(err))
+					}
 				}
 			}
 		}

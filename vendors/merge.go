@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/consentgate/consentgate/consentmode"
 )
 
 // maxCallEvents bounds a merged call: the three APIs take up to 1,000
@@ -94,4 +96,24 @@ func sameFields(a, b map[string]json.RawMessage) bool {
 		}
 	}
 	return true
+}
+
+// Refused returns how vendor v's API says, in the body of a 2xx answer,
+// that it refused a call (nil when its status says it all). TikTok's
+// Business API answers errors with HTTP 200 and a JSON "code" other than
+// 0 (docs/vendors-sources.md); such a call is dropped and counted as
+// refused (rejected_4xx) rather than counted delivered.
+func Refused(v consentmode.Vendor) func(body []byte) bool {
+	if v != consentmode.VendorTikTok {
+		return nil
+	}
+	return func(body []byte) bool {
+		var r struct {
+			Code *json.Number `json:"code"`
+		}
+		if err := json.Unmarshal(body, &r); err != nil || r.Code == nil {
+			return true // not the API's answer: fail loud, not silent
+		}
+		return r.Code.String() != "0"
+	}
 }

@@ -147,3 +147,24 @@ func FuzzMerge(f *testing.F) {
 		}
 	})
 }
+
+// TestRefused: TikTok's answers are read for their code; the others' are
+// judged by their status.
+func TestRefused(t *testing.T) {
+	t.Parallel()
+	if Refused(consentmode.VendorMeta) != nil || Refused(consentmode.VendorMicrosoft) != nil {
+		t.Error("Meta and Microsoft say refusals with their status")
+	}
+	r := Refused(consentmode.VendorTikTok)
+	for body, want := range map[string]bool{
+		`{"code":0,"message":"OK","data":{}}`:  false,
+		`{"code":40001,"message":"bad token"}`: true,
+		`{"message":"no code"}`:                true,
+		`<html>proxy</html>`:                   true,
+		``:                                     true,
+	} {
+		if got := r([]byte(body)); got != want {
+			t.Errorf("%q: refused %v, want %v", body, got, want)
+		}
+	}
+}

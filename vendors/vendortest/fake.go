@@ -176,7 +176,7 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p := f.auth(v, r, doc); p != "" {
 		f.violations = append(f.violations, fmt.Sprintf("%s: %s", v, p))
 		req.Status = http.StatusUnauthorized
-		http.Error(w, p, req.Status)
+		refuse(w, v, req.Status, p)
 		return
 	}
 	if v == consentmode.VendorMeta {
@@ -193,6 +193,10 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	req.Status = http.StatusOK
 	w.Header().Set("Content-Type", "application/json")
+	if v == consentmode.VendorTikTok {
+		fmt.Fprintf(w, `{"code":0,"message":"OK","request_id":"fake","data":{}}`)
+		return
+	}
 	fmt.Fprintf(w, `{"events_received":%d}`, len(doc["data"].([]any)))
 }
 
@@ -200,7 +204,21 @@ func (f *Fake) violate(w http.ResponseWriter, req *Request, format string, args 
 	msg := fmt.Sprintf(format, args...)
 	f.violations = append(f.violations, msg)
 	req.Status = http.StatusBadRequest
-	http.Error(w, msg, req.Status)
+	v, _ := route(req.Path)
+	refuse(w, v, req.Status, msg)
+}
+
+// refuse answers a refused call as the vendor's API does: TikTok's with
+// HTTP 200 and a JSON code other than 0 (Request.Status still records
+// the refusal), the others with the status.
+func refuse(w http.ResponseWriter, v consentmode.Vendor, status int, msg string) {
+	if v == consentmode.VendorTikTok {
+		w.Header().Set("Content-Type", "application/json")
+		b, _ := json.Marshal(map[string]any{"code": 40000 + status, "message": msg, "request_id": "fake"})
+		_, _ = w.Write(b)
+		return
+	}
+	http.Error(w, msg, status)
 }
 
 // auth checks the token where the vendor takes it; it returns the

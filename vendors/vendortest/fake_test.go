@@ -36,8 +36,18 @@ func post(t *testing.T, s *Server, path string, header map[string]string, body s
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
+	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if strings.HasPrefix(path, "/open_api/") && resp.StatusCode == http.StatusOK {
+		// TikTok says a refusal in a 200's body: code 0 is success.
+		var r struct{ Code int }
+		if err := json.Unmarshal(b, &r); err != nil {
+			t.Fatalf("TikTok answer %q: %v", b, err)
+		}
+		if r.Code != 0 {
+			return r.Code - 40000
+		}
+	}
 	return resp.StatusCode
 }
 
