@@ -154,7 +154,7 @@ func buildVendors(c *Config, f *vendorsFile) []error {
 				c.Warnings = append(c.Warnings, fmt.Sprintf("%s.endpoint %s is plain http: the API token and the visitors' data would cross the network unencrypted", key, vf.Endpoint))
 			}
 		}
-		if consentmode.Vendor(i) == consentmode.VendorMeta && !regexp.MustCompile(`^v[0-9]{1,3}\.[0-9]{1,2}$`).MatchString(vf.APIVersion) {
+		if consentmode.Vendor(i) == consentmode.VendorMeta && !graphVersion.MatchString(vf.APIVersion) {
 			ps = append(ps, problem(key+".api_version", "%q is not a Graph API version such as v25.0", vf.APIVersion))
 		}
 		if !vendorIDPattern.MatchString(vf.TestEventCode) && vf.TestEventCode != "" {
@@ -195,5 +195,8 @@ func buildVendors(c *Config, f *vendorsFile) []error {
 }
 
 var vendorEventName = regexp.MustCompile(`^[A-Za-z0-9_ ]{1,64}$`)
+
+// graphVersion is a Graph API version such as v25.0.
+var graphVersion = regexp.MustCompile(`^v[0-9]{1,3}\.[0-9]{1,2}$`)
 
 var defaultVendorHost = [consentmode.NumVendors]string{"graph.facebook.com", "capi.uet.microsoft.com", "business-api.tiktok.com"}

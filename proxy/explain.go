@@ -101,7 +101,7 @@ func (h *Handler) Explain(hit Hit) (*Explanation, error) {
 	e := &Explanation{Record: declog.NewRecord(&p.decision, cfg, p.route >= 0), Decision: p.decision, ClientIP: client.String(), ClientIPFrom: from, Profile: cfg.Policy.Profile.String()}
 	e.AddSaid(&p.decision)
 	if err == nil {
-		h.explainVendors(e, &p, req, reg, client)
+		h.explainVendors(e, &p, req, client)
 	}
 	if he := asError(err); he != nil {
 		e.Error, e.Status = he.Reason.String(), he.Status

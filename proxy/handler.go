@@ -493,7 +493,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx) consentmode.Family {
 		h.proxy(ctx, &p, origin, allowed, start)
 	}
 	if h.vendors != nil {
-		h.offerVendors(ctx, &p, client, reg, start)
+		h.offerVendors(ctx, &p, client, start)
 	}
 	return d.Family
 }

@@ -65,21 +65,21 @@ func (h *Handler) planVendors(p *prepared, in *consentmode.Input) {
 
 // vendorHit is the copy-free view of the request the vendors' builder
 // reads (Offer and Preview copy what they keep).
-func vendorHit(req *fasthttp.Request, cookie []byte, at time.Time, client netip.Addr, reg consentmode.Region) vendors.Hit {
+func vendorHit(req *fasthttp.Request, cookie []byte, at time.Time, client netip.Addr) vendors.Hit {
 	return vendors.Hit{At: at, Query: req.URI().QueryString(), Body: req.Body(), Cookie: cookie,
-		UserAgent: req.Header.UserAgent(), ClientIP: client, Region: reg}
+		UserAgent: req.Header.UserAgent(), ClientIP: client}
 }
 
 // offerVendors hands an answered GA4 hit with a vendor plan to the
 // vendors' builder (a plan that only blocks too: its events are counted).
 // Only a hit the browser will not send again (its answer is not an error)
 // is offered: a retried hit would reach the vendors twice.
-func (h *Handler) offerVendors(ctx *fasthttp.RequestCtx, p *prepared, client netip.Addr, reg consentmode.Region, at time.Time) {
+func (h *Handler) offerVendors(ctx *fasthttp.RequestCtx, p *prepared, client netip.Addr, at time.Time) {
 	if p.vendors.Calls == ([consentmode.NumVendors]consentmode.VendorCall{}) || ctx.Response.StatusCode() >= 400 {
 		return
 	}
 	var cookies [1024]byte
-	hit := vendorHit(&ctx.Request, appendCookies(cookies[:0], &ctx.Request.Header), at, client, reg)
+	hit := vendorHit(&ctx.Request, appendCookies(cookies[:0], &ctx.Request.Header), at, client)
 	h.vendors.Offer(p.vendors, &hit)
 }
 
@@ -164,7 +164,7 @@ func (h *Handler) serveEnvelope(ctx *fasthttp.RequestCtx, rt *snapshot, rest []b
 		}
 		ctx.SetStatusCode(status)
 		ctx.SetContentType("application/json")
-		ctx.SetBodyString(fmt.Sprintf(`{"vendor":%q,"action":%q,"events":%s}`+"\n", v.String(), call.String(), strconv.Itoa(events)))
+		ctx.SetBodyString(fmt.Sprintf(`{"vendor":%q,"action":%q,"events":%d}`+"\n", v.String(), call.String(), events))
 		h.metrics.envelope(v, call.Action.String())
 	}
 	if h.dlog != nil {
@@ -206,7 +206,7 @@ func envelopePath(cfg *config.Config, path []byte) ([]byte, bool) {
 
 // explainVendors adds the hit's vendor calls to its explanation: what
 // each vendor's call is, why, and the requests that would leave.
-func (h *Handler) explainVendors(e *Explanation, p *prepared, req *fasthttp.Request, reg consentmode.Region, client netip.Addr) {
+func (h *Handler) explainVendors(e *Explanation, p *prepared, req *fasthttp.Request, client netip.Addr) {
 	if h.vendors == nil || p.decision.Family != consentmode.FamilyGA4 {
 		return
 	}
@@ -228,7 +228,7 @@ func (h *Handler) explainVendors(e *Explanation, p *prepared, req *fasthttp.Requ
 		e.VendorWhy[consentmode.Vendor(v).String()] = why
 	}
 	if p.vendors.Sends() {
-		hit := vendorHit(req, cookie, p.now, client, reg)
+		hit := vendorHit(req, cookie, p.now, client)
 		var skips [consentmode.NumVendors]vendors.Skip
 		e.VendorCalls, skips = h.vendors.Preview(p.vendors, &hit)
 		for v, s := range skips {

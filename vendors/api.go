@@ -52,7 +52,6 @@ type Hit struct {
 	Cookie    []byte // its Cookie header
 	UserAgent []byte
 	ClientIP  netip.Addr
-	Region    consentmode.Region
 }
 
 // Plan is what a hit's events mean for each vendor: Calls[v] is VendorNone

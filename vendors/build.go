@@ -226,6 +226,14 @@ func (g *Gateway) apply(v consentmode.Vendor, c consentmode.VendorCall, ev map[s
 		}
 		o[k] = u
 	}
+	if v == consentmode.VendorMicrosoft {
+		// Microsoft needs the consent signal on every event (EEA, UK and
+		// CH traffic since 2025-05-05): a merchant's event without one
+		// gets the state the flags left, granted unless no_ids set "D".
+		if _, ok := ev["adStorageConsent"]; !ok {
+			ev["adStorageConsent"] = "G"
+		}
+	}
 	redactEmails(ev, w)
 	return true
 }

@@ -157,23 +157,13 @@ func (g *Gateway) mapped(query, body []byte) (mapped, conv [consentmode.NumVendo
 		}
 	}
 	qName, _ := rawParam(query, "en")
-	n := 0
-	for rest := body; len(rest) > 0; {
-		var line []byte
-		line, rest, _ = cutByte(rest, '\n')
-		if len(line) > 0 && line[len(line)-1] == '\r' {
-			line = line[:len(line)-1]
-		}
-		if len(line) == 0 {
-			continue
-		}
-		n++
+	n := lines(body, func(line []byte) {
 		if name, ok := rawParam(line, "en"); ok {
 			see(name)
 		} else {
 			see(qName)
 		}
-	}
+	})
 	if n == 0 {
 		see(qName)
 	}
@@ -314,7 +304,6 @@ func (g *Gateway) send(v consentmode.Vendor, top map[string]any, evs []any, at t
 		g.m.dropped[v][causeSinkRefused].Add(len(evs))
 		return err
 	}
-	g.m.calls[v].Inc()
 	g.m.events[v][actionSend].Add(len(evs))
 	return nil
 }

@@ -149,7 +149,6 @@ func TestOfferDrops(t *testing.T) {
 		`consentgate_vendor_dropped_total{vendor="tiktok",cause="queue_full"} 0`,
 		`consentgate_vendor_dropped_total{vendor="meta",cause="closed"} 1`,
 		fmt.Sprintf(`consentgate_vendor_dropped_total{vendor="meta",cause="sink_refused"} %d`, queueLen+1),
-		`consentgate_vendor_calls_total{vendor="meta"} 0`,
 		`consentgate_vendor_events_total{vendor="meta",action="send"} 0`,
 	} {
 		if !strings.Contains(metricsText(set), want+"\n") {
@@ -185,9 +184,6 @@ func TestMetricsRegistered(t *testing.T) {
 				t.Errorf("missing %s", want)
 			}
 		}
-		if want := fmt.Sprintf(`consentgate_vendor_calls_total{vendor=%q} 0`, v); !strings.Contains(text, want) {
-			t.Errorf("missing %s", want)
-		}
 	}
 }
 
@@ -215,7 +211,6 @@ func TestEventCounts(t *testing.T) {
 		`consentgate_vendor_events_total{vendor="tiktok",action="block"} 2`,
 		`consentgate_vendor_events_total{vendor="microsoft",action="send"} 1`,
 		`consentgate_vendor_events_total{vendor="microsoft",action="dropped_by_consent"} 1`,
-		`consentgate_vendor_calls_total{vendor="microsoft"} 1`,
 	} {
 		if !strings.Contains(text, want+"\n") {
 			t.Errorf("metrics lack %s", want)
@@ -284,8 +279,6 @@ func TestIncompleteEvents(t *testing.T) {
 	text := metricsText(set)
 	for _, want := range []string{
 		`consentgate_vendor_dropped_total{vendor="meta",cause="incomplete"} 1`,
-		`consentgate_vendor_calls_total{vendor="meta"} 0`,
-		`consentgate_vendor_calls_total{vendor="tiktok"} 1`,
 	} {
 		if !strings.Contains(text, want+"\n") {
 			t.Errorf("metrics lack %s", want)

@@ -32,7 +32,6 @@ var causeNames = [numCauses]string{"queue_full", "sink_refused", "closed", "inco
 // combination registered at New.
 type gatewayMetrics struct {
 	events  [consentmode.NumVendors][numActions]*metrics.Counter
-	calls   [consentmode.NumVendors]*metrics.Counter
 	dropped [consentmode.NumVendors][numCauses]*metrics.Counter
 }
 
@@ -42,7 +41,6 @@ func newGatewayMetrics(s *metrics.Set) *gatewayMetrics {
 		for a, n := range actionNames {
 			m.events[v][a] = s.GetOrCreateCounter(fmt.Sprintf(`consentgate_vendor_events_total{vendor=%q,action=%q}`, v, n))
 		}
-		m.calls[v] = s.GetOrCreateCounter(fmt.Sprintf(`consentgate_vendor_calls_total{vendor=%q}`, v))
 		for c, n := range causeNames {
 			m.dropped[v][c] = s.GetOrCreateCounter(fmt.Sprintf(`consentgate_vendor_dropped_total{vendor=%q,cause=%q}`, v, n))
 		}

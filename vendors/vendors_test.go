@@ -111,7 +111,6 @@ func purchaseHit() *Hit {
 		Cookie:    []byte(purchaseCookie),
 		UserAgent: []byte("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"),
 		ClientIP:  netip.MustParseAddr("203.0.113.7"),
-		Region:    consentmode.MustRegion("DE"),
 	}
 }
 

@@ -181,7 +181,7 @@ func printVendors(w io.Writer, e *proxy.Explanation) {
 		fmt.Fprintf(w, "vendor   %-9s %s (%s)\n", name, strings.ToUpper(call), why)
 		for _, c := range e.VendorCalls {
 			if c.Vendor == name {
-				fmt.Fprintf(w, "         %s %s (%d event(s), queued after the browser is answered)\n         %s\n", c.Method, c.URL, c.Events, c.Body)
+				fmt.Fprintf(w, "         %s %s (%d event(s), built off the browser's path; the lane may merge it with other events)\n         %s\n", c.Method, c.URL, c.Events, c.Body)
 			}
 		}
 		if s := e.VendorSkipped[name]; s.Consent > 0 {
