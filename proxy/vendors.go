@@ -251,12 +251,20 @@ func tuneVendorLane(cfg *config.Config, up *delivery.Upstream) {
 	if cfg.Upstream != nil && cfg.Upstream.Scheme == up.Scheme && cfg.Upstream.Host == up.Host {
 		return
 	}
+	var on []consentmode.Vendor
 	for v, o := range cfg.Vendors.On {
 		if o != nil && o.Endpoint.Scheme == up.Scheme && o.Endpoint.Host == up.Host {
-			up.Merge, up.Batch = vendors.Merge, cfg.Vendors.BatchMaxEvents
-			if r := vendors.Refused(consentmode.Vendor(v)); r != nil {
-				up.Refused = r
-			}
+			on = append(on, consentmode.Vendor(v))
 		}
+	}
+	if len(on) == 0 {
+		return
+	}
+	up.Merge, up.Batch = vendors.Merge, cfg.Vendors.BatchMaxEvents
+	// Answers are read for a refusal only on a host of one vendor (a test
+	// may put all three on one): another vendor's answer says nothing of
+	// TikTok's code.
+	if len(on) == 1 {
+		up.Refused = vendors.Refused(on[0])
 	}
 }

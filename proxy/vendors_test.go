@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/consentgate/consentgate/consentmode"
+	"github.com/consentgate/consentgate/delivery"
 	"github.com/consentgate/consentgate/vendors/vendortest"
 )
 
@@ -119,6 +120,54 @@ func TestVendorsFromGA4Granted(t *testing.T) {
 	line := g.waitLog(1)[0]
 	if !strings.Contains(line, `"vendors":{"meta":"send","microsoft":"send","tiktok":"send"}`) {
 		t.Errorf("decision log line without the vendors' calls: %s", line)
+	}
+	// Delivery counts each vendor's event delivered (the three share a
+	// host here: no vendor's answer is judged by another's rules).
+	g.h.vendors.Close()
+	g.h.delivery.Shutdown(5 * time.Second)
+	for _, want := range []string{
+		`consentgate_delivery_delivered_total{family="vendor_meta"} 1`,
+		`consentgate_delivery_delivered_total{family="vendor_microsoft"} 1`,
+		`consentgate_delivery_delivered_total{family="vendor_tiktok"} 1`,
+		`consentgate_delivery_dropped_total{cause="rejected_4xx"} 0`,
+	} {
+		if !strings.Contains(metricsText(g), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+// TestTuneVendorLane: a vendor's endpoint gets a coalescing lane; TikTok's
+// answers are read for their code only on a host of its own.
+func TestTuneVendorLane(t *testing.T) {
+	t.Parallel()
+	cfg := loadConfig(t, `vendors:
+  meta: {enabled: true, id: "1", token: meta-token-0123, endpoint: "https://meta.example"}
+  microsoft: {enabled: true, id: "2", token: ms-token-0123, endpoint: "https://shared.example"}
+  tiktok: {enabled: true, id: T3, token: tiktok-token-0123, endpoint: "https://tiktok.example"}
+`)
+	tune := func(host string) delivery.Upstream {
+		up := delivery.Upstream{Scheme: "https", Host: host}
+		tuneVendorLane(cfg, &up)
+		return up
+	}
+	if up := tune("tiktok.example"); up.Merge == nil || up.Batch != 100 || up.Refused == nil {
+		t.Errorf("tiktok's lane: %+v", up)
+	}
+	if up := tune("meta.example"); up.Merge == nil || up.Refused != nil {
+		t.Errorf("meta's lane: %+v", up)
+	}
+	if up := tune("region1.google-analytics.com"); up.Merge != nil || up.Refused != nil {
+		t.Errorf("Google's lane: %+v", up)
+	}
+	shared := loadConfig(t, `vendors:
+  microsoft: {enabled: true, id: "2", token: ms-token-0123, endpoint: "https://shared.example"}
+  tiktok: {enabled: true, id: T3, token: tiktok-token-0123, endpoint: "https://shared.example"}
+`)
+	up := delivery.Upstream{Scheme: "https", Host: "shared.example"}
+	tuneVendorLane(shared, &up)
+	if up.Merge == nil || up.Refused != nil {
+		t.Errorf("a host two vendors share: %+v", up)
 	}
 }
 
