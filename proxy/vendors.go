@@ -20,8 +20,9 @@ import (
 
 // This file connects the other vendors (package vendors) to the hit path:
 // each GA4 hit's vendor plan is made in prepare (so serve, explain and the
-// decision log see the same one), offered to the vendors' builder after
-// the hit was answered, and the envelope routes (/vendors/<name>/events)
+// decision log see the same one), offered to the vendors' builder (a
+// copy into its queue, never waiting) once the hit's answer is set, and
+// the envelope routes (/vendors/<name>/events)
 // let merchants' backends send their own vendor calls through the same
 // consent mapping.
 
