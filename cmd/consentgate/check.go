@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/consentgate/consentgate/config"
+	"github.com/consentgate/consentgate/consentmode"
 )
 
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
@@ -35,10 +36,40 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		// own host: same-origin, no CORS to choose.
 		fmt.Fprintf(stdout, "cors: %s\n", cfg.CORSRule())
 	}
+	if line := vendorsLine(&cfg.Vendors); line != "" {
+		fmt.Fprintf(stdout, "vendors: %s\n", line)
+	}
 	for _, w := range cfg.Warnings {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
 	return nil
+}
+
+// vendorsLine says which other vendors are on, where their calls go, how
+// many GA4 events map to each, and whether the envelope routes are open
+// ("" when no vendor is on).
+func vendorsLine(v *config.Vendors) string {
+	if !v.Any() {
+		return ""
+	}
+	var parts []string
+	for i, o := range v.On {
+		if o == nil {
+			continue
+		}
+		n := 0
+		for _, e := range v.Events {
+			if e.Name[i] != "" {
+				n++
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s %s (%s, %d GA4 events mapped)", consentmode.Vendor(i), o.ID, o.Endpoint, n))
+	}
+	routes := "envelope routes off (vendors.envelope_token is empty)"
+	if v.EnvelopeToken != "" {
+		routes = "envelope routes on (/vendors/<name>/events, bearer token)"
+	}
+	return strings.Join(parts, "; ") + "; " + routes
 }
 
 // cmdConfig prints the effective configuration, one key a line in the

@@ -346,6 +346,9 @@ func logStart(log *zap.Logger, cfg *config.Config) {
 		zap.String("policy_version", cfg.PolicyVersion),
 		zap.String("spool", spoolText(cfg)),
 	)
+	if line := vendorsLine(&cfg.Vendors); line != "" {
+		log.Info("other vendors on", zap.String("vendors", line))
+	}
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}

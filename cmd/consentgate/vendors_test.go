@@ -126,3 +126,20 @@ func TestVendorInvariants(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckSaysVendors: check names the vendors that are on, where their
+// calls go and whether the envelope routes are open.
+func TestCheckSaysVendors(t *testing.T) {
+	t.Parallel()
+	out, _, err := runCLI(t, "check", "--config", writeVendorsConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "vendors: meta 1234 (https://graph.facebook.com, 6 GA4 events mapped); microsoft 187000001 (https://capi.uet.microsoft.com, 6 GA4 events mapped); tiktok CTT1 (https://business-api.tiktok.com, 6 GA4 events mapped); envelope routes off (vendors.envelope_token is empty)\n"
+	if !strings.Contains(out, want) {
+		t.Errorf("check lacks %q:\n%s", want, out)
+	}
+	if out, _, _ := runCLI(t, "check"); strings.Contains(out, "vendors:") {
+		t.Errorf("check names vendors when none is on:\n%s", out)
+	}
+}
