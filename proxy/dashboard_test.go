@@ -44,6 +44,9 @@ func TestDashboardUsesRealMetrics(t *testing.T) {
 	for _, n := range delivery.GaugeNames() { // created per upstream lane
 		known[n] = true
 	}
+	for _, n := range Families() { // the vendors' too, created when a vendor is on
+		known[n] = true
+	}
 	vars := map[string]bool{}
 	for _, v := range d.Templating.List {
 		vars[v.Name] = true
