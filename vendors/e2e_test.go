@@ -44,18 +44,7 @@ func TestThroughDelivery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &config.Vendors{EventIDParam: "ep.event_id", BatchMaxEvents: 100, Events: map[string]config.VendorEvent{
-		"purchase": {Name: [3]string{"Purchase", "purchase", "CompletePayment"}, Conversion: true},
-	}}
-	for v := range consentmode.Vendor(consentmode.NumVendors) {
-		c.On[v] = &config.Vendor{ID: "P1", Token: tokens[v], Endpoint: u, APIVersion: "v21.0"}
-	}
-	g, err := vendors.New(vendors.Options{Config: c, Sink: func(_ consentmode.Vendor, scheme, host string) (vendors.Sink, error) {
-		return d.Lane(delivery.Upstream{Scheme: scheme, Host: host, Client: &fasthttp.HostClient{Addr: host}})
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := gatewayOver(t, d, u, tokens)
 	h := &vendors.Hit{
 		At:        time.Now(),
 		Query:     []byte("v=2&tid=G-1&en=purchase&ep.event_id=evt-77&epn.value=9.5&cu=EUR&dl=https%3A%2F%2Fshop.example%2Fdone"),
@@ -119,18 +108,7 @@ func TestCoalescedThroughDelivery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &config.Vendors{EventIDParam: "ep.event_id", BatchMaxEvents: 100, Events: map[string]config.VendorEvent{
-		"purchase": {Name: [3]string{"Purchase", "purchase", "CompletePayment"}, Conversion: true},
-	}}
-	for v := range consentmode.Vendor(consentmode.NumVendors) {
-		c.On[v] = &config.Vendor{ID: "P1", Token: tokens[v], Endpoint: u, APIVersion: "v21.0"}
-	}
-	g, err := vendors.New(vendors.Options{Config: c, Sink: func(_ consentmode.Vendor, scheme, host string) (vendors.Sink, error) {
-		return d.Lane(delivery.Upstream{Scheme: scheme, Host: host, Client: &fasthttp.HostClient{Addr: host}})
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := gatewayOver(t, d, u, tokens)
 	f := consentmode.VendorFacts{Consent: consentmode.State{Value: [consentmode.NumTypes]consentmode.Value{consentmode.Granted, consentmode.Granted, consentmode.Granted, consentmode.Granted}}}
 	const n = 40
 	for i := range n {
@@ -182,4 +160,23 @@ func TestCoalescedThroughDelivery(t *testing.T) {
 	if all > 3*n/4 {
 		t.Errorf("%d accepted calls for %d events: the lanes do not coalesce", all, 3*n)
 	}
+}
+
+// gatewayOver makes a Gateway with the three vendors on at u, each with
+// its token, whose lanes are d's.
+func gatewayOver(t *testing.T, d *delivery.Delivery, u *url.URL, tokens [3]string) *vendors.Gateway {
+	t.Helper()
+	c := &config.Vendors{EventIDParam: "ep.event_id", BatchMaxEvents: 100, Events: map[string]config.VendorEvent{
+		"purchase": {Name: [3]string{"Purchase", "purchase", "CompletePayment"}, Conversion: true},
+	}}
+	for v := range consentmode.Vendor(consentmode.NumVendors) {
+		c.On[v] = &config.Vendor{ID: "P1", Token: tokens[v], Endpoint: u, APIVersion: "v21.0"}
+	}
+	g, err := vendors.New(vendors.Options{Config: c, Sink: func(_ consentmode.Vendor, scheme, host string) (vendors.Sink, error) {
+		return d.Lane(delivery.Upstream{Scheme: scheme, Host: host, Client: &fasthttp.HostClient{Addr: host}})
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
 }
