@@ -78,10 +78,11 @@ const (
 	// FlagConversionsOnly: only events marked as conversions leave; page
 	// and audience events do not.
 	FlagConversionsOnly
-	numVendorFlags = 5
+	// NumVendorFlags counts the flags above.
+	NumVendorFlags = 5
 )
 
-var vendorFlagNames = [numVendorFlags]string{"no_ids", "no_user_data", "opt_out", "limited_data_use", "conversions_only"}
+var vendorFlagNames = [NumVendorFlags]string{"no_ids", "no_user_data", "opt_out", "limited_data_use", "conversions_only"}
 
 // VendorFlagNames returns the names of the flags, in bit order.
 func VendorFlagNames() []string { return append([]string(nil), vendorFlagNames[:]...) }

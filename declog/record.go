@@ -258,7 +258,7 @@ func (v *VendorValues) UnmarshalJSON(b []byte) error {
 
 // vendorCallNames[a][f] is VendorCall{Action: a, Flags: f}.String(),
 // built once: the log's writer allocates nothing per record.
-var vendorCallNames = func() (n [3][1 << 5]string) {
+var vendorCallNames = func() (n [3][1 << consentmode.NumVendorFlags]string) {
 	for a := range n {
 		for f := range n[a] {
 			n[a][f] = consentmode.VendorCall{Action: consentmode.VendorAction(a), Flags: consentmode.VendorFlags(f)}.String()

@@ -38,7 +38,7 @@ type Spec struct {
 	// redacted in them and, under FlagNoIDs, click ids removed.
 	URLs []string
 	// Flags[i] is what flag 1<<i does.
-	Flags [5]FieldSet
+	Flags [consentmode.NumVendorFlags]FieldSet
 	// Top are the top-level keys a merchant payload may carry (Forward);
 	// the others are removed. Auth is set by the gateway.
 	Top []string
@@ -60,8 +60,8 @@ func flagIndex(f consentmode.VendorFlags) int {
 	panic("vendors: not a single flag")
 }
 
-func flagSets(m map[consentmode.VendorFlags]FieldSet) [5]FieldSet {
-	var out [5]FieldSet
+func flagSets(m map[consentmode.VendorFlags]FieldSet) [consentmode.NumVendorFlags]FieldSet {
+	var out [consentmode.NumVendorFlags]FieldSet
 	for f, s := range m {
 		out[flagIndex(f)] = s
 	}
