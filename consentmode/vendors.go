@@ -196,8 +196,8 @@ var VendorRules = []VendorRule{
 		Why: "Meta and TikTok have no cookieless mode and need consent (ePrivacy Art. 5(3)) before their identifiers are used; Microsoft takes adStorageConsent \"D\" and then gets no cookie or click ids",
 		Sources: []string{
 			"https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/customer-information-parameters",
-			"https://learn.microsoft.com/en-us/advertising/guides/uet-conversion-api-integration",
-			"https://business-api.tiktok.com/portal/docs?id=1771101303285761",
+			"https://learn.microsoft.com/en-us/advertising/msa-help/hlp_ba_conc_uet_consent",
+			"https://business-api.tiktok.com/portal/docs?id=1771101027431425",
 		},
 	},
 	{
@@ -209,7 +209,8 @@ var VendorRules = []VendorRule{
 		},
 		Why: "ad_user_data governs sending user data for advertising: hashed e-mail, phone, external id and address fields, and the client IP, stay home",
 		Sources: []string{
-			"https://support.google.com/tagmanager/answer/13802165",
+			"https://support.google.com/google-ads/answer/13802165",
+			"https://developers.google.com/tag-platform/security/concepts/consent-mode",
 		},
 	},
 	{
@@ -234,7 +235,7 @@ var VendorRules = []VendorRule{
 		Why: "a US opt-out (GPC, US Privacy, GPP) asks for limited data use: Meta's data_processing_options [\"LDU\"], TikTok's limited_data_use; Microsoft has no such mode and is treated as denied",
 		Sources: []string{
 			"https://developers.facebook.com/docs/marketing-apis/data-processing-options",
-			"https://business-api.tiktok.com/portal/docs?id=1771101303285761",
+			"https://business-api.tiktok.com/portal/docs?id=1771101027431425",
 		},
 	},
 	{
@@ -244,7 +245,7 @@ var VendorRules = []VendorRule{
 		},
 		Why: "Microsoft Advertising is an IAB TCF vendor: without consent for its GVL id and Purpose 1 it is treated as denied; Meta and TikTok are not TCF vendors, Consent Mode decides for them",
 		Sources: []string{
-			"https://learn.microsoft.com/en-us/advertising/guides/uet-consent-mode",
+			"https://learn.microsoft.com/en-us/advertising/msa-help/hlp_ba_conc_uet_tcf",
 		},
 	},
 }

@@ -254,7 +254,11 @@ func writeVendorsMarkdown(w io.Writer, d *rulesDoc) {
 		for _, n := range names {
 			fmt.Fprintf(w, " %s |", r.Effect[n])
 		}
-		fmt.Fprintf(w, " %s |\n", cell(r.Why))
+		links := make([]string, len(r.Sources))
+		for i, s := range r.Sources {
+			links[i] = fmt.Sprintf("[%d](%s)", i+1, s)
+		}
+		fmt.Fprintf(w, " %s (sources: %s) |\n", cell(r.Why), strings.Join(links, " "))
 	}
 	fmt.Fprintf(w, "\n| GA4 event | %s | conversion |\n|---|---|---|---|---|\n", strings.Join(names, " | "))
 	for _, name := range sortedKeys(v.Events) {
