@@ -375,22 +375,11 @@ func (g *Gateway) event(v consentmode.Vendor, name string, f *fields, ids *hitID
 		put(cd, "currency", f.currency)
 		put(cd, "order_id", f.txn)
 		if len(f.items) > 0 {
-			ids, contents, n := []any{}, []any{}, 0
+			n := 0
 			for _, it := range f.items {
-				ids = append(ids, it.ID)
-				c := map[string]any{"id": it.ID}
-				if it.Qty > 0 {
-					c["quantity"] = it.Qty
-					n += it.Qty
-				} else {
-					n++
-				}
-				if it.HasPrice {
-					c["item_price"] = it.Price
-				}
-				contents = append(contents, c)
+				n += max(it.Qty, 1)
 			}
-			cd["content_ids"], cd["contents"], cd["num_items"], cd["content_type"] = ids, contents, n, "product"
+			cd["content_ids"], cd["contents"], cd["num_items"], cd["content_type"] = itemIDs(f.items), itemList(f.items, itemKeys{"id", "", "item_price", "quantity"}), n, "product"
 		}
 		ev := map[string]any{"event_name": name, "event_time": ids.atSec, "action_source": "website", "user_data": u}
 		put(ev, "event_id", f.id)
@@ -420,20 +409,7 @@ func (g *Gateway) event(v consentmode.Vendor, name string, f *fields, ids *hitID
 		put(cd, "currency", f.currency)
 		put(cd, "transactionId", f.txn)
 		if len(f.items) > 0 {
-			ids, items := []any{}, []any{}
-			for _, it := range f.items {
-				ids = append(ids, it.ID)
-				c := map[string]any{"id": it.ID}
-				put(c, "name", it.Name)
-				if it.HasPrice {
-					c["price"] = it.Price
-				}
-				if it.Qty > 0 {
-					c["quantity"] = it.Qty
-				}
-				items = append(items, c)
-			}
-			cd["itemIds"], cd["items"] = ids, items
+			cd["itemIds"], cd["items"] = itemIDs(f.items), itemList(f.items, itemKeys{"id", "name", "price", "quantity"})
 		}
 		ev := map[string]any{"eventType": "custom", "eventName": name, "eventTime": ids.atSec, "adStorageConsent": "G", "userData": u}
 		put(ev, "eventId", f.id)
@@ -460,19 +436,7 @@ func (g *Gateway) event(v consentmode.Vendor, name string, f *fields, ids *hitID
 		put(p, "currency", f.currency)
 		put(p, "order_id", f.txn)
 		if len(f.items) > 0 {
-			contents := []any{}
-			for _, it := range f.items {
-				c := map[string]any{"content_id": it.ID}
-				put(c, "content_name", it.Name)
-				if it.HasPrice {
-					c["price"] = it.Price
-				}
-				if it.Qty > 0 {
-					c["quantity"] = it.Qty
-				}
-				contents = append(contents, c)
-			}
-			p["contents"], p["content_type"] = contents, "product"
+			p["contents"], p["content_type"] = itemList(f.items, itemKeys{"content_id", "content_name", "price", "quantity"}), "product"
 		}
 		ev := map[string]any{"event": name, "event_time": ids.atSec, "user": u}
 		put(ev, "event_id", f.id)
@@ -487,6 +451,39 @@ func (g *Gateway) event(v consentmode.Vendor, name string, f *fields, ids *hitID
 		}
 		return ev
 	}
+}
+
+// itemKeys name an item's fields in one vendor's payload ("" leaves the
+// field out).
+type itemKeys struct{ id, name, price, qty string }
+
+// itemList is the hit's items as vendor objects: the id always, the
+// name, price and quantity when the hit has them.
+func itemList(items []item, k itemKeys) []any {
+	out := make([]any, 0, len(items))
+	for _, it := range items {
+		c := map[string]any{k.id: it.ID}
+		if k.name != "" {
+			put(c, k.name, it.Name)
+		}
+		if it.HasPrice {
+			c[k.price] = it.Price
+		}
+		if it.Qty > 0 {
+			c[k.qty] = it.Qty
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// itemIDs is the ids of the hit's items.
+func itemIDs(items []item) []any {
+	out := make([]any, len(items))
+	for i, it := range items {
+		out[i] = it.ID
+	}
+	return out
 }
 
 func put(m map[string]any, k, v string) {

@@ -191,13 +191,7 @@ func TestMetricsRegistered(t *testing.T) {
 // per vendor.
 func TestEventCounts(t *testing.T) {
 	t.Parallel()
-	sink := newGatedSink()
-	close(sink.release)
-	set := metrics.NewSet()
-	g, err := New(Options{Config: testConfig(t, "https://api.example"), Metrics: set, Sink: func(consentmode.Vendor, string, string) (Sink, error) { return sink, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, set := countingGateway(t)
 	// ad_storage and ad_personalization denied: Meta and TikTok blocked,
 	// Microsoft gets the conversion only.
 	f := consentmode.VendorFacts{Consent: state(D, G, D)}
@@ -265,13 +259,7 @@ func TestCloseFlushes(t *testing.T) {
 // TikTok, which needs neither, still gets it.
 func TestIncompleteEvents(t *testing.T) {
 	t.Parallel()
-	sink := newGatedSink()
-	close(sink.release)
-	set := metrics.NewSet()
-	g, err := New(Options{Config: testConfig(t, "https://api.example"), Metrics: set, Sink: func(consentmode.Vendor, string, string) (Sink, error) { return sink, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, set := countingGateway(t)
 	f := consentmode.VendorFacts{Consent: state(G, G, G)}
 	h := &Hit{At: time.Unix(1765100000, 0), Query: []byte("v=2&en=purchase&ep.event_id=e1")}
 	g.Offer(g.Plan(&f, h.Query, h.Body), h)
@@ -322,4 +310,18 @@ func TestSinkAskedLate(t *testing.T) {
 	if len(sink.calls) != 1 || asked != 2 {
 		t.Errorf("%d calls, lanes asked %d times", len(sink.calls), asked)
 	}
+}
+
+// countingGateway is a Gateway with the three vendors on, its own metrics
+// set and a sink that takes every call at once.
+func countingGateway(t *testing.T) (*Gateway, *metrics.Set) {
+	t.Helper()
+	sink := newGatedSink()
+	close(sink.release)
+	set := metrics.NewSet()
+	g, err := New(Options{Config: testConfig(t, "https://api.example"), Metrics: set, Sink: func(consentmode.Vendor, string, string) (Sink, error) { return sink, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, set
 }

@@ -64,18 +64,10 @@ func TestParseItem(t *testing.T) {
 // cookie wins over the fbclid of the URL.
 func TestBuildKeepsDataHome(t *testing.T) {
 	t.Parallel()
-	g, err := New(Options{Config: testConfig(t, "https://api.example")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := consentmode.VendorFacts{Consent: state(G, G, G)}
 	h := purchaseHit()
 	h.Query = []byte("v=2&en=purchase&uid=jane%40example.com&em=tv.1~em.jane%40example.com&dl=https%3A%2F%2Fshop.example%2F%3Ffbclid%3DURLCLICK&dr=https%3A%2F%2Fmail.example%2F%3Fto%3Djane%40example.com")
 	h.Cookie = []byte("_fbc=fb.1.1.COOKIECLICK; _uetmsclkid=_uetMSCOOKIE1")
-	calls, _ := g.Preview(g.Plan(&f, h.Query, h.Body), h)
-	if len(calls) != 3 {
-		t.Fatalf("%d calls", len(calls))
-	}
+	calls := previewGranted(t, h)
 	for _, c := range calls {
 		b := string(c.Body)
 		if strings.Contains(b, "jane") || strings.Contains(b, "external_id") || strings.Contains(b, "externalId") || strings.Contains(b, `"em"`) || strings.Contains(b, `"email"`) {
@@ -148,18 +140,10 @@ func TestImports(t *testing.T) {
 // does from every value Google gets; the same for a merchant's payload.
 func TestBuildRedactsEveryEmail(t *testing.T) {
 	t.Parallel()
-	g, err := New(Options{Config: testConfig(t, "https://api.example")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := consentmode.VendorFacts{Consent: state(G, G, G)}
 	h := purchaseHit()
 	h.Query = []byte("v=2&en=purchase&ep.event_id=e1&dt=Account%20of%20jane%40example.com&pr1=idSKU-1~nmGift%20for%20jane%40example.com~pr5&dl=https%3A%2F%2Fshop.example%2Fdone")
 	h.UserAgent = []byte("Mozilla/5.0 (contact jane@example.com)")
-	calls, _ := g.Preview(g.Plan(&f, h.Query, h.Body), h)
-	if len(calls) != 3 {
-		t.Fatalf("%d calls", len(calls))
-	}
+	calls := previewGranted(t, h)
 	for _, c := range calls {
 		if strings.Contains(string(c.Body), "jane") {
 			t.Errorf("%s: an e-mail address left: %s", c.Vendor, c.Body)
@@ -198,4 +182,20 @@ func (s *recordingSink) bodies() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.b...)
+}
+
+// previewGranted previews h with everything granted and the three
+// vendors on; it fails unless each makes one call.
+func previewGranted(t *testing.T, h *Hit) []Call {
+	t.Helper()
+	g, err := New(Options{Config: testConfig(t, "https://api.example")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := consentmode.VendorFacts{Consent: state(G, G, G)}
+	calls, _ := g.Preview(g.Plan(&f, h.Query, h.Body), h)
+	if len(calls) != 3 {
+		t.Fatalf("%d calls", len(calls))
+	}
+	return calls
 }

@@ -203,22 +203,27 @@ func countVendorEvents(f *vendorFake, want vendorWant) [consentmode.NumVendors]v
 	return out
 }
 
-// waitVendorEvents polls the fake until every wanted event arrived or
-// the deadline passes.
+// waitVendorEvents waits until every wanted event arrived or the
+// deadline passes, counting again at each request the fake records.
 func waitVendorEvents(f *vendorFake, want vendorWant, deadline time.Duration) ([consentmode.NumVendors]vendorCounts, time.Duration) {
 	start := time.Now()
+	timeout := time.NewTimer(deadline)
+	defer timeout.Stop()
 	for {
+		changed := f.Changed() // before counting: a request in between wakes the wait
 		c := countVendorEvents(f, want)
 		done := true
 		for _, x := range c {
 			done = done && x.missing == 0
 		}
-		if done || time.Since(start) > deadline {
+		if done {
 			return c, time.Since(start)
 		}
-		// The events arrive from another process: the fake's record is
-		// the only signal. Missing ones at the deadline fail the test.
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-changed:
+		case <-timeout.C:
+			return countVendorEvents(f, want), time.Since(start) // missing ones fail the test
+		}
 	}
 }
 

@@ -254,6 +254,13 @@ func (f *Fake) Received(v consentmode.Vendor) []Request {
 	return append([]Request(nil), f.received[v]...)
 }
 
+// Changed returns a channel closed when the fake next records a request.
+func (f *Fake) Changed() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.changed
+}
+
 // Events returns the events vendor v accepted, in order.
 func (f *Fake) Events(v consentmode.Vendor) []map[string]any {
 	f.mu.Lock()
