@@ -57,11 +57,15 @@ var errNoDelivery = errors.New("proxy: delivery is not started")
 // h.vendors is set. The consent facts (a TC string to parse) are read
 // only for a hit with an event some vendor takes.
 func (h *Handler) planVendors(p *prepared, in *consentmode.Input) {
-	if in.Family != consentmode.FamilyGA4 || !h.vendors.Maps(in.Query, in.Body) {
+	if in.Family != consentmode.FamilyGA4 {
+		return
+	}
+	m := h.vendors.Events(in.Query, in.Body)
+	if !m.Any() {
 		return
 	}
 	f := consentmode.FactsOf(&p.decision, in.GPC, in.Query, in.Cookie)
-	p.vendors = h.vendors.Plan(&f, in.Query, in.Body)
+	p.vendors = h.vendors.PlanMapped(&f, m)
 }
 
 // vendorHit is the copy-free view of the request the vendors' builder
@@ -76,7 +80,7 @@ func vendorHit(req *fasthttp.Request, cookie []byte, at time.Time, client netip.
 // Only a hit the browser will not send again (its answer is not an error)
 // is offered: a retried hit would reach the vendors twice.
 func (h *Handler) offerVendors(ctx *fasthttp.RequestCtx, p *prepared, client netip.Addr, at time.Time) {
-	if p.vendors.Calls == ([consentmode.NumVendors]consentmode.VendorCall{}) || ctx.Response.StatusCode() >= 400 {
+	if !p.vendors.Planned() || ctx.Response.StatusCode() >= 400 {
 		return
 	}
 	var cookies [1024]byte

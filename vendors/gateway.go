@@ -106,37 +106,47 @@ func New(opts Options) (*Gateway, error) {
 	return g, nil
 }
 
+// Mapped is which vendors a GA4 hit's events map to (Gateway.Events).
+type Mapped struct {
+	to, conv [consentmode.NumVendors]bool // some event maps; some conversion maps
+}
+
+// Any reports whether some event maps to a vendor that is on: when not,
+// the hit has no vendor plan and its consent facts need not be read.
+func (m Mapped) Any() bool { return m.to != [consentmode.NumVendors]bool{} }
+
+// Events reads the event names of a GA4 hit and looks them up. It costs
+// no allocation.
+func (g *Gateway) Events(query, body []byte) Mapped {
+	if !g.any {
+		return Mapped{}
+	}
+	var m Mapped
+	m.to, m.conv = g.mapped(query, body)
+	return m
+}
+
 // Plan returns what the hit's events mean for each vendor. query and
 // body are the GA4 hit's; they are not kept. It costs no allocation.
 func (g *Gateway) Plan(f *consentmode.VendorFacts, query, body []byte) Plan {
+	return g.PlanMapped(f, g.Events(query, body))
+}
+
+// PlanMapped is Plan for a hit whose events Events has read already.
+func (g *Gateway) PlanMapped(f *consentmode.VendorFacts, m Mapped) Plan {
 	var p Plan
-	if !g.any {
-		return p
-	}
-	mapped, conv := g.mapped(query, body)
-	if mapped == ([consentmode.NumVendors]bool{}) {
+	if !m.Any() {
 		return p
 	}
 	calls := consentmode.DecideVendors(f)
 	for v := range consentmode.Vendor(consentmode.NumVendors) {
 		c := calls[v]
-		if !mapped[v] || (c.Action == consentmode.VendorSend && c.Flags.Has(consentmode.FlagConversionsOnly) && !conv[v]) {
+		if !m.to[v] || (c.Action == consentmode.VendorSend && c.Flags.Has(consentmode.FlagConversionsOnly) && !m.conv[v]) {
 			continue
 		}
 		p.Calls[v] = c
 	}
 	return p
-}
-
-// Maps reports whether some event of the GA4 hit maps to a vendor that
-// is on: when not, the hit has no vendor plan and its consent facts need
-// not be read. It costs no allocation.
-func (g *Gateway) Maps(query, body []byte) bool {
-	if !g.any {
-		return false
-	}
-	mapped, _ := g.mapped(query, body)
-	return mapped != [consentmode.NumVendors]bool{}
 }
 
 // mapped reads the event names (en) of a GA4 hit, in the query and in
@@ -184,8 +194,8 @@ func (p *Plan) Sends() bool {
 	return false
 }
 
-// planned reports whether any call of p is not VendorNone.
-func (p *Plan) planned() bool {
+// Planned reports whether any call of p is not VendorNone.
+func (p *Plan) Planned() bool {
 	return p.Calls != [consentmode.NumVendors]consentmode.VendorCall{}
 }
 
@@ -195,7 +205,7 @@ func (p *Plan) planned() bool {
 // per planned vendor. A plan with only blocks is taken too: its events
 // are counted as blocked.
 func (g *Gateway) Offer(p Plan, h *Hit) bool {
-	if !p.planned() {
+	if !p.Planned() {
 		return true
 	}
 	if g.ch == nil {
